@@ -1,0 +1,238 @@
+//! Mechanisms: what an operation does ([`Mechanism`]) and its PKCS#11 identity ([`MechanismKind`]).
+
+use cryptoki_sys as ck;
+
+/// A hash function used by a signature or OAEP mechanism (and, for PSS and OAEP, by MGF1 too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    /// SHA-1 (FIPS 180-4): legacy, still the hash of RSA-OAEP in the Azure and GCP formats.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlg {
+    /// Output length in bytes.
+    pub fn len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    /// Conventional name (`SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "SHA-1",
+            HashAlg::Sha256 => "SHA-256",
+            HashAlg::Sha384 => "SHA-384",
+            HashAlg::Sha512 => "SHA-512",
+        }
+    }
+
+    /// PKCS#11 `CKM_SHA*` value (the `hashAlg` of OAEP and PSS parameters).
+    pub fn ckm(self) -> ck::CK_MECHANISM_TYPE {
+        match self {
+            HashAlg::Sha1 => ck::CKM_SHA_1,
+            HashAlg::Sha256 => ck::CKM_SHA256,
+            HashAlg::Sha384 => ck::CKM_SHA384,
+            HashAlg::Sha512 => ck::CKM_SHA512,
+        }
+    }
+}
+
+/// An operation's mechanism with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// RSASSA-PKCS1-v1_5 with the data hashed inside (`CKM_SHA256_RSA_PKCS` and kin; RFC 8017 §8.2).
+    RsaPkcs1v15 {
+        /// Digest applied to the data.
+        hash: HashAlg,
+    },
+    /// RSASSA-PSS with the data hashed inside (`CKM_SHA256_RSA_PKCS_PSS` and kin; RFC 8017 §8.1),
+    /// MGF1 with the same hash and a salt as long as the hash.
+    RsaPss {
+        /// Digest applied to the data, and MGF1's hash.
+        hash: HashAlg,
+    },
+    /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
+    RsaOaep {
+        /// OAEP hash and MGF1 hash.
+        hash: HashAlg,
+    },
+    /// AES key wrap (`CKM_AES_KEY_WRAP`; RFC 3394, SP 800-38F KW).
+    AesKeyWrap,
+    /// AES key wrap with padding (RFC 5649, SP 800-38F KWP): `CKM_AES_KEY_WRAP_KWP` in PKCS#11 3.0,
+    /// `CKM_AES_KEY_WRAP_PAD` in SoftHSM2 and nShield.
+    AesKeyWrapPad,
+    /// `CKM_RSA_AES_KEY_WRAP` (PKCS#11 2.40 §2.1.21): an ephemeral AES key wrapped with RSA-OAEP,
+    /// then the target wrapped with AES-KWP under it; the two are concatenated.
+    RsaAesKeyWrap {
+        /// Size of the ephemeral AES key: 128, 192 or 256.
+        aes_bits: u16,
+        /// OAEP hash (and MGF1 hash) for the ephemeral key.
+        hash: HashAlg,
+    },
+}
+
+impl Mechanism {
+    /// The PKCS#11 identity of this mechanism.
+    pub fn kind(&self) -> MechanismKind {
+        use HashAlg::*;
+        match *self {
+            Mechanism::RsaPkcs1v15 { hash: Sha1 } => MechanismKind::Sha1RsaPkcs,
+            Mechanism::RsaPkcs1v15 { hash: Sha256 } => MechanismKind::Sha256RsaPkcs,
+            Mechanism::RsaPkcs1v15 { hash: Sha384 } => MechanismKind::Sha384RsaPkcs,
+            Mechanism::RsaPkcs1v15 { hash: Sha512 } => MechanismKind::Sha512RsaPkcs,
+            Mechanism::RsaPss { hash: Sha1 } => MechanismKind::Sha1RsaPkcsPss,
+            Mechanism::RsaPss { hash: Sha256 } => MechanismKind::Sha256RsaPkcsPss,
+            Mechanism::RsaPss { hash: Sha384 } => MechanismKind::Sha384RsaPkcsPss,
+            Mechanism::RsaPss { hash: Sha512 } => MechanismKind::Sha512RsaPkcsPss,
+            Mechanism::RsaOaep { .. } => MechanismKind::RsaPkcsOaep,
+            Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
+            Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
+            Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
+        }
+    }
+
+    /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
+    pub fn describe(&self) -> String {
+        match self {
+            Mechanism::RsaOaep { hash } => format!("RSA-OAEP({})", hash.name()),
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                format!("RSA-AES-KEY-WRAP(AES-{aes_bits}, OAEP {})", hash.name())
+            }
+            other => other.kind().name().to_string(),
+        }
+    }
+}
+
+/// Defines [`MechanismKind`] with its `CKM_*` value and name in one table.
+macro_rules! mechanism_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $ckm:ident, $name:literal; )*) => {
+        /// A mechanism's identity, as PKCS#11 numbers it (used in capability lists and policies).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum MechanismKind { $( $(#[$doc])* $variant, )* }
+
+        impl MechanismKind {
+            /// Every kind in the table.
+            pub const ALL: &'static [MechanismKind] = &[$(MechanismKind::$variant),*];
+
+            /// The `CKM_*` value.
+            pub fn ckm(self) -> ck::CK_MECHANISM_TYPE {
+                match self { $( MechanismKind::$variant => ck::$ckm, )* }
+            }
+
+            /// The kind of a `CKM_*` value, if hsmkit knows it.
+            pub fn from_ckm(ckm: ck::CK_MECHANISM_TYPE) -> Option<Self> {
+                $( if ckm == ck::$ckm { return Some(MechanismKind::$variant); } )*
+                None
+            }
+
+            /// The `CKM_*` constant's name without the prefix, as `pkcs11-tool -M` prints it.
+            pub fn name(self) -> &'static str {
+                match self { $( MechanismKind::$variant => $name, )* }
+            }
+        }
+    };
+}
+
+mechanism_kinds! {
+    /// `CKM_RSA_PKCS_KEY_PAIR_GEN`.
+    RsaPkcsKeyPairGen => CKM_RSA_PKCS_KEY_PAIR_GEN, "RSA-PKCS-KEY-PAIR-GEN";
+    /// `CKM_AES_KEY_GEN`.
+    AesKeyGen => CKM_AES_KEY_GEN, "AES-KEY-GEN";
+    /// `CKM_SHA1_RSA_PKCS`.
+    Sha1RsaPkcs => CKM_SHA1_RSA_PKCS, "SHA1-RSA-PKCS";
+    /// `CKM_SHA256_RSA_PKCS`.
+    Sha256RsaPkcs => CKM_SHA256_RSA_PKCS, "SHA256-RSA-PKCS";
+    /// `CKM_SHA384_RSA_PKCS`.
+    Sha384RsaPkcs => CKM_SHA384_RSA_PKCS, "SHA384-RSA-PKCS";
+    /// `CKM_SHA512_RSA_PKCS`.
+    Sha512RsaPkcs => CKM_SHA512_RSA_PKCS, "SHA512-RSA-PKCS";
+    /// `CKM_SHA1_RSA_PKCS_PSS`.
+    Sha1RsaPkcsPss => CKM_SHA1_RSA_PKCS_PSS, "SHA1-RSA-PKCS-PSS";
+    /// `CKM_SHA256_RSA_PKCS_PSS`.
+    Sha256RsaPkcsPss => CKM_SHA256_RSA_PKCS_PSS, "SHA256-RSA-PKCS-PSS";
+    /// `CKM_SHA384_RSA_PKCS_PSS`.
+    Sha384RsaPkcsPss => CKM_SHA384_RSA_PKCS_PSS, "SHA384-RSA-PKCS-PSS";
+    /// `CKM_SHA512_RSA_PKCS_PSS`.
+    Sha512RsaPkcsPss => CKM_SHA512_RSA_PKCS_PSS, "SHA512-RSA-PKCS-PSS";
+    /// `CKM_RSA_PKCS_OAEP`.
+    RsaPkcsOaep => CKM_RSA_PKCS_OAEP, "RSA-PKCS-OAEP";
+    /// `CKM_AES_KEY_WRAP` (RFC 3394).
+    AesKeyWrap => CKM_AES_KEY_WRAP, "AES-KEY-WRAP";
+    /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649 in SoftHSM2 and nShield).
+    AesKeyWrapPad => CKM_AES_KEY_WRAP_PAD, "AES-KEY-WRAP-PAD";
+    /// `CKM_AES_KEY_WRAP_KWP` (RFC 5649, PKCS#11 3.0).
+    AesKeyWrapKwp => CKM_AES_KEY_WRAP_KWP, "AES-KEY-WRAP-KWP";
+    /// `CKM_RSA_AES_KEY_WRAP`.
+    RsaAesKeyWrap => CKM_RSA_AES_KEY_WRAP, "RSA-AES-KEY-WRAP";
+}
+
+bitflags::bitflags! {
+    /// What a mechanism can do on a backend (`CKF_*` of `CK_MECHANISM_INFO`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct MechanismFlags: u32 {
+        /// `CKF_ENCRYPT`.
+        const ENCRYPT = 1 << 0;
+        /// `CKF_DECRYPT`.
+        const DECRYPT = 1 << 1;
+        /// `CKF_SIGN`.
+        const SIGN = 1 << 2;
+        /// `CKF_VERIFY`.
+        const VERIFY = 1 << 3;
+        /// `CKF_GENERATE`.
+        const GENERATE = 1 << 4;
+        /// `CKF_GENERATE_KEY_PAIR`.
+        const GENERATE_KEY_PAIR = 1 << 5;
+        /// `CKF_WRAP`.
+        const WRAP = 1 << 6;
+        /// `CKF_UNWRAP`.
+        const UNWRAP = 1 << 7;
+    }
+}
+
+/// One row of a backend's mechanism list (`C_GetMechanismInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MechanismInfo {
+    /// The mechanism.
+    pub kind: MechanismKind,
+    /// Smallest key size in bits.
+    pub min_bits: u32,
+    /// Largest key size in bits.
+    pub max_bits: u32,
+    /// What it can do.
+    pub flags: MechanismFlags,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_ckm() {
+        for &k in MechanismKind::ALL {
+            assert_eq!(MechanismKind::from_ckm(k.ckm()), Some(k), "{}", k.name());
+        }
+        assert_eq!(MechanismKind::RsaAesKeyWrap.ckm(), 0x1054);
+        assert_eq!(MechanismKind::AesKeyWrapKwp.ckm(), 0x210B);
+        assert_eq!(MechanismKind::from_ckm(0xFFFF_0000), None);
+    }
+
+    #[test]
+    fn parameterised_mechanisms_map_to_their_kind() {
+        let m = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 };
+        assert_eq!(m.kind(), MechanismKind::Sha384RsaPkcs);
+        let m = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
+        assert_eq!(m.describe(), "RSA-AES-KEY-WRAP(AES-256, OAEP SHA-1)");
+    }
+}
