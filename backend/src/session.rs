@@ -7,7 +7,7 @@ use crate::mechanism::Mechanism;
 use crate::policy::KeyPolicy;
 use crate::types::{
     Attr, AttrKind, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec,
-    KeySpec, SessionMode, SlotId, UserKind,
+    KeySpec, KeyType, SessionMode, SlotId, UserKind,
 };
 use crate::Pin;
 
@@ -64,8 +64,16 @@ pub trait Session: Send + fmt::Debug {
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>>;
     /// `C_WrapKey`: `target` wrapped under `wrapping`.
     fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>>;
-    /// `C_UnwrapKey`. Failures are opaque ([`crate::ErrorKind::WrappedKeyInvalid`]).
-    fn unwrap_key(&self, mech: &Mechanism, unwrapping: KeyHandle, wrapped: &[u8], policy: &KeyPolicy) -> Result<KeyHandle>;
+    /// `C_UnwrapKey`: a key of type `key_type` (RSA keys travel as PKCS#8, AES keys as their
+    /// bytes). Failures are opaque ([`crate::ErrorKind::WrappedKeyInvalid`]).
+    fn unwrap_key(
+        &self,
+        mech: &Mechanism,
+        unwrapping: KeyHandle,
+        wrapped: &[u8],
+        key_type: KeyType,
+        policy: &KeyPolicy,
+    ) -> Result<KeyHandle>;
     /// `C_GenerateRandom`.
     fn random(&self, out: &mut [u8]) -> Result<()>;
 }

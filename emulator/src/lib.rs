@@ -1,1 +1,27 @@
-//! x
+//! An nShield-style hardware security module, emulated in process.
+//!
+//! - A [`module`] with a serial number, a mode and NVRAM of its own.
+//! - A security [`world`] with cipher suite, KNSO, KRE, KM and an Administrator Card Set of
+//!   n [`card`]s with quorum k, the ACS secret split by Shamir's scheme.
+//! - Module-protected keys stored as [`keyblob`]s in kmdata, sealed under KM with their
+//!   nCore-shaped [`acl`] bound in, enforced on every operation.
+//! - Crash-safe writes ([`fsio`]), injectable randomness and time ([`rng`]).
+//!
+//! [`Emulator`] implements [`hsmkit_backend::Backend`]; its nShield-only operations (worlds,
+//! cards, quorum, ACL changes) are methods of its own.
+
+pub mod acl;
+pub mod card;
+mod dl_params;
+mod emulator;
+pub mod fsio;
+pub mod keyblob;
+pub mod keys;
+pub mod module;
+pub mod rng;
+mod session;
+pub mod suite;
+pub mod world;
+
+pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
+pub use session::{EmulatorSession, SLOT};

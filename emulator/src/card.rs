@@ -1,0 +1,182 @@
+//! Administrator cards: each a file holding one share of the ACS secret, encrypted under a key
+//! derived from the card's PIN with Argon2id, with a failure counter that locks the card.
+//!
+//! The counter lives in the card file, as it lives on a real smartcard. Unlike a smartcard, a file
+//! can be restored from a copy; the emulator models the card, not its tamper resistance.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{Error, ErrorKind, Op, Pin, Result};
+use secrecy::ExposeSecret;
+
+use crate::fsio::{FaultHook, write_atomic};
+use crate::suite::{Sealed, open, seal};
+
+/// File format name of a card.
+pub const CARD_FORMAT: &str = "hsmkit-card";
+
+/// Wrong PINs before a card locks.
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
+
+/// Argon2id parameters of a card's PIN key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+    /// Salt (hex).
+    #[serde(with = "hex")]
+    pub salt: Vec<u8>,
+}
+
+impl KdfParams {
+    /// OWASP's Argon2id minimum (19 MiB, 2 passes, 1 lane) with a fresh salt.
+    pub fn recommended(salt: [u8; 16]) -> Self {
+        KdfParams { m_kib: 19 * 1024, t: 2, p: 1, salt: salt.to_vec() }
+    }
+
+    fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
+        let bad = || {
+            Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's key-derivation parameters are invalid")
+        };
+        // Refuse parameters a hostile file could use to exhaust memory or time.
+        if self.m_kib > 1024 * 1024 || self.t > 64 || self.p > 16 || self.salt.len() < 8 {
+            return Err(bad());
+        }
+        let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad())?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(pin.expose_secret().as_bytes(), &self.salt, out.as_mut())
+            .map_err(|_| bad())?;
+        Ok(out)
+    }
+}
+
+/// What a card says about itself; bound into the share's encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardHeader {
+    /// Always [`CARD_FORMAT`].
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// The world this card belongs to: hash of its KNSO (hex).
+    #[serde(with = "hex")]
+    pub world: Vec<u8>,
+    /// Card number, 1 to n.
+    pub card: u8,
+    /// Cards in the set.
+    pub of: u8,
+    /// Cards needed.
+    pub quorum: u8,
+    /// PIN key derivation.
+    pub kdf: KdfParams,
+}
+
+/// A card file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardFile {
+    /// The authenticated header.
+    pub header: CardHeader,
+    /// The share, sealed under the PIN key.
+    pub share: Sealed,
+    /// Wrong PINs so far.
+    pub failures: u32,
+    /// Wrong PINs allowed before the card locks.
+    pub max_failures: u32,
+}
+
+impl CardFile {
+    /// Seals `share` for card `card` of `of` under `pin`.
+    pub fn new(header: CardHeader, pin: &Pin, nonce: [u8; 12], share: &[u8]) -> Result<Self> {
+        let key = header.kdf.derive(pin)?;
+        let aad = aad(&header)?;
+        let share = seal(key.as_ref(), nonce, &aad, share)?;
+        Ok(CardFile { header, share, failures: 0, max_failures: DEFAULT_MAX_FAILURES })
+    }
+
+    /// The card file name for card `card` of the world `hknso`: `acs_<first 10 hex>_card<N>`.
+    pub fn file_name(hknso: &[u8], card: u8) -> String {
+        format!("acs_{}_card{card}", short_hash(hknso))
+    }
+
+    /// Reads and parses a card file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = fs::read(path).map_err(|e| {
+            Error::new(ErrorKind::NotFound, Op::ReadCard)
+                .detail(format!("cannot read card file {}: {e}", path.display()))
+                .hint("check the --cards folder and the card file name")
+        })?;
+        let card: CardFile = serde_json::from_slice(&bytes).map_err(|_| {
+            Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} is not a readable hsmkit card (truncated or damaged)", path.display()))
+        })?;
+        if card.header.format != CARD_FORMAT || card.header.version != 1 {
+            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} is not an hsmkit card of a known version", path.display())));
+        }
+        if card.header.card == 0 || card.header.card > card.header.of || card.header.quorum == 0 || card.header.quorum > card.header.of {
+            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} has an impossible card number or quorum", path.display())));
+        }
+        Ok(card)
+    }
+
+    /// Writes the card crash-safely.
+    pub fn write(&self, path: &Path, hook: &FaultHook) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::ReadCard).detail(e.to_string()))?;
+        write_atomic(path, &bytes, hook).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::ReadCard).detail(format!("cannot write card {}: {e}", path.display()))
+        })
+    }
+
+    /// Unlocks the share with `pin`. A wrong PIN is counted in the file (written crash-safely)
+    /// and, at the limit, locks the card.
+    pub fn unlock(&mut self, path: &Path, pin: &Pin, hook: &FaultHook) -> Result<Zeroizing<Vec<u8>>> {
+        let label = format!("card {} of {} ({})", self.header.card, self.header.of, path.display());
+        if self.failures >= self.max_failures {
+            return Err(Error::new(ErrorKind::PinLocked, Op::ReadCard)
+                .detail(format!("{label} is locked after {} wrong PINs", self.failures))
+                .hint("use another card of the set; a locked card must be replaced with the quorum"));
+        }
+        let key = self.header.kdf.derive(pin)?;
+        if let Some(share) = open(key.as_ref(), &aad(&self.header)?, &self.share) {
+            if self.failures != 0 {
+                self.failures = 0;
+                self.write(path, hook)?;
+            }
+            return Ok(share);
+        }
+        self.failures += 1;
+        self.write(path, hook)?;
+        let left = self.max_failures - self.failures;
+        let (kind, what) = if left == 0 {
+            (ErrorKind::PinLocked, format!("wrong PIN for {label}; the card is now locked"))
+        } else {
+            (ErrorKind::PinIncorrect, format!("wrong PIN for {label}; {left} tries left before it locks"))
+        };
+        Err(Error::new(kind, Op::ReadCard).detail(what))
+    }
+}
+
+fn aad(header: &CardHeader) -> Result<Vec<u8>> {
+    serde_json::to_vec(header).map_err(|e| Error::new(ErrorKind::Device, Op::ReadCard).detail(e.to_string()))
+}
+
+/// The first 10 hex digits of a hash: a short, readable world name.
+pub fn short_hash(h: &[u8]) -> String {
+    hex::encode(&h[..h.len().min(5)])
+}
+
+/// Where card `card` of world `hknso` lives in `dir`.
+pub fn card_path(dir: &Path, hknso: &[u8], card: u8) -> PathBuf {
+    dir.join(CardFile::file_name(hknso, card))
+}

@@ -1,0 +1,723 @@
+//! The emulator: one module, its world, its kmdata, and the keys loaded in it.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{
+    Error, ErrorKind, KeyHandle, MechanismKind, ObjectClass, Op, Pin, Result,
+};
+
+use crate::acl::{Acl, Denied, Need};
+use crate::fsio::{FaultHook, write_atomic};
+use crate::keyblob::{
+    ArchiveBlob, BlobKeyType, CngInfo, KEY_FORMAT, KeyFile, KeyHeader, Protection, check_appname, check_ident,
+    key_file_name,
+};
+use crate::keys::{RsaPrivate, UseCounters};
+use crate::module::{self, Mode, Nvram};
+use crate::rng::{Clock, HsmRng};
+use crate::suite::{CipherSuite, derive_key, seal};
+use crate::world::{CardPresentation, Quorum, QuorumAuth, World};
+
+/// Where the emulator keeps its files, and how it gets randomness and time.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The kmdata folder (`NFAST_KMDATA`): `local/world`, `local/key_*`, `local/module_*`.
+    pub kmdata: PathBuf,
+    /// The module's NVRAM folder.
+    pub nvram: PathBuf,
+    /// Where Administrator card files go.
+    pub cards: PathBuf,
+    /// A seed for a reproducible run (not for real keys); `None` for the OS RNG.
+    pub seed: Option<u64>,
+    /// The clock.
+    pub clock: Clock,
+    /// A fault-injection hook for tests.
+    pub faults: FaultHook,
+}
+
+impl Config {
+    /// kmdata at `kmdata`, with `nvram/` and `cards/` beside it.
+    pub fn beside(kmdata: impl Into<PathBuf>) -> Config {
+        let kmdata = kmdata.into();
+        let parent = kmdata.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        Config {
+            nvram: parent.join("nvram"),
+            cards: parent.join("cards"),
+            kmdata,
+            seed: None,
+            clock: Clock::System,
+            faults: FaultHook::default(),
+        }
+    }
+}
+
+/// The private part of a loaded key.
+pub enum Material {
+    /// An RSA private key.
+    Rsa(RsaPrivate),
+    /// An AES key.
+    Aes(Zeroizing<Vec<u8>>),
+    /// A public key alone.
+    PublicOnly,
+}
+
+/// A key loaded in the module.
+pub struct LoadedKey {
+    /// The blob's header (names, ACL, public key).
+    pub header: KeyHeader,
+    /// The blob file, for keys kept in kmdata.
+    pub path: Option<PathBuf>,
+    /// The private or secret part.
+    pub material: Material,
+    /// The RSA public key.
+    pub public: Option<rsa::PublicKey>,
+    /// Use counters per ACL group.
+    pub counters: UseCounters,
+    /// When the key was loaded (for time limits).
+    pub loaded_ms: u64,
+    /// `CKA_ALLOWED_MECHANISMS`.
+    pub allowed: Option<Vec<MechanismKind>>,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedKey({}/{})", self.header.appname, self.header.ident)
+    }
+}
+
+/// An object (a handle's target).
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// The key.
+    pub key: Arc<LoadedKey>,
+    /// Which half or kind of key the handle names.
+    pub class: ObjectClass,
+    /// The session that owns a session object; `None` for token objects.
+    pub owner: Option<u64>,
+}
+
+/// A key listed by `nkminfo -k`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListing {
+    /// The blob file.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: KeyHeader,
+}
+
+/// What [`Emulator::create_world`] reports.
+#[derive(Debug, Clone)]
+pub struct WorldCreated {
+    /// The world.
+    pub world: World,
+    /// The card files written.
+    pub cards: Vec<PathBuf>,
+}
+
+/// The nShield-style module, in process. A plain value: no globals.
+pub struct Emulator {
+    config: Config,
+    nvram: Mutex<(Nvram, PathBuf)>,
+    world: RwLock<Option<World>>,
+    rng: Mutex<HsmRng>,
+    objects: RwLock<HashMap<u64, Object>>,
+    next_handle: AtomicU64,
+    next_session: AtomicU64,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("kmdata", &self.config.kmdata).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn poisoned(op: Op) -> Error {
+    Error::new(ErrorKind::Device, op).detail("an earlier operation panicked; restart the module")
+}
+
+impl Emulator {
+    /// Opens the module described by `config`: its NVRAM (made on first use) and, if kmdata has
+    /// one, its world. The kmdata folder must exist.
+    pub fn open(config: Config) -> Result<Self> {
+        if !config.kmdata.is_dir() {
+            return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
+                .detail(format!("the kmdata folder {} does not exist", config.kmdata.display()))
+                .hint("create it, or point --kmdata or NFAST_KMDATA at an existing kmdata folder"));
+        }
+        let mut rng = match config.seed {
+            Some(s) => HsmRng::from_seed(s),
+            None => HsmRng::from_os()?,
+        };
+        let nvram = module::open_or_create(&config.nvram, &mut rng, &config.faults)?;
+        let world_path = config.kmdata.join("local").join("world");
+        let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
+        let emu = Emulator {
+            config,
+            nvram: Mutex::new(nvram),
+            world: RwLock::new(world),
+            rng: Mutex::new(rng),
+            objects: RwLock::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            next_session: AtomicU64::new(1),
+        };
+        Ok(emu)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether randomness is seeded (reproducible, not for real keys).
+    pub fn is_seeded(&self) -> bool {
+        self.config.seed.is_some()
+    }
+
+    pub(crate) fn rng(&self, op: Op) -> Result<MutexGuard<'_, HsmRng>> {
+        self.rng.lock().map_err(|_| poisoned(op))
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
+    fn local(&self) -> PathBuf {
+        self.config.kmdata.join("local")
+    }
+
+    /// The module's serial number.
+    pub fn esn(&self) -> Result<String> {
+        Ok(self.nvram.lock().map_err(|_| poisoned(Op::Module))?.0.esn.clone())
+    }
+
+    /// The module's mode.
+    pub fn mode(&self) -> Result<Mode> {
+        Ok(self.nvram.lock().map_err(|_| poisoned(Op::Module))?.0.mode)
+    }
+
+    /// Switches the module's mode (`nopclearfail`).
+    pub fn set_mode(&self, mode: Mode) -> Result<()> {
+        let mut nv = self.nvram.lock().map_err(|_| poisoned(Op::Module))?;
+        let mut next = nv.0.clone();
+        next.mode = mode;
+        module::save(&next, &nv.1, &self.config.faults)?;
+        nv.0 = next;
+        Ok(())
+    }
+
+    /// The loaded world, if kmdata has one.
+    pub fn world(&self) -> Result<Option<World>> {
+        Ok(self.world.read().map_err(|_| poisoned(Op::LoadWorld))?.clone())
+    }
+
+    /// The loaded world, or an error saying how to make one.
+    pub fn require_world(&self, op: Op) -> Result<World> {
+        self.world()?.ok_or_else(|| {
+            Error::new(ErrorKind::TokenNotPresent, op)
+                .detail(format!("there is no security world in {}", self.config.kmdata.display()))
+                .hint("create one with `hsmkit new-world --initialize --cipher-suite=… --acs-quorum=K/N`")
+        })
+    }
+
+    /// KM, checking that the module is operational and in the loaded world.
+    pub(crate) fn module_key(&self, op: Op) -> Result<(World, Zeroizing<Vec<u8>>)> {
+        let world = self.require_world(op)?;
+        let nv = self.nvram.lock().map_err(|_| poisoned(op))?;
+        if nv.0.mode != Mode::Operational {
+            return Err(Error::new(ErrorKind::ModuleMode, op)
+                .detail(format!("module {} is in {} mode", nv.0.esn, nv.0.mode.describe()))
+                .hint("put it back in operational mode (`hsmkit nopclearfail -O`)"));
+        }
+        match (&nv.0.km, &nv.0.hkm) {
+            (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => Ok((world, km.clone())),
+            _ => Err(Error::new(ErrorKind::TokenNotRecognized, op)
+                .detail(format!("module {} is not programmed with the world {} in kmdata", nv.0.esn, world.name()))
+                .hint("program the module into this world with its Administrator cards")),
+        }
+    }
+
+    /// `new-world --initialize`: makes a world with `quorum` Administrator cards, one PIN each,
+    /// and programs the module into it. Refuses to replace an existing world file.
+    pub fn create_world(&self, suite: CipherSuite, quorum: Quorum, pins: &[Pin]) -> Result<WorldCreated> {
+        let local = self.local();
+        let world_path = local.join("world");
+        if world_path.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
+                .detail(format!("a security world already exists at {}", world_path.display()))
+                .hint("move the existing kmdata away (keep a backup) before creating a new world"));
+        }
+        fs::create_dir_all(&local).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::CreateWorld)
+                .detail(format!("cannot create {}: {e}", local.display()))
+                .hint("check that the kmdata folder is writable")
+        })?;
+        probe_writable(&local, Op::CreateWorld)?;
+        self.set_mode(Mode::Initialisation)?;
+        let created = {
+            let mut rng = self.rng(Op::CreateWorld)?;
+            World::create(suite, quorum, pins, &self.config.cards, &world_path, &mut rng, self.now_ms(), &self.config.faults)
+        };
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.set_mode(Mode::Operational);
+                return Err(e);
+            }
+        };
+        {
+            let mut nv = self.nvram.lock().map_err(|_| poisoned(Op::CreateWorld))?;
+            let mut next = nv.0.clone();
+            next.km = Some(created.km.clone());
+            next.hkm = Some(hex::encode(created.world.hkm()));
+            next.mode = Mode::Operational;
+            module::save(&next, &nv.1, &self.config.faults)?;
+            let public = serde_json::json!({ "esn": next.esn, "hkm": next.hkm, "world": hex::encode(created.world.hknso()) });
+            let _ = write_atomic(&local.join(format!("module_{}", next.esn)), public.to_string().as_bytes(), &self.config.faults);
+            nv.0 = next;
+        }
+        *self.world.write().map_err(|_| poisoned(Op::CreateWorld))? = Some(created.world.clone());
+        Ok(WorldCreated { world: created.world, cards: created.cards })
+    }
+
+    /// Collects the ACS quorum from card files and their PINs.
+    pub fn authorize(&self, cards: &[(PathBuf, Pin)]) -> Result<QuorumAuth> {
+        let world = self.require_world(Op::Quorum)?;
+        let presented: Vec<CardPresentation<'_>> =
+            cards.iter().map(|(path, pin)| CardPresentation { path, pin }).collect();
+        world.authorize(&presented, &self.config.faults)
+    }
+
+    /// The path of key `ident` of `appname` in kmdata.
+    pub fn key_path(&self, appname: &str, ident: &str) -> PathBuf {
+        self.local().join(key_file_name(appname, ident))
+    }
+
+    /// `generatekey`: a module-protected RSA key with the default ACL, saved as
+    /// `key_<appname>_<ident>`. Refuses to overwrite an existing key.
+    pub fn generate_rsa(&self, appname: &str, ident: &str, name: &str, bits: u32, pubexp: u64) -> Result<KeyHeader> {
+        check_appname(appname, Op::GenerateKeyPair)?;
+        check_ident(ident, Op::GenerateKeyPair)?;
+        check_rsa_params(bits, pubexp)?;
+        let (world, km) = self.module_key(Op::GenerateKeyPair)?;
+        let path = self.key_path(appname, ident);
+        if path.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, Op::GenerateKeyPair)
+                .detail(format!("key {appname}/{ident} already exists ({})", path.display()))
+                .hint("choose another ident, or move the existing key file away first"));
+        }
+        let acl = Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso());
+        let pkcs8 = self.new_rsa_pkcs8(bits, pubexp)?;
+        let header = self.rsa_header(&world, appname, ident, name, &[], &pkcs8, acl, None)?;
+        let file = self.seal_key(&world, &km, header, &pkcs8, true)?;
+        file.write(&path, &self.config.faults)?;
+        Ok(file.header)
+    }
+
+    pub(crate) fn new_rsa_pkcs8(&self, bits: u32, pubexp: u64) -> Result<Zeroizing<Vec<u8>>> {
+        use rsa::pkcs8::EncodePrivateKey;
+        check_rsa_params(bits, pubexp)?;
+        let mut child = self.rng(Op::GenerateKeyPair)?.fork();
+        let key = rsa::PrivateKey::new_with_exp(&mut child, bits as usize, rsa::BoxedUint::from(pubexp))
+            .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(format!("RSA key generation failed: {e}")))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(format!("PKCS#8 encoding failed: {e}")))?;
+        Ok(Zeroizing::new(der.as_bytes().to_vec()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rsa_header(
+        &self,
+        world: &World,
+        appname: &str,
+        ident: &str,
+        name: &str,
+        id: &[u8],
+        pkcs8: &[u8],
+        acl: Acl,
+        allowed: Option<&[MechanismKind]>,
+    ) -> Result<KeyHeader> {
+        use rsa::pkcs8::EncodePublicKey;
+        use rsa::traits::PublicKeyParts;
+        let private = RsaPrivate::from_pkcs8(pkcs8, Op::GenerateKeyPair)?;
+        let public = private.public();
+        let spki = public
+            .to_public_key_der()
+            .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string()))?
+            .as_bytes()
+            .to_vec();
+        let pubexp = u64::from_str_radix(&hex::encode(public.e().to_be_bytes_trimmed_vartime()), 16).unwrap_or(0);
+        Ok(KeyHeader {
+            format: KEY_FORMAT.into(),
+            version: 1,
+            appname: appname.into(),
+            ident: ident.into(),
+            name: name.into(),
+            id: id.to_vec(),
+            key_type: BlobKeyType::Rsa,
+            bits: public.n().bit_width(),
+            pubexp,
+            has_private: true,
+            protection: Protection::Module,
+            hkm: world.hkm().to_vec(),
+            gentime_ms: self.now_ms(),
+            acl,
+            allowed_mechanisms: allowed.map(|m| m.iter().map(|k| k.ckm() as u64).collect()),
+            hash: world.suite().hash(&[&spki]),
+            public: spki,
+            cng: None,
+        })
+    }
+
+    /// Seals a key under KM; with `archive`, also makes its recovery blob under KRE if the ACL
+    /// allows MakeArchiveBlob.
+    pub(crate) fn seal_key(&self, world: &World, km: &[u8], header: KeyHeader, private: &[u8], archive: bool) -> Result<KeyFile> {
+        let recoverable = header
+            .acl
+            .groups
+            .iter()
+            .any(|g| g.actions.iter().any(|a| matches!(a, crate::acl::Action::MakeArchiveBlob { .. })));
+        let mut rng = self.rng(Op::SaveKey)?;
+        let mut file = KeyFile::seal(header, km, rng.array(), private)?;
+        if archive && recoverable && !private.is_empty() {
+            let eph_seed = Zeroizing::new(rng.array::<32>());
+            let eph = world.suite().dl_key_from_seed(&eph_seed[..])?;
+            let shared = eph.agree(world.kre());
+            let k = derive_key(&shared, "hsmkit archive blob");
+            let blob = seal(k.as_ref(), rng.array(), &file.header.hash, private)?;
+            file.archive = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
+        }
+        Ok(file)
+    }
+
+    /// The key blobs in kmdata, sorted by file name.
+    pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        let local = self.local();
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&local) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::new(ErrorKind::Io, Op::FindKeys).detail(format!("cannot list {}: {e}", local.display()))),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("key_") {
+                continue;
+            }
+            let path = entry.path();
+            let file = KeyFile::read(&path)?;
+            out.push(KeyListing { path, header: file.header });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Loads a blob from `path`: checks it belongs to this world and opens it under KM.
+    pub fn load_blob(&self, path: &Path) -> Result<Arc<LoadedKey>> {
+        let (world, km) = self.module_key(Op::LoadKey)?;
+        let file = KeyFile::read(path)?;
+        if file.header.hkm != world.hkm() {
+            return Err(Error::new(ErrorKind::TokenNotRecognized, Op::LoadKey)
+                .detail(format!(
+                    "{} is sealed under module key {}, not this world's {}",
+                    path.display(),
+                    crate::card::short_hash(&file.header.hkm),
+                    crate::card::short_hash(world.hkm())
+                ))
+                .hint("the key belongs to another security world"));
+        }
+        if let Protection::CardSet { hash } = &file.header.protection {
+            return Err(Error::new(ErrorKind::NotLoggedIn, Op::LoadKey)
+                .detail(format!(
+                    "{} is protected by Operator Card Set {}, which must be loaded first",
+                    path.display(),
+                    crate::card::short_hash(hash)
+                ))
+                .hint("hsmkit does not load Operator Card Sets; use module-protected keys (protect=module)"));
+        }
+        let private = file.open(&km, path)?;
+        self.loaded_from(file.header, &private, Some(path.to_path_buf()))
+    }
+
+    pub(crate) fn loaded_from(&self, header: KeyHeader, private: &[u8], path: Option<PathBuf>) -> Result<Arc<LoadedKey>> {
+        let material = match (header.key_type, header.has_private) {
+            (BlobKeyType::Rsa, true) => Material::Rsa(RsaPrivate::from_pkcs8(private, Op::LoadKey)?),
+            (BlobKeyType::Aes, true) => Material::Aes(Zeroizing::new(private.to_vec())),
+            (_, false) => Material::PublicOnly,
+        };
+        let public = match header.key_type {
+            BlobKeyType::Rsa => Some(crate::keys::public_from_spki(&header.public, Op::LoadKey)?),
+            BlobKeyType::Aes => None,
+        };
+        let allowed = header
+            .allowed_mechanisms
+            .as_ref()
+            .map(|v| v.iter().filter_map(|c| MechanismKind::from_ckm(*c as _)).collect());
+        Ok(Arc::new(LoadedKey {
+            counters: UseCounters::new(header.acl.groups.len()),
+            header,
+            path,
+            material,
+            public,
+            loaded_ms: self.now_ms(),
+            allowed,
+        }))
+    }
+
+    /// Loads key `appname`/`ident` from kmdata and returns handles to it: (private or secret,
+    /// public) as the key has them.
+    pub fn load_key(&self, appname: &str, ident: &str) -> Result<Vec<KeyHandle>> {
+        check_appname(appname, Op::LoadKey)?;
+        let path = self.key_path(appname, ident);
+        if !path.exists() {
+            return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
+                .detail(format!("there is no key {appname}/{ident} ({} does not exist)", path.display()))
+                .hint("list the keys with `hsmkit nkminfo -k`"));
+        }
+        let key = self.load_blob(&path)?;
+        Ok(self.register(key, None))
+    }
+
+    /// Registers a loaded key as objects; returns the handles (private/secret first).
+    pub(crate) fn register(&self, key: Arc<LoadedKey>, owner: Option<u64>) -> Vec<KeyHandle> {
+        let classes: &[ObjectClass] = match (&key.material, key.header.key_type) {
+            (Material::Rsa(_), _) => &[ObjectClass::PrivateKey, ObjectClass::PublicKey],
+            (Material::Aes(_), _) => &[ObjectClass::SecretKey],
+            (Material::PublicOnly, _) => &[ObjectClass::PublicKey],
+        };
+        let mut handles = Vec::new();
+        if let Ok(mut objects) = self.objects.write() {
+            for class in classes {
+                let h = self.next_handle.fetch_add(1, Ordering::Relaxed);
+                objects.insert(h, Object { key: key.clone(), class: *class, owner });
+                handles.push(KeyHandle(h));
+            }
+        }
+        handles
+    }
+
+    /// The object behind `handle`, if `session` may use it.
+    pub(crate) fn object(&self, handle: KeyHandle, session: Option<u64>, op: Op) -> Result<Object> {
+        let objects = self.objects.read().map_err(|_| poisoned(op))?;
+        match objects.get(&handle.0) {
+            Some(o) if o.owner.is_none() || o.owner == session => Ok(o.clone()),
+            _ => Err(Error::new(ErrorKind::KeyHandleInvalid, op)
+                .detail(format!("handle {} names no key of this session", handle.0))),
+        }
+    }
+
+    pub(crate) fn remove_objects(&self, pred: impl Fn(&Object) -> bool) -> Vec<Object> {
+        let mut removed = Vec::new();
+        if let Ok(mut objects) = self.objects.write() {
+            let keys: Vec<u64> = objects.iter().filter(|(_, o)| pred(o)).map(|(k, _)| *k).collect();
+            for k in keys {
+                if let Some(o) = objects.remove(&k) {
+                    removed.push(o);
+                }
+            }
+        }
+        removed
+    }
+
+    pub(crate) fn all_objects(&self) -> Vec<(u64, Object)> {
+        self.objects.read().map(|o| o.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default()
+    }
+
+    pub(crate) fn new_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Enforces the ACL (and use limits) of `key` for `need`, with an optional quorum
+    /// certificate. The error names the missing permission.
+    pub fn enforce(&self, key: &LoadedKey, need: &Need<'_>, certified_by: Option<&[u8]>, op: Op) -> Result<()> {
+        let now = self.now_ms();
+        let exhausted = |i: usize| {
+            key.header.acl.groups[i].limits.iter().any(|l| match *l {
+                crate::acl::UseLimit::Global { max } => key.counters.get(i) >= max,
+                crate::acl::UseLimit::Time { seconds } => now.saturating_sub(key.loaded_ms) > seconds * 1000,
+            })
+        };
+        match key.header.acl.check(need, certified_by, exhausted) {
+            Ok(group) => {
+                if !key.header.acl.groups[group].limits.is_empty() {
+                    key.counters.bump(group);
+                }
+                Ok(())
+            }
+            Err(denied) => Err(denial(key, denied, op)),
+        }
+    }
+
+    /// `cngimport --import`: copies key `appname`/`ident` to the CNG key storage provider as
+    /// `key_caping_machine--<hash>` (with `machine`) or `key_caping_<user>--<hash>`.
+    pub fn cng_import(&self, appname: &str, ident: &str, container: &str, machine: bool, user: &str) -> Result<(PathBuf, KeyHeader)> {
+        check_appname(appname, Op::ImportKey)?;
+        check_ident(ident, Op::ImportKey)?;
+        if container.is_empty() || container.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+            return Err(Error::new(ErrorKind::ArgumentsBad, Op::ImportKey)
+                .detail(format!("invalid CNG container name '{container}'")));
+        }
+        let (world, km) = self.module_key(Op::ImportKey)?;
+        let source = self.key_path(appname, ident);
+        if !source.exists() {
+            return Err(Error::new(ErrorKind::NotFound, Op::ImportKey)
+                .detail(format!("there is no key {appname}/{ident} to import ({})", source.display()))
+                .hint("generate it first with `hsmkit generatekey --generate simple … ident=…`"));
+        }
+        let file = KeyFile::read(&source)?;
+        let private = file.open(&km, &source)?;
+        let owner = if machine { "machine".to_string() } else { sanitize_user(user) };
+        let digest = world.suite().hash(&[b"hsmkit cng", owner.as_bytes(), container.as_bytes(), &file.header.hash]);
+        let hash = hex::encode(sha1_of(&digest));
+        let new_ident = format!("{owner}--{hash}");
+        let path = self.key_path("caping", &new_ident);
+        if path.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, Op::ImportKey)
+                .detail(format!("the CNG key already exists: {}", path.display())));
+        }
+        let mut header = file.header.clone();
+        header.appname = "caping".into();
+        header.ident = new_ident;
+        header.name = container.into();
+        header.cng = Some(CngInfo {
+            container: container.into(),
+            machine,
+            user: (!machine).then(|| user.to_string()),
+            source_app: appname.into(),
+            source_ident: ident.into(),
+        });
+        let mut out = self.seal_key(&world, &km, header, &private, false)?;
+        out.archive = file.archive.clone();
+        out.write(&path, &self.config.faults)?;
+        Ok((path, out.header))
+    }
+
+    /// Copies key `appname`/`ident` to `new_appname`/`new_ident` with a new ACL.
+    ///
+    /// A reduction of the ACL needs ReduceACL; anything else (adding rights, binding the key to
+    /// another world's module key) needs ExpandACL, granted only by the quorum's certificate.
+    pub fn copy_with_acl(
+        &self,
+        (appname, ident): (&str, &str),
+        (new_appname, new_ident): (&str, &str),
+        acl: Acl,
+        quorum: Option<&QuorumAuth>,
+    ) -> Result<(PathBuf, KeyHeader)> {
+        check_appname(new_appname, Op::ChangeAcl)?;
+        check_ident(new_ident, Op::ChangeAcl)?;
+        let (world, km) = self.module_key(Op::ChangeAcl)?;
+        let source = self.key_path(appname, ident);
+        let key = self.load_blob(&source)?;
+        let target = self.key_path(new_appname, new_ident);
+        if target.exists() {
+            return Err(Error::new(ErrorKind::AlreadyExists, Op::ChangeAcl)
+                .detail(format!("{} already exists", target.display()))
+                .hint("move the existing key file away first"));
+        }
+        let certificate;
+        let certified_by = match quorum {
+            Some(q) => {
+                let statement = acl_statement(&key.header, &acl)?;
+                certificate = q.certify(&statement)?;
+                if !world.verify_certificate(&statement, &certificate) {
+                    return Err(Error::new(ErrorKind::TokenNotRecognized, Op::ChangeAcl)
+                        .detail("the quorum's certificate is not from this world's KNSO"));
+                }
+                Some(world.hknso())
+            }
+            None => None,
+        };
+        match acl.check_reduction_of(&key.header.acl) {
+            Ok(()) => self.enforce(&key, &Need::Op(crate::acl::OpPerms::ReduceACL), certified_by, Op::ChangeAcl)?,
+            Err(added) => self
+                .enforce(&key, &Need::Op(crate::acl::OpPerms::ExpandACL), certified_by, Op::ChangeAcl)
+                .map_err(|e| {
+                    let hint = if quorum.is_none() { "present the Administrator Card Set quorum" } else { "the key's ACL does not allow expansion" };
+                    Error::new(e.kind().clone(), Op::ChangeAcl)
+                        .detail(format!("the new ACL adds {added}, which needs ExpandACL"))
+                        .hint(hint)
+                })?,
+        }
+        let mut header = key.header.clone();
+        header.appname = new_appname.into();
+        header.ident = new_ident.into();
+        header.acl = acl;
+        header.cng = None;
+        let private = match &key.material {
+            Material::Rsa(r) => Zeroizing::new(r.pkcs8().to_vec()),
+            Material::Aes(a) => a.clone(),
+            Material::PublicOnly => Zeroizing::new(Vec::new()),
+        };
+        let file = self.seal_key(&world, &km, header, &private, true)?;
+        file.write(&target, &self.config.faults)?;
+        Ok((target, file.header))
+    }
+}
+
+/// The statement the quorum certifies to change a key's ACL.
+fn acl_statement(header: &KeyHeader, acl: &Acl) -> Result<Vec<u8>> {
+    let mut s = b"hsmkit ChangeACL v1\n".to_vec();
+    s.extend_from_slice(&header.hash);
+    s.extend(serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?);
+    Ok(s)
+}
+
+fn denial(key: &LoadedKey, denied: Denied, op: Op) -> Error {
+    let name = format!("{}/{}", key.header.appname, key.header.ident);
+    match denied {
+        Denied::Missing(p) => Error::new(ErrorKind::KeyFunctionNotPermitted { missing: p }, op)
+            .detail(format!("key {name} has no ACL group granting {p}")),
+        Denied::NeedsQuorum(p) => Error::new(ErrorKind::KeyFunctionNotPermitted { missing: p }, op)
+            .detail(format!("key {name} grants {p} only with the Administrator Card Set quorum"))
+            .hint("present the ACS quorum"),
+        Denied::LimitExhausted => Error::new(ErrorKind::UseLimitExceeded, op)
+            .detail(format!("key {name} has used up its use limit"))
+            .hint("reload the key, or use a key without limits"),
+    }
+}
+
+fn sha1_of(data: &[u8]) -> [u8; 20] {
+    use sha1::Digest;
+    sha1::Sha1::digest(data).into()
+}
+
+fn sanitize_user(user: &str) -> String {
+    let s: String = user.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    if s.is_empty() { "user".into() } else { format!("user-{s}") }
+}
+
+fn probe_writable(dir: &Path, op: Op) -> Result<()> {
+    let probe = dir.join(".hsmkit-write-probe");
+    match fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::new(ErrorKind::Io, op)
+            .detail(format!("{} is not writable: {e}", dir.display()))
+            .hint("check the folder's permissions, or choose another --kmdata")),
+    }
+}
+
+/// Checks an RSA key size and public exponent: 1024 to 4096 bits in steps of 8, an odd exponent
+/// from 3 to 2^32 - 1.
+pub fn check_rsa_params(bits: u32, pubexp: u64) -> Result<()> {
+    if !(1024..=4096).contains(&bits) || bits % 8 != 0 {
+        return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKeyPair)
+            .detail(format!("RSA keys are 1024 to 4096 bits (a multiple of 8), not {bits}"))
+            .hint("use size=2048 (recommended) or size=1024 for AD RMS migrations"));
+    }
+    if pubexp < 3 || pubexp % 2 == 0 || pubexp > u64::from(u32::MAX) {
+        return Err(Error::new(ErrorKind::ArgumentsBad, Op::GenerateKeyPair)
+            .detail(format!("the public exponent {pubexp} is not an odd number from 3 to 2^32-1"))
+            .hint("leave pubexp= empty for 65537"));
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Crash-safe file writes: a temporary file beside the target, fsync, rename, fsync of the folder.
+//!
+//! After a crash at any point a reader sees the old file or the new one, never a torn one.
+//! Temporary files start with a dot and are ignored by every reader. A [`FaultHook`] lets tests
+//! stop a write at each stage, as a crash would.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a write can be interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStage {
+    /// Half of the bytes are in the temporary file.
+    PartialWrite,
+    /// The temporary file is complete and synced, but not renamed.
+    BeforeRename,
+    /// The rename happened, the folder is not synced yet.
+    AfterRename,
+}
+
+/// A test hook called at each [`WriteStage`]; returning `true` simulates a crash there.
+#[derive(Clone, Default)]
+pub struct FaultHook(Option<Arc<dyn Fn(&Path, WriteStage) -> bool + Send + Sync>>);
+
+impl FaultHook {
+    /// A hook that crashes when `f` says so.
+    pub fn new(f: impl Fn(&Path, WriteStage) -> bool + Send + Sync + 'static) -> Self {
+        FaultHook(Some(Arc::new(f)))
+    }
+
+    fn crash_at(&self, path: &Path, stage: WriteStage) -> io::Result<()> {
+        match &self.0 {
+            Some(f) if f(path, stage) => Err(io::Error::other(format!("simulated crash at {stage:?}"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for FaultHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "FaultHook(set)" } else { "FaultHook(none)" })
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` atomically, with mode 0600 (owner read/write only).
+pub fn write_atomic(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let result = write_stages(path, &tmp, bytes, hook);
+    if let Err(e) = &result {
+        // A simulated crash leaves its debris, as a real one would; a real error cleans up.
+        if !e.to_string().starts_with("simulated crash") {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+    result
+}
+
+fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp)?;
+    let half = bytes.len() / 2;
+    file.write_all(&bytes[..half])?;
+    hook.crash_at(path, WriteStage::PartialWrite)?;
+    file.write_all(&bytes[half..])?;
+    file.sync_all()?;
+    drop(file);
+    hook.crash_at(path, WriteStage::BeforeRename)?;
+    fs::rename(tmp, path)?;
+    hook.crash_at(path, WriteStage::AfterRename)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_at_any_stage_leaves_old_or_new_content() {
+        for stage in [WriteStage::PartialWrite, WriteStage::BeforeRename, WriteStage::AfterRename] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("world");
+            write_atomic(&path, b"old content", &FaultHook::default()).expect("first write");
+            let hook = FaultHook::new(move |_, s| s == stage);
+            let err = write_atomic(&path, b"new content, longer", &hook).expect_err("crash");
+            assert!(err.to_string().contains("simulated crash"));
+            let now = fs::read(&path).expect("read");
+            let expect: &[u8] = if stage == WriteStage::AfterRename { b"new content, longer" } else { b"old content" };
+            assert_eq!(now, expect, "{stage:?}");
+        }
+    }
+
+    #[test]
+    fn files_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("card");
+        write_atomic(&path, b"x", &FaultHook::default()).expect("write");
+        let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

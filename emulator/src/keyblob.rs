@@ -1,0 +1,236 @@
+//! Key blobs: the `key_<appname>_<ident>` files of kmdata ("tokenized key files").
+//!
+//! A blob is JSON: a readable header (names, type, size, protection, ACL, public key) and the
+//! private part sealed with AES-256-GCM under a key derived from the world's module key KM, with
+//! the whole header bound in as associated data. A truncated or bit-flipped file, or a header
+//! edited by hand (an ACL widened in a text editor, say), fails to open and is never used.
+
+use std::fs;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{Error, ErrorKind, Op, Result};
+
+use crate::acl::Acl;
+use crate::fsio::{FaultHook, write_atomic};
+use crate::suite::{Sealed, derive_key, open, seal};
+
+/// File format name of a key blob.
+pub const KEY_FORMAT: &str = "hsmkit-key";
+
+/// Kind of key in a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobKeyType {
+    /// An RSA key pair (or public key only).
+    #[serde(rename = "RSA")]
+    Rsa,
+    /// An AES key.
+    #[serde(rename = "AES")]
+    Aes,
+}
+
+/// How a key is protected (nShield protection levels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protection {
+    /// Module-protected ("direct protection"): usable whenever the module is in the world.
+    Module,
+    /// Protected by an Operator Card Set whose hash is given (hex): needs the cards loaded.
+    CardSet {
+        /// Hash of the card set's logical token.
+        #[serde(with = "hex")]
+        hash: Vec<u8>,
+    },
+}
+
+/// CNG metadata of a key imported with `cngimport`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CngInfo {
+    /// The CNG container name.
+    pub container: String,
+    /// Machine key (`-M`) or per-user key.
+    pub machine: bool,
+    /// The user a per-user key belongs to.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The key it was imported from: application name.
+    pub source_app: String,
+    /// The key it was imported from: identifier.
+    pub source_ident: String,
+}
+
+/// The authenticated, readable part of a key blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyHeader {
+    /// Always [`KEY_FORMAT`].
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// Application name (`simple`, `caping`, `pkcs11`, `xferacld`).
+    pub appname: String,
+    /// Key identifier within the application.
+    pub ident: String,
+    /// Human-readable name (`plainname`; `CKA_LABEL`).
+    pub name: String,
+    /// `CKA_ID`, hex.
+    #[serde(with = "hex", default)]
+    pub id: Vec<u8>,
+    /// Key type.
+    pub key_type: BlobKeyType,
+    /// Size in bits.
+    pub bits: u32,
+    /// RSA public exponent.
+    #[serde(default)]
+    pub pubexp: u64,
+    /// Whether the blob holds a private or secret part (false: a public key alone).
+    pub has_private: bool,
+    /// Protection.
+    pub protection: Protection,
+    /// Hash of the module key this blob is sealed under (hex).
+    #[serde(with = "hex")]
+    pub hkm: Vec<u8>,
+    /// Generation time, ms since the epoch.
+    pub gentime_ms: u64,
+    /// The ACL.
+    pub acl: Acl,
+    /// `CKA_ALLOWED_MECHANISMS` as `CKM_*` values; absent means any.
+    #[serde(default)]
+    pub allowed_mechanisms: Option<Vec<u64>>,
+    /// The public key as SubjectPublicKeyInfo DER (hex), for RSA keys.
+    #[serde(with = "hex", default)]
+    pub public: Vec<u8>,
+    /// The key's hash (the suite hash of its public key, or of the sealed blob for AES), hex.
+    #[serde(with = "hex")]
+    pub hash: Vec<u8>,
+    /// CNG metadata, for keys made by `cngimport`.
+    #[serde(default)]
+    pub cng: Option<CngInfo>,
+}
+
+/// A recovery (archive) blob: the private part encrypted to the world's recovery key KRE with
+/// discrete-log IES (an ephemeral Diffie-Hellman key, HKDF, AES-256-GCM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveBlob {
+    /// The ephemeral public value (hex).
+    #[serde(with = "hex")]
+    pub eph: Vec<u8>,
+    /// The sealed private part.
+    pub blob: Sealed,
+}
+
+/// A key blob file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// The authenticated header.
+    pub header: KeyHeader,
+    /// The private part, sealed under KM (an empty plaintext for a public key: the seal still
+    /// authenticates the header).
+    pub privblob: Sealed,
+    /// The recovery blob, for recoverable keys.
+    #[serde(default)]
+    pub archive: Option<ArchiveBlob>,
+}
+
+fn header_bytes(h: &KeyHeader) -> Result<Vec<u8>> {
+    serde_json::to_vec(h).map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))
+}
+
+impl KeyFile {
+    /// Seals `private` (PKCS#8 DER or AES bytes; empty for a public key) under `km`.
+    pub fn seal(header: KeyHeader, km: &[u8], nonce: [u8; 12], private: &[u8]) -> Result<KeyFile> {
+        let key = derive_key(km, "hsmkit key blob");
+        let privblob = seal(key.as_ref(), nonce, &header_bytes(&header)?, private)?;
+        Ok(KeyFile { header, privblob, archive: None })
+    }
+
+    /// Opens the private part under `km`, checking that nothing in the file was changed.
+    pub fn open(&self, km: &[u8], path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+        let key = derive_key(km, "hsmkit key blob");
+        open(key.as_ref(), &header_bytes(&self.header)?, &self.privblob).ok_or_else(|| {
+            Error::new(ErrorKind::Corrupt, Op::LoadKey)
+                .detail(format!(
+                    "the key blob {} failed its integrity check: its ACL or metadata was edited, or the file is damaged",
+                    path.display()
+                ))
+                .hint("restore the key file from your backup; a blob cannot be repaired by hand")
+        })
+    }
+
+    /// Reads and parses a key blob (without opening it).
+    pub fn read(path: &Path) -> Result<KeyFile> {
+        let bytes = fs::read(path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
+            Error::new(kind, Op::LoadKey).detail(format!("cannot read key blob {}: {e}", path.display()))
+        })?;
+        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|_| {
+            Error::new(ErrorKind::Corrupt, Op::LoadKey)
+                .detail(format!("{} is not a readable hsmkit key blob (truncated or damaged)", path.display()))
+                .hint("restore the key file from your backup")
+        })?;
+        if file.header.format != KEY_FORMAT || file.header.version != 1 {
+            return Err(Error::new(ErrorKind::Corrupt, Op::LoadKey)
+                .detail(format!("{} is not an hsmkit key blob of a known version", path.display())));
+        }
+        Ok(file)
+    }
+
+    /// Writes the blob crash-safely.
+    pub fn write(&self, path: &Path, hook: &FaultHook) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))?;
+        write_atomic(path, &bytes, hook).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::SaveKey)
+                .detail(format!("cannot write key blob {}: {e}", path.display()))
+                .hint("check that the kmdata folder exists and is writable")
+        })
+    }
+}
+
+/// The file name of key `ident` of application `appname`.
+pub fn key_file_name(appname: &str, ident: &str) -> String {
+    format!("key_{appname}_{ident}")
+}
+
+/// Checks an application name: lowercase letters and digits, 1 to 32 of them.
+pub fn check_appname(appname: &str, op: Op) -> Result<()> {
+    if appname.is_empty() || appname.len() > 32 || !appname.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        return Err(Error::new(ErrorKind::ArgumentsBad, op)
+            .detail(format!("invalid application name '{appname}'"))
+            .hint("use lowercase letters and digits only, for example `simple`"));
+    }
+    Ok(())
+}
+
+/// Checks a key identifier as the nShield tools require: digits, dashes and lowercase letters only,
+/// 1 to 64 of them.
+pub fn check_ident(ident: &str, op: Op) -> Result<()> {
+    if ident.is_empty()
+        || ident.len() > 64
+        || !ident.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(Error::new(ErrorKind::ArgumentsBad, op)
+            .detail(format!("invalid key identifier '{ident}'"))
+            .hint("an ident may contain only digits, dashes and lowercase letters (1 to 64), for example `contosokey`"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idents_follow_the_nshield_rule() {
+        for ok in ["contosokey", "key-1", "0"] {
+            assert!(check_ident(ok, Op::GenerateKeyPair).is_ok(), "{ok}");
+        }
+        for bad in ["ContosoKey", "contoso key", "contoso_key", "", "../etc", "k\u{e9}y", &"a".repeat(65)] {
+            let e = check_ident(bad, Op::GenerateKeyPair).expect_err(bad);
+            assert_eq!(e.kind(), &ErrorKind::ArgumentsBad);
+        }
+        assert!(check_appname("simple", Op::GenerateKeyPair).is_ok());
+        assert!(check_appname("sim_ple", Op::GenerateKeyPair).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The module itself: its serial number (ESN), its mode and its NVRAM.
+//!
+//! NVRAM is a folder of the module's own, apart from kmdata: it holds the module key KM once the
+//! module is in a world. It stands for the module's tamper-protected memory; protect the folder
+//! as you would the module (files are written with mode 0600).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{Error, ErrorKind, Op, Result};
+
+use crate::fsio::{FaultHook, write_atomic};
+use crate::rng::HsmRng;
+
+/// The module's mode (the nShield front-panel switch and `nopclearfail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// `O`: normal operation.
+    Operational,
+    /// `I`: pre-initialisation; a new world can be created.
+    Initialisation,
+    /// `M`: maintenance; firmware can be upgraded.
+    Maintenance,
+}
+
+impl Mode {
+    /// The mode's front-panel letter and name.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mode::Operational => "operational",
+            Mode::Initialisation => "initialisation",
+            Mode::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// The NVRAM file's contents.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Nvram {
+    /// Electronic serial number, `XXXX-XXXX-XXXX`.
+    pub esn: String,
+    /// Current mode.
+    pub mode: Mode,
+    /// The module key of the world the module is in (hex), if any.
+    #[serde(default, with = "opt_secret_hex")]
+    pub km: Option<Zeroizing<Vec<u8>>>,
+    /// Hash of that KM (hex).
+    #[serde(default)]
+    pub hkm: Option<String>,
+}
+
+impl std::fmt::Debug for Nvram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nvram")
+            .field("esn", &self.esn)
+            .field("mode", &self.mode)
+            .field("km", &self.km.as_ref().map(|_| "<redacted>"))
+            .field("hkm", &self.hkm)
+            .finish()
+    }
+}
+
+/// Reads the module's NVRAM from `dir`, or makes a new module there if it has none.
+pub fn open_or_create(dir: &Path, rng: &mut HsmRng, hook: &FaultHook) -> Result<(Nvram, PathBuf)> {
+    let path = dir.join("module");
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let nv: Nvram = serde_json::from_slice(&bytes).map_err(|_| {
+                Error::new(ErrorKind::Corrupt, Op::Module)
+                    .detail(format!("the module's NVRAM file {} is damaged", path.display()))
+                    .hint("restore it, or remove the NVRAM folder to start a fresh module and load the world with its cards")
+            })?;
+            Ok((nv, path))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| {
+                Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot create the NVRAM folder {}: {e}", dir.display()))
+            })?;
+            let b: [u8; 6] = rng.array();
+            let esn = format!("{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3], b[4], b[5]);
+            let nv = Nvram { esn, mode: Mode::Operational, km: None, hkm: None };
+            save(&nv, &path, hook)?;
+            Ok((nv, path))
+        }
+        Err(e) => Err(Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Writes NVRAM crash-safely.
+pub fn save(nv: &Nvram, path: &Path, hook: &FaultHook) -> Result<()> {
+    let bytes = Zeroizing::new(
+        serde_json::to_vec_pretty(nv).map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,
+    );
+    write_atomic(path, &bytes, hook)
+        .map_err(|e| Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot write NVRAM {}: {e}", path.display())))
+}
+
+mod opt_secret_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(v: &Option<Zeroizing<Vec<u8>>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&*Zeroizing::new(hex::encode(b.as_slice()))),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        let s = s.map(Zeroizing::new);
+        s.map(|h| hex::decode(h.as_str()).map(Zeroizing::new).map_err(serde::de::Error::custom)).transpose()
+    }
+}

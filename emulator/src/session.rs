@@ -1,0 +1,556 @@
+//! The emulator behind the seam: [`Backend`] for [`Emulator`] and its [`Session`].
+//!
+//! Keys made through the seam belong to application `pkcs11` (as nShield's PKCS#11 library
+//! names them), with an ident `ua<16 hex digits>`; token keys are saved in kmdata, session keys
+//! live only in memory. Every operation goes through the key's ACL.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use secrecy::ExposeSecret as _;
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{
+    Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, KeyFilter, KeyHandle,
+    KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags, MechanismInfo, MechanismKind,
+    ObjectClass, Op, Pin, Result, Session, SessionMode, SlotId, Usage, UserKind, WorldAdmin, WorldSummary,
+};
+
+use crate::acl::{Acl, DeriveRole, Need, OpPerms};
+use crate::emulator::{Emulator, LoadedKey, Material, Object};
+use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, Protection};
+use crate::keys::{self, mechanism_invalid};
+use crate::world::World;
+
+/// The emulator's one slot: module 1.
+pub const SLOT: SlotId = SlotId(1);
+
+impl Backend for Emulator {
+    fn info(&self) -> Result<BackendInfo> {
+        Ok(BackendInfo {
+            vendor: "hsmkit".into(),
+            model: "nShield-style module emulator".into(),
+            firmware: env!("CARGO_PKG_VERSION").into(),
+            serial: self.esn()?,
+        })
+    }
+
+    fn capabilities(&self) -> Result<Capabilities> {
+        use MechanismKind as K;
+        let sv = MechanismFlags::SIGN | MechanismFlags::VERIFY;
+        let wu = MechanismFlags::WRAP | MechanismFlags::UNWRAP;
+        let row = |kind, min_bits, max_bits, flags| MechanismInfo { kind, min_bits, max_bits, flags };
+        let mut mechanisms = vec![
+            row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
+            row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
+        ];
+        for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
+            mechanisms.push(row(k, 1024, 4096, sv));
+        }
+        for k in [K::Sha1RsaPkcsPss, K::Sha256RsaPkcsPss, K::Sha384RsaPkcsPss, K::Sha512RsaPkcsPss] {
+            mechanisms.push(row(k, 1024, 4096, sv));
+        }
+        mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
+        mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));
+        mechanisms.push(row(K::AesKeyWrapPad, 128, 256, wu));
+        mechanisms.push(row(K::AesKeyWrapKwp, 128, 256, wu));
+        mechanisms.push(row(K::RsaAesKeyWrap, 1024, 4096, wu));
+        Ok(Capabilities { mechanisms })
+    }
+
+    fn slots(&self) -> Result<Vec<SlotId>> {
+        Ok(vec![SLOT])
+    }
+
+    fn open_session(&self, slot: SlotId, mode: SessionMode) -> Result<Box<dyn Session + '_>> {
+        if slot != SLOT {
+            return Err(Error::new(ErrorKind::SlotIdInvalid, Op::OpenSession)
+                .detail(format!("the emulator has slot {} only, not {}", SLOT.0, slot.0)));
+        }
+        self.require_world(Op::OpenSession)?;
+        Ok(Box::new(EmulatorSession { emu: self, id: self.new_session_id(), mode, _not_sync: PhantomData }))
+    }
+
+    fn world_admin(&self) -> Option<&dyn WorldAdmin> {
+        Some(self)
+    }
+}
+
+impl WorldAdmin for Emulator {
+    fn world_summary(&self) -> Result<WorldSummary> {
+        let w = self.require_world(Op::Info)?;
+        Ok(WorldSummary {
+            cipher_suite: w.suite().name().into(),
+            quorum: (w.body().acs.k, w.body().acs.n),
+            hknso: hex::encode(w.hknso()),
+            hkm: hex::encode(w.hkm()),
+        })
+    }
+}
+
+/// A session with the emulated module. Closing it (dropping it) destroys its session keys.
+pub struct EmulatorSession<'a> {
+    emu: &'a Emulator,
+    id: u64,
+    mode: SessionMode,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for EmulatorSession<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorSession").field("id", &self.id).field("mode", &self.mode).finish()
+    }
+}
+
+impl Drop for EmulatorSession<'_> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.emu.remove_objects(|o| o.owner == Some(id));
+    }
+}
+
+/// Which usages a handle of `class` carries.
+fn side(class: ObjectClass) -> Usage {
+    match class {
+        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
+        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
+        ObjectClass::SecretKey => Usage::all(),
+    }
+}
+
+/// The seam policy of an object.
+fn policy_of(o: &Object) -> KeyPolicy {
+    let mut p = o.key.header.acl.policy();
+    p.usage &= side(o.class);
+    if o.class == ObjectClass::PublicKey {
+        // A public key is not secret.
+        p.sensitive = false;
+        p.extractable = true;
+        p.wrap_with_trusted = false;
+    }
+    p.allowed_mechanisms = o.key.allowed.clone();
+    p.token = o.key.path.is_some();
+    p.label = Some(o.key.header.name.clone());
+    p.id = Some(o.key.header.id.clone());
+    p
+}
+
+impl EmulatorSession<'_> {
+    fn object(&self, h: KeyHandle, op: Op) -> Result<Object> {
+        self.emu.object(h, Some(self.id), op)
+    }
+
+    fn require_rw(&self, token: bool, op: Op) -> Result<()> {
+        if token && self.mode == SessionMode::ReadOnly {
+            return Err(Error::new(ErrorKind::ActionProhibited, op)
+                .detail("a read-only session cannot create or destroy token keys")
+                .hint("open a read-write session"));
+        }
+        Ok(())
+    }
+
+    fn check_class(&self, o: &Object, want: ObjectClass, mech: &Mechanism, op: Op) -> Result<()> {
+        if o.class != want {
+            return Err(Error::new(ErrorKind::KeyTypeInconsistent, op)
+                .detail(format!("{} needs a {want:?} object, not a {:?}", mech.describe(), o.class)));
+        }
+        if !o.key.allowed.as_ref().is_none_or(|a| a.contains(&mech.kind())) {
+            return Err(Error::new(ErrorKind::MechanismInvalid, op)
+                .detail(format!("{} is not in the key's CKA_ALLOWED_MECHANISMS", mech.describe())));
+        }
+        Ok(())
+    }
+
+    fn rsa<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k keys::RsaPrivate> {
+        match &o.key.material {
+            Material::Rsa(r) => Ok(r),
+            _ => Err(mechanism_invalid(mech, op, "this key")),
+        }
+    }
+
+    fn public<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k rsa::PublicKey> {
+        o.key.public.as_ref().ok_or_else(|| mechanism_invalid(mech, op, "an AES key"))
+    }
+
+    fn aes<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
+        match &o.key.material {
+            Material::Aes(k) if o.class == ObjectClass::SecretKey => Ok(k),
+            _ => Err(Error::new(ErrorKind::WrappingKeyTypeInconsistent, op)
+                .detail(format!("{} needs an AES key", mech.describe()))),
+        }
+    }
+
+    /// Saves (for token keys) and registers a new key; returns its handles, private first.
+    fn store(&self, world: &World, km: &[u8], header: KeyHeader, private: &[u8], token: bool, op: Op) -> Result<Vec<KeyHandle>> {
+        self.require_rw(token, op)?;
+        let path = if token {
+            let path = self.emu.key_path(&header.appname, &header.ident);
+            let file = self.emu.seal_key(world, km, header.clone(), private, true)?;
+            file.write(&path, &self.emu.config().faults)?;
+            Some(path)
+        } else {
+            None
+        };
+        let key = self.emu.loaded_from(header, private, path)?;
+        Ok(self.emu.register(key, (!token).then_some(self.id)))
+    }
+
+    fn new_ident(&self) -> Result<String> {
+        let b: [u8; 8] = self.emu.rng(Op::GenerateKey)?.array();
+        Ok(format!("ua{}", hex::encode(b)))
+    }
+
+    fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
+        Ok(KeyHeader {
+            format: KEY_FORMAT.into(),
+            version: 1,
+            appname: "pkcs11".into(),
+            ident: self.new_ident()?,
+            name: policy.label.clone().unwrap_or_default(),
+            id: policy.id.clone().unwrap_or_default(),
+            key_type,
+            bits,
+            pubexp: 0,
+            has_private: true,
+            protection: Protection::Module,
+            hkm: world.hkm().to_vec(),
+            gentime_ms: self.emu.now_ms(),
+            acl: Acl::from_policy(policy, world.hkm(), world.hknso()),
+            allowed_mechanisms: policy.allowed_mechanisms.as_ref().map(|m| m.iter().map(|k| k.ckm() as u64).collect()),
+            public: Vec::new(),
+            hash: Vec::new(),
+            cng: None,
+        })
+    }
+
+    fn aes_header(&self, world: &World, policy: &KeyPolicy, key: &[u8]) -> Result<KeyHeader> {
+        let bits = match key.len() {
+            16 | 24 | 32 => key.len() as u32 * 8,
+            n => {
+                return Err(Error::new(ErrorKind::KeySizeRange, Op::ImportKey)
+                    .detail(format!("AES keys are 128, 192 or 256 bits, not {}", n * 8)));
+            }
+        };
+        let mut h = self.header(world, policy, BlobKeyType::Aes, bits)?;
+        // The hash of a secret key must not reveal it: hash a random identity instead.
+        let id: [u8; 16] = self.emu.rng(Op::GenerateKey)?.array();
+        h.hash = world.suite().hash(&[b"hsmkit AES key", &id]);
+        Ok(h)
+    }
+
+    fn rsa_private_header(&self, world: &World, policy: &KeyPolicy, pkcs8: &[u8]) -> Result<KeyHeader> {
+        let base = self.header(world, policy, BlobKeyType::Rsa, 0)?;
+        let allowed: Option<Vec<MechanismKind>> = policy.allowed_mechanisms.clone();
+        self.emu.rsa_header(world, &base.appname, &base.ident, &base.name, &base.id, pkcs8, base.acl, allowed.as_deref())
+    }
+
+    fn unwrap_bytes(&self, mech: &Mechanism, o: &Object, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let op = Op::UnwrapKey;
+        match mech {
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
+                self.check_class(o, ObjectClass::SecretKey, mech, op)?;
+                keys::aes_unwrap(self.aes(o, mech, op)?, *mech == Mechanism::AesKeyWrapPad, wrapped)
+            }
+            Mechanism::RsaOaep { hash } => {
+                self.check_class(o, ObjectClass::PrivateKey, mech, op)?;
+                self.rsa(o, mech, op)?.decrypt_oaep(*hash, wrapped, op)
+            }
+            Mechanism::RsaAesKeyWrap { hash, .. } => {
+                self.check_class(o, ObjectClass::PrivateKey, mech, op)?;
+                keys::rsa_aes_unwrap(self.rsa(o, mech, op)?, *hash, wrapped)
+            }
+            other => Err(mechanism_invalid(other, op, "a key-unwrapping key")),
+        }
+    }
+}
+
+fn key_material_bytes(key: &LoadedKey) -> Option<Zeroizing<Vec<u8>>> {
+    match &key.material {
+        Material::Rsa(r) => Some(Zeroizing::new(r.pkcs8().to_vec())),
+        Material::Aes(a) => Some(a.clone()),
+        Material::PublicOnly => None,
+    }
+}
+
+impl Session for EmulatorSession<'_> {
+    fn login(&self, user: UserKind, pin: &Pin) -> Result<()> {
+        let _ = pin.expose_secret();
+        match user {
+            // Module-protected keys need no authorisation: the user login is accepted and changes nothing.
+            UserKind::User => Ok(()),
+            UserKind::SecurityOfficer => Err(Error::new(ErrorKind::UserTypeInvalid, Op::Login)
+                .detail("the security officer of an nShield world is the Administrator Card Set quorum, not a PIN")
+                .hint("present the ACS cards (for example through `hsmkit KeyTransferRemote -ModifyAcls`)")),
+        }
+    }
+
+    fn logout(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let (world, km) = self.emu.module_key(Op::GenerateKey)?;
+        let KeySpec::Aes { bits } = *spec else {
+            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey).detail("only AES secret keys"));
+        };
+        if !matches!(bits, 128 | 192 | 256) {
+            return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
+                .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
+        }
+        let mut key = Zeroizing::new(vec![0u8; bits as usize / 8]);
+        self.emu.rng(Op::GenerateKey)?.fill(&mut key);
+        let header = self.aes_header(&world, policy, &key)?;
+        let handles = self.store(&world, &km, header, &key, policy.token, Op::GenerateKey)?;
+        handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::GenerateKey))
+    }
+
+    fn generate_key_pair(&self, spec: &KeyPairSpec, policy: &KeyPolicy) -> Result<(KeyHandle, KeyHandle)> {
+        let (world, km) = self.emu.module_key(Op::GenerateKeyPair)?;
+        let KeyPairSpec::Rsa { bits, public_exponent } = *spec else {
+            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
+        };
+        let pkcs8 = self.emu.new_rsa_pkcs8(bits, public_exponent)?;
+        let header = self.rsa_private_header(&world, policy, &pkcs8)?;
+        match self.store(&world, &km, header, &pkcs8, policy.token, Op::GenerateKeyPair)?[..] {
+            [private, public] => Ok((public, private)),
+            _ => Err(crate::emulator::poisoned(Op::GenerateKeyPair)),
+        }
+    }
+
+    fn import_key(&self, material: &KeyMaterial, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let (world, km) = self.emu.module_key(Op::ImportKey)?;
+        let (header, private): (KeyHeader, Zeroizing<Vec<u8>>) = match material {
+            KeyMaterial::RsaPrivatePkcs8(der) => (self.rsa_private_header(&world, policy, der)?, der.clone()),
+            KeyMaterial::Aes(k) => (self.aes_header(&world, policy, k)?, k.clone()),
+            KeyMaterial::RsaPublicSpki(spki) => {
+                use rsa::traits::PublicKeyParts;
+                let public = keys::public_from_spki(spki, Op::ImportKey)?;
+                let mut h = self.header(&world, policy, BlobKeyType::Rsa, public.n().bit_width())?;
+                h.has_private = false;
+                h.hash = world.suite().hash(&[spki]);
+                h.public = spki.clone();
+                (h, Zeroizing::new(Vec::new()))
+            }
+            _ => return Err(Error::new(ErrorKind::Unsupported, Op::ImportKey).detail("unknown key material")),
+        };
+        let handles = self.store(&world, &km, header, &private, policy.token, Op::ImportKey)?;
+        handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::ImportKey))
+    }
+
+    fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyHandle>> {
+        let world = self.emu.require_world(Op::FindKeys)?;
+        // Load the token keys of this world that match, once each.
+        let loaded: Vec<std::path::PathBuf> =
+            self.emu.all_objects().into_iter().filter_map(|(_, o)| o.key.path.clone()).collect();
+        for listing in self.emu.list_keys()? {
+            let h = &listing.header;
+            let matches = h.hkm == world.hkm()
+                && h.protection == Protection::Module
+                && filter.label.as_ref().is_none_or(|l| *l == h.name)
+                && filter.id.as_ref().is_none_or(|i| *i == h.id);
+            if matches && !loaded.contains(&listing.path) {
+                let key = self.emu.load_blob(&listing.path)?;
+                self.emu.register(key, None);
+            }
+        }
+        let mut out: Vec<KeyHandle> = self
+            .emu
+            .all_objects()
+            .into_iter()
+            .filter(|(_, o)| o.owner.is_none() || o.owner == Some(self.id))
+            .filter(|(_, o)| {
+                let h = &o.key.header;
+                let key_type = match h.key_type {
+                    BlobKeyType::Rsa => KeyType::Rsa,
+                    BlobKeyType::Aes => KeyType::Aes,
+                };
+                filter.class.is_none_or(|c| c == o.class)
+                    && filter.key_type.is_none_or(|t| t == key_type)
+                    && filter.label.as_ref().is_none_or(|l| *l == h.name)
+                    && filter.id.as_ref().is_none_or(|i| *i == h.id)
+            })
+            .map(|(h, _)| KeyHandle(h))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn attributes(&self, key: KeyHandle, which: &[AttrKind]) -> Result<Vec<Attr>> {
+        use rsa::traits::PublicKeyParts;
+        let o = self.object(key, Op::GetAttributes)?;
+        let h = &o.key.header;
+        let policy = policy_of(&o);
+        let plain_export = o.key.header.acl.check(&Need::Op(OpPerms::ExportAsPlain), None, |_| false).is_ok();
+        Ok(which
+            .iter()
+            .map(|&kind| {
+                let v = |value| Attr::Value(kind, value);
+                match (kind, &o.key.public) {
+                    (AttrKind::Class, _) => v(AttrValue::Class(o.class)),
+                    (AttrKind::KeyType, Some(_)) => v(AttrValue::KeyType(KeyType::Rsa)),
+                    (AttrKind::KeyType, None) => v(AttrValue::KeyType(KeyType::Aes)),
+                    (AttrKind::Label, _) => v(AttrValue::Text(h.name.clone())),
+                    (AttrKind::Id, _) => v(AttrValue::Bytes(h.id.clone())),
+                    (AttrKind::Bits, _) => v(AttrValue::Number(u64::from(h.bits))),
+                    (AttrKind::Modulus, Some(p)) => v(AttrValue::Bytes(p.n().to_be_bytes_trimmed_vartime().to_vec())),
+                    (AttrKind::PublicExponent, Some(p)) => v(AttrValue::Bytes(p.e().to_be_bytes_trimmed_vartime().to_vec())),
+                    (AttrKind::PublicKeyInfo, Some(_)) => v(AttrValue::Bytes(h.public.clone())),
+                    (AttrKind::Value, _) if o.class == ObjectClass::PublicKey => Attr::Invalid(kind),
+                    (AttrKind::Value, _) => match key_material_bytes(&o.key) {
+                        Some(bytes) if plain_export => v(AttrValue::Secret(bytes)),
+                        _ => Attr::Sensitive(kind),
+                    },
+                    (AttrKind::Policy, _) => v(AttrValue::Policy(policy.clone())),
+                    _ => Attr::Invalid(kind),
+                }
+            })
+            .collect())
+    }
+
+    fn copy_narrowed(&self, key: KeyHandle, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let o = self.object(key, Op::CopyKey)?;
+        let original = policy_of(&o);
+        policy.check_narrowing_of(&original)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, Op::CopyKey)?;
+        let (world, km) = self.emu.module_key(Op::CopyKey)?;
+        // The other half of a pair keeps its usages.
+        let mut full = policy.clone();
+        full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
+        let mut header = o.key.header.clone();
+        header.appname = "pkcs11".into();
+        header.ident = self.new_ident()?;
+        header.acl = o.key.header.acl.narrowed_to(&full);
+        if let Some(label) = &policy.label {
+            header.name = label.clone();
+        }
+        if let Some(id) = &policy.id {
+            header.id = id.clone();
+        }
+        if let Some(m) = &policy.allowed_mechanisms {
+            header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm() as u64).collect());
+        }
+        header.cng = None;
+        let private = key_material_bytes(&o.key).unwrap_or_default();
+        let handles = self.store(&world, &km, header, &private, policy.token, Op::CopyKey)?;
+        let new_objects: Vec<(KeyHandle, ObjectClass)> = handles
+            .iter()
+            .filter_map(|h| self.emu.object(*h, Some(self.id), Op::CopyKey).ok().map(|n| (*h, n.class)))
+            .collect();
+        new_objects
+            .iter()
+            .find(|(_, c)| *c == o.class)
+            .map(|(h, _)| *h)
+            .ok_or_else(|| crate::emulator::poisoned(Op::CopyKey))
+    }
+
+    fn destroy(&self, key: KeyHandle) -> Result<()> {
+        let o = self.object(key, Op::DestroyKey)?;
+        self.require_rw(o.key.path.is_some(), Op::DestroyKey)?;
+        if let Some(path) = &o.key.path {
+            std::fs::remove_file(path).map_err(|e| {
+                Error::new(ErrorKind::Io, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))
+            })?;
+            let path = path.clone();
+            self.emu.remove_objects(|x| x.key.path.as_ref() == Some(&path));
+        } else {
+            let target = o.key.clone();
+            self.emu.remove_objects(|x| Arc::ptr_eq(&x.key, &target));
+        }
+        Ok(())
+    }
+
+    fn sign(&self, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>> {
+        let o = self.object(key, Op::Sign)?;
+        self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
+        let private = self.rsa(&o, mech, Op::Sign)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+        let mut rng = self.emu.rng(Op::Sign)?;
+        private.sign(mech, data, &mut rng)
+    }
+
+    fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()> {
+        let o = self.object(key, Op::Verify)?;
+        self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
+        let public = self.public(&o, mech, Op::Verify)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+        keys::verify(public, mech, data, signature)
+    }
+
+    fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let o = self.object(key, Op::Encrypt)?;
+        let Mechanism::RsaOaep { hash } = *mech else { return Err(mechanism_invalid(mech, Op::Encrypt, "C_Encrypt here")) };
+        self.check_class(&o, ObjectClass::PublicKey, mech, Op::Encrypt)?;
+        let public = self.public(&o, mech, Op::Encrypt)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, Op::Encrypt)?;
+        keys::encrypt_oaep(public, hash, plaintext, &mut *self.emu.rng(Op::Encrypt)?, Op::Encrypt)
+    }
+
+    fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
+        let o = self.object(key, Op::Decrypt)?;
+        let Mechanism::RsaOaep { hash } = *mech else { return Err(mechanism_invalid(mech, Op::Decrypt, "C_Decrypt here")) };
+        self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Decrypt)?;
+        let private = self.rsa(&o, mech, Op::Decrypt)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, Op::Decrypt)?;
+        Ok(private.decrypt_oaep(hash, ciphertext, Op::Decrypt)?.to_vec())
+    }
+
+    fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>> {
+        let op = Op::WrapKey;
+        let w = self.object(wrapping, op)?;
+        let t = self.object(target, op)?;
+        let want = match mech {
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => ObjectClass::SecretKey,
+            Mechanism::RsaOaep { .. } | Mechanism::RsaAesKeyWrap { .. } => ObjectClass::PublicKey,
+            other => return Err(mechanism_invalid(other, op, "a wrapping key")),
+        };
+        self.check_class(&w, want, mech, op)?;
+        let Some(bytes) = key_material_bytes(&t.key).filter(|_| t.class != ObjectClass::PublicKey) else {
+            return Err(Error::new(ErrorKind::KeyNotWrappable, op).detail("a public key is not wrapped; export its SubjectPublicKeyInfo"));
+        };
+        self.emu.enforce(&w.key, &Need::Derive(DeriveRole::WrapKey), None, op)?;
+        let trusted = w.key.header.acl.check(&Need::Trusted, None, |_| false).is_ok();
+        let need = Need::ExportUnder { wrapping_hash: &w.key.header.hash, trusted };
+        self.emu.enforce(&t.key, &need, None, op).map_err(|e| {
+            let p = policy_of(&t);
+            let (kind, why) = if !p.extractable {
+                (ErrorKind::KeyUnextractable, "the key is not extractable")
+            } else {
+                (ErrorKind::KeyNotWrappable, "the key may be wrapped only under a trusted or named key")
+            };
+            Error::new(kind, op).detail(format!("{why} ({})", e.detail_text().unwrap_or("")))
+        })?;
+        match mech {
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
+                keys::aes_wrap(self.aes(&w, mech, op)?, *mech == Mechanism::AesKeyWrapPad, &bytes)
+            }
+            Mechanism::RsaOaep { hash } => {
+                keys::encrypt_oaep(self.public(&w, mech, op)?, *hash, &bytes, &mut *self.emu.rng(op)?, op)
+            }
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                keys::rsa_aes_wrap(self.public(&w, mech, op)?, *aes_bits, *hash, &bytes, &mut *self.emu.rng(op)?)
+            }
+            other => Err(mechanism_invalid(other, op, "a wrapping key")),
+        }
+    }
+
+    fn unwrap_key(&self, mech: &Mechanism, unwrapping: KeyHandle, wrapped: &[u8], key_type: KeyType, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let op = Op::UnwrapKey;
+        let u = self.object(unwrapping, op)?;
+        self.emu.enforce(&u.key, &Need::Derive(DeriveRole::UnwrapKey), None, op)?;
+        let bytes = self.unwrap_bytes(mech, &u, wrapped)?;
+        let material = match key_type {
+            KeyType::Rsa => KeyMaterial::RsaPrivatePkcs8(bytes),
+            KeyType::Aes => KeyMaterial::Aes(bytes),
+        };
+        self.import_key(&material, policy).map_err(|e| match e.kind() {
+            ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),
+            _ => e,
+        })
+    }
+
+    fn random(&self, out: &mut [u8]) -> Result<()> {
+        self.emu.rng(Op::Random)?.fill(out);
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! The security world: creation, cards, quorum, and every bad input of the card path.
+
+mod common;
+
+use common::*;
+use hsmkit_backend::ErrorKind;
+use hsmkit_emulator::suite::CipherSuite;
+use hsmkit_emulator::world::World;
+
+#[test]
+fn a_quorum_of_k_distinct_cards_recreates_knso() {
+    let f = legacy_2_of_3();
+    for pair in [[0, 1], [0, 2], [1, 2]] {
+        let cards = [f.good_card(pair[0]), f.good_card(pair[1])];
+        let auth = f.emu.authorize(&cards).expect("quorum");
+        let world = f.emu.world().expect("world").expect("loaded");
+        assert_eq!(auth.hknso(), world.hknso());
+        let cert = auth.certify(b"statement").expect("certify");
+        assert!(world.verify_certificate(b"statement", &cert));
+        assert!(!world.verify_certificate(b"other statement", &cert));
+    }
+}
+
+#[test]
+fn k_minus_one_cards_do_not_meet_the_quorum() {
+    let f = legacy_2_of_3();
+    let before = f.snapshot();
+    let err = f.emu.authorize(&[f.good_card(1)]).expect_err("one card of 2/3");
+    assert_eq!(err.kind(), &ErrorKind::QuorumNotMet { have: 1, need: 2 });
+    assert!(err.hint_text().unwrap_or("").contains("1 more"), "{err:?}");
+    assert_eq!(f.snapshot(), before, "nothing on disk changes");
+}
+
+#[test]
+fn the_same_card_twice_is_refused() {
+    let f = legacy_2_of_3();
+    let before = f.snapshot();
+    let err = f.emu.authorize(&[f.good_card(0), f.good_card(0)]).expect_err("same card twice");
+    assert_eq!(err.kind(), &ErrorKind::ArgumentsBad);
+    assert!(err.to_string().contains("presented twice"), "{err}");
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn wrong_pins_are_counted_and_lock_the_card() {
+    let f = legacy_2_of_3();
+    for left in (1..5).rev() {
+        let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong pin");
+        assert_eq!(err.kind(), &ErrorKind::PinIncorrect);
+        assert!(err.to_string().contains(&format!("{left} tries left")), "{err}");
+    }
+    let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("fifth wrong pin");
+    assert_eq!(err.kind(), &ErrorKind::PinLocked);
+    // Locked now, even with the right PIN.
+    let err = f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect_err("locked");
+    assert_eq!(err.kind(), &ErrorKind::PinLocked);
+    // The other two cards still make the quorum.
+    f.emu.authorize(&[f.good_card(1), f.good_card(2)]).expect("cards 2 and 3");
+}
+
+#[test]
+fn a_right_pin_resets_the_failure_count() {
+    let f = legacy_2_of_3();
+    for _ in 0..4 {
+        f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong");
+    }
+    f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("right pin");
+    let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong again");
+    assert!(err.to_string().contains("4 tries left"), "{err}");
+}
+
+#[test]
+fn a_card_of_another_world_is_refused_by_name() {
+    let a = legacy_2_of_3();
+    let b = world(CipherSuite::DLf1024s160mRijndael, 2, 3, 43);
+    let before = a.snapshot();
+    let err = a.emu.authorize(&[a.good_card(0), b.good_card(1)]).expect_err("foreign card");
+    assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized);
+    let other = b.emu.world().expect("w").expect("w").name();
+    let this = a.emu.world().expect("w").expect("w").name();
+    let msg = err.to_string();
+    assert!(msg.contains(&other) && msg.contains(&this), "{msg}");
+    assert_eq!(a.snapshot(), before);
+}
+
+#[test]
+fn damaged_card_files_are_refused_and_left_alone() {
+    let f = legacy_2_of_3();
+    let path = f.cards[0].clone();
+    let good = std::fs::read(&path).expect("card");
+    let damaged: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+        ("not json", b"\x00\x01garbage".to_vec()),
+        ("share bit flip", flip_in_field(&good, "\"ct\"")),
+        ("edited card number", String::from_utf8_lossy(&good).replacen("\"card\": 1", "\"card\": 3", 1).into_bytes()),
+        ("edited quorum", String::from_utf8_lossy(&good).replacen("\"quorum\": 2", "\"quorum\": 1", 1).into_bytes()),
+        ("hostile kdf", String::from_utf8_lossy(&good).replacen("\"m_kib\": 19456", "\"m_kib\": 4000000000", 1).into_bytes()),
+    ];
+    for (what, bytes) in damaged {
+        assert_ne!(bytes, good, "{what}: the damage must change the file");
+        std::fs::write(&path, &bytes).expect("write");
+        let err = f.emu.authorize(&[(path.clone(), pin(1)), f.good_card(1)]).expect_err(what);
+        assert!(
+            matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::PinIncorrect),
+            "{what}: {err:?}"
+        );
+        if err.kind() == &ErrorKind::Corrupt {
+            assert_eq!(std::fs::read(&path).expect("read"), bytes, "{what}: a corrupt card is not rewritten");
+        }
+    }
+}
+
+fn pin(i: usize) -> hsmkit_backend::Pin {
+    hsmkit_backend::Pin::from(format!("pin-{i}"))
+}
+
+/// Flips one bit in the hex value that follows `field`.
+pub fn flip_in_field(bytes: &[u8], field: &str) -> Vec<u8> {
+    let s = String::from_utf8_lossy(bytes).into_owned();
+    let at = s.find(field).expect("field") + field.len() + 4;
+    let mut out = s.into_bytes();
+    out[at] = if out[at] == b'0' { b'1' } else { b'0' };
+    out
+}
+
+#[test]
+fn damaged_world_files_are_refused() {
+    let f = legacy_2_of_3();
+    let path = f.kmdata().join("local").join("world");
+    let good = std::fs::read(&path).expect("world");
+    let text = String::from_utf8_lossy(&good).into_owned();
+    let damaged: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() - 10].to_vec()),
+        ("bit flip in hkm", flip_in_field(&good, "\"hkm\"")),
+        ("bit flip in the signature", flip_in_field(&good, "\"signature\"")),
+        ("edited quorum", text.replacen("\"k\": 2", "\"k\": 1", 1).into_bytes()),
+        ("edited suite", text.replacen("DLf1024s160mRijndael", "DLf3072s256mAEScSP800131Ar1", 1).into_bytes()),
+        ("unknown suite", text.replacen("DLf1024s160mRijndael", "DLf2048s224mDES3", 1).into_bytes()),
+    ];
+    for (what, bytes) in damaged {
+        assert_ne!(bytes, good, "{what}");
+        std::fs::write(&path, &bytes).expect("write");
+        let err = World::load(&path).expect_err(what);
+        assert_eq!(err.kind(), &ErrorKind::Corrupt, "{what}: {err:?}");
+        assert!(err.to_string().contains("world file"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn seeded_worlds_are_byte_identical() {
+    let a = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 7);
+    let b = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 7);
+    let c = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 8);
+    let read = |f: &Fixture| std::fs::read_to_string(f.kmdata().join("local/world")).expect("world");
+    assert_eq!(read(&a), read(&b));
+    assert_ne!(read(&a), read(&c));
+    assert_eq!(std::fs::read(&a.cards[1]).expect("card"), std::fs::read(&b.cards[1]).expect("card"));
+}
+
+#[test]
+fn the_default_suite_works_end_to_end() {
+    let f = world(CipherSuite::DLf3072s256mAEScSP800131Ar1, 2, 2, 1);
+    let w = f.emu.world().expect("w").expect("w");
+    assert_eq!(w.hknso().len(), 32, "SHA-256 hashes");
+    f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("quorum");
+}
+
+#[test]
+fn an_existing_world_is_not_replaced() {
+    let f = legacy_2_of_3();
+    let before = f.snapshot();
+    let err = f
+        .emu
+        .create_world(CipherSuite::DLf1024s160mRijndael, hsmkit_emulator::world::Quorum { k: 1, n: 1 }, &pins(1))
+        .expect_err("second world");
+    assert_eq!(err.kind(), &ErrorKind::AlreadyExists);
+    assert_eq!(f.snapshot(), before);
+}
