@@ -23,5 +23,7 @@ mod session;
 pub mod suite;
 pub mod world;
 
-pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
+pub use emulator::{
+    Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params,
+};
 pub use session::{EmulatorSession, SLOT};

@@ -77,41 +77,66 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng, hook: &FaultHook) -> Result<
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(|e| {
-                Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot create the NVRAM folder {}: {e}", dir.display()))
+                Error::new(ErrorKind::Io, Op::Module).detail(format!(
+                    "cannot create the NVRAM folder {}: {e}",
+                    dir.display()
+                ))
             })?;
             let b: [u8; 6] = rng.array();
-            let esn = format!("{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3], b[4], b[5]);
-            let nv = Nvram { esn, mode: Mode::Operational, km: None, hkm: None };
+            let esn = format!(
+                "{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}",
+                b[0], b[1], b[2], b[3], b[4], b[5]
+            );
+            let nv = Nvram {
+                esn,
+                mode: Mode::Operational,
+                km: None,
+                hkm: None,
+            };
             save(&nv, &path, hook)?;
             Ok((nv, path))
         }
-        Err(e) => Err(Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(Error::new(ErrorKind::Io, Op::Module)
+            .detail(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
 /// Writes NVRAM crash-safely.
 pub fn save(nv: &Nvram, path: &Path, hook: &FaultHook) -> Result<()> {
     let bytes = Zeroizing::new(
-        serde_json::to_vec_pretty(nv).map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,
+        serde_json::to_vec_pretty(nv)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,
     );
-    write_atomic(path, &bytes, hook)
-        .map_err(|e| Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot write NVRAM {}: {e}", path.display())))
+    write_atomic(path, &bytes, hook).map_err(|e| {
+        Error::new(ErrorKind::Io, Op::Module)
+            .detail(format!("cannot write NVRAM {}: {e}", path.display()))
+    })
 }
 
 mod opt_secret_hex {
     use serde::{Deserialize, Deserializer, Serializer};
     use zeroize::Zeroizing;
 
-    pub fn serialize<S: Serializer>(v: &Option<Zeroizing<Vec<u8>>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        v: &Option<Zeroizing<Vec<u8>>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(b) => s.serialize_some(&*Zeroizing::new(hex::encode(b.as_slice()))),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
         let s = s.map(Zeroizing::new);
-        s.map(|h| hex::decode(h.as_str()).map(Zeroizing::new).map_err(serde::de::Error::custom)).transpose()
+        s.map(|h| {
+            hex::decode(h.as_str())
+                .map(Zeroizing::new)
+                .map_err(serde::de::Error::custom)
+        })
+        .transpose()
     }
 }
