@@ -1,1 +1,95 @@
-fn main() {}
+//! `hsmkit`: the nShield tools of the BYOK ceremony, on the emulated module.
+//!
+//! Subcommands carry the names and arguments of the tools in the ceremony, so its commands run
+//! with `hsmkit` in front: `new-world`, `nkminfo`, `generatekey`, `cngimport`, `aclprint` (and
+//! `preload … aclprint.py`), `kmfile-dump`.
+
+mod commands;
+mod env;
+mod pins;
+mod show;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// The kmdata folder (else `NFAST_KMDATA`, else a per-user default).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub kmdata: Option<std::path::PathBuf>,
+    /// Where Administrator card files go (default: `cards/` beside kmdata).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cards: Option<std::path::PathBuf>,
+    /// The module's NVRAM folder (default: `nvram/` beside kmdata).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub nvram: Option<std::path::PathBuf>,
+    /// PINs, one a line, card by card in order (else `HSMKIT_PIN_FILE`, else a hidden prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pin_file: Option<std::path::PathBuf>,
+    /// Seed the module's RNG and fix its clock: reproducible output, NOT for real keys.
+    #[arg(long, global = true, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hsmkit",
+    version,
+    about = "An nShield-style HSM emulator and BYOK conformance kit"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a security world with an Administrator Card Set (`new-world`).
+    #[command(name = "new-world")]
+    NewWorld(commands::NewWorldArgs),
+    /// Show the world, the module and the keys (`nfkminfo`).
+    #[command(name = "nkminfo", alias = "nfkminfo")]
+    Nkminfo(commands::NkminfoArgs),
+    /// Generate a key (`generatekey --generate APP key=value …`).
+    #[command(name = "generatekey")]
+    Generatekey(commands::GeneratekeyArgs),
+    /// Import a key into the CNG key storage provider (`cngimport --import`).
+    #[command(name = "cngimport")]
+    Cngimport(commands::CngimportArgs),
+    /// Print a key's ACL, loading it through the module (`aclprint.py`).
+    #[command(name = "aclprint")]
+    Aclprint(commands::AclprintArgs),
+    /// Load a key and run a program on it: `preload -A APP -K IDENT … aclprint.py` prints its ACL.
+    #[command(name = "preload")]
+    Preload(commands::PreloadArgs),
+    /// Dump a key blob file without opening it (`kmfile-dump`).
+    #[command(name = "kmfile-dump")]
+    KmfileDump(commands::KmfileDumpArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::NewWorld(a) => commands::new_world(&cli.global, a),
+        Command::Nkminfo(a) => commands::nkminfo(&cli.global, a),
+        Command::Generatekey(a) => commands::generatekey(&cli.global, a),
+        Command::Cngimport(a) => commands::cngimport(&cli.global, a),
+        Command::Aclprint(a) => commands::aclprint(&cli.global, &a.app, &a.ident),
+        Command::Preload(a) => commands::preload(&cli.global, a),
+        Command::KmfileDump(a) => commands::kmfile_dump(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hsmkit: {e}");
+            if let Some(h) = e.hint_text() {
+                eprintln!("hsmkit: what to do: {h}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -167,7 +167,7 @@ impl Emulator {
             Some(s) => HsmRng::from_seed(s),
             None => HsmRng::from_os()?,
         };
-        let nvram = module::open_or_create(&config.nvram, &mut rng, &config.faults)?;
+        let nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
         let world = if world_path.exists() {
             Some(World::load(&world_path)?)

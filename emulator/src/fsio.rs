@@ -95,6 +95,15 @@ fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::
     Ok(())
 }
 
+/// Creates `dir` and its parents; a folder it creates is private to the owner (mode 0700).
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,8 +63,8 @@ impl std::fmt::Debug for Nvram {
     }
 }
 
-/// Reads the module's NVRAM from `dir`, or makes a new module there if it has none.
-pub fn open_or_create(dir: &Path, rng: &mut HsmRng, hook: &FaultHook) -> Result<(Nvram, PathBuf)> {
+/// Reads the module's NVRAM from `dir`, or starts a fresh module if it has none.
+pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> {
     let path = dir.join("module");
     match fs::read(&path) {
         Ok(bytes) => {
@@ -76,33 +76,38 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng, hook: &FaultHook) -> Result<
             Ok((nv, path))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(|e| {
-                Error::new(ErrorKind::Io, Op::Module).detail(format!(
-                    "cannot create the NVRAM folder {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            // A fresh module: nothing is written until its state changes (a world is loaded),
+            // so a command that fails leaves no trace.
             let b: [u8; 6] = rng.array();
             let esn = format!(
                 "{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}",
                 b[0], b[1], b[2], b[3], b[4], b[5]
             );
-            let nv = Nvram {
-                esn,
-                mode: Mode::Operational,
-                km: None,
-                hkm: None,
-            };
-            save(&nv, &path, hook)?;
-            Ok((nv, path))
+            Ok((
+                Nvram {
+                    esn,
+                    mode: Mode::Operational,
+                    km: None,
+                    hkm: None,
+                },
+                path,
+            ))
         }
         Err(e) => Err(Error::new(ErrorKind::Io, Op::Module)
             .detail(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
-/// Writes NVRAM crash-safely.
+/// Writes NVRAM crash-safely, making its folder (mode 0700) if needed.
 pub fn save(nv: &Nvram, path: &Path, hook: &FaultHook) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        crate::fsio::create_private_dir(dir).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::Module).detail(format!(
+                "cannot create the NVRAM folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
     let bytes = Zeroizing::new(
         serde_json::to_vec_pretty(nv)
             .map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,

@@ -226,7 +226,7 @@ impl World {
             .dealer_rng(&acs_secret, &mut share_rng)
             .take(usize::from(quorum.n))
             .collect();
-        fs::create_dir_all(cards_dir).map_err(|e| {
+        crate::fsio::create_private_dir(cards_dir).map_err(|e| {
             Error::new(ErrorKind::Io, Op::CreateWorld).detail(format!(
                 "cannot create card folder {}: {e}",
                 cards_dir.display()

@@ -1,0 +1,427 @@
+//! The subcommands.
+
+use std::path::PathBuf;
+
+use hsmkit_backend::{Error, ErrorKind, Op, Result};
+use hsmkit_emulator::keyblob::{KeyFile, check_ident};
+use hsmkit_emulator::suite::CipherSuite;
+use hsmkit_emulator::world::Quorum;
+
+use crate::pins::PinSource;
+use crate::{Global, env, show};
+
+/// `new-world` arguments, as nShield's `new-world` takes them.
+#[derive(Debug, clap::Args)]
+pub struct NewWorldArgs {
+    /// Create a new world (the only mode hsmkit has).
+    #[arg(short = 'i', long)]
+    initialize: bool,
+    /// The cipher suite.
+    #[arg(short = 'c', long, default_value = "DLf3072s256mAEScSP800131Ar1")]
+    cipher_suite: String,
+    /// The module (the emulator has module 1).
+    #[arg(short = 'm', long, default_value_t = 1)]
+    module: u32,
+    /// Administrator Card Set quorum, K/N.
+    #[arg(short = 'Q', long, default_value = "1/1")]
+    acs_quorum: String,
+}
+
+/// `nkminfo` arguments.
+#[derive(Debug, clap::Args)]
+pub struct NkminfoArgs {
+    /// List keys (optionally of one application, and one ident).
+    #[arg(short = 'k', long = "key-list")]
+    keys: bool,
+    /// Show the world (the default).
+    #[arg(short = 'w', long = "world-info")]
+    world: bool,
+    /// With -k: application name, then ident.
+    filter: Vec<String>,
+}
+
+/// `generatekey` arguments: `--generate APP key=value …`.
+#[derive(Debug, clap::Args)]
+pub struct GeneratekeyArgs {
+    /// Generate a key for application APP.
+    #[arg(short = 'g', long = "generate", value_name = "APP")]
+    app: String,
+    /// Key parameters: type=RSA size=2048 protect=module ident=… plainname=… nvram=no pubexp=
+    params: Vec<String>,
+}
+
+/// `cngimport` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CngimportArgs {
+    /// Import a key (the only mode hsmkit has).
+    #[arg(short = 'i', long)]
+    import: bool,
+    /// A machine key, usable by every user (without it, a key of the current user).
+    #[arg(short = 'M', long = "machine-key")]
+    machine: bool,
+    /// The key's ident.
+    #[arg(short = 'k', long)]
+    key: String,
+    /// The key's application name.
+    #[arg(short = 'a', long, default_value = "simple")]
+    appname: String,
+    /// The CNG key (container) name.
+    container: String,
+}
+
+/// `aclprint` arguments.
+#[derive(Debug, clap::Args)]
+pub struct AclprintArgs {
+    /// Application name.
+    #[arg(short = 'A', long = "app", value_name = "APP")]
+    pub app: String,
+    /// Key ident.
+    #[arg(short = 'K', long = "ident", value_name = "IDENT")]
+    pub ident: String,
+}
+
+/// `preload` arguments: `preload -m 1 -A APP -K IDENT PROGRAM…`.
+#[derive(Debug, clap::Args)]
+pub struct PreloadArgs {
+    /// Module.
+    #[arg(short = 'm', long, default_value_t = 1)]
+    module: u32,
+    /// Application name of the key to load.
+    #[arg(short = 'A', long = "appname")]
+    app: String,
+    /// Ident of the key to load.
+    #[arg(short = 'K', long = "key-ident")]
+    ident: String,
+    /// The program to run with the key loaded (hsmkit runs `aclprint.py`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    program: Vec<String>,
+}
+
+/// `kmfile-dump` arguments.
+#[derive(Debug, clap::Args)]
+pub struct KmfileDumpArgs {
+    /// A key blob file.
+    file: PathBuf,
+}
+
+fn bad(op: Op, detail: String, hint: &str) -> Error {
+    Error::new(ErrorKind::ArgumentsBad, op)
+        .detail(detail)
+        .hint(hint.to_string())
+}
+
+pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
+    if !a.initialize {
+        return Err(bad(
+            Op::CreateWorld,
+            "new-world needs --initialize".into(),
+            "run `hsmkit new-world --initialize --cipher-suite=… --acs-quorum=K/N`",
+        ));
+    }
+    if a.module != 1 {
+        return Err(bad(
+            Op::CreateWorld,
+            format!("there is no module {}", a.module),
+            "the emulator has module 1: use --module=1",
+        ));
+    }
+    let suite = CipherSuite::parse(&a.cipher_suite)?;
+    let quorum = Quorum::parse(&a.acs_quorum)?;
+    let emu = env::emulator(g)?;
+    if let Some(w) = emu.world()? {
+        return Err(Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
+            .detail(format!(
+                "kmdata {} already holds world {}",
+                emu.config().kmdata.display(),
+                w.name()
+            ))
+            .hint("move the existing kmdata away (keep a backup) before creating a new world"));
+    }
+    let mut source = PinSource::from(g)?;
+    if let Some(have) = source.available() {
+        if have < usize::from(quorum.n) {
+            return Err(bad(
+                Op::CreateWorld,
+                format!("the PIN file has {have} PIN(s) for {} cards", quorum.n),
+                "give one PIN a line, card by card",
+            ));
+        }
+    }
+    println!("Create Security World:");
+    println!(
+        " Module 1 ({}): switching to initialisation mode",
+        emu.esn()?
+    );
+    println!(
+        " Cipher suite {suite} ({} bits of security), ACS quorum {}/{}",
+        suite.strength(),
+        quorum.k,
+        quorum.n
+    );
+    let mut pins = Vec::new();
+    for i in 1..=quorum.n {
+        pins.push(source.next(&format!("card {i} of {}", quorum.n), true)?);
+    }
+    let created = emu.create_world(suite, quorum, &pins)?;
+    for (i, p) in created.cards.iter().enumerate() {
+        println!(" Module 1 Card {}: written to {}", i + 1, p.display());
+    }
+    println!(" Module 1: back in operational mode");
+    println!(
+        "security world generated on module #1; hknso = {}",
+        hex(created.world.hknso())
+    );
+    println!(
+        "World file: {}",
+        emu.config().kmdata.join("local").join("world").display()
+    );
+    println!(
+        "Any {} of the {} cards give administrative access; keep each card and its PIN with a different person.",
+        quorum.k, quorum.n
+    );
+    Ok(())
+}
+
+pub fn nkminfo(g: &Global, a: &NkminfoArgs) -> Result<()> {
+    let emu = env::emulator(g)?;
+    if a.keys {
+        let app = a.filter.first();
+        let ident = a.filter.get(1);
+        let keys: Vec<_> = emu
+            .list_keys()?
+            .into_iter()
+            .filter(|k| {
+                app.is_none_or(|x| *x == k.header.appname)
+                    && ident.is_none_or(|x| *x == k.header.ident)
+            })
+            .collect();
+        print!("{}", show::key_list(&keys));
+        return Ok(());
+    }
+    let world = emu.require_world(Op::Info)?;
+    print!("{}", show::world_info(&world, &emu.esn()?, emu.mode()?));
+    Ok(())
+}
+
+/// Parsed `key=value` parameters of `generatekey`.
+struct KeyParams {
+    size: u32,
+    ident: String,
+    plainname: String,
+    pubexp: u64,
+}
+
+const KNOWN_PARAMS: &[&str] = &[
+    "type",
+    "size",
+    "protect",
+    "ident",
+    "plainname",
+    "nvram",
+    "pubexp",
+    "recovery",
+];
+
+fn parse_key_params(params: &[String]) -> Result<KeyParams> {
+    let op = Op::GenerateKeyPair;
+    let mut map = std::collections::BTreeMap::new();
+    for p in params {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(bad(
+                op,
+                format!("'{p}' is not key=value"),
+                "write parameters as key=value, for example size=2048",
+            ));
+        };
+        if !KNOWN_PARAMS.contains(&k) {
+            return Err(bad(
+                op,
+                format!("unknown parameter '{k}'"),
+                &format!("known parameters: {}", KNOWN_PARAMS.join(", ")),
+            ));
+        }
+        map.insert(k.to_string(), v.to_string());
+    }
+    let get = |k: &str| map.get(k).map(String::as_str);
+    match get("type").unwrap_or("") {
+        t if t.eq_ignore_ascii_case("rsa") => {}
+        "" => return Err(bad(op, "no key type given".into(), "add type=RSA")),
+        t => {
+            return Err(bad(
+                op,
+                format!("key type '{t}' is not supported"),
+                "the emulator's generatekey makes type=RSA keys",
+            ));
+        }
+    }
+    match get("protect").unwrap_or("module") {
+        "module" => {}
+        p @ ("token" | "softcard") => {
+            return Err(Error::new(ErrorKind::Unsupported, op)
+                .detail(format!(
+                    "protect={p} (Operator Card Set or softcard protection) is not supported here"
+                ))
+                .hint("use protect=module: the BYOK toolset does not support OCS-protected keys"));
+        }
+        p => {
+            return Err(bad(
+                op,
+                format!("unknown protection '{p}'"),
+                "use protect=module",
+            ));
+        }
+    }
+    match get("nvram").unwrap_or("no") {
+        "no" => {}
+        v => {
+            return Err(Error::new(ErrorKind::Unsupported, op)
+                .detail(format!("nvram={v} is not supported"))
+                .hint("use nvram=no"));
+        }
+    }
+    let size_text =
+        get("size").ok_or_else(|| bad(op, "no key size given".into(), "add size=2048"))?;
+    let size = size_text.parse::<u32>().map_err(|_| {
+        bad(
+            op,
+            format!("size '{size_text}' is not a number"),
+            "use size=2048",
+        )
+    })?;
+    let ident = get("ident").ok_or_else(|| {
+        bad(
+            op,
+            "no ident given".into(),
+            "add ident=NAME (digits, dashes and lowercase letters)",
+        )
+    })?;
+    check_ident(ident, op)?;
+    let plainname = get("plainname")
+        .filter(|s| !s.is_empty())
+        .unwrap_or(ident)
+        .to_string();
+    let pubexp = match get("pubexp").unwrap_or("") {
+        "" => 65537,
+        hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| {
+            bad(
+                op,
+                format!("pubexp '{hex}' is not a hexadecimal number"),
+                "give the exponent in hex (10001 for 65537), or leave it empty",
+            )
+        })?,
+    };
+    hsmkit_emulator::check_rsa_params(size, pubexp)?;
+    Ok(KeyParams {
+        size,
+        ident: ident.to_string(),
+        plainname,
+        pubexp,
+    })
+}
+
+pub fn generatekey(g: &Global, a: &GeneratekeyArgs) -> Result<()> {
+    hsmkit_emulator::keyblob::check_appname(&a.app, Op::GenerateKeyPair)?;
+    let p = parse_key_params(&a.params)?;
+    let emu = env::emulator(g)?;
+    println!("key generation parameters:");
+    println!(" operation    Operation to perform       generate");
+    println!(" application  Application                {}", a.app);
+    println!(" protect      Protected by               module");
+    println!(" type         Key type                   RSA");
+    println!(" size         Key size                   {}", p.size);
+    println!(" pubexp       Public exponent (hex)      {:x}", p.pubexp);
+    println!(" ident        Key identifier             {}", p.ident);
+    println!(" plainname    Key name                   {}", p.plainname);
+    println!(" nvram        Blob in NVRAM (needs ACS)  no");
+    let header = emu.generate_rsa(&a.app, &p.ident, &p.plainname, p.size, p.pubexp)?;
+    println!("Key successfully generated.");
+    println!(
+        "Path to key: {}",
+        emu.key_path(&header.appname, &header.ident).display()
+    );
+    Ok(())
+}
+
+pub fn cngimport(g: &Global, a: &CngimportArgs) -> Result<()> {
+    if !a.import {
+        return Err(bad(
+            Op::ImportKey,
+            "cngimport needs --import".into(),
+            "run `hsmkit cngimport --import -M --key=IDENT --appname=simple NAME`",
+        ));
+    }
+    let emu = env::emulator(g)?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    let (path, header) = emu.cng_import(&a.appname, &a.key, &a.container, a.machine, &user)?;
+    println!(
+        "Key {}/{} imported to CNG as '{}' ({} key).",
+        a.appname,
+        a.key,
+        a.container,
+        if a.machine { "machine" } else { "user" }
+    );
+    println!("Tokenized key file: {}", path.display());
+    println!("Key hash: {}", hex(&header.hash));
+    println!(
+        "Back up this file with the world file: the key cannot be exported back once transferred."
+    );
+    Ok(())
+}
+
+pub fn aclprint(g: &Global, app: &str, ident: &str) -> Result<()> {
+    let emu = env::emulator(g)?;
+    let path = emu.key_path(app, ident);
+    if !path.exists() {
+        return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
+            .detail(format!(
+                "there is no key {app}/{ident} ({} does not exist)",
+                path.display()
+            ))
+            .hint("list the keys with `hsmkit nkminfo -k`"));
+    }
+    // Loading the key through the module checks the blob's integrity before printing anything.
+    let key = emu.load_blob(&path)?;
+    println!(
+        "Key {app}/{ident} ({}, {} bits), loaded on module 1",
+        show::key_type(&key.header),
+        key.header.bits
+    );
+    print!("{}", key.header.acl);
+    Ok(())
+}
+
+pub fn preload(g: &Global, a: &PreloadArgs) -> Result<()> {
+    if a.module != 1 {
+        return Err(bad(
+            Op::LoadKey,
+            format!("there is no module {}", a.module),
+            "use -m 1",
+        ));
+    }
+    let runs_aclprint = a.program.iter().any(|p| {
+        let name = std::path::Path::new(p)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        name == "aclprint.py" || name == "aclprint"
+    });
+    if !runs_aclprint {
+        return Err(Error::new(ErrorKind::Unsupported, Op::LoadKey)
+            .detail(format!(
+                "hsmkit preload runs aclprint.py only, not '{}'",
+                a.program.join(" ")
+            ))
+            .hint("run `hsmkit preload -m 1 -A APP -K IDENT python aclprint.py`"));
+    }
+    aclprint(g, &a.app, &a.ident)
+}
+
+pub fn kmfile_dump(a: &KmfileDumpArgs) -> Result<()> {
+    let file = KeyFile::read(&a.file)?;
+    print!("{}", show::kmfile(&a.file, &file));
+    Ok(())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

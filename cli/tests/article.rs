@@ -1,0 +1,246 @@
+//! The article's commands, run as written with `hsmkit` in front, and the CLI's bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("kmdata")).expect("kmdata");
+        std::fs::write(dir.path().join("pins"), "alpha\nbravo\ncharlie\n").expect("pins");
+        Env { dir }
+    }
+
+    fn kmdata(&self) -> PathBuf {
+        self.dir.path().join("kmdata")
+    }
+
+    /// Runs `hsmkit` with the article's arguments; kmdata from `NFAST_KMDATA` as the tools use it.
+    fn run(&self, args: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+            .args(args.split_whitespace())
+            .env("NFAST_KMDATA", self.kmdata())
+            .env("HSMKIT_PIN_FILE", self.dir.path().join("pins"))
+            .env_remove("HOME")
+            .output()
+            .expect("run hsmkit")
+    }
+
+    fn ok(&self, args: &str) -> String {
+        let out = self.run(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "hsmkit {args}\nstdout:\n{text}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, args: &str) -> String {
+        let before = snapshot(self.dir.path());
+        let out = self.run(args);
+        assert!(!out.status.success(), "hsmkit {args} should fail");
+        assert_eq!(
+            snapshot(self.dir.path()),
+            before,
+            "hsmkit {args} changed files"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn world(&self) {
+        self.ok("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3");
+    }
+}
+
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const GENERATEKEY: &str = "generatekey --generate simple type=RSA size=2048 protect=module ident=contosokey plainname=contosokey nvram=no pubexp=";
+
+#[test]
+fn the_articles_world_key_status_and_inspection_commands_run_as_written() {
+    let e = Env::new();
+    let out = e.ok(
+        "new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3",
+    );
+    assert!(
+        out.contains("security world generated on module #1; hknso = "),
+        "{out}"
+    );
+    assert!(e.kmdata().join("local/world").exists());
+    let cards: Vec<_> = std::fs::read_dir(e.dir.path().join("cards"))
+        .expect("cards")
+        .collect();
+    assert_eq!(cards.len(), 3);
+
+    let info = e.ok("nkminfo");
+    assert!(
+        info.contains("k-out-of-n  2/3") && info.contains("ciphersuite DLf1024s160mRijndael"),
+        "{info}"
+    );
+
+    let out = e.ok(GENERATEKEY);
+    assert!(out.contains("Key successfully generated."), "{out}");
+    assert!(e.kmdata().join("local/key_simple_contosokey").exists());
+
+    let out = e.ok("cngimport --import -M --key=contosokey --appname=simple contosokey");
+    assert!(out.contains("key_caping_machine--"), "{out}");
+
+    let keys = e.ok("nkminfo -k");
+    assert!(keys.starts_with("Key list - 2 keys"), "{keys}");
+    assert!(
+        keys.contains("AppName simple       Ident contosokey"),
+        "{keys}"
+    );
+
+    let acl = e.ok("preload -m 1 -A simple -K contosokey python aclprint.py");
+    assert!(acl.contains("ACL containing 2 Permission Groups"), "{acl}");
+    assert!(
+        acl.contains("MakeArchiveBlob"),
+        "the default key is recoverable: {acl}"
+    );
+    assert!(
+        acl.contains("(KNSO: the Administrator Card Set quorum)"),
+        "{acl}"
+    );
+    let same = e.ok("aclprint -A simple -K contosokey");
+    assert!(
+        same.contains("OpPermissions: DuplicateHandle, GetAppData, ReduceACL"),
+        "{same}"
+    );
+
+    let path = e.kmdata().join("local/key_simple_contosokey");
+    let dump = e.ok(&format!("kmfile-dump {}", path.display()));
+    assert!(
+        dump.contains("type        RSA, 2048 bits, public exponent 0x10001"),
+        "{dump}"
+    );
+    assert!(dump.contains("not shown"), "{dump}");
+    // No secret in the dump: the sealed bytes are not printed.
+    let blob: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("json");
+    let ct = blob["privblob"]["ct"].as_str().expect("ct");
+    assert!(!dump.contains(&ct[..32]));
+}
+
+#[test]
+fn bad_world_input_fails_clearly_and_changes_nothing() {
+    let e = Env::new();
+    for (quorum, says) in [
+        ("3/2", "cannot exceed"),
+        ("0/3", "at least 1"),
+        ("a/b", "whole numbers"),
+        ("2/65", "at most 64"),
+    ] {
+        let err = e.fails(&format!("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum={quorum}"));
+        assert!(
+            err.contains(&format!("invalid quorum '{quorum}'")) && err.contains(says),
+            "{quorum}: {err}"
+        );
+        assert!(err.contains("what to do:"), "{err}");
+    }
+    let err = e.fails(
+        "new-world --initialize --cipher-suite=DLf2048s224mDES3 --module=1 --acs-quorum=2/3",
+    );
+    assert!(
+        err.contains("unknown cipher suite 'DLf2048s224mDES3'")
+            && err.contains("DLf1024s160mRijndael"),
+        "{err}"
+    );
+    std::fs::write(e.dir.path().join("pins"), "only-one\n").expect("pins");
+    let err = e.fails(
+        "new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3",
+    );
+    assert!(err.contains("1 PIN(s) for 3 cards"), "{err}");
+}
+
+#[test]
+fn bad_key_input_fails_clearly_and_changes_nothing() {
+    let e = Env::new();
+    e.world();
+    for (args, says) in [
+        ("size=512", "1024 to 4096"),
+        ("size=16384", "1024 to 4096"),
+        ("size=big", "not a number"),
+        ("ident=Contoso_Key", "invalid key identifier 'Contoso_Key'"),
+        (
+            "protect=token",
+            "BYOK toolset does not support OCS-protected keys",
+        ),
+        ("pubexp=10000", "odd number"),
+        ("colour=blue", "unknown parameter 'colour'"),
+    ] {
+        let base = "generatekey --generate simple type=RSA size=2048 protect=module ident=contosokey nvram=no";
+        let err = e.fails(&format!("{base} {args}"));
+        assert!(err.contains(says), "{args}: {err}");
+    }
+    e.ok(GENERATEKEY);
+    let err = e.fails(GENERATEKEY);
+    assert!(err.contains("already exists"), "{err}");
+    let err = e.fails("aclprint -A simple -K nosuchkey");
+    assert!(err.contains("there is no key simple/nosuchkey"), "{err}");
+}
+
+#[test]
+fn an_edited_acl_is_detected_by_aclprint() {
+    let e = Env::new();
+    e.world();
+    e.ok(GENERATEKEY);
+    let path = e.kmdata().join("local/key_simple_contosokey");
+    let text = std::fs::read_to_string(&path).expect("blob");
+    std::fs::write(
+        &path,
+        text.replacen("GetAppData", "GetAppData | ExportAsPlain", 1),
+    )
+    .expect("edit");
+    let err = e.fails("aclprint -A simple -K contosokey");
+    assert!(err.contains("failed its integrity check"), "{err}");
+}
+
+#[test]
+fn a_missing_kmdata_folder_is_named() {
+    let e = Env::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["nkminfo", "--kmdata"])
+        .arg(e.dir.path().join("nowhere"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nowhere") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!e.dir.path().join("nowhere").exists());
+}
+
+#[test]
+fn a_world_is_needed_before_keys() {
+    let e = Env::new();
+    let err = e.fails(GENERATEKEY);
+    assert!(
+        err.contains("there is no security world") && err.contains("new-world"),
+        "{err}"
+    );
+}
