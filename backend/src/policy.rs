@@ -177,16 +177,14 @@ mod tests {
 
     #[test]
     fn each_widening_is_refused_by_name() {
-        let cases: Vec<(Box<dyn Fn(&mut KeyPolicy)>, &str)> = vec![
-            (Box::new(|p| p.usage |= Usage::UNWRAP), "CKA_UNWRAP"),
-            (Box::new(|p| p.sensitive = false), "CKA_SENSITIVE"),
-            (Box::new(|p| p.trusted = true), "CKA_TRUSTED"),
+        type Change = fn(&mut KeyPolicy);
+        let cases: Vec<(Change, &str)> = vec![
+            (|p| p.usage |= Usage::UNWRAP, "CKA_UNWRAP"),
+            (|p| p.sensitive = false, "CKA_SENSITIVE"),
+            (|p| p.trusted = true, "CKA_TRUSTED"),
+            (|p| p.allowed_mechanisms = None, "CKA_ALLOWED_MECHANISMS"),
             (
-                Box::new(|p| p.allowed_mechanisms = None),
-                "CKA_ALLOWED_MECHANISMS",
-            ),
-            (
-                Box::new(|p| p.allowed_mechanisms = Some(vec![MechanismKind::Sha1RsaPkcs])),
+                |p| p.allowed_mechanisms = Some(vec![MechanismKind::Sha1RsaPkcs]),
                 "CKA_ALLOWED_MECHANISMS",
             ),
         ];

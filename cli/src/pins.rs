@@ -71,7 +71,7 @@ impl PinSource {
             PinSource::Prompt => {
                 let ask = |prompt: String| {
                     rpassword::prompt_password(prompt)
-                        .map(|s| Pin::from(s))
+                        .map(Pin::from)
                         .map_err(|e| {
                             Error::new(ErrorKind::Io, Op::ReadCard)
                                 .detail(format!("cannot read a PIN from the terminal: {e}"))

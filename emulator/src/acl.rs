@@ -488,6 +488,87 @@ mod opt_hex {
     }
 }
 
+impl std::fmt::Display for Acl {
+    /// The layout of nShield's ACL pretty-printer (`aclprint.py`): groups, certifier, limits,
+    /// actions. Hashes are printed in full; no secret is part of an ACL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "ACL containing {} Permission Group{}",
+            self.groups.len(),
+            if self.groups.len() == 1 { "" } else { "s" }
+        )?;
+        for (i, g) in self.groups.iter().enumerate() {
+            writeln!(f, " Permission Group {}:", i + 1)?;
+            match &g.certifier {
+                Some(c) => writeln!(
+                    f,
+                    "  Requires Certifier: {} (KNSO: the Administrator Card Set quorum)",
+                    hex::encode(c)
+                )?,
+                None => writeln!(f, "  Requires Certifier: none")?,
+            }
+            if g.limits.is_empty() {
+                writeln!(f, "  Use Limits: none")?;
+            }
+            for l in &g.limits {
+                match l {
+                    UseLimit::Global { max } => {
+                        writeln!(f, "  Use Limit: Global, at most {max} uses")?
+                    }
+                    UseLimit::Time { seconds } => {
+                        writeln!(f, "  Use Limit: Time, {seconds} seconds after loading")?
+                    }
+                }
+            }
+            for a in &g.actions {
+                match a {
+                    Action::OpPermissions(p) => {
+                        let names: Vec<&str> = p.iter_names().map(|(n, _)| n).collect();
+                        writeln!(f, "  Action: OpPermissions: {}", names.join(", "))?
+                    }
+                    Action::MakeBlob { kmhash: Some(h) } => writeln!(
+                        f,
+                        "  Action: MakeBlob: only under module key {}",
+                        hex::encode(h)
+                    )?,
+                    Action::MakeBlob { kmhash: None } => {
+                        writeln!(f, "  Action: MakeBlob: under any module key")?
+                    }
+                    Action::MakeArchiveBlob { kahash } => writeln!(
+                        f,
+                        "  Action: MakeArchiveBlob: under recovery key {} (recoverable)",
+                        hex::encode(kahash)
+                    )?,
+                    Action::DeriveKey { role } => {
+                        writeln!(f, "  Action: DeriveKey: role {role:?}")?
+                    }
+                    Action::Export {
+                        under: ExportUnder::AnyKey,
+                    } => writeln!(f, "  Action: Export: wrapped under any wrapping key")?,
+                    Action::Export {
+                        under: ExportUnder::TrustedKey,
+                    } => writeln!(
+                        f,
+                        "  Action: Export: wrapped under a trusted wrapping key only"
+                    )?,
+                    Action::Export {
+                        under: ExportUnder::Key(h),
+                    } => writeln!(
+                        f,
+                        "  Action: Export: wrapped only under the key {}",
+                        hex::encode(h)
+                    )?,
+                    Action::TrustedWrapper => {
+                        writeln!(f, "  Action: TrustedWrapper (a trusted wrapping key)")?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,86 +725,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-}
-
-impl std::fmt::Display for Acl {
-    /// The layout of nShield's ACL pretty-printer (`aclprint.py`): groups, certifier, limits,
-    /// actions. Hashes are printed in full; no secret is part of an ACL.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "ACL containing {} Permission Group{}",
-            self.groups.len(),
-            if self.groups.len() == 1 { "" } else { "s" }
-        )?;
-        for (i, g) in self.groups.iter().enumerate() {
-            writeln!(f, " Permission Group {}:", i + 1)?;
-            match &g.certifier {
-                Some(c) => writeln!(
-                    f,
-                    "  Requires Certifier: {} (KNSO: the Administrator Card Set quorum)",
-                    hex::encode(c)
-                )?,
-                None => writeln!(f, "  Requires Certifier: none")?,
-            }
-            if g.limits.is_empty() {
-                writeln!(f, "  Use Limits: none")?;
-            }
-            for l in &g.limits {
-                match l {
-                    UseLimit::Global { max } => {
-                        writeln!(f, "  Use Limit: Global, at most {max} uses")?
-                    }
-                    UseLimit::Time { seconds } => {
-                        writeln!(f, "  Use Limit: Time, {seconds} seconds after loading")?
-                    }
-                }
-            }
-            for a in &g.actions {
-                match a {
-                    Action::OpPermissions(p) => {
-                        let names: Vec<&str> = p.iter_names().map(|(n, _)| n).collect();
-                        writeln!(f, "  Action: OpPermissions: {}", names.join(", "))?
-                    }
-                    Action::MakeBlob { kmhash: Some(h) } => writeln!(
-                        f,
-                        "  Action: MakeBlob: only under module key {}",
-                        hex::encode(h)
-                    )?,
-                    Action::MakeBlob { kmhash: None } => {
-                        writeln!(f, "  Action: MakeBlob: under any module key")?
-                    }
-                    Action::MakeArchiveBlob { kahash } => writeln!(
-                        f,
-                        "  Action: MakeArchiveBlob: under recovery key {} (recoverable)",
-                        hex::encode(kahash)
-                    )?,
-                    Action::DeriveKey { role } => {
-                        writeln!(f, "  Action: DeriveKey: role {role:?}")?
-                    }
-                    Action::Export {
-                        under: ExportUnder::AnyKey,
-                    } => writeln!(f, "  Action: Export: wrapped under any wrapping key")?,
-                    Action::Export {
-                        under: ExportUnder::TrustedKey,
-                    } => writeln!(
-                        f,
-                        "  Action: Export: wrapped under a trusted wrapping key only"
-                    )?,
-                    Action::Export {
-                        under: ExportUnder::Key(h),
-                    } => writeln!(
-                        f,
-                        "  Action: Export: wrapped only under the key {}",
-                        hex::encode(h)
-                    )?,
-                    Action::TrustedWrapper => {
-                        writeln!(f, "  Action: TrustedWrapper (a trusted wrapping key)")?
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }

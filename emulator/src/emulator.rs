@@ -62,7 +62,7 @@ impl Config {
 /// The private part of a loaded key.
 pub enum Material {
     /// An RSA private key.
-    Rsa(RsaPrivate),
+    Rsa(Box<RsaPrivate>),
     /// An AES key.
     Aes(Zeroizing<Vec<u8>>),
     /// A public key alone.
@@ -450,7 +450,7 @@ impl Emulator {
             hkm: world.hkm().to_vec(),
             gentime_ms: self.now_ms(),
             acl,
-            allowed_mechanisms: allowed.map(|m| m.iter().map(|k| k.ckm() as u64).collect()),
+            allowed_mechanisms: allowed.map(|m| m.iter().map(|k| k.ckm()).collect()),
             hash: world.suite().hash(&[&spki]),
             public: spki,
             cng: None,
@@ -551,7 +551,7 @@ impl Emulator {
     ) -> Result<Arc<LoadedKey>> {
         let material = match (header.key_type, header.has_private) {
             (BlobKeyType::Rsa, true) => {
-                Material::Rsa(RsaPrivate::from_pkcs8(private, Op::LoadKey)?)
+                Material::Rsa(Box::new(RsaPrivate::from_pkcs8(private, Op::LoadKey)?))
             }
             (BlobKeyType::Aes, true) => Material::Aes(Zeroizing::new(private.to_vec())),
             (_, false) => Material::PublicOnly,
@@ -562,7 +562,7 @@ impl Emulator {
         };
         let allowed = header.allowed_mechanisms.as_ref().map(|v| {
             v.iter()
-                .filter_map(|c| MechanismKind::from_ckm(*c as _))
+                .filter_map(|c| MechanismKind::from_ckm(*c))
                 .collect()
         });
         Ok(Arc::new(LoadedKey {
@@ -889,14 +889,14 @@ fn probe_writable(dir: &Path, op: Op) -> Result<()> {
 /// Checks an RSA key size and public exponent: 1024 to 4096 bits in steps of 8, an odd exponent
 /// from 3 to 2^32 - 1.
 pub fn check_rsa_params(bits: u32, pubexp: u64) -> Result<()> {
-    if !(1024..=4096).contains(&bits) || bits % 8 != 0 {
+    if !(1024..=4096).contains(&bits) || !bits.is_multiple_of(8) {
         return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKeyPair)
             .detail(format!(
                 "RSA keys are 1024 to 4096 bits (a multiple of 8), not {bits}"
             ))
             .hint("use size=2048 (recommended) or size=1024 for AD RMS migrations"));
     }
-    if pubexp < 3 || pubexp % 2 == 0 || pubexp > u64::from(u32::MAX) {
+    if pubexp < 3 || pubexp.is_multiple_of(2) || pubexp > u64::from(u32::MAX) {
         return Err(Error::new(ErrorKind::ArgumentsBad, Op::GenerateKeyPair)
             .detail(format!(
                 "the public exponent {pubexp} is not an odd number from 3 to 2^32-1"

@@ -24,7 +24,10 @@ pub enum WriteStage {
 
 /// A test hook called at each [`WriteStage`]; returning `true` simulates a crash there.
 #[derive(Clone, Default)]
-pub struct FaultHook(Option<Arc<dyn Fn(&Path, WriteStage) -> bool + Send + Sync>>);
+pub struct FaultHook(Option<Arc<CrashAt>>);
+
+/// The hook's function: whether to crash writing `path` at `stage`.
+type CrashAt = dyn Fn(&Path, WriteStage) -> bool + Send + Sync;
 
 impl FaultHook {
     /// A hook that crashes when `f` says so.

@@ -201,7 +201,7 @@ pub fn encrypt_oaep(
     rng: &mut HsmRng,
     op: Op,
 ) -> Result<Vec<u8>> {
-    let max = public.size().saturating_sub(2 * hash.len() + 2);
+    let max = public.size().saturating_sub(2 * hash.output_len() + 2);
     if pt.len() > max {
         return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
             "RSA-OAEP({}) with a {}-bit key takes at most {max} bytes, not {}",
@@ -248,7 +248,7 @@ pub fn aes_wrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Vec<u8>> {
             .map_err(|_| fail("RFC 5649 wrap failed"))?
             .len()
     } else {
-        if input.len() < 16 || input.len() % 8 != 0 {
+        if input.len() < 16 || !input.len().is_multiple_of(8) {
             return Err(fail(
                 "RFC 3394 wraps only keys of 16 bytes or more, in multiples of 8; use AES key wrap with padding",
             ));

@@ -289,7 +289,7 @@ impl EmulatorSession<'_> {
             allowed_mechanisms: policy
                 .allowed_mechanisms
                 .as_ref()
-                .map(|m| m.iter().map(|k| k.ckm() as u64).collect()),
+                .map(|m| m.iter().map(|k| k.ckm()).collect()),
             public: Vec::new(),
             hash: Vec::new(),
             cng: None,
@@ -570,7 +570,7 @@ impl Session for EmulatorSession<'_> {
             header.id = id.clone();
         }
         if let Some(m) = &policy.allowed_mechanisms {
-            header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm() as u64).collect());
+            header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
         }
         header.cng = None;
         let private = key_material_bytes(&o.key).unwrap_or_default();

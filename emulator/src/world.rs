@@ -178,6 +178,7 @@ pub struct NewWorld {
 impl World {
     /// Creates a world: KM, KNSO, KRE and the ACS. `pins` has one PIN per card (n of them).
     /// Cards are written to `cards_dir` first, the world file last, so a failure leaves no world.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         suite: CipherSuite,
         quorum: Quorum,
