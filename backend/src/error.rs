@@ -285,13 +285,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` in `op`.
     pub fn new(kind: ErrorKind, op: Op) -> Self {
-        Error {
-            kind,
-            op,
-            detail: None,
-            hint: None,
-            source: None,
-        }
+        Error { kind, op, detail: None, hint: None, source: None }
     }
 
     /// Adds what exactly was wrong (a name, a path, a value that is not secret).
@@ -364,9 +358,7 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -390,14 +382,8 @@ mod tests {
 
     #[test]
     fn shared_ckr_values_map_back_to_the_first_row() {
-        assert_eq!(
-            ErrorKind::QuorumNotMet { have: 1, need: 2 }.ckr(),
-            ck::CKR_USER_NOT_LOGGED_IN
-        );
-        assert_eq!(
-            ErrorKind::from_ckr(ck::CKR_USER_NOT_LOGGED_IN),
-            ErrorKind::NotLoggedIn
-        );
+        assert_eq!(ErrorKind::QuorumNotMet { have: 1, need: 2 }.ckr(), ck::CKR_USER_NOT_LOGGED_IN);
+        assert_eq!(ErrorKind::from_ckr(ck::CKR_USER_NOT_LOGGED_IN), ErrorKind::NotLoggedIn);
         assert_eq!(ErrorKind::from_ckr(ck::CKR_DEVICE_ERROR), ErrorKind::Device);
         assert_eq!(ErrorKind::Corrupt.ckr_name(), "CKR_DEVICE_ERROR");
     }
@@ -411,11 +397,8 @@ mod tests {
 
     #[test]
     fn display_names_operation_kind_and_detail() {
-        let e = Error::new(
-            ErrorKind::KeyFunctionNotPermitted { missing: "Sign" },
-            Op::Sign,
-        )
-        .detail("key simple/contosokey");
+        let e = Error::new(ErrorKind::KeyFunctionNotPermitted { missing: "Sign" }, Op::Sign)
+            .detail("key simple/contosokey");
         assert_eq!(
             e.to_string(),
             "sign failed: the key's ACL does not permit this (missing permission: Sign): key simple/contosokey"

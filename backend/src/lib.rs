@@ -25,8 +25,8 @@ pub use policy::{KeyPolicy, Usage};
 pub use session::{Backend, Session, WorldAdmin, WorldSummary};
 pub use signer::{RsaSigner, SignerHash};
 pub use types::{
-    Attr, AttrKind, AttrValue, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial,
-    KeyPairSpec, KeySpec, KeyType, ObjectClass, SessionMode, SlotId, UserKind,
+    Attr, AttrKind, AttrValue, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeySpec,
+    KeyType, ObjectClass, SessionMode, SlotId, UserKind,
 };
 
 /// A PIN or passphrase: zeroized on drop, never printed.

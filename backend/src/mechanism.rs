@@ -230,14 +230,9 @@ mod tests {
 
     #[test]
     fn parameterised_mechanisms_map_to_their_kind() {
-        let m = Mechanism::RsaPkcs1v15 {
-            hash: HashAlg::Sha384,
-        };
+        let m = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 };
         assert_eq!(m.kind(), MechanismKind::Sha384RsaPkcs);
-        let m = Mechanism::RsaAesKeyWrap {
-            aes_bits: 256,
-            hash: HashAlg::Sha1,
-        };
+        let m = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
         assert_eq!(m.describe(), "RSA-AES-KEY-WRAP(AES-256, OAEP SHA-1)");
     }
 }

@@ -26,10 +26,7 @@ bitflags::bitflags! {
 
 impl Usage {
     /// The usages that belong on a private or secret key.
-    pub const PRIVATE_SIDE: Usage = Usage::SIGN
-        .union(Usage::DECRYPT)
-        .union(Usage::UNWRAP)
-        .union(Usage::DERIVE);
+    pub const PRIVATE_SIDE: Usage = Usage::SIGN.union(Usage::DECRYPT).union(Usage::UNWRAP).union(Usage::DERIVE);
     /// The usages that belong on a public key.
     pub const PUBLIC_SIDE: Usage = Usage::VERIFY.union(Usage::ENCRYPT).union(Usage::WRAP);
 
@@ -78,12 +75,7 @@ pub struct KeyPolicy {
 impl KeyPolicy {
     /// A persistent, sensitive, non-extractable key with the given usages.
     pub fn new(usage: Usage) -> Self {
-        KeyPolicy {
-            usage,
-            sensitive: true,
-            token: true,
-            ..KeyPolicy::default()
-        }
+        KeyPolicy { usage, sensitive: true, token: true, ..KeyPolicy::default() }
     }
 
     /// Sets the label.
@@ -102,9 +94,7 @@ impl KeyPolicy {
 
     /// Whether `mech` is allowed by `CKA_ALLOWED_MECHANISMS`.
     pub fn allows_mechanism(&self, mech: MechanismKind) -> bool {
-        self.allowed_mechanisms
-            .as_ref()
-            .is_none_or(|m| m.contains(&mech))
+        self.allowed_mechanisms.as_ref().is_none_or(|m| m.contains(&mech))
     }
 
     /// Checks that `self` grants nothing that `original` does not: the rule of `C_CopyObject`
@@ -156,10 +146,7 @@ mod tests {
             usage: Usage::SIGN | Usage::DECRYPT,
             extractable: true,
             sensitive: true,
-            allowed_mechanisms: Some(vec![
-                MechanismKind::Sha256RsaPkcs,
-                MechanismKind::RsaPkcsOaep,
-            ]),
+            allowed_mechanisms: Some(vec![MechanismKind::Sha256RsaPkcs, MechanismKind::RsaPkcsOaep]),
             ..KeyPolicy::default()
         }
     }
@@ -183,10 +170,7 @@ mod tests {
             (|p| p.sensitive = false, "CKA_SENSITIVE"),
             (|p| p.trusted = true, "CKA_TRUSTED"),
             (|p| p.allowed_mechanisms = None, "CKA_ALLOWED_MECHANISMS"),
-            (
-                |p| p.allowed_mechanisms = Some(vec![MechanismKind::Sha1RsaPkcs]),
-                "CKA_ALLOWED_MECHANISMS",
-            ),
+            (|p| p.allowed_mechanisms = Some(vec![MechanismKind::Sha1RsaPkcs]), "CKA_ALLOWED_MECHANISMS"),
         ];
         for (change, name) in cases {
             let mut p = base();
@@ -197,9 +181,7 @@ mod tests {
         }
         let mut not_extractable = base();
         not_extractable.extractable = false;
-        let err = base()
-            .check_narrowing_of(&not_extractable)
-            .expect_err("extractable");
+        let err = base().check_narrowing_of(&not_extractable).expect_err("extractable");
         assert!(err.to_string().contains("CKA_EXTRACTABLE"));
     }
 }

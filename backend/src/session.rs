@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::mechanism::Mechanism;
 use crate::policy::KeyPolicy;
 use crate::types::{
-    Attr, AttrKind, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec,
-    KeySpec, KeyType, SessionMode, SlotId, UserKind,
+    Attr, AttrKind, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeySpec, KeyType,
+    SessionMode, SlotId, UserKind,
 };
 
 /// A cryptographic module: the emulator, or a PKCS#11 library loaded at run time.
@@ -42,11 +42,7 @@ pub trait Session: Send + fmt::Debug {
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle>;
     /// `C_GenerateKeyPair`: returns (public, private). The policy's usages are split between the
     /// halves ([`crate::Usage::PUBLIC_SIDE`], [`crate::Usage::PRIVATE_SIDE`]).
-    fn generate_key_pair(
-        &self,
-        spec: &KeyPairSpec,
-        policy: &KeyPolicy,
-    ) -> Result<(KeyHandle, KeyHandle)>;
+    fn generate_key_pair(&self, spec: &KeyPairSpec, policy: &KeyPolicy) -> Result<(KeyHandle, KeyHandle)>;
     /// `C_CreateObject` with key material.
     fn import_key(&self, material: &KeyMaterial, policy: &KeyPolicy) -> Result<KeyHandle>;
     /// `C_FindObjects`.
@@ -61,15 +57,13 @@ pub trait Session: Send + fmt::Debug {
     /// `C_Sign`.
     fn sign(&self, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>>;
     /// `C_Verify`: `Ok(())` only when the signature verifies.
-    fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8])
-    -> Result<()>;
+    fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()>;
     /// `C_Encrypt`.
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>>;
     /// `C_Decrypt`. Failures are opaque ([`crate::ErrorKind::EncryptedDataInvalid`]).
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>>;
     /// `C_WrapKey`: `target` wrapped under `wrapping`.
-    fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle)
-    -> Result<Vec<u8>>;
+    fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>>;
     /// `C_UnwrapKey`: a key of type `key_type` (RSA keys travel as PKCS#8, AES keys as their
     /// bytes). Failures are opaque ([`crate::ErrorKind::WrappedKeyInvalid`]).
     fn unwrap_key(

@@ -48,10 +48,8 @@ impl<'s, D: SignerHash> RsaSigner<'s, D> {
         let spki = match session.attributes(key, &[AttrKind::PublicKeyInfo])?.pop() {
             Some(Attr::Value(_, AttrValue::Bytes(b))) => b,
             _ => {
-                return Err(
-                    Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes)
-                        .detail("the key has no CKA_PUBLIC_KEY_INFO"),
-                );
+                return Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes)
+                    .detail("the key has no CKA_PUBLIC_KEY_INFO"));
             }
         };
         Self::with_public_key(session, key, &spki)
@@ -60,16 +58,10 @@ impl<'s, D: SignerHash> RsaSigner<'s, D> {
     /// Wraps private key `key` of `session` whose public half is the SPKI DER `spki`.
     pub fn with_public_key(session: &'s dyn Session, key: KeyHandle, spki: &[u8]) -> Result<Self> {
         let public = rsa::PublicKey::from_public_key_der(spki).map_err(|e| {
-            Error::new(ErrorKind::AttributeValueInvalid, Op::GetAttributes).detail(format!(
-                "the public key is not an RSA SubjectPublicKeyInfo: {e}"
-            ))
+            Error::new(ErrorKind::AttributeValueInvalid, Op::GetAttributes)
+                .detail(format!("the public key is not an RSA SubjectPublicKeyInfo: {e}"))
         })?;
-        Ok(RsaSigner {
-            session,
-            key,
-            verifying: VerifyingKey::new(public),
-            _digest: PhantomData,
-        })
+        Ok(RsaSigner { session, key, verifying: VerifyingKey::new(public), _digest: PhantomData })
     }
 }
 

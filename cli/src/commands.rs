@@ -105,9 +105,7 @@ pub struct KmfileDumpArgs {
 }
 
 fn bad(op: Op, detail: String, hint: &str) -> Error {
-    Error::new(ErrorKind::ArgumentsBad, op)
-        .detail(detail)
-        .hint(hint.to_string())
+    Error::new(ErrorKind::ArgumentsBad, op).detail(detail).hint(hint.to_string())
 }
 
 pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
@@ -130,11 +128,7 @@ pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
     let emu = env::emulator(g)?;
     if let Some(w) = emu.world()? {
         return Err(Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
-            .detail(format!(
-                "kmdata {} already holds world {}",
-                emu.config().kmdata.display(),
-                w.name()
-            ))
+            .detail(format!("kmdata {} already holds world {}", emu.config().kmdata.display(), w.name()))
             .hint("move the existing kmdata away (keep a backup) before creating a new world"));
     }
     let mut source = PinSource::from(g)?;
@@ -148,16 +142,8 @@ pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
         }
     }
     println!("Create Security World:");
-    println!(
-        " Module 1 ({}): switching to initialisation mode",
-        emu.esn()?
-    );
-    println!(
-        " Cipher suite {suite} ({} bits of security), ACS quorum {}/{}",
-        suite.strength(),
-        quorum.k,
-        quorum.n
-    );
+    println!(" Module 1 ({}): switching to initialisation mode", emu.esn()?);
+    println!(" Cipher suite {suite} ({} bits of security), ACS quorum {}/{}", suite.strength(), quorum.k, quorum.n);
     let mut pins = Vec::new();
     for i in 1..=quorum.n {
         pins.push(source.next(&format!("card {i} of {}", quorum.n), true)?);
@@ -167,14 +153,8 @@ pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
         println!(" Module 1 Card {}: written to {}", i + 1, p.display());
     }
     println!(" Module 1: back in operational mode");
-    println!(
-        "security world generated on module #1; hknso = {}",
-        hex(created.world.hknso())
-    );
-    println!(
-        "World file: {}",
-        emu.config().kmdata.join("local").join("world").display()
-    );
+    println!("security world generated on module #1; hknso = {}", hex(created.world.hknso()));
+    println!("World file: {}", emu.config().kmdata.join("local").join("world").display());
     println!(
         "Any {} of the {} cards give administrative access; keep each card and its PIN with a different person.",
         quorum.k, quorum.n
@@ -190,10 +170,7 @@ pub fn nkminfo(g: &Global, a: &NkminfoArgs) -> Result<()> {
         let keys: Vec<_> = emu
             .list_keys()?
             .into_iter()
-            .filter(|k| {
-                app.is_none_or(|x| *x == k.header.appname)
-                    && ident.is_none_or(|x| *x == k.header.ident)
-            })
+            .filter(|k| app.is_none_or(|x| *x == k.header.appname) && ident.is_none_or(|x| *x == k.header.ident))
             .collect();
         print!("{}", show::key_list(&keys));
         return Ok(());
@@ -211,16 +188,7 @@ struct KeyParams {
     pubexp: u64,
 }
 
-const KNOWN_PARAMS: &[&str] = &[
-    "type",
-    "size",
-    "protect",
-    "ident",
-    "plainname",
-    "nvram",
-    "pubexp",
-    "recovery",
-];
+const KNOWN_PARAMS: &[&str] = &["type", "size", "protect", "ident", "plainname", "nvram", "pubexp", "recovery"];
 
 fn parse_key_params(params: &[String]) -> Result<KeyParams> {
     let op = Op::GenerateKeyPair;
@@ -258,17 +226,11 @@ fn parse_key_params(params: &[String]) -> Result<KeyParams> {
         "module" => {}
         p @ ("token" | "softcard") => {
             return Err(Error::new(ErrorKind::Unsupported, op)
-                .detail(format!(
-                    "protect={p} (Operator Card Set or softcard protection) is not supported here"
-                ))
+                .detail(format!("protect={p} (Operator Card Set or softcard protection) is not supported here"))
                 .hint("use protect=module: the BYOK toolset does not support OCS-protected keys"));
         }
         p => {
-            return Err(bad(
-                op,
-                format!("unknown protection '{p}'"),
-                "use protect=module",
-            ));
+            return Err(bad(op, format!("unknown protection '{p}'"), "use protect=module"));
         }
     }
     match get("nvram").unwrap_or("no") {
@@ -279,27 +241,14 @@ fn parse_key_params(params: &[String]) -> Result<KeyParams> {
                 .hint("use nvram=no"));
         }
     }
-    let size_text =
-        get("size").ok_or_else(|| bad(op, "no key size given".into(), "add size=2048"))?;
-    let size = size_text.parse::<u32>().map_err(|_| {
-        bad(
-            op,
-            format!("size '{size_text}' is not a number"),
-            "use size=2048",
-        )
-    })?;
-    let ident = get("ident").ok_or_else(|| {
-        bad(
-            op,
-            "no ident given".into(),
-            "add ident=NAME (digits, dashes and lowercase letters)",
-        )
-    })?;
+    let size_text = get("size").ok_or_else(|| bad(op, "no key size given".into(), "add size=2048"))?;
+    let size = size_text
+        .parse::<u32>()
+        .map_err(|_| bad(op, format!("size '{size_text}' is not a number"), "use size=2048"))?;
+    let ident = get("ident")
+        .ok_or_else(|| bad(op, "no ident given".into(), "add ident=NAME (digits, dashes and lowercase letters)"))?;
     check_ident(ident, op)?;
-    let plainname = get("plainname")
-        .filter(|s| !s.is_empty())
-        .unwrap_or(ident)
-        .to_string();
+    let plainname = get("plainname").filter(|s| !s.is_empty()).unwrap_or(ident).to_string();
     let pubexp = match get("pubexp").unwrap_or("") {
         "" => 65537,
         hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| {
@@ -311,12 +260,7 @@ fn parse_key_params(params: &[String]) -> Result<KeyParams> {
         })?,
     };
     hsmkit_emulator::check_rsa_params(size, pubexp)?;
-    Ok(KeyParams {
-        size,
-        ident: ident.to_string(),
-        plainname,
-        pubexp,
-    })
+    Ok(KeyParams { size, ident: ident.to_string(), plainname, pubexp })
 }
 
 pub fn generatekey(g: &Global, a: &GeneratekeyArgs) -> Result<()> {
@@ -335,10 +279,7 @@ pub fn generatekey(g: &Global, a: &GeneratekeyArgs) -> Result<()> {
     println!(" nvram        Blob in NVRAM (needs ACS)  no");
     let header = emu.generate_rsa(&a.app, &p.ident, &p.plainname, p.size, p.pubexp)?;
     println!("Key successfully generated.");
-    println!(
-        "Path to key: {}",
-        emu.key_path(&header.appname, &header.ident).display()
-    );
+    println!("Path to key: {}", emu.key_path(&header.appname, &header.ident).display());
     Ok(())
 }
 
@@ -362,9 +303,7 @@ pub fn cngimport(g: &Global, a: &CngimportArgs) -> Result<()> {
     );
     println!("Tokenized key file: {}", path.display());
     println!("Key hash: {}", hex(&header.hash));
-    println!(
-        "Back up this file with the world file: the key cannot be exported back once transferred."
-    );
+    println!("Back up this file with the world file: the key cannot be exported back once transferred.");
     Ok(())
 }
 
@@ -373,44 +312,28 @@ pub fn aclprint(g: &Global, app: &str, ident: &str) -> Result<()> {
     let path = emu.key_path(app, ident);
     if !path.exists() {
         return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
-            .detail(format!(
-                "there is no key {app}/{ident} ({} does not exist)",
-                path.display()
-            ))
+            .detail(format!("there is no key {app}/{ident} ({} does not exist)", path.display()))
             .hint("list the keys with `hsmkit nkminfo -k`"));
     }
     // Loading the key through the module checks the blob's integrity before printing anything.
     let key = emu.load_blob(&path)?;
-    println!(
-        "Key {app}/{ident} ({}, {} bits), loaded on module 1",
-        show::key_type(&key.header),
-        key.header.bits
-    );
+    println!("Key {app}/{ident} ({}, {} bits), loaded on module 1", show::key_type(&key.header), key.header.bits);
     print!("{}", key.header.acl);
     Ok(())
 }
 
 pub fn preload(g: &Global, a: &PreloadArgs) -> Result<()> {
     if a.module != 1 {
-        return Err(bad(
-            Op::LoadKey,
-            format!("there is no module {}", a.module),
-            "use -m 1",
-        ));
+        return Err(bad(Op::LoadKey, format!("there is no module {}", a.module), "use -m 1"));
     }
     let runs_aclprint = a.program.iter().any(|p| {
-        let name = std::path::Path::new(p)
-            .file_name()
-            .map(|n| n.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
+        let name =
+            std::path::Path::new(p).file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
         name == "aclprint.py" || name == "aclprint"
     });
     if !runs_aclprint {
         return Err(Error::new(ErrorKind::Unsupported, Op::LoadKey)
-            .detail(format!(
-                "hsmkit preload runs aclprint.py only, not '{}'",
-                a.program.join(" ")
-            ))
+            .detail(format!("hsmkit preload runs aclprint.py only, not '{}'", a.program.join(" ")))
             .hint("run `hsmkit preload -m 1 -A APP -K IDENT python aclprint.py`"));
     }
     aclprint(g, &a.app, &a.ident)

@@ -22,17 +22,13 @@ fn default_kmdata() -> PathBuf {
 /// The emulator's configuration from the command line and environment. A kmdata folder named
 /// by the user must exist; the per-user default is created.
 pub fn config(g: &Global) -> Result<Config> {
-    let named = g
-        .kmdata
-        .clone()
-        .or_else(|| std::env::var_os("NFAST_KMDATA").map(PathBuf::from));
+    let named = g.kmdata.clone().or_else(|| std::env::var_os("NFAST_KMDATA").map(PathBuf::from));
     let kmdata = match named {
         Some(p) => p,
         None => {
             let p = default_kmdata();
             std::fs::create_dir_all(&p).map_err(|e| {
-                Error::new(ErrorKind::Io, Op::Initialize)
-                    .detail(format!("cannot create {}: {e}", p.display()))
+                Error::new(ErrorKind::Io, Op::Initialize).detail(format!("cannot create {}: {e}", p.display()))
             })?;
             p
         }

@@ -34,11 +34,7 @@ pub struct Global {
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hsmkit",
-    version,
-    about = "An nShield-style HSM emulator and BYOK conformance kit"
-)]
+#[command(name = "hsmkit", version, about = "An nShield-style HSM emulator and BYOK conformance kit")]
 struct Cli {
     #[command(flatten)]
     global: Global,

@@ -10,11 +10,7 @@ use crate::Global;
 /// Where PINs come from.
 pub enum PinSource {
     /// Lines of a file, used in order.
-    File {
-        path: PathBuf,
-        lines: Vec<Pin>,
-        next: usize,
-    },
+    File { path: PathBuf, lines: Vec<Pin>, next: usize },
     /// The terminal, without echo.
     Prompt,
 }
@@ -22,10 +18,7 @@ pub enum PinSource {
 impl PinSource {
     /// The source the options and environment name.
     pub fn from(g: &Global) -> Result<Self> {
-        let path = g
-            .pin_file
-            .clone()
-            .or_else(|| std::env::var_os("HSMKIT_PIN_FILE").map(PathBuf::from));
+        let path = g.pin_file.clone().or_else(|| std::env::var_os("HSMKIT_PIN_FILE").map(PathBuf::from));
         let Some(path) = path else {
             return Ok(PinSource::Prompt);
         };
@@ -34,15 +27,8 @@ impl PinSource {
                 .detail(format!("cannot read the PIN file {}: {e}", path.display()))
                 .hint("give --pin-file FILE (or HSMKIT_PIN_FILE) with one PIN a line, card by card")
         })?);
-        let lines = text
-            .lines()
-            .map(|l| Pin::from(l.trim_end_matches('\r').to_string()))
-            .collect();
-        Ok(PinSource::File {
-            path,
-            lines,
-            next: 0,
-        })
+        let lines = text.lines().map(|l| Pin::from(l.trim_end_matches('\r').to_string())).collect();
+        Ok(PinSource::File { path, lines, next: 0 })
     }
 
     /// How many PINs a file holds (`None` for the prompt).
@@ -59,10 +45,7 @@ impl PinSource {
             PinSource::File { path, lines, next } => {
                 let pin = lines.get(*next).cloned().ok_or_else(|| {
                     Error::new(ErrorKind::ArgumentsBad, Op::ReadCard)
-                        .detail(format!(
-                            "the PIN file {} has no line for {what}",
-                            path.display()
-                        ))
+                        .detail(format!("the PIN file {} has no line for {what}", path.display()))
                         .hint("add one PIN a line, card by card, in order")
                 })?;
                 *next += 1;
@@ -70,13 +53,11 @@ impl PinSource {
             }
             PinSource::Prompt => {
                 let ask = |prompt: String| {
-                    rpassword::prompt_password(prompt)
-                        .map(Pin::from)
-                        .map_err(|e| {
-                            Error::new(ErrorKind::Io, Op::ReadCard)
-                                .detail(format!("cannot read a PIN from the terminal: {e}"))
-                                .hint("run in a terminal, or give --pin-file FILE")
-                        })
+                    rpassword::prompt_password(prompt).map(Pin::from).map_err(|e| {
+                        Error::new(ErrorKind::Io, Op::ReadCard)
+                            .detail(format!("cannot read a PIN from the terminal: {e}"))
+                            .hint("run in a terminal, or give --pin-file FILE")
+                    })
                 };
                 let pin = ask(format!("Enter PIN for {what}: "))?;
                 if confirm {

@@ -24,12 +24,7 @@ pub fn utc(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `nkminfo` (world information).
@@ -48,15 +43,7 @@ pub fn world_info(w: &World, esn: &str, mode: Mode) -> String {
     let _ = writeln!(s, " ciphersuite {}", b.cipher_suite);
     let _ = writeln!(s);
     let _ = writeln!(s, "Module #1");
-    let _ = writeln!(
-        s,
-        " state       {}",
-        if mode == Mode::Operational {
-            "Usable"
-        } else {
-            "PreInitMode"
-        }
-    );
+    let _ = writeln!(s, " state       {}", if mode == Mode::Operational { "Usable" } else { "PreInitMode" });
     let _ = writeln!(s, " mode        {}", mode.describe());
     let _ = writeln!(s, " esn         {esn}");
     let _ = writeln!(s, " hkml        {}", hex(w.hkm()));
@@ -65,17 +52,9 @@ pub fn world_info(w: &World, esn: &str, mode: Mode) -> String {
 
 /// `nkminfo -k`.
 pub fn key_list(keys: &[KeyListing]) -> String {
-    let mut s = format!(
-        "Key list - {} key{}\n",
-        keys.len(),
-        if keys.len() == 1 { "" } else { "s" }
-    );
+    let mut s = format!("Key list - {} key{}\n", keys.len(), if keys.len() == 1 { "" } else { "s" });
     for k in keys {
-        let _ = writeln!(
-            s,
-            " AppName {:<12} Ident {}",
-            k.header.appname, k.header.ident
-        );
+        let _ = writeln!(s, " AppName {:<12} Ident {}", k.header.appname, k.header.ident);
     }
     s
 }
@@ -98,11 +77,7 @@ pub fn kmfile(path: &Path, f: &KeyFile) -> String {
     let _ = writeln!(s, " ident       {}", h.ident);
     let _ = writeln!(s, " name        {}", h.name);
     if h.key_type == BlobKeyType::Rsa {
-        let _ = writeln!(
-            s,
-            " type        RSA, {} bits, public exponent 0x{:x}",
-            h.bits, h.pubexp
-        );
+        let _ = writeln!(s, " type        RSA, {} bits, public exponent 0x{:x}", h.bits, h.pubexp);
     } else {
         let _ = writeln!(s, " type        AES, {} bits", h.bits);
     }
@@ -110,43 +85,24 @@ pub fn kmfile(path: &Path, f: &KeyFile) -> String {
         Protection::Module => writeln!(s, " protection  module"),
         Protection::CardSet { hash } => writeln!(s, " protection  Operator Card Set {}", hex(hash)),
     };
-    let _ = writeln!(
-        s,
-        " hkm         {} (the module key the blob is sealed under)",
-        hex(&h.hkm)
-    );
+    let _ = writeln!(s, " hkm         {} (the module key the blob is sealed under)", hex(&h.hkm));
     let _ = writeln!(s, " gentime     {}", utc(h.gentime_ms));
     let _ = writeln!(s, " hash        {}", hex(&h.hash));
     if !h.public.is_empty() {
-        let _ = writeln!(
-            s,
-            " public      SubjectPublicKeyInfo, {} bytes",
-            h.public.len()
-        );
+        let _ = writeln!(s, " public      SubjectPublicKeyInfo, {} bytes", h.public.len());
     }
     if h.has_private {
-        let _ = writeln!(
-            s,
-            " privblob    AES-256-GCM under KM, {} bytes sealed (not shown)",
-            f.privblob.ct.len()
-        );
+        let _ = writeln!(s, " privblob    AES-256-GCM under KM, {} bytes sealed (not shown)", f.privblob.ct.len());
     } else {
         let _ = writeln!(s, " privblob    none (a public key)");
     }
     let _ = match &f.archive {
-        Some(a) => writeln!(
-            s,
-            " archive     recovery blob under KRE, {} bytes sealed (not shown)",
-            a.blob.ct.len()
-        ),
+        Some(a) => writeln!(s, " archive     recovery blob under KRE, {} bytes sealed (not shown)", a.blob.ct.len()),
         None => writeln!(s, " archive     none (not recoverable)"),
     };
     if let Some(c) = &h.cng {
-        let who = if c.machine {
-            "machine".to_string()
-        } else {
-            format!("user {}", c.user.clone().unwrap_or_default())
-        };
+        let who =
+            if c.machine { "machine".to_string() } else { format!("user {}", c.user.clone().unwrap_or_default()) };
         let _ = writeln!(
             s,
             " cng         container '{}', {who} key, from {}/{}",

@@ -46,11 +46,7 @@ impl Env {
         let before = snapshot(self.dir.path());
         let out = self.run(args);
         assert!(!out.status.success(), "hsmkit {args} should fail");
-        assert_eq!(
-            snapshot(self.dir.path()),
-            before,
-            "hsmkit {args} changed files"
-        );
+        assert_eq!(snapshot(self.dir.path()), before, "hsmkit {args} changed files");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -81,24 +77,14 @@ const GENERATEKEY: &str = "generatekey --generate simple type=RSA size=2048 prot
 #[test]
 fn the_articles_world_key_status_and_inspection_commands_run_as_written() {
     let e = Env::new();
-    let out = e.ok(
-        "new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3",
-    );
-    assert!(
-        out.contains("security world generated on module #1; hknso = "),
-        "{out}"
-    );
+    let out = e.ok("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3");
+    assert!(out.contains("security world generated on module #1; hknso = "), "{out}");
     assert!(e.kmdata().join("local/world").exists());
-    let cards: Vec<_> = std::fs::read_dir(e.dir.path().join("cards"))
-        .expect("cards")
-        .collect();
+    let cards: Vec<_> = std::fs::read_dir(e.dir.path().join("cards")).expect("cards").collect();
     assert_eq!(cards.len(), 3);
 
     let info = e.ok("nkminfo");
-    assert!(
-        info.contains("k-out-of-n  2/3") && info.contains("ciphersuite DLf1024s160mRijndael"),
-        "{info}"
-    );
+    assert!(info.contains("k-out-of-n  2/3") && info.contains("ciphersuite DLf1024s160mRijndael"), "{info}");
 
     let out = e.ok(GENERATEKEY);
     assert!(out.contains("Key successfully generated."), "{out}");
@@ -109,37 +95,21 @@ fn the_articles_world_key_status_and_inspection_commands_run_as_written() {
 
     let keys = e.ok("nkminfo -k");
     assert!(keys.starts_with("Key list - 2 keys"), "{keys}");
-    assert!(
-        keys.contains("AppName simple       Ident contosokey"),
-        "{keys}"
-    );
+    assert!(keys.contains("AppName simple       Ident contosokey"), "{keys}");
 
     let acl = e.ok("preload -m 1 -A simple -K contosokey python aclprint.py");
     assert!(acl.contains("ACL containing 2 Permission Groups"), "{acl}");
-    assert!(
-        acl.contains("MakeArchiveBlob"),
-        "the default key is recoverable: {acl}"
-    );
-    assert!(
-        acl.contains("(KNSO: the Administrator Card Set quorum)"),
-        "{acl}"
-    );
+    assert!(acl.contains("MakeArchiveBlob"), "the default key is recoverable: {acl}");
+    assert!(acl.contains("(KNSO: the Administrator Card Set quorum)"), "{acl}");
     let same = e.ok("aclprint -A simple -K contosokey");
-    assert!(
-        same.contains("OpPermissions: DuplicateHandle, GetAppData, ReduceACL"),
-        "{same}"
-    );
+    assert!(same.contains("OpPermissions: DuplicateHandle, GetAppData, ReduceACL"), "{same}");
 
     let path = e.kmdata().join("local/key_simple_contosokey");
     let dump = e.ok(&format!("kmfile-dump {}", path.display()));
-    assert!(
-        dump.contains("type        RSA, 2048 bits, public exponent 0x10001"),
-        "{dump}"
-    );
+    assert!(dump.contains("type        RSA, 2048 bits, public exponent 0x10001"), "{dump}");
     assert!(dump.contains("not shown"), "{dump}");
     // No secret in the dump: the sealed bytes are not printed.
-    let blob: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("json");
+    let blob: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("json");
     let ct = blob["privblob"]["ct"].as_str().expect("ct");
     assert!(!dump.contains(&ct[..32]));
 }
@@ -147,31 +117,19 @@ fn the_articles_world_key_status_and_inspection_commands_run_as_written() {
 #[test]
 fn bad_world_input_fails_clearly_and_changes_nothing() {
     let e = Env::new();
-    for (quorum, says) in [
-        ("3/2", "cannot exceed"),
-        ("0/3", "at least 1"),
-        ("a/b", "whole numbers"),
-        ("2/65", "at most 64"),
-    ] {
-        let err = e.fails(&format!("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum={quorum}"));
-        assert!(
-            err.contains(&format!("invalid quorum '{quorum}'")) && err.contains(says),
-            "{quorum}: {err}"
-        );
+    for (quorum, says) in
+        [("3/2", "cannot exceed"), ("0/3", "at least 1"), ("a/b", "whole numbers"), ("2/65", "at most 64")]
+    {
+        let err = e.fails(&format!(
+            "new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum={quorum}"
+        ));
+        assert!(err.contains(&format!("invalid quorum '{quorum}'")) && err.contains(says), "{quorum}: {err}");
         assert!(err.contains("what to do:"), "{err}");
     }
-    let err = e.fails(
-        "new-world --initialize --cipher-suite=DLf2048s224mDES3 --module=1 --acs-quorum=2/3",
-    );
-    assert!(
-        err.contains("unknown cipher suite 'DLf2048s224mDES3'")
-            && err.contains("DLf1024s160mRijndael"),
-        "{err}"
-    );
+    let err = e.fails("new-world --initialize --cipher-suite=DLf2048s224mDES3 --module=1 --acs-quorum=2/3");
+    assert!(err.contains("unknown cipher suite 'DLf2048s224mDES3'") && err.contains("DLf1024s160mRijndael"), "{err}");
     std::fs::write(e.dir.path().join("pins"), "only-one\n").expect("pins");
-    let err = e.fails(
-        "new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3",
-    );
+    let err = e.fails("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3");
     assert!(err.contains("1 PIN(s) for 3 cards"), "{err}");
 }
 
@@ -184,10 +142,7 @@ fn bad_key_input_fails_clearly_and_changes_nothing() {
         ("size=16384", "1024 to 4096"),
         ("size=big", "not a number"),
         ("ident=Contoso_Key", "invalid key identifier 'Contoso_Key'"),
-        (
-            "protect=token",
-            "BYOK toolset does not support OCS-protected keys",
-        ),
+        ("protect=token", "BYOK toolset does not support OCS-protected keys"),
         ("pubexp=10000", "odd number"),
         ("colour=blue", "unknown parameter 'colour'"),
     ] {
@@ -209,11 +164,7 @@ fn an_edited_acl_is_detected_by_aclprint() {
     e.ok(GENERATEKEY);
     let path = e.kmdata().join("local/key_simple_contosokey");
     let text = std::fs::read_to_string(&path).expect("blob");
-    std::fs::write(
-        &path,
-        text.replacen("GetAppData", "GetAppData | ExportAsPlain", 1),
-    )
-    .expect("edit");
+    std::fs::write(&path, text.replacen("GetAppData", "GetAppData | ExportAsPlain", 1)).expect("edit");
     let err = e.fails("aclprint -A simple -K contosokey");
     assert!(err.contains("failed its integrity check"), "{err}");
 }
@@ -228,10 +179,7 @@ fn a_missing_kmdata_folder_is_named() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("nowhere") && err.contains("does not exist"),
-        "{err}"
-    );
+    assert!(err.contains("nowhere") && err.contains("does not exist"), "{err}");
     assert!(!e.dir.path().join("nowhere").exists());
 }
 
@@ -239,8 +187,5 @@ fn a_missing_kmdata_folder_is_named() {
 fn a_world_is_needed_before_keys() {
     let e = Env::new();
     let err = e.fails(GENERATEKEY);
-    assert!(
-        err.contains("there is no security world") && err.contains("new-world"),
-        "{err}"
-    );
+    assert!(err.contains("there is no security world") && err.contains("new-world"), "{err}");
 }

@@ -36,9 +36,7 @@ fn bench_sign(c: &mut Criterion) {
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
     let key = rsa::PrivateKey::new(&mut rng, 2048).expect("key");
     let pkcs8 = key.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec();
-    let session = emu
-        .open_session(SLOT, SessionMode::ReadWrite)
-        .expect("session");
+    let session = emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
     let handle = session
         .import_key(
             &KeyMaterial::RsaPrivatePkcs8(zeroize::Zeroizing::new(pkcs8.clone())),
@@ -47,38 +45,19 @@ fn bench_sign(c: &mut Criterion) {
         .expect("import");
     let reference = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&pkcs8).expect("aws-lc key");
     let random = aws_lc_rs::rand::SystemRandom::new();
-    let mech = Mechanism::RsaPkcs1v15 {
-        hash: HashAlg::Sha256,
-    };
+    let mech = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
     let msg = b"the tenant key signs this";
 
     // Both produce the same (deterministic) signature.
     let mut expected = vec![0u8; reference.public_modulus_len()];
-    reference
-        .sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &random,
-            msg,
-            &mut expected,
-        )
-        .expect("sign");
-    assert_eq!(
-        session.sign(&mech, handle, msg).expect("emulator sign"),
-        expected
-    );
+    reference.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &random, msg, &mut expected).expect("sign");
+    assert_eq!(session.sign(&mech, handle, msg).expect("emulator sign"), expected);
 
     let mut g = c.benchmark_group("rsa2048_pkcs1v15_sha256_sign");
     g.bench_function("reference: aws-lc-rs directly", |b| {
         let mut sig = vec![0u8; reference.public_modulus_len()];
         b.iter(|| {
-            reference
-                .sign(
-                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                    &random,
-                    black_box(msg),
-                    &mut sig,
-                )
-                .expect("sign");
+            reference.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &random, black_box(msg), &mut sig).expect("sign");
             black_box(&sig);
         })
     });
@@ -88,29 +67,15 @@ fn bench_sign(c: &mut Criterion) {
     g.finish();
 
     // What the emulator adds, measured alone: the ACL check of a loaded key, and opening a blob.
-    let path = emu
-        .list_keys()
-        .expect("keys")
-        .into_iter()
-        .map(|k| k.path)
-        .next()
-        .expect("the bench key");
+    let path = emu.list_keys().expect("keys").into_iter().map(|k| k.path).next().expect("the bench key");
     let loaded = emu.load_blob(&path).expect("load");
     let mut g = c.benchmark_group("emulator_overheads");
     g.bench_function("ACL check (Sign)", |b| {
         b.iter(|| {
-            emu.enforce(
-                &loaded,
-                black_box(&Need::Op(OpPerms::Sign)),
-                None,
-                hsmkit_backend::Op::Sign,
-            )
-            .expect("allowed")
+            emu.enforce(&loaded, black_box(&Need::Op(OpPerms::Sign)), None, hsmkit_backend::Op::Sign).expect("allowed")
         })
     });
-    g.bench_function("open a key blob (once per load)", |b| {
-        b.iter(|| black_box(emu.load_blob(&path).expect("load")))
-    });
+    g.bench_function("open a key blob (once per load)", |b| b.iter(|| black_box(emu.load_blob(&path).expect("load"))));
     g.finish();
 }
 

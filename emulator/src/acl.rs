@@ -197,23 +197,13 @@ impl Action {
         match (self, need) {
             (Action::OpPermissions(have), Need::Op(want)) => have.contains(*want),
             (Action::DeriveKey { role }, Need::Derive(want)) => role == want,
-            (
-                Action::Export { under },
-                Need::ExportUnder {
-                    wrapping_hash,
-                    trusted,
-                },
-            ) => match under {
+            (Action::Export { under }, Need::ExportUnder { wrapping_hash, trusted }) => match under {
                 ExportUnder::AnyKey => true,
                 ExportUnder::TrustedKey => *trusted,
                 ExportUnder::Key(h) => *trusted && h.as_slice() == *wrapping_hash,
             },
-            (Action::OpPermissions(have), Need::ExportUnder { .. }) => {
-                have.contains(OpPerms::ExportAsPlain)
-            }
-            (Action::MakeBlob { kmhash }, Need::MakeBlob(km)) => {
-                kmhash.as_deref().is_none_or(|h| h == *km)
-            }
+            (Action::OpPermissions(have), Need::ExportUnder { .. }) => have.contains(OpPerms::ExportAsPlain),
+            (Action::MakeBlob { kmhash }, Need::MakeBlob(km)) => kmhash.as_deref().is_none_or(|h| h == *km),
             (Action::TrustedWrapper, Need::Trusted) => true,
             _ => false,
         }
@@ -223,12 +213,8 @@ impl Action {
     fn within(&self, other: &Action) -> bool {
         match (self, other) {
             (Action::OpPermissions(a), Action::OpPermissions(b)) => b.contains(*a),
-            (Action::MakeBlob { kmhash: a }, Action::MakeBlob { kmhash: b }) => {
-                b.is_none() || a == b
-            }
-            (Action::MakeArchiveBlob { kahash: a }, Action::MakeArchiveBlob { kahash: b }) => {
-                a == b
-            }
+            (Action::MakeBlob { kmhash: a }, Action::MakeBlob { kmhash: b }) => b.is_none() || a == b,
+            (Action::MakeArchiveBlob { kahash: a }, Action::MakeArchiveBlob { kahash: b }) => a == b,
             (Action::DeriveKey { role: a }, Action::DeriveKey { role: b }) => a == b,
             (Action::Export { under: a }, Action::Export { under: b }) => match (a, b) {
                 (_, ExportUnder::AnyKey) => true,
@@ -304,17 +290,11 @@ impl Acl {
     /// anyone (ReduceACL) and widenable only with the quorum (an NSO-certified group).
     pub fn generatekey_default(private: bool, hkm: &[u8], hkre: &[u8], hknso: &[u8]) -> Acl {
         let both_halves = Usage::SIGN | Usage::DECRYPT | Usage::VERIFY | Usage::ENCRYPT;
-        let mut policy = KeyPolicy::new(if private {
-            both_halves
-        } else {
-            Usage::VERIFY | Usage::ENCRYPT
-        });
+        let mut policy = KeyPolicy::new(if private { both_halves } else { Usage::VERIFY | Usage::ENCRYPT });
         policy.sensitive = private;
         let mut acl = Acl::from_policy(&policy, hkm, hknso);
         if private {
-            acl.groups[0].actions.push(Action::MakeArchiveBlob {
-                kahash: hkre.to_vec(),
-            });
+            acl.groups[0].actions.push(Action::MakeArchiveBlob { kahash: hkre.to_vec() });
         }
         acl
     }
@@ -323,8 +303,7 @@ impl Acl {
     /// under `hkm` only, and an NSO-certified group (certifier `hknso`) keeps the right to change
     /// the ACL with the quorum.
     pub fn from_policy(policy: &KeyPolicy, hkm: &[u8], hknso: &[u8]) -> Acl {
-        let mut ops =
-            OpPerms::DuplicateHandle | OpPerms::GetACL | OpPerms::GetAppData | OpPerms::ReduceACL;
+        let mut ops = OpPerms::DuplicateHandle | OpPerms::GetACL | OpPerms::GetAppData | OpPerms::ReduceACL;
         let mut actions = Vec::new();
         for (usage, grant) in USAGE_TABLE {
             if policy.usage.contains(*usage) {
@@ -339,19 +318,13 @@ impl Acl {
         }
         actions.insert(0, Action::OpPermissions(ops));
         if policy.extractable {
-            let under = if policy.wrap_with_trusted {
-                ExportUnder::TrustedKey
-            } else {
-                ExportUnder::AnyKey
-            };
+            let under = if policy.wrap_with_trusted { ExportUnder::TrustedKey } else { ExportUnder::AnyKey };
             actions.push(Action::Export { under });
         }
         if policy.trusted {
             actions.push(Action::TrustedWrapper);
         }
-        actions.push(Action::MakeBlob {
-            kmhash: Some(hkm.to_vec()),
-        });
+        actions.push(Action::MakeBlob { kmhash: Some(hkm.to_vec()) });
         let admin = PermissionGroup {
             certifier: Some(hknso.to_vec()),
             limits: Vec::new(),
@@ -360,24 +333,12 @@ impl Acl {
                 Action::MakeBlob { kmhash: None },
             ],
         };
-        Acl {
-            groups: vec![
-                PermissionGroup {
-                    certifier: None,
-                    limits: Vec::new(),
-                    actions,
-                },
-                admin,
-            ],
-        }
+        Acl { groups: vec![PermissionGroup { certifier: None, limits: Vec::new(), actions }, admin] }
     }
 
     /// The policy the ACL grants without the quorum (uncertified groups only).
     pub fn policy(&self) -> KeyPolicy {
-        let mut p = KeyPolicy {
-            sensitive: true,
-            ..KeyPolicy::default()
-        };
+        let mut p = KeyPolicy { sensitive: true, ..KeyPolicy::default() };
         let mut export_any = false;
         for g in self.groups.iter().filter(|g| g.certifier.is_none()) {
             for a in &g.actions {
@@ -466,10 +427,7 @@ pub const USAGE_TABLE: &[(Usage, Grant)] = &[
     (Usage::UNWRAP, Grant::Derive(DeriveRole::UnwrapKey)),
 ];
 
-const USAGE_OPS: OpPerms = OpPerms::Sign
-    .union(OpPerms::Verify)
-    .union(OpPerms::Encrypt)
-    .union(OpPerms::Decrypt);
+const USAGE_OPS: OpPerms = OpPerms::Sign.union(OpPerms::Verify).union(OpPerms::Encrypt).union(OpPerms::Decrypt);
 
 mod opt_hex {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -482,9 +440,7 @@ mod opt_hex {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|h| hex::decode(h).map_err(serde::de::Error::custom))
-            .transpose()
+        Option::<String>::deserialize(d)?.map(|h| hex::decode(h).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -501,11 +457,9 @@ impl std::fmt::Display for Acl {
         for (i, g) in self.groups.iter().enumerate() {
             writeln!(f, " Permission Group {}:", i + 1)?;
             match &g.certifier {
-                Some(c) => writeln!(
-                    f,
-                    "  Requires Certifier: {} (KNSO: the Administrator Card Set quorum)",
-                    hex::encode(c)
-                )?,
+                Some(c) => {
+                    writeln!(f, "  Requires Certifier: {} (KNSO: the Administrator Card Set quorum)", hex::encode(c))?
+                }
                 None => writeln!(f, "  Requires Certifier: none")?,
             }
             if g.limits.is_empty() {
@@ -513,12 +467,8 @@ impl std::fmt::Display for Acl {
             }
             for l in &g.limits {
                 match l {
-                    UseLimit::Global { max } => {
-                        writeln!(f, "  Use Limit: Global, at most {max} uses")?
-                    }
-                    UseLimit::Time { seconds } => {
-                        writeln!(f, "  Use Limit: Time, {seconds} seconds after loading")?
-                    }
+                    UseLimit::Global { max } => writeln!(f, "  Use Limit: Global, at most {max} uses")?,
+                    UseLimit::Time { seconds } => writeln!(f, "  Use Limit: Time, {seconds} seconds after loading")?,
                 }
             }
             for a in &g.actions {
@@ -527,41 +477,26 @@ impl std::fmt::Display for Acl {
                         let names: Vec<&str> = p.iter_names().map(|(n, _)| n).collect();
                         writeln!(f, "  Action: OpPermissions: {}", names.join(", "))?
                     }
-                    Action::MakeBlob { kmhash: Some(h) } => writeln!(
-                        f,
-                        "  Action: MakeBlob: only under module key {}",
-                        hex::encode(h)
-                    )?,
-                    Action::MakeBlob { kmhash: None } => {
-                        writeln!(f, "  Action: MakeBlob: under any module key")?
+                    Action::MakeBlob { kmhash: Some(h) } => {
+                        writeln!(f, "  Action: MakeBlob: only under module key {}", hex::encode(h))?
                     }
+                    Action::MakeBlob { kmhash: None } => writeln!(f, "  Action: MakeBlob: under any module key")?,
                     Action::MakeArchiveBlob { kahash } => writeln!(
                         f,
                         "  Action: MakeArchiveBlob: under recovery key {} (recoverable)",
                         hex::encode(kahash)
                     )?,
-                    Action::DeriveKey { role } => {
-                        writeln!(f, "  Action: DeriveKey: role {role:?}")?
+                    Action::DeriveKey { role } => writeln!(f, "  Action: DeriveKey: role {role:?}")?,
+                    Action::Export { under: ExportUnder::AnyKey } => {
+                        writeln!(f, "  Action: Export: wrapped under any wrapping key")?
                     }
-                    Action::Export {
-                        under: ExportUnder::AnyKey,
-                    } => writeln!(f, "  Action: Export: wrapped under any wrapping key")?,
-                    Action::Export {
-                        under: ExportUnder::TrustedKey,
-                    } => writeln!(
-                        f,
-                        "  Action: Export: wrapped under a trusted wrapping key only"
-                    )?,
-                    Action::Export {
-                        under: ExportUnder::Key(h),
-                    } => writeln!(
-                        f,
-                        "  Action: Export: wrapped only under the key {}",
-                        hex::encode(h)
-                    )?,
-                    Action::TrustedWrapper => {
-                        writeln!(f, "  Action: TrustedWrapper (a trusted wrapping key)")?
+                    Action::Export { under: ExportUnder::TrustedKey } => {
+                        writeln!(f, "  Action: Export: wrapped under a trusted wrapping key only")?
                     }
+                    Action::Export { under: ExportUnder::Key(h) } => {
+                        writeln!(f, "  Action: Export: wrapped only under the key {}", hex::encode(h))?
+                    }
+                    Action::TrustedWrapper => writeln!(f, "  Action: TrustedWrapper (a trusted wrapping key)")?,
                 }
             }
         }
@@ -580,31 +515,17 @@ mod tests {
     fn generatekey_default_signs_without_quorum_and_expands_only_with_it() {
         let acl = Acl::generatekey_default(true, HKM, b"kre", HKNSO);
         assert_eq!(acl.check(&Need::Op(OpPerms::Sign), None, |_| false), Ok(0));
-        assert_eq!(
-            acl.check(&Need::Op(OpPerms::ReduceACL), None, |_| false),
-            Ok(0)
-        );
-        assert_eq!(
-            acl.check(&Need::Op(OpPerms::ExpandACL), None, |_| false),
-            Err(Denied::NeedsQuorum("ExpandACL"))
-        );
-        assert_eq!(
-            acl.check(&Need::Op(OpPerms::ExpandACL), Some(HKNSO), |_| false),
-            Ok(1)
-        );
+        assert_eq!(acl.check(&Need::Op(OpPerms::ReduceACL), None, |_| false), Ok(0));
+        assert_eq!(acl.check(&Need::Op(OpPerms::ExpandACL), None, |_| false), Err(Denied::NeedsQuorum("ExpandACL")));
+        assert_eq!(acl.check(&Need::Op(OpPerms::ExpandACL), Some(HKNSO), |_| false), Ok(1));
         assert_eq!(
             acl.check(&Need::Op(OpPerms::ExportAsPlain), Some(HKNSO), |_| false),
             Err(Denied::Missing("ExportAsPlain"))
         );
         assert_eq!(acl.check(&Need::MakeBlob(HKM), None, |_| false), Ok(0));
-        assert!(acl.groups[0].actions.contains(&Action::MakeArchiveBlob {
-            kahash: b"kre".to_vec()
-        }));
+        assert!(acl.groups[0].actions.contains(&Action::MakeArchiveBlob { kahash: b"kre".to_vec() }));
         let p = acl.policy();
-        assert_eq!(
-            p.usage,
-            Usage::SIGN | Usage::DECRYPT | Usage::VERIFY | Usage::ENCRYPT
-        );
+        assert_eq!(p.usage, Usage::SIGN | Usage::DECRYPT | Usage::VERIFY | Usage::ENCRYPT);
         assert!(p.sensitive && !p.extractable);
     }
 
@@ -612,25 +533,15 @@ mod tests {
     fn use_limits_deny_once_exhausted() {
         let mut acl = Acl::generatekey_default(true, HKM, b"kre", HKNSO);
         acl.groups[0].limits.push(UseLimit::Global { max: 1 });
-        assert_eq!(
-            acl.check(&Need::Op(OpPerms::Sign), None, |_| true),
-            Err(Denied::LimitExhausted)
-        );
+        assert_eq!(acl.check(&Need::Op(OpPerms::Sign), None, |_| true), Err(Denied::LimitExhausted));
     }
 
     #[test]
     fn policy_round_trips_through_the_acl() {
-        for usage in [
-            Usage::SIGN,
-            Usage::WRAP | Usage::UNWRAP,
-            Usage::ENCRYPT | Usage::DECRYPT | Usage::VERIFY,
-        ] {
-            for (extractable, wrap_with_trusted, trusted) in [
-                (false, false, false),
-                (true, false, false),
-                (true, true, false),
-                (false, false, true),
-            ] {
+        for usage in [Usage::SIGN, Usage::WRAP | Usage::UNWRAP, Usage::ENCRYPT | Usage::DECRYPT | Usage::VERIFY] {
+            for (extractable, wrap_with_trusted, trusted) in
+                [(false, false, false), (true, false, false), (true, true, false), (false, false, true)]
+            {
                 let p = KeyPolicy {
                     usage,
                     extractable,
@@ -641,12 +552,7 @@ mod tests {
                 };
                 let back = Acl::from_policy(&p, HKM, HKNSO).policy();
                 assert_eq!(
-                    (
-                        back.usage,
-                        back.extractable,
-                        back.wrap_with_trusted,
-                        back.trusted
-                    ),
+                    (back.usage, back.extractable, back.wrap_with_trusted, back.trusted),
                     (usage, extractable, wrap_with_trusted, trusted)
                 );
             }
@@ -662,68 +568,21 @@ mod tests {
             ..KeyPolicy::default()
         };
         let acl = Acl::from_policy(&full, HKM, HKNSO);
-        let narrow = acl.narrowed_to(&KeyPolicy {
-            usage: Usage::SIGN,
-            sensitive: true,
-            ..KeyPolicy::default()
-        });
+        let narrow = acl.narrowed_to(&KeyPolicy { usage: Usage::SIGN, sensitive: true, ..KeyPolicy::default() });
         assert!(narrow.check_reduction_of(&acl).is_ok());
-        assert_eq!(
-            narrow.check(&Need::Op(OpPerms::Decrypt), None, |_| false),
-            Err(Denied::NeedsQuorum("Decrypt"))
-        );
-        assert!(
-            acl.check_reduction_of(&narrow).is_err(),
-            "restoring Decrypt is a widening"
-        );
+        assert_eq!(narrow.check(&Need::Op(OpPerms::Decrypt), None, |_| false), Err(Denied::NeedsQuorum("Decrypt")));
+        assert!(acl.check_reduction_of(&narrow).is_err(), "restoring Decrypt is a widening");
         let mut other_world = narrow.clone();
-        other_world.groups[0].actions.push(Action::MakeBlob {
-            kmhash: Some(b"other-km".to_vec()),
-        });
-        assert!(
-            other_world.check_reduction_of(&acl).is_err(),
-            "binding to another world needs the quorum"
-        );
+        other_world.groups[0].actions.push(Action::MakeBlob { kmhash: Some(b"other-km".to_vec()) });
+        assert!(other_world.check_reduction_of(&acl).is_err(), "binding to another world needs the quorum");
     }
 
     #[test]
     fn export_under_a_named_kek_needs_that_kek_and_trust() {
         let mut acl = Acl::from_policy(&KeyPolicy::new(Usage::SIGN), HKM, HKNSO);
-        acl.groups[0].actions.push(Action::Export {
-            under: ExportUnder::Key(b"kek".to_vec()),
-        });
-        assert!(
-            acl.check(
-                &Need::ExportUnder {
-                    wrapping_hash: b"kek",
-                    trusted: true
-                },
-                None,
-                |_| false
-            )
-            .is_ok()
-        );
-        assert!(
-            acl.check(
-                &Need::ExportUnder {
-                    wrapping_hash: b"other",
-                    trusted: true
-                },
-                None,
-                |_| false
-            )
-            .is_err()
-        );
-        assert!(
-            acl.check(
-                &Need::ExportUnder {
-                    wrapping_hash: b"kek",
-                    trusted: false
-                },
-                None,
-                |_| false
-            )
-            .is_err()
-        );
+        acl.groups[0].actions.push(Action::Export { under: ExportUnder::Key(b"kek".to_vec()) });
+        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"kek", trusted: true }, None, |_| false).is_ok());
+        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"other", trusted: true }, None, |_| false).is_err());
+        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"kek", trusted: false }, None, |_| false).is_err());
     }
 }

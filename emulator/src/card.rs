@@ -39,31 +39,20 @@ pub struct KdfParams {
 impl KdfParams {
     /// OWASP's Argon2id minimum (19 MiB, 2 passes, 1 lane) with a fresh salt.
     pub fn recommended(salt: [u8; 16]) -> Self {
-        KdfParams {
-            m_kib: 19 * 1024,
-            t: 2,
-            p: 1,
-            salt: salt.to_vec(),
-        }
+        KdfParams { m_kib: 19 * 1024, t: 2, p: 1, salt: salt.to_vec() }
     }
 
     fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
-        let bad = || {
-            Error::new(ErrorKind::Corrupt, Op::ReadCard)
-                .detail("the card's key-derivation parameters are invalid")
-        };
+        let bad =
+            || Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's key-derivation parameters are invalid");
         // Refuse parameters a hostile file could use to exhaust memory or time.
         if self.m_kib > 1024 * 1024 || self.t > 64 || self.p > 16 || self.salt.len() < 8 {
             return Err(bad());
         }
-        let params =
-            argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad())?;
-        let argon =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad())?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
-        argon
-            .hash_password_into(pin.expose_secret().as_bytes(), &self.salt, out.as_mut())
-            .map_err(|_| bad())?;
+        argon.hash_password_into(pin.expose_secret().as_bytes(), &self.salt, out.as_mut()).map_err(|_| bad())?;
         Ok(out)
     }
 }
@@ -107,12 +96,7 @@ impl CardFile {
         let key = header.kdf.derive(pin)?;
         let aad = aad(&header)?;
         let share = seal(key.as_ref(), nonce, &aad, share)?;
-        Ok(CardFile {
-            header,
-            share,
-            failures: 0,
-            max_failures: DEFAULT_MAX_FAILURES,
-        })
+        Ok(CardFile { header, share, failures: 0, max_failures: DEFAULT_MAX_FAILURES })
     }
 
     /// The card file name for card `card` of the world `hknso`: `acs_<first 10 hex>_card<N>`.
@@ -128,26 +112,20 @@ impl CardFile {
                 .hint("check the --cards folder and the card file name")
         })?;
         let card: CardFile = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::new(ErrorKind::Corrupt, Op::ReadCard).detail(format!(
-                "{} is not a readable hsmkit card (truncated or damaged)",
-                path.display()
-            ))
+            Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} is not a readable hsmkit card (truncated or damaged)", path.display()))
         })?;
         if card.header.format != CARD_FORMAT || card.header.version != 1 {
-            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard).detail(format!(
-                "{} is not an hsmkit card of a known version",
-                path.display()
-            )));
+            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} is not an hsmkit card of a known version", path.display())));
         }
         if card.header.card == 0
             || card.header.card > card.header.of
             || card.header.quorum == 0
             || card.header.quorum > card.header.of
         {
-            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard).detail(format!(
-                "{} has an impossible card number or quorum",
-                path.display()
-            )));
+            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{} has an impossible card number or quorum", path.display())));
         }
         Ok(card)
     }
@@ -157,34 +135,18 @@ impl CardFile {
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::new(ErrorKind::Device, Op::ReadCard).detail(e.to_string()))?;
         write_atomic(path, &bytes, hook).map_err(|e| {
-            Error::new(ErrorKind::Io, Op::ReadCard)
-                .detail(format!("cannot write card {}: {e}", path.display()))
+            Error::new(ErrorKind::Io, Op::ReadCard).detail(format!("cannot write card {}: {e}", path.display()))
         })
     }
 
     /// Unlocks the share with `pin`. A wrong PIN is counted in the file (written crash-safely)
     /// and, at the limit, locks the card.
-    pub fn unlock(
-        &mut self,
-        path: &Path,
-        pin: &Pin,
-        hook: &FaultHook,
-    ) -> Result<Zeroizing<Vec<u8>>> {
-        let label = format!(
-            "card {} of {} ({})",
-            self.header.card,
-            self.header.of,
-            path.display()
-        );
+    pub fn unlock(&mut self, path: &Path, pin: &Pin, hook: &FaultHook) -> Result<Zeroizing<Vec<u8>>> {
+        let label = format!("card {} of {} ({})", self.header.card, self.header.of, path.display());
         if self.failures >= self.max_failures {
             return Err(Error::new(ErrorKind::PinLocked, Op::ReadCard)
-                .detail(format!(
-                    "{label} is locked after {} wrong PINs",
-                    self.failures
-                ))
-                .hint(
-                    "use another card of the set; a locked card must be replaced with the quorum",
-                ));
+                .detail(format!("{label} is locked after {} wrong PINs", self.failures))
+                .hint("use another card of the set; a locked card must be replaced with the quorum"));
         }
         let key = self.header.kdf.derive(pin)?;
         if let Some(share) = open(key.as_ref(), &aad(&self.header)?, &self.share) {
@@ -198,23 +160,16 @@ impl CardFile {
         self.write(path, hook)?;
         let left = self.max_failures - self.failures;
         let (kind, what) = if left == 0 {
-            (
-                ErrorKind::PinLocked,
-                format!("wrong PIN for {label}; the card is now locked"),
-            )
+            (ErrorKind::PinLocked, format!("wrong PIN for {label}; the card is now locked"))
         } else {
-            (
-                ErrorKind::PinIncorrect,
-                format!("wrong PIN for {label}; {left} tries left before it locks"),
-            )
+            (ErrorKind::PinIncorrect, format!("wrong PIN for {label}; {left} tries left before it locks"))
         };
         Err(Error::new(kind, Op::ReadCard).detail(what))
     }
 }
 
 fn aad(header: &CardHeader) -> Result<Vec<u8>> {
-    serde_json::to_vec(header)
-        .map_err(|e| Error::new(ErrorKind::Device, Op::ReadCard).detail(e.to_string()))
+    serde_json::to_vec(header).map_err(|e| Error::new(ErrorKind::Device, Op::ReadCard).detail(e.to_string()))
 }
 
 /// The first 10 hex digits of a hash: a short, readable world name.

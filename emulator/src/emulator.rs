@@ -14,8 +14,8 @@ use hsmkit_backend::{Error, ErrorKind, KeyHandle, MechanismKind, ObjectClass, Op
 use crate::acl::{Acl, Denied, Need};
 use crate::fsio::{FaultHook, write_atomic};
 use crate::keyblob::{
-    ArchiveBlob, BlobKeyType, CngInfo, KEY_FORMAT, KeyFile, KeyHeader, Protection, check_appname,
-    check_ident, key_file_name,
+    ArchiveBlob, BlobKeyType, CngInfo, KEY_FORMAT, KeyFile, KeyHeader, Protection, check_appname, check_ident,
+    key_file_name,
 };
 use crate::keys::{RsaPrivate, UseCounters};
 use crate::module::{self, Mode, Nvram};
@@ -44,10 +44,7 @@ impl Config {
     /// kmdata at `kmdata`, with `nvram/` and `cards/` beside it.
     pub fn beside(kmdata: impl Into<PathBuf>) -> Config {
         let kmdata = kmdata.into();
-        let parent = kmdata
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let parent = kmdata.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         Config {
             nvram: parent.join("nvram"),
             cards: parent.join("cards"),
@@ -89,11 +86,7 @@ pub struct LoadedKey {
 
 impl std::fmt::Debug for LoadedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "LoadedKey({}/{})",
-            self.header.appname, self.header.ident
-        )
+        write!(f, "LoadedKey({}/{})", self.header.appname, self.header.ident)
     }
 }
 
@@ -139,9 +132,7 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator")
-            .field("kmdata", &self.config.kmdata)
-            .finish_non_exhaustive()
+        f.debug_struct("Emulator").field("kmdata", &self.config.kmdata).finish_non_exhaustive()
     }
 }
 
@@ -155,13 +146,8 @@ impl Emulator {
     pub fn open(config: Config) -> Result<Self> {
         if !config.kmdata.is_dir() {
             return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
-                .detail(format!(
-                    "the kmdata folder {} does not exist",
-                    config.kmdata.display()
-                ))
-                .hint(
-                    "create it, or point --kmdata or NFAST_KMDATA at an existing kmdata folder",
-                ));
+                .detail(format!("the kmdata folder {} does not exist", config.kmdata.display()))
+                .hint("create it, or point --kmdata or NFAST_KMDATA at an existing kmdata folder"));
         }
         let mut rng = match config.seed {
             Some(s) => HsmRng::from_seed(s),
@@ -169,11 +155,7 @@ impl Emulator {
         };
         let nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
-        let world = if world_path.exists() {
-            Some(World::load(&world_path)?)
-        } else {
-            None
-        };
+        let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
         let emu = Emulator {
             config,
             nvram: Mutex::new(nvram),
@@ -210,13 +192,7 @@ impl Emulator {
 
     /// The module's serial number.
     pub fn esn(&self) -> Result<String> {
-        Ok(self
-            .nvram
-            .lock()
-            .map_err(|_| poisoned(Op::Module))?
-            .0
-            .esn
-            .clone())
+        Ok(self.nvram.lock().map_err(|_| poisoned(Op::Module))?.0.esn.clone())
     }
 
     /// The module's mode.
@@ -236,11 +212,7 @@ impl Emulator {
 
     /// The loaded world, if kmdata has one.
     pub fn world(&self) -> Result<Option<World>> {
-        Ok(self
-            .world
-            .read()
-            .map_err(|_| poisoned(Op::LoadWorld))?
-            .clone())
+        Ok(self.world.read().map_err(|_| poisoned(Op::LoadWorld))?.clone())
     }
 
     /// The loaded world, or an error saying how to make one.
@@ -258,44 +230,26 @@ impl Emulator {
         let nv = self.nvram.lock().map_err(|_| poisoned(op))?;
         if nv.0.mode != Mode::Operational {
             return Err(Error::new(ErrorKind::ModuleMode, op)
-                .detail(format!(
-                    "module {} is in {} mode",
-                    nv.0.esn,
-                    nv.0.mode.describe()
-                ))
+                .detail(format!("module {} is in {} mode", nv.0.esn, nv.0.mode.describe()))
                 .hint("put it back in operational mode (`hsmkit nopclearfail -O`)"));
         }
         match (&nv.0.km, &nv.0.hkm) {
             (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => Ok((world, km.clone())),
             _ => Err(Error::new(ErrorKind::TokenNotRecognized, op)
-                .detail(format!(
-                    "module {} is not programmed with the world {} in kmdata",
-                    nv.0.esn,
-                    world.name()
-                ))
+                .detail(format!("module {} is not programmed with the world {} in kmdata", nv.0.esn, world.name()))
                 .hint("program the module into this world with its Administrator cards")),
         }
     }
 
     /// `new-world --initialize`: makes a world with `quorum` Administrator cards, one PIN each,
     /// and programs the module into it. Refuses to replace an existing world file.
-    pub fn create_world(
-        &self,
-        suite: CipherSuite,
-        quorum: Quorum,
-        pins: &[Pin],
-    ) -> Result<WorldCreated> {
+    pub fn create_world(&self, suite: CipherSuite, quorum: Quorum, pins: &[Pin]) -> Result<WorldCreated> {
         let local = self.local();
         let world_path = local.join("world");
         if world_path.exists() {
             return Err(Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
-                .detail(format!(
-                    "a security world already exists at {}",
-                    world_path.display()
-                ))
-                .hint(
-                    "move the existing kmdata away (keep a backup) before creating a new world",
-                ));
+                .detail(format!("a security world already exists at {}", world_path.display()))
+                .hint("move the existing kmdata away (keep a backup) before creating a new world"));
         }
         fs::create_dir_all(&local).map_err(|e| {
             Error::new(ErrorKind::Io, Op::CreateWorld)
@@ -331,7 +285,8 @@ impl Emulator {
             next.hkm = Some(hex::encode(created.world.hkm()));
             next.mode = Mode::Operational;
             module::save(&next, &nv.1, &self.config.faults)?;
-            let public = serde_json::json!({ "esn": next.esn, "hkm": next.hkm, "world": hex::encode(created.world.hknso()) });
+            let public =
+                serde_json::json!({ "esn": next.esn, "hkm": next.hkm, "world": hex::encode(created.world.hknso()) });
             let _ = write_atomic(
                 &local.join(format!("module_{}", next.esn)),
                 public.to_string().as_bytes(),
@@ -340,19 +295,14 @@ impl Emulator {
             nv.0 = next;
         }
         *self.world.write().map_err(|_| poisoned(Op::CreateWorld))? = Some(created.world.clone());
-        Ok(WorldCreated {
-            world: created.world,
-            cards: created.cards,
-        })
+        Ok(WorldCreated { world: created.world, cards: created.cards })
     }
 
     /// Collects the ACS quorum from card files and their PINs.
     pub fn authorize(&self, cards: &[(PathBuf, Pin)]) -> Result<QuorumAuth> {
         let world = self.require_world(Op::Quorum)?;
-        let presented: Vec<CardPresentation<'_>> = cards
-            .iter()
-            .map(|(path, pin)| CardPresentation { path, pin })
-            .collect();
+        let presented: Vec<CardPresentation<'_>> =
+            cards.iter().map(|(path, pin)| CardPresentation { path, pin }).collect();
         world.authorize(&presented, &self.config.faults)
     }
 
@@ -363,14 +313,7 @@ impl Emulator {
 
     /// `generatekey`: a module-protected RSA key with the default ACL, saved as
     /// `key_<appname>_<ident>`. Refuses to overwrite an existing key.
-    pub fn generate_rsa(
-        &self,
-        appname: &str,
-        ident: &str,
-        name: &str,
-        bits: u32,
-        pubexp: u64,
-    ) -> Result<KeyHeader> {
+    pub fn generate_rsa(&self, appname: &str, ident: &str, name: &str, bits: u32, pubexp: u64) -> Result<KeyHeader> {
         check_appname(appname, Op::GenerateKeyPair)?;
         check_ident(ident, Op::GenerateKeyPair)?;
         check_rsa_params(bits, pubexp)?;
@@ -378,10 +321,7 @@ impl Emulator {
         let path = self.key_path(appname, ident);
         if path.exists() {
             return Err(Error::new(ErrorKind::AlreadyExists, Op::GenerateKeyPair)
-                .detail(format!(
-                    "key {appname}/{ident} already exists ({})",
-                    path.display()
-                ))
+                .detail(format!("key {appname}/{ident} already exists ({})", path.display()))
                 .hint("choose another ident, or move the existing key file away first"));
         }
         let acl = Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso());
@@ -397,14 +337,12 @@ impl Emulator {
         check_rsa_params(bits, pubexp)?;
         let mut child = self.rng(Op::GenerateKeyPair)?.fork();
         let key =
-            rsa::PrivateKey::new_with_exp(&mut child, bits as usize, rsa::BoxedUint::from(pubexp))
-                .map_err(|e| {
-                    Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair)
-                        .detail(format!("RSA key generation failed: {e}"))
-                })?;
+            rsa::PrivateKey::new_with_exp(&mut child, bits as usize, rsa::BoxedUint::from(pubexp)).map_err(|e| {
+                Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair)
+                    .detail(format!("RSA key generation failed: {e}"))
+            })?;
         let der = key.to_pkcs8_der().map_err(|e| {
-            Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair)
-                .detail(format!("PKCS#8 encoding failed: {e}"))
+            Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(format!("PKCS#8 encoding failed: {e}"))
         })?;
         Ok(Zeroizing::new(der.as_bytes().to_vec()))
     }
@@ -427,14 +365,10 @@ impl Emulator {
         let public = private.public();
         let spki = public
             .to_public_key_der()
-            .map_err(|e| {
-                Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string())
-            })?
+            .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string()))?
             .as_bytes()
             .to_vec();
-        let pubexp =
-            u64::from_str_radix(&hex::encode(public.e().to_be_bytes_trimmed_vartime()), 16)
-                .unwrap_or(0);
+        let pubexp = u64::from_str_radix(&hex::encode(public.e().to_be_bytes_trimmed_vartime()), 16).unwrap_or(0);
         Ok(KeyHeader {
             format: KEY_FORMAT.into(),
             version: 1,
@@ -467,11 +401,11 @@ impl Emulator {
         private: &[u8],
         archive: bool,
     ) -> Result<KeyFile> {
-        let recoverable = header.acl.groups.iter().any(|g| {
-            g.actions
-                .iter()
-                .any(|a| matches!(a, crate::acl::Action::MakeArchiveBlob { .. }))
-        });
+        let recoverable = header
+            .acl
+            .groups
+            .iter()
+            .any(|g| g.actions.iter().any(|a| matches!(a, crate::acl::Action::MakeArchiveBlob { .. })));
         let mut rng = self.rng(Op::SaveKey)?;
         let mut file = KeyFile::seal(header, km, rng.array(), private)?;
         if archive && recoverable && !private.is_empty() {
@@ -480,10 +414,7 @@ impl Emulator {
             let shared = eph.agree(world.kre());
             let k = derive_key(&shared, "hsmkit archive blob");
             let blob = seal(k.as_ref(), rng.array(), &file.header.hash, private)?;
-            file.archive = Some(ArchiveBlob {
-                eph: eph.public_bytes(),
-                blob,
-            });
+            file.archive = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
         }
         Ok(file)
     }
@@ -496,8 +427,9 @@ impl Emulator {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
             Err(e) => {
-                return Err(Error::new(ErrorKind::Io, Op::FindKeys)
-                    .detail(format!("cannot list {}: {e}", local.display())));
+                return Err(
+                    Error::new(ErrorKind::Io, Op::FindKeys).detail(format!("cannot list {}: {e}", local.display()))
+                );
             }
         };
         for entry in entries.flatten() {
@@ -507,10 +439,7 @@ impl Emulator {
             }
             let path = entry.path();
             let file = KeyFile::read(&path)?;
-            out.push(KeyListing {
-                path,
-                header: file.header,
-            });
+            out.push(KeyListing { path, header: file.header });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
@@ -550,9 +479,7 @@ impl Emulator {
         path: Option<PathBuf>,
     ) -> Result<Arc<LoadedKey>> {
         let material = match (header.key_type, header.has_private) {
-            (BlobKeyType::Rsa, true) => {
-                Material::Rsa(Box::new(RsaPrivate::from_pkcs8(private, Op::LoadKey)?))
-            }
+            (BlobKeyType::Rsa, true) => Material::Rsa(Box::new(RsaPrivate::from_pkcs8(private, Op::LoadKey)?)),
             (BlobKeyType::Aes, true) => Material::Aes(Zeroizing::new(private.to_vec())),
             (_, false) => Material::PublicOnly,
         };
@@ -560,11 +487,8 @@ impl Emulator {
             BlobKeyType::Rsa => Some(crate::keys::public_from_spki(&header.public, Op::LoadKey)?),
             BlobKeyType::Aes => None,
         };
-        let allowed = header.allowed_mechanisms.as_ref().map(|v| {
-            v.iter()
-                .filter_map(|c| MechanismKind::from_ckm(*c))
-                .collect()
-        });
+        let allowed =
+            header.allowed_mechanisms.as_ref().map(|v| v.iter().filter_map(|c| MechanismKind::from_ckm(*c)).collect());
         Ok(Arc::new(LoadedKey {
             counters: UseCounters::new(header.acl.groups.len()),
             header,
@@ -583,10 +507,7 @@ impl Emulator {
         let path = self.key_path(appname, ident);
         if !path.exists() {
             return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
-                .detail(format!(
-                    "there is no key {appname}/{ident} ({} does not exist)",
-                    path.display()
-                ))
+                .detail(format!("there is no key {appname}/{ident} ({} does not exist)", path.display()))
                 .hint("list the keys with `hsmkit nkminfo -k`"));
         }
         let key = self.load_blob(&path)?;
@@ -604,14 +525,7 @@ impl Emulator {
         if let Ok(mut objects) = self.objects.write() {
             for class in classes {
                 let h = self.next_handle.fetch_add(1, Ordering::Relaxed);
-                objects.insert(
-                    h,
-                    Object {
-                        key: key.clone(),
-                        class: *class,
-                        owner,
-                    },
-                );
+                objects.insert(h, Object { key: key.clone(), class: *class, owner });
                 handles.push(KeyHandle(h));
             }
         }
@@ -631,11 +545,7 @@ impl Emulator {
     pub(crate) fn remove_objects(&self, pred: impl Fn(&Object) -> bool) -> Vec<Object> {
         let mut removed = Vec::new();
         if let Ok(mut objects) = self.objects.write() {
-            let keys: Vec<u64> = objects
-                .iter()
-                .filter(|(_, o)| pred(o))
-                .map(|(k, _)| *k)
-                .collect();
+            let keys: Vec<u64> = objects.iter().filter(|(_, o)| pred(o)).map(|(k, _)| *k).collect();
             for k in keys {
                 if let Some(o) = objects.remove(&k) {
                     removed.push(o);
@@ -646,10 +556,7 @@ impl Emulator {
     }
 
     pub(crate) fn all_objects(&self) -> Vec<(u64, Object)> {
-        self.objects
-            .read()
-            .map(|o| o.iter().map(|(k, v)| (*k, v.clone())).collect())
-            .unwrap_or_default()
+        self.objects.read().map(|o| o.iter().map(|(k, v)| (*k, v.clone())).collect()).unwrap_or_default()
     }
 
     pub(crate) fn new_session_id(&self) -> u64 {
@@ -658,20 +565,12 @@ impl Emulator {
 
     /// Enforces the ACL (and use limits) of `key` for `need`, with an optional quorum
     /// certificate. The error names the missing permission.
-    pub fn enforce(
-        &self,
-        key: &LoadedKey,
-        need: &Need<'_>,
-        certified_by: Option<&[u8]>,
-        op: Op,
-    ) -> Result<()> {
+    pub fn enforce(&self, key: &LoadedKey, need: &Need<'_>, certified_by: Option<&[u8]>, op: Op) -> Result<()> {
         let now = self.now_ms();
         let exhausted = |i: usize| {
             key.header.acl.groups[i].limits.iter().any(|l| match *l {
                 crate::acl::UseLimit::Global { max } => key.counters.get(i) >= max,
-                crate::acl::UseLimit::Time { seconds } => {
-                    now.saturating_sub(key.loaded_ms) > seconds * 1000
-                }
+                crate::acl::UseLimit::Time { seconds } => now.saturating_sub(key.loaded_ms) > seconds * 1000,
             })
         };
         match key.header.acl.check(need, certified_by, exhausted) {
@@ -697,11 +596,7 @@ impl Emulator {
     ) -> Result<(PathBuf, KeyHeader)> {
         check_appname(appname, Op::ImportKey)?;
         check_ident(ident, Op::ImportKey)?;
-        if container.is_empty()
-            || container
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\')
-        {
+        if container.is_empty() || container.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
             return Err(Error::new(ErrorKind::ArgumentsBad, Op::ImportKey)
                 .detail(format!("invalid CNG container name '{container}'")));
         }
@@ -709,25 +604,13 @@ impl Emulator {
         let source = self.key_path(appname, ident);
         if !source.exists() {
             return Err(Error::new(ErrorKind::NotFound, Op::ImportKey)
-                .detail(format!(
-                    "there is no key {appname}/{ident} to import ({})",
-                    source.display()
-                ))
+                .detail(format!("there is no key {appname}/{ident} to import ({})", source.display()))
                 .hint("generate it first with `hsmkit generatekey --generate simple … ident=…`"));
         }
         let file = KeyFile::read(&source)?;
         let private = file.open(&km, &source)?;
-        let owner = if machine {
-            "machine".to_string()
-        } else {
-            sanitize_user(user)
-        };
-        let digest = world.suite().hash(&[
-            b"hsmkit cng",
-            owner.as_bytes(),
-            container.as_bytes(),
-            &file.header.hash,
-        ]);
+        let owner = if machine { "machine".to_string() } else { sanitize_user(user) };
+        let digest = world.suite().hash(&[b"hsmkit cng", owner.as_bytes(), container.as_bytes(), &file.header.hash]);
         let hash = hex::encode(sha1_of(&digest));
         let new_ident = format!("{owner}--{hash}");
         let path = self.key_path("caping", &new_ident);
@@ -788,19 +671,9 @@ impl Emulator {
             None => None,
         };
         match acl.check_reduction_of(&key.header.acl) {
-            Ok(()) => self.enforce(
-                &key,
-                &Need::Op(crate::acl::OpPerms::ReduceACL),
-                certified_by,
-                Op::ChangeAcl,
-            )?,
+            Ok(()) => self.enforce(&key, &Need::Op(crate::acl::OpPerms::ReduceACL), certified_by, Op::ChangeAcl)?,
             Err(added) => self
-                .enforce(
-                    &key,
-                    &Need::Op(crate::acl::OpPerms::ExpandACL),
-                    certified_by,
-                    Op::ChangeAcl,
-                )
+                .enforce(&key, &Need::Op(crate::acl::OpPerms::ExpandACL), certified_by, Op::ChangeAcl)
                 .map_err(|e| {
                     let hint = if quorum.is_none() {
                         "present the Administrator Card Set quorum"
@@ -832,10 +705,7 @@ impl Emulator {
 fn acl_statement(header: &KeyHeader, acl: &Acl) -> Result<Vec<u8>> {
     let mut s = b"hsmkit ChangeACL v1\n".to_vec();
     s.extend_from_slice(&header.hash);
-    s.extend(
-        serde_json::to_vec(acl)
-            .map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?,
-    );
+    s.extend(serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?);
     Ok(s)
 }
 
@@ -845,9 +715,7 @@ fn denial(key: &LoadedKey, denied: Denied, op: Op) -> Error {
         Denied::Missing(p) => Error::new(ErrorKind::KeyFunctionNotPermitted { missing: p }, op)
             .detail(format!("key {name} has no ACL group granting {p}")),
         Denied::NeedsQuorum(p) => Error::new(ErrorKind::KeyFunctionNotPermitted { missing: p }, op)
-            .detail(format!(
-                "key {name} grants {p} only with the Administrator Card Set quorum"
-            ))
+            .detail(format!("key {name} grants {p} only with the Administrator Card Set quorum"))
             .hint("present the ACS quorum"),
         Denied::LimitExhausted => Error::new(ErrorKind::UseLimitExceeded, op)
             .detail(format!("key {name} has used up its use limit"))
@@ -861,16 +729,8 @@ fn sha1_of(data: &[u8]) -> [u8; 20] {
 }
 
 fn sanitize_user(user: &str) -> String {
-    let s: String = user
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if s.is_empty() {
-        "user".into()
-    } else {
-        format!("user-{s}")
-    }
+    let s: String = user.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    if s.is_empty() { "user".into() } else { format!("user-{s}") }
 }
 
 fn probe_writable(dir: &Path, op: Op) -> Result<()> {
@@ -891,16 +751,12 @@ fn probe_writable(dir: &Path, op: Op) -> Result<()> {
 pub fn check_rsa_params(bits: u32, pubexp: u64) -> Result<()> {
     if !(1024..=4096).contains(&bits) || !bits.is_multiple_of(8) {
         return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKeyPair)
-            .detail(format!(
-                "RSA keys are 1024 to 4096 bits (a multiple of 8), not {bits}"
-            ))
+            .detail(format!("RSA keys are 1024 to 4096 bits (a multiple of 8), not {bits}"))
             .hint("use size=2048 (recommended) or size=1024 for AD RMS migrations"));
     }
     if pubexp < 3 || pubexp.is_multiple_of(2) || pubexp > u64::from(u32::MAX) {
         return Err(Error::new(ErrorKind::ArgumentsBad, Op::GenerateKeyPair)
-            .detail(format!(
-                "the public exponent {pubexp} is not an odd number from 3 to 2^32-1"
-            ))
+            .detail(format!("the public exponent {pubexp} is not an odd number from 3 to 2^32-1"))
             .hint("leave pubexp= empty for 65537"));
     }
     Ok(())

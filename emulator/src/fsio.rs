@@ -37,9 +37,7 @@ impl FaultHook {
 
     fn crash_at(&self, path: &Path, stage: WriteStage) -> io::Result<()> {
         match &self.0 {
-            Some(f) if f(path, stage) => {
-                Err(io::Error::other(format!("simulated crash at {stage:?}")))
-            }
+            Some(f) if f(path, stage) => Err(io::Error::other(format!("simulated crash at {stage:?}"))),
             _ => Ok(()),
         }
     }
@@ -47,19 +45,12 @@ impl FaultHook {
 
 impl fmt::Debug for FaultHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "FaultHook(set)"
-        } else {
-            "FaultHook(none)"
-        })
+        f.write_str(if self.0.is_some() { "FaultHook(set)" } else { "FaultHook(none)" })
     }
 }
 
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -77,12 +68,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<(
 }
 
 fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)?;
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp)?;
     let half = bytes.len() / 2;
     file.write_all(&bytes[..half])?;
     hook.crash_at(path, WriteStage::PartialWrite)?;
@@ -101,10 +87,7 @@ fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::
 /// Creates `dir` and its parents; a folder it creates is private to the owner (mode 0700).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(test)]
@@ -113,11 +96,7 @@ mod tests {
 
     #[test]
     fn a_crash_at_any_stage_leaves_old_or_new_content() {
-        for stage in [
-            WriteStage::PartialWrite,
-            WriteStage::BeforeRename,
-            WriteStage::AfterRename,
-        ] {
+        for stage in [WriteStage::PartialWrite, WriteStage::BeforeRename, WriteStage::AfterRename] {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("world");
             write_atomic(&path, b"old content", &FaultHook::default()).expect("first write");
@@ -125,11 +104,7 @@ mod tests {
             let err = write_atomic(&path, b"new content, longer", &hook).expect_err("crash");
             assert!(err.to_string().contains("simulated crash"));
             let now = fs::read(&path).expect("read");
-            let expect: &[u8] = if stage == WriteStage::AfterRename {
-                b"new content, longer"
-            } else {
-                b"old content"
-            };
+            let expect: &[u8] = if stage == WriteStage::AfterRename { b"new content, longer" } else { b"old content" };
             assert_eq!(now, expect, "{stage:?}");
         }
     }

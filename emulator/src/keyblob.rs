@@ -134,8 +134,7 @@ pub struct KeyFile {
 }
 
 fn header_bytes(h: &KeyHeader) -> Result<Vec<u8>> {
-    serde_json::to_vec(h)
-        .map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))
+    serde_json::to_vec(h).map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))
 }
 
 impl KeyFile {
@@ -143,11 +142,7 @@ impl KeyFile {
     pub fn seal(header: KeyHeader, km: &[u8], nonce: [u8; 12], private: &[u8]) -> Result<KeyFile> {
         let key = derive_key(km, "hsmkit key blob");
         let privblob = seal(key.as_ref(), nonce, &header_bytes(&header)?, private)?;
-        Ok(KeyFile {
-            header,
-            privblob,
-            archive: None,
-        })
+        Ok(KeyFile { header, privblob, archive: None })
     }
 
     /// Opens the private part under `km`, checking that nothing in the file was changed.
@@ -166,27 +161,17 @@ impl KeyFile {
     /// Reads and parses a key blob (without opening it).
     pub fn read(path: &Path) -> Result<KeyFile> {
         let bytes = fs::read(path).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Io
-            };
-            Error::new(kind, Op::LoadKey)
-                .detail(format!("cannot read key blob {}: {e}", path.display()))
+            let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
+            Error::new(kind, Op::LoadKey).detail(format!("cannot read key blob {}: {e}", path.display()))
         })?;
         let file: KeyFile = serde_json::from_slice(&bytes).map_err(|_| {
             Error::new(ErrorKind::Corrupt, Op::LoadKey)
-                .detail(format!(
-                    "{} is not a readable hsmkit key blob (truncated or damaged)",
-                    path.display()
-                ))
+                .detail(format!("{} is not a readable hsmkit key blob (truncated or damaged)", path.display()))
                 .hint("restore the key file from your backup")
         })?;
         if file.header.format != KEY_FORMAT || file.header.version != 1 {
-            return Err(Error::new(ErrorKind::Corrupt, Op::LoadKey).detail(format!(
-                "{} is not an hsmkit key blob of a known version",
-                path.display()
-            )));
+            return Err(Error::new(ErrorKind::Corrupt, Op::LoadKey)
+                .detail(format!("{} is not an hsmkit key blob of a known version", path.display())));
         }
         Ok(file)
     }
@@ -212,9 +197,7 @@ pub fn key_file_name(appname: &str, ident: &str) -> String {
 pub fn check_appname(appname: &str, op: Op) -> Result<()> {
     if appname.is_empty()
         || appname.len() > 32
-        || !appname
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        || !appname.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     {
         return Err(Error::new(ErrorKind::ArgumentsBad, op)
             .detail(format!("invalid application name '{appname}'"))
@@ -228,13 +211,11 @@ pub fn check_appname(appname: &str, op: Op) -> Result<()> {
 pub fn check_ident(ident: &str, op: Op) -> Result<()> {
     if ident.is_empty()
         || ident.len() > 64
-        || !ident
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || !ident.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
-        return Err(Error::new(ErrorKind::ArgumentsBad, op)
-            .detail(format!("invalid key identifier '{ident}'"))
-            .hint("an ident may contain only digits, dashes and lowercase letters (1 to 64), for example `contosokey`"));
+        return Err(Error::new(ErrorKind::ArgumentsBad, op).detail(format!("invalid key identifier '{ident}'")).hint(
+            "an ident may contain only digits, dashes and lowercase letters (1 to 64), for example `contosokey`",
+        ));
     }
     Ok(())
 }
@@ -248,15 +229,7 @@ mod tests {
         for ok in ["contosokey", "key-1", "0"] {
             assert!(check_ident(ok, Op::GenerateKeyPair).is_ok(), "{ok}");
         }
-        for bad in [
-            "ContosoKey",
-            "contoso key",
-            "contoso_key",
-            "",
-            "../etc",
-            "k\u{e9}y",
-            &"a".repeat(65),
-        ] {
+        for bad in ["ContosoKey", "contoso key", "contoso_key", "", "../etc", "k\u{e9}y", &"a".repeat(65)] {
             let e = check_ident(bad, Op::GenerateKeyPair).expect_err(bad);
             assert_eq!(e.kind(), &ErrorKind::ArgumentsBad);
         }

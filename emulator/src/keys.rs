@@ -9,9 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lc_rs::key_wrap::{AES_128, AES_256, KeyEncryptionKey, KeyWrap, KeyWrapPadded};
-use aws_lc_rs::rsa::{
-    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey,
-};
+use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use aws_lc_rs::signature::{self as lcsig, RsaKeyPair};
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use rsa::traits::PublicKeyParts;
@@ -34,19 +32,11 @@ impl RsaPrivate {
     /// Parses PKCS#8 `PrivateKeyInfo` DER.
     pub fn from_pkcs8(der: &[u8], op: Op) -> Result<Self> {
         let rc = rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| {
-            Error::new(ErrorKind::DataInvalid, op)
-                .detail("the key material is not an RSA PKCS#8 private key")
+            Error::new(ErrorKind::DataInvalid, op).detail("the key material is not an RSA PKCS#8 private key")
         })?;
         let lc_sign = RsaKeyPair::from_pkcs8(der).ok();
-        let lc_oaep = PrivateDecryptingKey::from_pkcs8(der)
-            .ok()
-            .and_then(|k| OaepPrivateDecryptingKey::new(k).ok());
-        Ok(RsaPrivate {
-            lc_sign,
-            lc_oaep,
-            rc,
-            pkcs8: Zeroizing::new(der.to_vec()),
-        })
+        let lc_oaep = PrivateDecryptingKey::from_pkcs8(der).ok().and_then(|k| OaepPrivateDecryptingKey::new(k).ok());
+        Ok(RsaPrivate { lc_sign, lc_oaep, rc, pkcs8: Zeroizing::new(der.to_vec()) })
     }
 
     /// The key as PKCS#8 DER.
@@ -61,42 +51,24 @@ impl RsaPrivate {
 
     /// Signs `data` with `mech`.
     pub fn sign(&self, mech: &Mechanism, data: &[u8], rng: &mut HsmRng) -> Result<Vec<u8>> {
-        let fail = || {
-            Error::new(ErrorKind::FunctionFailed, Op::Sign)
-                .detail("the signature could not be computed")
-        };
+        let fail = || Error::new(ErrorKind::FunctionFailed, Op::Sign).detail("the signature could not be computed");
         let lc_encoding: Option<&'static dyn lcsig::RsaEncoding> = match mech {
-            Mechanism::RsaPkcs1v15 {
-                hash: HashAlg::Sha256,
-            } => Some(&lcsig::RSA_PKCS1_SHA256),
-            Mechanism::RsaPkcs1v15 {
-                hash: HashAlg::Sha384,
-            } => Some(&lcsig::RSA_PKCS1_SHA384),
-            Mechanism::RsaPkcs1v15 {
-                hash: HashAlg::Sha512,
-            } => Some(&lcsig::RSA_PKCS1_SHA512),
-            Mechanism::RsaPss {
-                hash: HashAlg::Sha256,
-            } => Some(&lcsig::RSA_PSS_SHA256),
-            Mechanism::RsaPss {
-                hash: HashAlg::Sha384,
-            } => Some(&lcsig::RSA_PSS_SHA384),
-            Mechanism::RsaPss {
-                hash: HashAlg::Sha512,
-            } => Some(&lcsig::RSA_PSS_SHA512),
+            Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => Some(&lcsig::RSA_PKCS1_SHA256),
+            Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => Some(&lcsig::RSA_PKCS1_SHA384),
+            Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => Some(&lcsig::RSA_PKCS1_SHA512),
+            Mechanism::RsaPss { hash: HashAlg::Sha256 } => Some(&lcsig::RSA_PSS_SHA256),
+            Mechanism::RsaPss { hash: HashAlg::Sha384 } => Some(&lcsig::RSA_PSS_SHA384),
+            Mechanism::RsaPss { hash: HashAlg::Sha512 } => Some(&lcsig::RSA_PSS_SHA512),
             _ => None,
         };
         if let (Some(enc), Some(kp)) = (lc_encoding, &self.lc_sign) {
             let mut sig = vec![0u8; kp.public_modulus_len()];
-            kp.sign(enc, &aws_lc_rs::rand::SystemRandom::new(), data, &mut sig)
-                .map_err(|_| fail())?;
+            kp.sign(enc, &aws_lc_rs::rand::SystemRandom::new(), data, &mut sig).map_err(|_| fail())?;
             return Ok(sig);
         }
         macro_rules! pkcs1 {
             ($d:ty) => {
-                rsa::pkcs1v15::SigningKey::<$d>::new(self.rc.clone())
-                    .try_sign(data)
-                    .map(|s| s.to_vec())
+                rsa::pkcs1v15::SigningKey::<$d>::new(self.rc.clone()).try_sign(data).map(|s| s.to_vec())
             };
         }
         macro_rules! pss {
@@ -131,20 +103,13 @@ impl RsaPrivate {
             HashAlg::Sha1 => &OAEP_SHA1_MGF1SHA1,
             HashAlg::Sha256 => &OAEP_SHA256_MGF1SHA256,
             other => {
-                return Err(
-                    Error::new(ErrorKind::MechanismParamInvalid, op).detail(format!(
-                        "RSA-OAEP with {} is not supported; use SHA-1 or SHA-256",
-                        other.name()
-                    )),
-                );
+                return Err(Error::new(ErrorKind::MechanismParamInvalid, op)
+                    .detail(format!("RSA-OAEP with {} is not supported; use SHA-1 or SHA-256", other.name())));
             }
         };
         if let Some(k) = &self.lc_oaep {
             let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
-            let len = k
-                .decrypt(lc_alg, ct, &mut out, None)
-                .map_err(|_| opaque())?
-                .len();
+            let len = k.decrypt(lc_alg, ct, &mut out, None).map_err(|_| opaque())?.len();
             out.truncate(len);
             return Ok(out);
         }
@@ -160,20 +125,16 @@ impl RsaPrivate {
 pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]) -> Result<()> {
     let bad = || Error::new(ErrorKind::SignatureInvalid, Op::Verify);
     if sig.len() != public.size() {
-        return Err(
-            Error::new(ErrorKind::SignatureLenRange, Op::Verify).detail(format!(
-                "a signature by this key is {} bytes, not {}",
-                public.size(),
-                sig.len()
-            )),
-        );
+        return Err(Error::new(ErrorKind::SignatureLenRange, Op::Verify).detail(format!(
+            "a signature by this key is {} bytes, not {}",
+            public.size(),
+            sig.len()
+        )));
     }
     macro_rules! check {
         ($m:ident, $d:ty) => {{
             let s = rsa::$m::Signature::try_from(sig).map_err(|_| bad())?;
-            rsa::$m::VerifyingKey::<$d>::new(public.clone())
-                .verify(data, &s)
-                .map_err(|_| bad())
+            rsa::$m::VerifyingKey::<$d>::new(public.clone()).verify(data, &s).map_err(|_| bad())
         }};
     }
     match mech {
@@ -194,13 +155,7 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
 }
 
 /// RSA-OAEP encryption with the module's RNG.
-pub fn encrypt_oaep(
-    public: &rsa::PublicKey,
-    hash: HashAlg,
-    pt: &[u8],
-    rng: &mut HsmRng,
-    op: Op,
-) -> Result<Vec<u8>> {
+pub fn encrypt_oaep(public: &rsa::PublicKey, hash: HashAlg, pt: &[u8], rng: &mut HsmRng, op: Op) -> Result<Vec<u8>> {
     let max = public.size().saturating_sub(2 * hash.output_len() + 2);
     if pt.len() > max {
         return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
@@ -214,12 +169,8 @@ pub fn encrypt_oaep(
         HashAlg::Sha1 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha1::Sha1>::new(), pt),
         HashAlg::Sha256 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha256>::new(), pt),
         other => {
-            return Err(
-                Error::new(ErrorKind::MechanismParamInvalid, op).detail(format!(
-                    "RSA-OAEP with {} is not supported; use SHA-1 or SHA-256",
-                    other.name()
-                )),
-            );
+            return Err(Error::new(ErrorKind::MechanismParamInvalid, op)
+                .detail(format!("RSA-OAEP with {} is not supported; use SHA-1 or SHA-256", other.name())));
         }
     };
     r.map_err(|_| Error::new(ErrorKind::FunctionFailed, op).detail("RSA-OAEP encryption failed"))
@@ -228,10 +179,8 @@ pub fn encrypt_oaep(
 fn kek_128_or_256(key: &[u8], op: Op) -> Result<()> {
     match key.len() {
         16 | 32 => Ok(()),
-        n => Err(Error::new(ErrorKind::KeySizeRange, op).detail(format!(
-            "AES key wrap here takes 128- or 256-bit keys, not {} bits",
-            n * 8
-        ))),
+        n => Err(Error::new(ErrorKind::KeySizeRange, op)
+            .detail(format!("AES key wrap here takes 128- or 256-bit keys, not {} bits", n * 8))),
     }
 }
 
@@ -239,23 +188,18 @@ fn kek_128_or_256(key: &[u8], op: Op) -> Result<()> {
 pub fn aes_wrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Vec<u8>> {
     kek_128_or_256(kek, Op::WrapKey)?;
     let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
-    let fail =
-        |why: &str| Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey).detail(why.to_string());
+    let fail = |why: &str| Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey).detail(why.to_string());
     let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| fail("bad wrapping key"))?;
     let mut out = vec![0u8; input.len() + 16];
     let len = if pad {
-        k.wrap_with_padding(input, &mut out)
-            .map_err(|_| fail("RFC 5649 wrap failed"))?
-            .len()
+        k.wrap_with_padding(input, &mut out).map_err(|_| fail("RFC 5649 wrap failed"))?.len()
     } else {
         if input.len() < 16 || !input.len().is_multiple_of(8) {
             return Err(fail(
                 "RFC 3394 wraps only keys of 16 bytes or more, in multiples of 8; use AES key wrap with padding",
             ));
         }
-        k.wrap(input, &mut out)
-            .map_err(|_| fail("RFC 3394 wrap failed"))?
-            .len()
+        k.wrap(input, &mut out).map_err(|_| fail("RFC 3394 wrap failed"))?.len()
     };
     out.truncate(len);
     Ok(out)
@@ -267,13 +211,9 @@ pub fn aes_unwrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Zeroizing<Vec<u
     let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
     let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| opaque_failure(Op::UnwrapKey))?;
     let mut out = Zeroizing::new(vec![0u8; input.len()]);
-    let len = if pad {
-        k.unwrap_with_padding(input, &mut out)
-    } else {
-        k.unwrap(input, &mut out)
-    }
-    .map_err(|_| opaque_failure(Op::UnwrapKey))?
-    .len();
+    let len = if pad { k.unwrap_with_padding(input, &mut out) } else { k.unwrap(input, &mut out) }
+        .map_err(|_| opaque_failure(Op::UnwrapKey))?
+        .len();
     out.truncate(len);
     Ok(out)
 }
@@ -290,11 +230,8 @@ pub fn rsa_aes_wrap(
         128 => 16,
         256 => 32,
         other => {
-            return Err(
-                Error::new(ErrorKind::MechanismParamInvalid, Op::WrapKey).detail(format!(
-                    "RSA-AES key wrap with a {other}-bit AES key is not supported; use 128 or 256"
-                )),
-            );
+            return Err(Error::new(ErrorKind::MechanismParamInvalid, Op::WrapKey)
+                .detail(format!("RSA-AES key wrap with a {other}-bit AES key is not supported; use 128 or 256")));
         }
     };
     let mut eph = Zeroizing::new(vec![0u8; len]);
@@ -305,11 +242,7 @@ pub fn rsa_aes_wrap(
 }
 
 /// Unwraps `CKM_RSA_AES_KEY_WRAP` output. Failures are opaque.
-pub fn rsa_aes_unwrap(
-    private: &RsaPrivate,
-    hash: HashAlg,
-    wrapped: &[u8],
-) -> Result<Zeroizing<Vec<u8>>> {
+pub fn rsa_aes_unwrap(private: &RsaPrivate, hash: HashAlg, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let n = private.rc.size();
     if wrapped.len() <= n {
         return Err(opaque_failure(Op::UnwrapKey));
@@ -321,24 +254,18 @@ pub fn rsa_aes_unwrap(
 
 /// Parses an RSA SubjectPublicKeyInfo.
 pub fn public_from_spki(spki: &[u8], op: Op) -> Result<rsa::PublicKey> {
-    rsa::PublicKey::from_public_key_der(spki).map_err(|_| {
-        Error::new(ErrorKind::DataInvalid, op).detail("not an RSA SubjectPublicKeyInfo")
-    })
+    rsa::PublicKey::from_public_key_der(spki)
+        .map_err(|_| Error::new(ErrorKind::DataInvalid, op).detail("not an RSA SubjectPublicKeyInfo"))
 }
 
 fn opaque_failure(op: Op) -> Error {
-    let kind = if op == Op::Decrypt {
-        ErrorKind::EncryptedDataInvalid
-    } else {
-        ErrorKind::WrappedKeyInvalid
-    };
+    let kind = if op == Op::Decrypt { ErrorKind::EncryptedDataInvalid } else { ErrorKind::WrappedKeyInvalid };
     Error::new(kind, op)
 }
 
 /// The error for a mechanism a key cannot do.
 pub fn mechanism_invalid(mech: &Mechanism, op: Op, key: &str) -> Error {
-    Error::new(ErrorKind::MechanismInvalid, op)
-        .detail(format!("{} cannot be used with {key}", mech.describe()))
+    Error::new(ErrorKind::MechanismInvalid, op).detail(format!("{} cannot be used with {key}", mech.describe()))
 }
 
 /// Per-group use counters of a loaded key (`UseLim_Global`).

@@ -23,7 +23,5 @@ mod session;
 pub mod suite;
 pub mod world;
 
-pub use emulator::{
-    Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params,
-};
+pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
 pub use session::{EmulatorSession, SLOT};

@@ -79,22 +79,10 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> 
             // A fresh module: nothing is written until its state changes (a world is loaded),
             // so a command that fails leaves no trace.
             let b: [u8; 6] = rng.array();
-            let esn = format!(
-                "{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}",
-                b[0], b[1], b[2], b[3], b[4], b[5]
-            );
-            Ok((
-                Nvram {
-                    esn,
-                    mode: Mode::Operational,
-                    km: None,
-                    hkm: None,
-                },
-                path,
-            ))
+            let esn = format!("{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3], b[4], b[5]);
+            Ok((Nvram { esn, mode: Mode::Operational, km: None, hkm: None }, path))
         }
-        Err(e) => Err(Error::new(ErrorKind::Io, Op::Module)
-            .detail(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
@@ -102,19 +90,15 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> 
 pub fn save(nv: &Nvram, path: &Path, hook: &FaultHook) -> Result<()> {
     if let Some(dir) = path.parent() {
         crate::fsio::create_private_dir(dir).map_err(|e| {
-            Error::new(ErrorKind::Io, Op::Module).detail(format!(
-                "cannot create the NVRAM folder {}: {e}",
-                dir.display()
-            ))
+            Error::new(ErrorKind::Io, Op::Module)
+                .detail(format!("cannot create the NVRAM folder {}: {e}", dir.display()))
         })?;
     }
     let bytes = Zeroizing::new(
-        serde_json::to_vec_pretty(nv)
-            .map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,
+        serde_json::to_vec_pretty(nv).map_err(|e| Error::new(ErrorKind::Device, Op::Module).detail(e.to_string()))?,
     );
     write_atomic(path, &bytes, hook).map_err(|e| {
-        Error::new(ErrorKind::Io, Op::Module)
-            .detail(format!("cannot write NVRAM {}: {e}", path.display()))
+        Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot write NVRAM {}: {e}", path.display()))
     })
 }
 
@@ -122,26 +106,16 @@ mod opt_secret_hex {
     use serde::{Deserialize, Deserializer, Serializer};
     use zeroize::Zeroizing;
 
-    pub fn serialize<S: Serializer>(
-        v: &Option<Zeroizing<Vec<u8>>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(v: &Option<Zeroizing<Vec<u8>>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(b) => s.serialize_some(&*Zeroizing::new(hex::encode(b.as_slice()))),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Zeroizing<Vec<u8>>>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
         let s = s.map(Zeroizing::new);
-        s.map(|h| {
-            hex::decode(h.as_str())
-                .map(Zeroizing::new)
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
+        s.map(|h| hex::decode(h.as_str()).map(Zeroizing::new).map_err(serde::de::Error::custom)).transpose()
     }
 }

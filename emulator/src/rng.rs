@@ -21,21 +21,14 @@ impl HsmRng {
     pub fn from_os() -> Result<Self> {
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(seed.as_mut()).map_err(|_| {
-            Error::new(ErrorKind::Device, Op::Initialize)
-                .detail("the operating system's random source failed")
+            Error::new(ErrorKind::Device, Op::Initialize).detail("the operating system's random source failed")
         })?;
-        Ok(HsmRng {
-            inner: ChaCha20Rng::from_seed(*seed),
-            seeded: false,
-        })
+        Ok(HsmRng { inner: ChaCha20Rng::from_seed(*seed), seeded: false })
     }
 
     /// A deterministic generator: the same seed gives the same bytes. Not for real keys.
     pub fn from_seed(seed: u64) -> Self {
-        HsmRng {
-            inner: ChaCha20Rng::seed_from_u64(seed),
-            seeded: true,
-        }
+        HsmRng { inner: ChaCha20Rng::seed_from_u64(seed), seeded: true }
     }
 
     /// Whether this generator is deterministic.
@@ -69,9 +62,7 @@ impl HsmRng {
 
 impl std::fmt::Debug for HsmRng {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HsmRng")
-            .field("seeded", &self.seeded)
-            .finish_non_exhaustive()
+        f.debug_struct("HsmRng").field("seeded", &self.seeded).finish_non_exhaustive()
     }
 }
 

@@ -12,10 +12,9 @@ use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use hsmkit_backend::{
-    Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, KeyFilter,
-    KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags,
-    MechanismInfo, MechanismKind, ObjectClass, Op, Pin, Result, Session, SessionMode, SlotId,
-    Usage, UserKind, WorldAdmin, WorldSummary,
+    Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial,
+    KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags, MechanismInfo, MechanismKind, ObjectClass, Op,
+    Pin, Result, Session, SessionMode, SlotId, Usage, UserKind, WorldAdmin, WorldSummary,
 };
 
 use crate::acl::{Acl, DeriveRole, Need, OpPerms};
@@ -41,43 +40,18 @@ impl Backend for Emulator {
         use MechanismKind as K;
         let sv = MechanismFlags::SIGN | MechanismFlags::VERIFY;
         let wu = MechanismFlags::WRAP | MechanismFlags::UNWRAP;
-        let row = |kind, min_bits, max_bits, flags| MechanismInfo {
-            kind,
-            min_bits,
-            max_bits,
-            flags,
-        };
+        let row = |kind, min_bits, max_bits, flags| MechanismInfo { kind, min_bits, max_bits, flags };
         let mut mechanisms = vec![
-            row(
-                K::RsaPkcsKeyPairGen,
-                1024,
-                4096,
-                MechanismFlags::GENERATE_KEY_PAIR,
-            ),
+            row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
         ];
-        for k in [
-            K::Sha1RsaPkcs,
-            K::Sha256RsaPkcs,
-            K::Sha384RsaPkcs,
-            K::Sha512RsaPkcs,
-        ] {
+        for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
             mechanisms.push(row(k, 1024, 4096, sv));
         }
-        for k in [
-            K::Sha1RsaPkcsPss,
-            K::Sha256RsaPkcsPss,
-            K::Sha384RsaPkcsPss,
-            K::Sha512RsaPkcsPss,
-        ] {
+        for k in [K::Sha1RsaPkcsPss, K::Sha256RsaPkcsPss, K::Sha384RsaPkcsPss, K::Sha512RsaPkcsPss] {
             mechanisms.push(row(k, 1024, 4096, sv));
         }
-        mechanisms.push(row(
-            K::RsaPkcsOaep,
-            1024,
-            4096,
-            MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu,
-        ));
+        mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
         mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapPad, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapKwp, 128, 256, wu));
@@ -91,20 +65,11 @@ impl Backend for Emulator {
 
     fn open_session(&self, slot: SlotId, mode: SessionMode) -> Result<Box<dyn Session + '_>> {
         if slot != SLOT {
-            return Err(
-                Error::new(ErrorKind::SlotIdInvalid, Op::OpenSession).detail(format!(
-                    "the emulator has slot {} only, not {}",
-                    SLOT.0, slot.0
-                )),
-            );
+            return Err(Error::new(ErrorKind::SlotIdInvalid, Op::OpenSession)
+                .detail(format!("the emulator has slot {} only, not {}", SLOT.0, slot.0)));
         }
         self.require_world(Op::OpenSession)?;
-        Ok(Box::new(EmulatorSession {
-            emu: self,
-            id: self.new_session_id(),
-            mode,
-            _not_sync: PhantomData,
-        }))
+        Ok(Box::new(EmulatorSession { emu: self, id: self.new_session_id(), mode, _not_sync: PhantomData }))
     }
 
     fn world_admin(&self) -> Option<&dyn WorldAdmin> {
@@ -134,10 +99,7 @@ pub struct EmulatorSession<'a> {
 
 impl std::fmt::Debug for EmulatorSession<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmulatorSession")
-            .field("id", &self.id)
-            .field("mode", &self.mode)
-            .finish()
+        f.debug_struct("EmulatorSession").field("id", &self.id).field("mode", &self.mode).finish()
     }
 }
 
@@ -190,24 +152,15 @@ impl EmulatorSession<'_> {
 
     fn check_class(&self, o: &Object, want: ObjectClass, mech: &Mechanism, op: Op) -> Result<()> {
         if o.class != want {
-            return Err(
-                Error::new(ErrorKind::KeyTypeInconsistent, op).detail(format!(
-                    "{} needs a {want:?} object, not a {:?}",
-                    mech.describe(),
-                    o.class
-                )),
-            );
-        }
-        if !o
-            .key
-            .allowed
-            .as_ref()
-            .is_none_or(|a| a.contains(&mech.kind()))
-        {
-            return Err(Error::new(ErrorKind::MechanismInvalid, op).detail(format!(
-                "{} is not in the key's CKA_ALLOWED_MECHANISMS",
-                mech.describe()
+            return Err(Error::new(ErrorKind::KeyTypeInconsistent, op).detail(format!(
+                "{} needs a {want:?} object, not a {:?}",
+                mech.describe(),
+                o.class
             )));
+        }
+        if !o.key.allowed.as_ref().is_none_or(|a| a.contains(&mech.kind())) {
+            return Err(Error::new(ErrorKind::MechanismInvalid, op)
+                .detail(format!("{} is not in the key's CKA_ALLOWED_MECHANISMS", mech.describe())));
         }
         Ok(())
     }
@@ -220,10 +173,7 @@ impl EmulatorSession<'_> {
     }
 
     fn public<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k rsa::PublicKey> {
-        o.key
-            .public
-            .as_ref()
-            .ok_or_else(|| mechanism_invalid(mech, op, "an AES key"))
+        o.key.public.as_ref().ok_or_else(|| mechanism_invalid(mech, op, "an AES key"))
     }
 
     fn aes<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
@@ -247,9 +197,7 @@ impl EmulatorSession<'_> {
         self.require_rw(token, op)?;
         let path = if token {
             let path = self.emu.key_path(&header.appname, &header.ident);
-            let file = self
-                .emu
-                .seal_key(world, km, header.clone(), private, true)?;
+            let file = self.emu.seal_key(world, km, header.clone(), private, true)?;
             file.write(&path, &self.emu.config().faults)?;
             Some(path)
         } else {
@@ -264,13 +212,7 @@ impl EmulatorSession<'_> {
         Ok(format!("ua{}", hex::encode(b)))
     }
 
-    fn header(
-        &self,
-        world: &World,
-        policy: &KeyPolicy,
-        key_type: BlobKeyType,
-        bits: u32,
-    ) -> Result<KeyHeader> {
+    fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
         Ok(KeyHeader {
             format: KEY_FORMAT.into(),
             version: 1,
@@ -286,10 +228,7 @@ impl EmulatorSession<'_> {
             hkm: world.hkm().to_vec(),
             gentime_ms: self.emu.now_ms(),
             acl: Acl::from_policy(policy, world.hkm(), world.hknso()),
-            allowed_mechanisms: policy
-                .allowed_mechanisms
-                .as_ref()
-                .map(|m| m.iter().map(|k| k.ckm()).collect()),
+            allowed_mechanisms: policy.allowed_mechanisms.as_ref().map(|m| m.iter().map(|k| k.ckm()).collect()),
             public: Vec::new(),
             hash: Vec::new(),
             cng: None,
@@ -311,12 +250,7 @@ impl EmulatorSession<'_> {
         Ok(h)
     }
 
-    fn rsa_private_header(
-        &self,
-        world: &World,
-        policy: &KeyPolicy,
-        pkcs8: &[u8],
-    ) -> Result<KeyHeader> {
+    fn rsa_private_header(&self, world: &World, policy: &KeyPolicy, pkcs8: &[u8]) -> Result<KeyHeader> {
         let base = self.header(world, policy, BlobKeyType::Rsa, 0)?;
         let allowed: Option<Vec<MechanismKind>> = policy.allowed_mechanisms.clone();
         self.emu.rsa_header(
@@ -331,21 +265,12 @@ impl EmulatorSession<'_> {
         )
     }
 
-    fn unwrap_bytes(
-        &self,
-        mech: &Mechanism,
-        o: &Object,
-        wrapped: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    fn unwrap_bytes(&self, mech: &Mechanism, o: &Object, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let op = Op::UnwrapKey;
         match mech {
             Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
                 self.check_class(o, ObjectClass::SecretKey, mech, op)?;
-                keys::aes_unwrap(
-                    self.aes(o, mech, op)?,
-                    *mech == Mechanism::AesKeyWrapPad,
-                    wrapped,
-                )
+                keys::aes_unwrap(self.aes(o, mech, op)?, *mech == Mechanism::AesKeyWrapPad, wrapped)
             }
             Mechanism::RsaOaep { hash } => {
                 self.check_class(o, ObjectClass::PrivateKey, mech, op)?;
@@ -387,8 +312,7 @@ impl Session for EmulatorSession<'_> {
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
         let (world, km) = self.emu.module_key(Op::GenerateKey)?;
         let KeySpec::Aes { bits } = *spec else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey)
-                .detail("only AES secret keys"));
+            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey).detail("only AES secret keys"));
         };
         if !matches!(bits, 128 | 192 | 256) {
             return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
@@ -398,37 +322,17 @@ impl Session for EmulatorSession<'_> {
         self.emu.rng(Op::GenerateKey)?.fill(&mut key);
         let header = self.aes_header(&world, policy, &key)?;
         let handles = self.store(&world, &km, header, &key, policy.token, Op::GenerateKey)?;
-        handles
-            .first()
-            .copied()
-            .ok_or_else(|| crate::emulator::poisoned(Op::GenerateKey))
+        handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::GenerateKey))
     }
 
-    fn generate_key_pair(
-        &self,
-        spec: &KeyPairSpec,
-        policy: &KeyPolicy,
-    ) -> Result<(KeyHandle, KeyHandle)> {
+    fn generate_key_pair(&self, spec: &KeyPairSpec, policy: &KeyPolicy) -> Result<(KeyHandle, KeyHandle)> {
         let (world, km) = self.emu.module_key(Op::GenerateKeyPair)?;
-        let KeyPairSpec::Rsa {
-            bits,
-            public_exponent,
-        } = *spec
-        else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair)
-                .detail("only RSA key pairs"));
+        let KeyPairSpec::Rsa { bits, public_exponent } = *spec else {
+            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
         };
         let pkcs8 = self.emu.new_rsa_pkcs8(bits, public_exponent)?;
         let header = self.rsa_private_header(&world, policy, &pkcs8)?;
-        match self.store(
-            &world,
-            &km,
-            header,
-            &pkcs8,
-            policy.token,
-            Op::GenerateKeyPair,
-        )?[..]
-        {
+        match self.store(&world, &km, header, &pkcs8, policy.token, Op::GenerateKeyPair)?[..] {
             [private, public] => Ok((public, private)),
             _ => Err(crate::emulator::poisoned(Op::GenerateKeyPair)),
         }
@@ -437,41 +341,30 @@ impl Session for EmulatorSession<'_> {
     fn import_key(&self, material: &KeyMaterial, policy: &KeyPolicy) -> Result<KeyHandle> {
         let (world, km) = self.emu.module_key(Op::ImportKey)?;
         let (header, private): (KeyHeader, Zeroizing<Vec<u8>>) = match material {
-            KeyMaterial::RsaPrivatePkcs8(der) => {
-                (self.rsa_private_header(&world, policy, der)?, der.clone())
-            }
+            KeyMaterial::RsaPrivatePkcs8(der) => (self.rsa_private_header(&world, policy, der)?, der.clone()),
             KeyMaterial::Aes(k) => (self.aes_header(&world, policy, k)?, k.clone()),
             KeyMaterial::RsaPublicSpki(spki) => {
                 use rsa::traits::PublicKeyParts;
                 let public = keys::public_from_spki(spki, Op::ImportKey)?;
-                let mut h =
-                    self.header(&world, policy, BlobKeyType::Rsa, public.n().bit_width())?;
+                let mut h = self.header(&world, policy, BlobKeyType::Rsa, public.n().bit_width())?;
                 h.has_private = false;
                 h.hash = world.suite().hash(&[spki]);
                 h.public = spki.clone();
                 (h, Zeroizing::new(Vec::new()))
             }
             _ => {
-                return Err(Error::new(ErrorKind::Unsupported, Op::ImportKey)
-                    .detail("unknown key material"));
+                return Err(Error::new(ErrorKind::Unsupported, Op::ImportKey).detail("unknown key material"));
             }
         };
         let handles = self.store(&world, &km, header, &private, policy.token, Op::ImportKey)?;
-        handles
-            .first()
-            .copied()
-            .ok_or_else(|| crate::emulator::poisoned(Op::ImportKey))
+        handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::ImportKey))
     }
 
     fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyHandle>> {
         let world = self.emu.require_world(Op::FindKeys)?;
         // Load the token keys of this world that match, once each.
-        let loaded: Vec<std::path::PathBuf> = self
-            .emu
-            .all_objects()
-            .into_iter()
-            .filter_map(|(_, o)| o.key.path.clone())
-            .collect();
+        let loaded: Vec<std::path::PathBuf> =
+            self.emu.all_objects().into_iter().filter_map(|(_, o)| o.key.path.clone()).collect();
         for listing in self.emu.list_keys()? {
             let h = &listing.header;
             let matches = h.hkm == world.hkm()
@@ -510,12 +403,7 @@ impl Session for EmulatorSession<'_> {
         let o = self.object(key, Op::GetAttributes)?;
         let h = &o.key.header;
         let policy = policy_of(&o);
-        let plain_export = o
-            .key
-            .header
-            .acl
-            .check(&Need::Op(OpPerms::ExportAsPlain), None, |_| false)
-            .is_ok();
+        let plain_export = o.key.header.acl.check(&Need::Op(OpPerms::ExportAsPlain), None, |_| false).is_ok();
         Ok(which
             .iter()
             .map(|&kind| {
@@ -527,16 +415,12 @@ impl Session for EmulatorSession<'_> {
                     (AttrKind::Label, _) => v(AttrValue::Text(h.name.clone())),
                     (AttrKind::Id, _) => v(AttrValue::Bytes(h.id.clone())),
                     (AttrKind::Bits, _) => v(AttrValue::Number(u64::from(h.bits))),
-                    (AttrKind::Modulus, Some(p)) => v(AttrValue::Bytes(
-                        p.n().to_be_bytes_trimmed_vartime().to_vec(),
-                    )),
-                    (AttrKind::PublicExponent, Some(p)) => v(AttrValue::Bytes(
-                        p.e().to_be_bytes_trimmed_vartime().to_vec(),
-                    )),
-                    (AttrKind::PublicKeyInfo, Some(_)) => v(AttrValue::Bytes(h.public.clone())),
-                    (AttrKind::Value, _) if o.class == ObjectClass::PublicKey => {
-                        Attr::Invalid(kind)
+                    (AttrKind::Modulus, Some(p)) => v(AttrValue::Bytes(p.n().to_be_bytes_trimmed_vartime().to_vec())),
+                    (AttrKind::PublicExponent, Some(p)) => {
+                        v(AttrValue::Bytes(p.e().to_be_bytes_trimmed_vartime().to_vec()))
                     }
+                    (AttrKind::PublicKeyInfo, Some(_)) => v(AttrValue::Bytes(h.public.clone())),
+                    (AttrKind::Value, _) if o.class == ObjectClass::PublicKey => Attr::Invalid(kind),
                     (AttrKind::Value, _) => match key_material_bytes(&o.key) {
                         Some(bytes) if plain_export => v(AttrValue::Secret(bytes)),
                         _ => Attr::Sensitive(kind),
@@ -552,13 +436,11 @@ impl Session for EmulatorSession<'_> {
         let o = self.object(key, Op::CopyKey)?;
         let original = policy_of(&o);
         policy.check_narrowing_of(&original)?;
-        self.emu
-            .enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, Op::CopyKey)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, Op::CopyKey)?;
         let (world, km) = self.emu.module_key(Op::CopyKey)?;
         // The other half of a pair keeps its usages.
         let mut full = policy.clone();
-        full.usage =
-            (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
+        full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
         let mut header = o.key.header.clone();
         header.appname = "pkcs11".into();
         header.ident = self.new_ident()?;
@@ -577,12 +459,7 @@ impl Session for EmulatorSession<'_> {
         let handles = self.store(&world, &km, header, &private, policy.token, Op::CopyKey)?;
         let new_objects: Vec<(KeyHandle, ObjectClass)> = handles
             .iter()
-            .filter_map(|h| {
-                self.emu
-                    .object(*h, Some(self.id), Op::CopyKey)
-                    .ok()
-                    .map(|n| (*h, n.class))
-            })
+            .filter_map(|h| self.emu.object(*h, Some(self.id), Op::CopyKey).ok().map(|n| (*h, n.class)))
             .collect();
         new_objects
             .iter()
@@ -596,12 +473,10 @@ impl Session for EmulatorSession<'_> {
         self.require_rw(o.key.path.is_some(), Op::DestroyKey)?;
         if let Some(path) = &o.key.path {
             std::fs::remove_file(path).map_err(|e| {
-                Error::new(ErrorKind::Io, Op::DestroyKey)
-                    .detail(format!("cannot remove {}: {e}", path.display()))
+                Error::new(ErrorKind::Io, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))
             })?;
             let path = path.clone();
-            self.emu
-                .remove_objects(|x| x.key.path.as_ref() == Some(&path));
+            self.emu.remove_objects(|x| x.key.path.as_ref() == Some(&path));
         } else {
             let target = o.key.clone();
             self.emu.remove_objects(|x| Arc::ptr_eq(&x.key, &target));
@@ -613,24 +488,16 @@ impl Session for EmulatorSession<'_> {
         let o = self.object(key, Op::Sign)?;
         self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
         let private = self.rsa(&o, mech, Op::Sign)?;
-        self.emu
-            .enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
         let mut rng = self.emu.rng(Op::Sign)?;
         private.sign(mech, data, &mut rng)
     }
 
-    fn verify(
-        &self,
-        mech: &Mechanism,
-        key: KeyHandle,
-        data: &[u8],
-        signature: &[u8],
-    ) -> Result<()> {
+    fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()> {
         let o = self.object(key, Op::Verify)?;
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
         let public = self.public(&o, mech, Op::Verify)?;
-        self.emu
-            .enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
         keys::verify(public, mech, data, signature)
     }
 
@@ -641,15 +508,8 @@ impl Session for EmulatorSession<'_> {
         };
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Encrypt)?;
         let public = self.public(&o, mech, Op::Encrypt)?;
-        self.emu
-            .enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, Op::Encrypt)?;
-        keys::encrypt_oaep(
-            public,
-            hash,
-            plaintext,
-            &mut *self.emu.rng(Op::Encrypt)?,
-            Op::Encrypt,
-        )
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, Op::Encrypt)?;
+        keys::encrypt_oaep(public, hash, plaintext, &mut *self.emu.rng(Op::Encrypt)?, Op::Encrypt)
     }
 
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
@@ -659,19 +519,11 @@ impl Session for EmulatorSession<'_> {
         };
         self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Decrypt)?;
         let private = self.rsa(&o, mech, Op::Decrypt)?;
-        self.emu
-            .enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, Op::Decrypt)?;
-        Ok(private
-            .decrypt_oaep(hash, ciphertext, Op::Decrypt)?
-            .to_vec())
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, Op::Decrypt)?;
+        Ok(private.decrypt_oaep(hash, ciphertext, Op::Decrypt)?.to_vec())
     }
 
-    fn wrap_key(
-        &self,
-        mech: &Mechanism,
-        wrapping: KeyHandle,
-        target: KeyHandle,
-    ) -> Result<Vec<u8>> {
+    fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>> {
         let op = Op::WrapKey;
         let w = self.object(wrapping, op)?;
         let t = self.object(target, op)?;
@@ -681,55 +533,32 @@ impl Session for EmulatorSession<'_> {
             other => return Err(mechanism_invalid(other, op, "a wrapping key")),
         };
         self.check_class(&w, want, mech, op)?;
-        let Some(bytes) = key_material_bytes(&t.key).filter(|_| t.class != ObjectClass::PublicKey)
-        else {
+        let Some(bytes) = key_material_bytes(&t.key).filter(|_| t.class != ObjectClass::PublicKey) else {
             return Err(Error::new(ErrorKind::KeyNotWrappable, op)
                 .detail("a public key is not wrapped; export its SubjectPublicKeyInfo"));
         };
-        self.emu
-            .enforce(&w.key, &Need::Derive(DeriveRole::WrapKey), None, op)?;
-        let trusted = w
-            .key
-            .header
-            .acl
-            .check(&Need::Trusted, None, |_| false)
-            .is_ok();
-        let need = Need::ExportUnder {
-            wrapping_hash: &w.key.header.hash,
-            trusted,
-        };
+        self.emu.enforce(&w.key, &Need::Derive(DeriveRole::WrapKey), None, op)?;
+        let trusted = w.key.header.acl.check(&Need::Trusted, None, |_| false).is_ok();
+        let need = Need::ExportUnder { wrapping_hash: &w.key.header.hash, trusted };
         self.emu.enforce(&t.key, &need, None, op).map_err(|e| {
             let p = policy_of(&t);
             let (kind, why) = if !p.extractable {
                 (ErrorKind::KeyUnextractable, "the key is not extractable")
             } else {
-                (
-                    ErrorKind::KeyNotWrappable,
-                    "the key may be wrapped only under a trusted or named key",
-                )
+                (ErrorKind::KeyNotWrappable, "the key may be wrapped only under a trusted or named key")
             };
             Error::new(kind, op).detail(format!("{why} ({})", e.detail_text().unwrap_or("")))
         })?;
         match mech {
-            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => keys::aes_wrap(
-                self.aes(&w, mech, op)?,
-                *mech == Mechanism::AesKeyWrapPad,
-                &bytes,
-            ),
-            Mechanism::RsaOaep { hash } => keys::encrypt_oaep(
-                self.public(&w, mech, op)?,
-                *hash,
-                &bytes,
-                &mut *self.emu.rng(op)?,
-                op,
-            ),
-            Mechanism::RsaAesKeyWrap { aes_bits, hash } => keys::rsa_aes_wrap(
-                self.public(&w, mech, op)?,
-                *aes_bits,
-                *hash,
-                &bytes,
-                &mut *self.emu.rng(op)?,
-            ),
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
+                keys::aes_wrap(self.aes(&w, mech, op)?, *mech == Mechanism::AesKeyWrapPad, &bytes)
+            }
+            Mechanism::RsaOaep { hash } => {
+                keys::encrypt_oaep(self.public(&w, mech, op)?, *hash, &bytes, &mut *self.emu.rng(op)?, op)
+            }
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                keys::rsa_aes_wrap(self.public(&w, mech, op)?, *aes_bits, *hash, &bytes, &mut *self.emu.rng(op)?)
+            }
             other => Err(mechanism_invalid(other, op, "a wrapping key")),
         }
     }
@@ -744,20 +573,16 @@ impl Session for EmulatorSession<'_> {
     ) -> Result<KeyHandle> {
         let op = Op::UnwrapKey;
         let u = self.object(unwrapping, op)?;
-        self.emu
-            .enforce(&u.key, &Need::Derive(DeriveRole::UnwrapKey), None, op)?;
+        self.emu.enforce(&u.key, &Need::Derive(DeriveRole::UnwrapKey), None, op)?;
         let bytes = self.unwrap_bytes(mech, &u, wrapped)?;
         let material = match key_type {
             KeyType::Rsa => KeyMaterial::RsaPrivatePkcs8(bytes),
             KeyType::Aes => KeyMaterial::Aes(bytes),
         };
-        self.import_key(&material, policy)
-            .map_err(|e| match e.kind() {
-                ErrorKind::DataInvalid | ErrorKind::KeySizeRange => {
-                    Error::new(ErrorKind::WrappedKeyInvalid, op)
-                }
-                _ => e,
-            })
+        self.import_key(&material, policy).map_err(|e| match e.kind() {
+            ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),
+            _ => e,
+        })
     }
 
     fn random(&self, out: &mut [u8]) -> Result<()> {

@@ -31,10 +31,7 @@ pub enum CipherSuite {
 
 impl CipherSuite {
     /// Every suite the emulator knows.
-    pub const ALL: [CipherSuite; 2] = [
-        CipherSuite::DLf1024s160mRijndael,
-        CipherSuite::DLf3072s256mAEScSP800131Ar1,
-    ];
+    pub const ALL: [CipherSuite; 2] = [CipherSuite::DLf1024s160mRijndael, CipherSuite::DLf3072s256mAEScSP800131Ar1];
 
     /// The suite's name as `new-world --cipher-suite` takes it.
     pub fn name(self) -> &'static str {
@@ -46,15 +43,12 @@ impl CipherSuite {
 
     /// Parses a suite name; the error lists the suites that exist.
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
-                Error::new(ErrorKind::ArgumentsBad, Op::CreateWorld)
-                    .detail(format!("unknown cipher suite '{name}'"))
-                    .hint(format!("use one of: {}", known.join(", ")))
-            })
+        Self::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
+            Error::new(ErrorKind::ArgumentsBad, Op::CreateWorld)
+                .detail(format!("unknown cipher suite '{name}'"))
+                .hint(format!("use one of: {}", known.join(", ")))
+        })
     }
 
     /// Security strength in bits.
@@ -90,8 +84,7 @@ impl CipherSuite {
             let bytes = hex::decode(h).map_err(|_| internal("domain parameters are not hex"))?;
             Ok(BoxedUint::from_be_slice_vartime(&bytes))
         };
-        Components::from_components(num(p)?, num(q)?, num(g)?)
-            .map_err(|_| internal("domain parameters rejected"))
+        Components::from_components(num(p)?, num(q)?, num(g)?).map_err(|_| internal("domain parameters rejected"))
     }
 
     /// Derives a discrete-log key pair (KNSO, KRE) deterministically from `seed` (itself derived
@@ -144,10 +137,7 @@ impl DlKey {
 
     /// The public half.
     pub fn public(&self) -> DlPublic {
-        DlPublic {
-            suite: self.suite,
-            key: self.key.verifying_key().clone(),
-        }
+        DlPublic { suite: self.suite, key: self.key.verifying_key().clone() }
     }
 
     /// A DSA signature (RFC 6979 nonces) over the suite hash of `message`, as `r || s` (each the
@@ -155,12 +145,8 @@ impl DlKey {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         let digest = self.suite.hash(&[message]);
         let sig = match self.suite {
-            CipherSuite::DLf1024s160mRijndael => {
-                self.key.sign_prehashed_rfc6979::<sha1::Sha1>(&digest)
-            }
-            CipherSuite::DLf3072s256mAEScSP800131Ar1 => {
-                self.key.sign_prehashed_rfc6979::<sha2::Sha256>(&digest)
-            }
+            CipherSuite::DLf1024s160mRijndael => self.key.sign_prehashed_rfc6979::<sha1::Sha1>(&digest),
+            CipherSuite::DLf3072s256mAEScSP800131Ar1 => self.key.sign_prehashed_rfc6979::<sha2::Sha256>(&digest),
         }
         .map_err(|_| internal("DSA signing failed"))?;
         let qlen = self.suite.q_len();
@@ -217,10 +203,9 @@ impl DlPublic {
             return false;
         }
         let (r, s) = signature.split_at(qlen);
-        let Some(sig) = dsa::Signature::from_components(
-            BoxedUint::from_be_slice_vartime(r),
-            BoxedUint::from_be_slice_vartime(s),
-        ) else {
+        let Some(sig) =
+            dsa::Signature::from_components(BoxedUint::from_be_slice_vartime(r), BoxedUint::from_be_slice_vartime(s))
+        else {
             return false;
         };
         let digest = self.suite.hash(&[message]);
@@ -238,11 +223,7 @@ impl DlPublic {
 }
 
 /// `base^exponent mod p`, big-endian at the precision of `p`.
-fn pow_mod(
-    p: &crypto_bigint::Odd<BoxedUint>,
-    base: &BoxedUint,
-    exponent: &[u8],
-) -> Zeroizing<Vec<u8>> {
+fn pow_mod(p: &crypto_bigint::Odd<BoxedUint>, base: &BoxedUint, exponent: &[u8]) -> Zeroizing<Vec<u8>> {
     use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
     let params = BoxedMontyParams::new(p.clone());
     let form = BoxedMontyForm::new(base.clone(), &params);
@@ -263,20 +244,11 @@ pub struct Sealed {
 
 /// Encrypts and authenticates `plaintext` under the 256-bit `key`, binding `aad`.
 pub fn seal(key: &[u8], nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Sealed> {
-    let k = LessSafeKey::new(
-        UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| internal("bad AEAD key"))?,
-    );
+    let k = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| internal("bad AEAD key"))?);
     let mut buf = plaintext.to_vec();
-    k.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad),
-        &mut buf,
-    )
-    .map_err(|_| internal("AEAD seal failed"))?;
-    Ok(Sealed {
-        nonce: nonce.to_vec(),
-        ct: buf,
-    })
+    k.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+        .map_err(|_| internal("AEAD seal failed"))?;
+    Ok(Sealed { nonce: nonce.to_vec(), ct: buf })
 }
 
 /// Opens a [`Sealed`] box; `None` if the key, the data or the bound `aad` is not the one sealed.

@@ -154,15 +154,13 @@ impl QuorumAuth {
     pub fn module_key(&self, world: &World) -> Result<Zeroizing<Vec<u8>>> {
         let k = derive_key(&self.acs_secret, "hsmkit world KM wrap");
         open(k.as_ref(), &world.file.body.hknso, &world.file.body.km_blob).ok_or_else(|| {
-            Error::new(ErrorKind::Corrupt, Op::LoadWorld)
-                .detail("the world's sealed module key does not open")
+            Error::new(ErrorKind::Corrupt, Op::LoadWorld).detail("the world's sealed module key does not open")
         })
     }
 }
 
 fn body_bytes(body: &WorldBody) -> Result<Vec<u8>> {
-    serde_json::to_vec(body)
-        .map_err(|e| Error::new(ErrorKind::Device, Op::LoadWorld).detail(e.to_string()))
+    serde_json::to_vec(body).map_err(|e| Error::new(ErrorKind::Device, Op::LoadWorld).detail(e.to_string()))
 }
 
 /// What [`World::create`] returns: the world, KM (for the module's NVRAM) and the card paths.
@@ -223,20 +221,14 @@ impl World {
 
         // Split the ACS secret and write the cards.
         let mut share_rng = rng.fork();
-        let shares: Vec<blahaj::Share> = blahaj::Sharks(quorum.k)
-            .dealer_rng(&acs_secret, &mut share_rng)
-            .take(usize::from(quorum.n))
-            .collect();
+        let shares: Vec<blahaj::Share> =
+            blahaj::Sharks(quorum.k).dealer_rng(&acs_secret, &mut share_rng).take(usize::from(quorum.n)).collect();
         crate::fsio::create_private_dir(cards_dir).map_err(|e| {
-            Error::new(ErrorKind::Io, Op::CreateWorld).detail(format!(
-                "cannot create card folder {}: {e}",
-                cards_dir.display()
-            ))
+            Error::new(ErrorKind::Io, Op::CreateWorld)
+                .detail(format!("cannot create card folder {}: {e}", cards_dir.display()))
         })?;
         let mut paths = Vec::new();
-        let result = Self::write_cards(
-            &file, &shares, pins, quorum, cards_dir, world_path, rng, hook, &mut paths,
-        );
+        let result = Self::write_cards(&file, &shares, pins, quorum, cards_dir, world_path, rng, hook, &mut paths);
         if let Err(e) = result {
             // Leave nothing behind: a world without its file is no world.
             for p in &paths {
@@ -245,11 +237,7 @@ impl World {
             return Err(e);
         }
         let world = World::from_file(file)?;
-        Ok(NewWorld {
-            world,
-            km,
-            cards: paths,
-        })
+        Ok(NewWorld { world, km, cards: paths })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -285,10 +273,8 @@ impl World {
         let bytes = serde_json::to_vec_pretty(file)
             .map_err(|e| Error::new(ErrorKind::Device, Op::CreateWorld).detail(e.to_string()))?;
         write_atomic(world_path, &bytes, hook).map_err(|e| {
-            Error::new(ErrorKind::Io, Op::CreateWorld).detail(format!(
-                "cannot write world file {}: {e}",
-                world_path.display()
-            ))
+            Error::new(ErrorKind::Io, Op::CreateWorld)
+                .detail(format!("cannot write world file {}: {e}", world_path.display()))
         })
     }
 
@@ -300,15 +286,10 @@ impl World {
                 .detail(format!("cannot read the world file {}: {e}", path.display()))
                 .hint("create a world with `hsmkit new-world --initialize`, or point --kmdata / NFAST_KMDATA at an existing one")
         })?;
-        let file: WorldFile = serde_json::from_slice(&bytes)
-            .map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
-        World::from_file(file).map_err(|e| {
-            if e.kind() == &ErrorKind::Corrupt {
-                corrupt(path, e.detail_text().unwrap_or(""))
-            } else {
-                e
-            }
-        })
+        let file: WorldFile =
+            serde_json::from_slice(&bytes).map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
+        World::from_file(file)
+            .map_err(|e| if e.kind() == &ErrorKind::Corrupt { corrupt(path, e.detail_text().unwrap_or("")) } else { e })
     }
 
     fn from_file(file: WorldFile) -> Result<Self> {
@@ -327,16 +308,10 @@ impl World {
         if suite.hash(&[b"hsmkit KRE", &b.kre_pub]) != b.hkre {
             return Err(bad("KRE does not match its hash"));
         }
-        let knso = suite
-            .dl_public(&b.knso_pub)
-            .map_err(|_| bad("KNSO is malformed"))?;
-        let kre = suite
-            .dl_public(&b.kre_pub)
-            .map_err(|_| bad("KRE is malformed"))?;
+        let knso = suite.dl_public(&b.knso_pub).map_err(|_| bad("KNSO is malformed"))?;
+        let kre = suite.dl_public(&b.kre_pub).map_err(|_| bad("KRE is malformed"))?;
         if !knso.verify(&body_bytes(b)?, &file.signature) {
-            return Err(bad(
-                "its signature by KNSO does not verify: the file was edited or damaged",
-            ));
+            return Err(bad("its signature by KNSO does not verify: the file was edited or damaged"));
         }
         Ok(World { file, knso, kre })
     }
@@ -383,11 +358,7 @@ impl World {
 
     /// Collects the ACS quorum from `cards` and re-creates KNSO. Wrong PINs are counted on the
     /// cards; nothing else on disk changes.
-    pub fn authorize(
-        &self,
-        cards: &[CardPresentation<'_>],
-        hook: &FaultHook,
-    ) -> Result<QuorumAuth> {
+    pub fn authorize(&self, cards: &[CardPresentation<'_>], hook: &FaultHook) -> Result<QuorumAuth> {
         let need = usize::from(self.file.body.acs.k);
         let mut shares = Vec::new();
         let mut seen = Vec::new();
@@ -406,44 +377,24 @@ impl World {
             }
             if seen.contains(&card.header.card) {
                 return Err(Error::new(ErrorKind::ArgumentsBad, Op::Quorum)
-                    .detail(format!(
-                        "card {} of world {} was presented twice",
-                        card.header.card,
-                        self.name()
-                    ))
+                    .detail(format!("card {} of world {} was presented twice", card.header.card, self.name()))
                     .hint(format!("present {need} different cards of the set")));
             }
             seen.push(card.header.card);
             let bytes = card.unlock(c.path, c.pin, hook)?;
-            let share = blahaj::Share::try_from(bytes.as_slice()).map_err(|_| {
-                Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's share is malformed")
-            })?;
+            let share = blahaj::Share::try_from(bytes.as_slice())
+                .map_err(|_| Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's share is malformed"))?;
             shares.push(share);
         }
         if shares.len() < need {
-            return Err(Error::new(
-                ErrorKind::QuorumNotMet {
-                    have: shares.len(),
-                    need,
-                },
-                Op::Quorum,
-            )
-            .detail(format!(
-                "world {} needs {need} of its {} cards",
-                self.name(),
-                self.file.body.acs.n
-            ))
-            .hint(format!(
-                "present {} more card(s) of the set",
-                need - shares.len()
-            )));
+            return Err(Error::new(ErrorKind::QuorumNotMet { have: shares.len(), need }, Op::Quorum)
+                .detail(format!("world {} needs {need} of its {} cards", self.name(), self.file.body.acs.n))
+                .hint(format!("present {} more card(s) of the set", need - shares.len())));
         }
         let secret = Zeroizing::new(
             blahaj::Sharks(self.file.body.acs.k)
                 .recover(shares.iter())
-                .map_err(|_| {
-                    Error::new(ErrorKind::Corrupt, Op::Quorum).detail("the shares do not combine")
-                })?,
+                .map_err(|_| Error::new(ErrorKind::Corrupt, Op::Quorum).detail("the shares do not combine"))?,
         );
         let suite = self.suite();
         let knso = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KNSO")[..])?;
@@ -452,21 +403,13 @@ impl World {
                 .detail("the cards' shares do not re-create this world's KNSO (a card was damaged or replaced)"));
         }
         let kre = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KRE")[..])?;
-        Ok(QuorumAuth {
-            knso,
-            kre,
-            hknso: self.hknso().to_vec(),
-            acs_secret: secret,
-        })
+        Ok(QuorumAuth { knso, kre, hknso: self.hknso().to_vec(), acs_secret: secret })
     }
 }
 
 fn corrupt(path: &Path, why: &str) -> Error {
     Error::new(ErrorKind::Corrupt, Op::LoadWorld)
-        .detail(format!(
-            "the world file {} is damaged: {why}",
-            path.display()
-        ))
+        .detail(format!("the world file {} is damaged: {why}", path.display()))
         .hint("restore the world file from your backup (kmdata/local/world)")
 }
 
@@ -477,10 +420,7 @@ mod tests {
     #[test]
     fn quorum_strings() {
         assert_eq!(Quorum::parse("2/3").expect("2/3"), Quorum { k: 2, n: 3 });
-        assert_eq!(
-            Quorum::parse("64/64").expect("64/64"),
-            Quorum { k: 64, n: 64 }
-        );
+        assert_eq!(Quorum::parse("64/64").expect("64/64"), Quorum { k: 64, n: 64 });
         for bad in ["3/2", "0/3", "a/b", "2", "1/65", "-1/3", "", "2/3/4"] {
             let e = Quorum::parse(bad).expect_err(bad);
             assert_eq!(e.kind(), &ErrorKind::ArgumentsBad, "{bad}");

@@ -4,8 +4,7 @@ mod common;
 
 use common::*;
 use hsmkit_backend::{
-    Attr, AttrKind, AttrValue, Backend, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism,
-    SessionMode, Usage,
+    Attr, AttrKind, AttrValue, Backend, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism, SessionMode, Usage,
 };
 use hsmkit_emulator::acl::{Acl, Action, ExportUnder, OpPerms};
 use hsmkit_emulator::fsio::{FaultHook, WriteStage};
@@ -20,84 +19,35 @@ fn public_key(spki: &[u8]) -> rsa::PublicKey {
 #[test]
 fn generatekey_writes_a_blob_whose_signatures_verify_independently() {
     let f = legacy_2_of_3();
-    let header = f
-        .emu
-        .generate_rsa("simple", "contosokey", "contosokey", 2048, 65537)
-        .expect("generate");
+    let header = f.emu.generate_rsa("simple", "contosokey", "contosokey", 2048, 65537).expect("generate");
     assert!(f.kmdata().join("local/key_simple_contosokey").exists());
     assert_eq!((header.bits, header.pubexp), (2048, 65537));
     let handles = f.emu.load_key("simple", "contosokey").expect("load");
-    let s = f
-        .emu
-        .open_session(SLOT, SessionMode::ReadOnly)
-        .expect("session");
-    for hash in [
-        HashAlg::Sha1,
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-    ] {
-        let sig = s
-            .sign(&Mechanism::RsaPkcs1v15 { hash }, handles[0], b"tenant key")
-            .expect("sign");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+    for hash in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash }, handles[0], b"tenant key").expect("sign");
         let public = public_key(&header.public);
         let ok = match hash {
-            HashAlg::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public).verify(
-                b"tenant key",
-                &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"),
-            ),
-            HashAlg::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public).verify(
-                b"tenant key",
-                &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"),
-            ),
-            HashAlg::Sha384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(public).verify(
-                b"tenant key",
-                &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"),
-            ),
-            HashAlg::Sha512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(public).verify(
-                b"tenant key",
-                &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"),
-            ),
+            HashAlg::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public)
+                .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
+            HashAlg::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public)
+                .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
+            HashAlg::Sha384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(public)
+                .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
+            HashAlg::Sha512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(public)
+                .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
         };
         assert!(ok.is_ok(), "{hash:?}");
         // PSS too, verified by RustCrypto.
-        let sig = s
-            .sign(
-                &Mechanism::RsaPss {
-                    hash: HashAlg::Sha256,
-                },
-                handles[0],
-                b"pss",
-            )
-            .expect("pss");
+        let sig = s.sign(&Mechanism::RsaPss { hash: HashAlg::Sha256 }, handles[0], b"pss").expect("pss");
         rsa::pss::VerifyingKey::<sha2::Sha256>::new(public_key(&header.public))
-            .verify(
-                b"pss",
-                &rsa::pss::Signature::try_from(&sig[..]).expect("sig"),
-            )
+            .verify(b"pss", &rsa::pss::Signature::try_from(&sig[..]).expect("sig"))
             .expect("pss verifies");
         // And the module's own verify agrees, and refuses a flipped bit.
-        s.verify(
-            &Mechanism::RsaPss {
-                hash: HashAlg::Sha256,
-            },
-            handles[1],
-            b"pss",
-            &sig,
-        )
-        .expect("verify");
+        s.verify(&Mechanism::RsaPss { hash: HashAlg::Sha256 }, handles[1], b"pss", &sig).expect("verify");
         let mut bad = sig.clone();
         bad[10] ^= 1;
-        let e = s
-            .verify(
-                &Mechanism::RsaPss {
-                    hash: HashAlg::Sha256,
-                },
-                handles[1],
-                b"pss",
-                &bad,
-            )
-            .expect_err("flipped");
+        let e = s.verify(&Mechanism::RsaPss { hash: HashAlg::Sha256 }, handles[1], b"pss", &bad).expect_err("flipped");
         assert_eq!(e.kind(), &ErrorKind::SignatureInvalid);
     }
 }
@@ -105,30 +55,13 @@ fn generatekey_writes_a_blob_whose_signatures_verify_independently() {
 #[test]
 fn rsa_1024_and_a_chosen_exponent_work() {
     let f = legacy_2_of_3();
-    let h = f
-        .emu
-        .generate_rsa("simple", "legacy", "legacy", 1024, 3)
-        .expect("1024/e=3");
+    let h = f.emu.generate_rsa("simple", "legacy", "legacy", 1024, 3).expect("1024/e=3");
     assert_eq!((h.bits, h.pubexp), (1024, 3));
     let handles = f.emu.load_key("simple", "legacy").expect("load");
-    let s = f
-        .emu
-        .open_session(SLOT, SessionMode::ReadOnly)
-        .expect("session");
-    let sig = s
-        .sign(
-            &Mechanism::RsaPkcs1v15 {
-                hash: HashAlg::Sha256,
-            },
-            handles[0],
-            b"m",
-        )
-        .expect("sign");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+    let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, handles[0], b"m").expect("sign");
     rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public_key(&h.public))
-        .verify(
-            b"m",
-            &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"),
-        )
+        .verify(b"m", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig"))
         .expect("verifies");
 }
 
@@ -143,38 +76,20 @@ fn bad_generatekey_input_changes_nothing() {
         (2048, 65536, ErrorKind::ArgumentsBad),
         (2048, 1, ErrorKind::ArgumentsBad),
     ] {
-        let err = f
-            .emu
-            .generate_rsa("simple", "k", "k", bits, e)
-            .expect_err("bad size");
+        let err = f.emu.generate_rsa("simple", "k", "k", bits, e).expect_err("bad size");
         assert_eq!(err.kind(), &kind, "{bits}/{e}");
     }
     for ident in ["ContosoKey", "contoso key", "contoso_key", "../x", ""] {
-        let err = f
-            .emu
-            .generate_rsa("simple", ident, "x", 2048, 65537)
-            .expect_err(ident);
+        let err = f.emu.generate_rsa("simple", ident, "x", 2048, 65537).expect_err(ident);
         assert_eq!(err.kind(), &ErrorKind::ArgumentsBad);
-        assert!(
-            err.hint_text().unwrap_or("").contains("lowercase"),
-            "{err:?}"
-        );
+        assert!(err.hint_text().unwrap_or("").contains("lowercase"), "{err:?}");
     }
     assert_eq!(f.snapshot(), before);
-    f.emu
-        .generate_rsa("simple", "once", "once", 1024, 65537)
-        .expect("first");
+    f.emu.generate_rsa("simple", "once", "once", 1024, 65537).expect("first");
     let after_first = f.snapshot();
-    let err = f
-        .emu
-        .generate_rsa("simple", "once", "once", 1024, 65537)
-        .expect_err("second");
+    let err = f.emu.generate_rsa("simple", "once", "once", 1024, 65537).expect_err("second");
     assert_eq!(err.kind(), &ErrorKind::AlreadyExists);
-    assert_eq!(
-        f.snapshot(),
-        after_first,
-        "the existing key is not overwritten"
-    );
+    assert_eq!(f.snapshot(), after_first, "the existing key is not overwritten");
 }
 
 fn flip_hex_in(text: &str, field: &str) -> String {
@@ -187,193 +102,85 @@ fn flip_hex_in(text: &str, field: &str) -> String {
 #[test]
 fn damaged_or_edited_key_blobs_are_refused() {
     let f = legacy_2_of_3();
-    f.emu
-        .generate_rsa("simple", "contosokey", "contosokey", 1024, 65537)
-        .expect("generate");
+    f.emu.generate_rsa("simple", "contosokey", "contosokey", 1024, 65537).expect("generate");
     let path = f.kmdata().join("local/key_simple_contosokey");
     let good = std::fs::read_to_string(&path).expect("blob");
     let cases = vec![
         ("truncated", good[..good.len() / 3].to_string()),
         ("bit flip in the sealed key", flip_hex_in(&good, "\"ct\"")),
-        (
-            "bit flip in the public key",
-            flip_hex_in(&good, "\"public\""),
-        ),
-        (
-            "ACL widened by hand",
-            good.replacen("GetAppData", "GetAppData | ExportAsPlain", 1),
-        ),
-        (
-            "use limit removed",
-            good.replacen(
-                "\"limits\": [],",
-                "\"limits\": [{\"Global\": {\"max\": 1}}],",
-                1,
-            ),
-        ),
-        (
-            "renamed",
-            good.replacen("\"name\": \"contosokey\"", "\"name\": \"other\"", 1),
-        ),
-        (
-            "other version",
-            good.replacen("\"version\": 1", "\"version\": 9", 1),
-        ),
+        ("bit flip in the public key", flip_hex_in(&good, "\"public\"")),
+        ("ACL widened by hand", good.replacen("GetAppData", "GetAppData | ExportAsPlain", 1)),
+        ("use limit removed", good.replacen("\"limits\": [],", "\"limits\": [{\"Global\": {\"max\": 1}}],", 1)),
+        ("renamed", good.replacen("\"name\": \"contosokey\"", "\"name\": \"other\"", 1)),
+        ("other version", good.replacen("\"version\": 1", "\"version\": 9", 1)),
     ];
     for (what, text) in cases {
         assert_ne!(text, good, "{what}: the edit must change the file");
         std::fs::write(&path, &text).expect("write");
         let err = f.emu.load_key("simple", "contosokey").expect_err(what);
         assert_eq!(err.kind(), &ErrorKind::Corrupt, "{what}: {err:?}");
-        assert_eq!(
-            std::fs::read_to_string(&path).expect("read"),
-            text,
-            "{what}: left as it was"
-        );
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "{what}: left as it was");
     }
     std::fs::write(&path, &good).expect("restore");
-    f.emu
-        .load_key("simple", "contosokey")
-        .expect("the original loads again");
+    f.emu.load_key("simple", "contosokey").expect("the original loads again");
 }
 
 #[test]
 fn a_key_of_another_world_is_refused() {
     let a = legacy_2_of_3();
-    let b = world(
-        hsmkit_emulator::suite::CipherSuite::DLf1024s160mRijndael,
-        1,
-        1,
-        99,
-    );
-    b.emu
-        .generate_rsa("simple", "foreign", "foreign", 1024, 65537)
-        .expect("generate in b");
-    std::fs::copy(
-        b.kmdata().join("local/key_simple_foreign"),
-        a.kmdata().join("local/key_simple_foreign"),
-    )
-    .expect("copy");
-    let err = a
-        .emu
-        .load_key("simple", "foreign")
-        .expect_err("foreign key");
+    let b = world(hsmkit_emulator::suite::CipherSuite::DLf1024s160mRijndael, 1, 1, 99);
+    b.emu.generate_rsa("simple", "foreign", "foreign", 1024, 65537).expect("generate in b");
+    std::fs::copy(b.kmdata().join("local/key_simple_foreign"), a.kmdata().join("local/key_simple_foreign"))
+        .expect("copy");
+    let err = a.emu.load_key("simple", "foreign").expect_err("foreign key");
     assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized);
 }
 
 #[test]
 fn the_acl_is_enforced_on_every_operation_and_names_the_permission() {
     let f = legacy_2_of_3();
-    let s = f
-        .emu
-        .open_session(SLOT, SessionMode::ReadWrite)
-        .expect("session");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
     let policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT);
     let (public, private) = s
-        .generate_key_pair(
-            &hsmkit_backend::KeyPairSpec::Rsa {
-                bits: 1024,
-                public_exponent: 65537,
-            },
-            &policy,
-        )
+        .generate_key_pair(&hsmkit_backend::KeyPairSpec::Rsa { bits: 1024, public_exponent: 65537 }, &policy)
         .expect("pair");
     let narrow = KeyPolicy::new(Usage::SIGN);
     let signer = s.copy_narrowed(private, &narrow).expect("narrowed copy");
-    s.sign(
-        &Mechanism::RsaPkcs1v15 {
-            hash: HashAlg::Sha256,
-        },
-        signer,
-        b"x",
-    )
-    .expect("the copy signs");
-    let ct = s
-        .encrypt(
-            &Mechanism::RsaOaep {
-                hash: HashAlg::Sha1,
-            },
-            public,
-            b"secret",
-        )
-        .expect("encrypt");
+    s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, signer, b"x").expect("the copy signs");
+    let ct = s.encrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, public, b"secret").expect("encrypt");
     assert_eq!(
-        s.decrypt(
-            &Mechanism::RsaOaep {
-                hash: HashAlg::Sha1
-            },
-            private,
-            &ct
-        )
-        .expect("original decrypts"),
+        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct).expect("original decrypts"),
         b"secret"
     );
-    let err = s
-        .decrypt(
-            &Mechanism::RsaOaep {
-                hash: HashAlg::Sha1,
-            },
-            signer,
-            &ct,
-        )
-        .expect_err("copy cannot decrypt");
-    assert_eq!(
-        err.kind(),
-        &ErrorKind::KeyFunctionNotPermitted { missing: "Decrypt" }
-    );
+    let err = s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, signer, &ct).expect_err("copy cannot decrypt");
+    assert_eq!(err.kind(), &ErrorKind::KeyFunctionNotPermitted { missing: "Decrypt" });
     // Widening is refused by name.
-    let err = s
-        .copy_narrowed(signer, &KeyPolicy::new(Usage::SIGN | Usage::DECRYPT))
-        .expect_err("widen");
+    let err = s.copy_narrowed(signer, &KeyPolicy::new(Usage::SIGN | Usage::DECRYPT)).expect_err("widen");
     assert_eq!(err.kind(), &ErrorKind::ActionProhibited);
     assert!(err.to_string().contains("CKA_DECRYPT"), "{err}");
     // A non-extractable key cannot be wrapped.
     let kek = s
-        .generate_key(
-            &hsmkit_backend::KeySpec::Aes { bits: 256 },
-            &KeyPolicy::new(Usage::WRAP | Usage::UNWRAP),
-        )
+        .generate_key(&hsmkit_backend::KeySpec::Aes { bits: 256 }, &KeyPolicy::new(Usage::WRAP | Usage::UNWRAP))
         .expect("kek");
-    let err = s
-        .wrap_key(&Mechanism::AesKeyWrapPad, kek, private)
-        .expect_err("unextractable");
+    let err = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).expect_err("unextractable");
     assert_eq!(err.kind(), &ErrorKind::KeyUnextractable);
     // A key without WrapKey cannot wrap.
     let plain_aes = s
-        .generate_key(
-            &hsmkit_backend::KeySpec::Aes { bits: 128 },
-            &KeyPolicy::new(Usage::empty()).extractable(true),
-        )
+        .generate_key(&hsmkit_backend::KeySpec::Aes { bits: 128 }, &KeyPolicy::new(Usage::empty()).extractable(true))
         .expect("aes");
-    let err = s
-        .wrap_key(&Mechanism::AesKeyWrap, plain_aes, kek)
-        .expect_err("no wrap right");
-    assert_eq!(
-        err.kind(),
-        &ErrorKind::KeyFunctionNotPermitted {
-            missing: "DeriveKey(WrapKey)"
-        }
-    );
+    let err = s.wrap_key(&Mechanism::AesKeyWrap, plain_aes, kek).expect_err("no wrap right");
+    assert_eq!(err.kind(), &ErrorKind::KeyFunctionNotPermitted { missing: "DeriveKey(WrapKey)" });
 }
 
 #[test]
 fn wrapped_keys_unwrap_with_independent_implementations() {
     use rsa::pkcs8::DecodePrivateKey;
     let f = legacy_2_of_3();
-    let s = f
-        .emu
-        .open_session(SLOT, SessionMode::ReadWrite)
-        .expect("session");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
     let mut target_policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY).extractable(true);
     target_policy.token = false;
     let (target_pub, target) = s
-        .generate_key_pair(
-            &hsmkit_backend::KeyPairSpec::Rsa {
-                bits: 2048,
-                public_exponent: 65537,
-            },
-            &target_policy,
-        )
+        .generate_key_pair(&hsmkit_backend::KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &target_policy)
         .expect("target");
     // An AES KEK imported from known bytes, so the test can unwrap on its own.
     let kek_bytes = [0x42u8; 32];
@@ -383,20 +190,14 @@ fn wrapped_keys_unwrap_with_independent_implementations() {
             &KeyPolicy::new(Usage::WRAP | Usage::UNWRAP),
         )
         .expect("kek");
-    let wrapped = s
-        .wrap_key(&Mechanism::AesKeyWrapPad, kek, target)
-        .expect("KWP wrap");
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, target).expect("KWP wrap");
     let mut buf = vec![0u8; wrapped.len()];
     let pkcs8 = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes)
         .expect("kek")
         .unwrap_key(&wrapped, &mut buf)
         .expect("aes-kw unwraps");
     let recovered = rsa::PrivateKey::from_pkcs8_der(pkcs8).expect("PKCS#8");
-    let spki = match s
-        .attributes(target_pub, &[AttrKind::PublicKeyInfo])
-        .expect("attrs")
-        .pop()
-    {
+    let spki = match s.attributes(target_pub, &[AttrKind::PublicKeyInfo]).expect("attrs").pop() {
         Some(Attr::Value(_, AttrValue::Bytes(b))) => b,
         other => panic!("{other:?}"),
     };
@@ -406,12 +207,7 @@ fn wrapped_keys_unwrap_with_independent_implementations() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
     let provider_kek = rsa::PrivateKey::new(&mut rng, 2048).expect("kek");
     use rsa::pkcs8::EncodePublicKey;
-    let kek_spki = provider_kek
-        .to_public_key()
-        .to_public_key_der()
-        .expect("der")
-        .as_bytes()
-        .to_vec();
+    let kek_spki = provider_kek.to_public_key().to_public_key_der().expect("der").as_bytes().to_vec();
     let kek_pub = s
         .import_key(
             &hsmkit_backend::KeyMaterial::RsaPublicSpki(kek_spki),
@@ -419,19 +215,10 @@ fn wrapped_keys_unwrap_with_independent_implementations() {
         )
         .expect("import kek");
     let blob = s
-        .wrap_key(
-            &Mechanism::RsaAesKeyWrap {
-                aes_bits: 256,
-                hash: HashAlg::Sha1,
-            },
-            kek_pub,
-            target,
-        )
+        .wrap_key(&Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 }, kek_pub, target)
         .expect("RSA-AES wrap");
     let (head, tail) = blob.split_at(256);
-    let eph = provider_kek
-        .decrypt(rsa::Oaep::<sha1::Sha1>::new(), head)
-        .expect("OAEP");
+    let eph = provider_kek.decrypt(rsa::Oaep::<sha1::Sha1>::new(), head).expect("OAEP");
     assert_eq!(eph.len(), 32);
     let mut buf = vec![0u8; tail.len()];
     let eph: [u8; 32] = eph.try_into().expect("32 bytes");
@@ -439,41 +226,17 @@ fn wrapped_keys_unwrap_with_independent_implementations() {
         .expect("eph")
         .unwrap_key(tail, &mut buf)
         .expect("KWP");
-    assert_eq!(
-        rsa::PrivateKey::from_pkcs8_der(pkcs8)
-            .expect("pkcs8")
-            .to_public_key(),
-        public_key(&spki)
-    );
+    assert_eq!(rsa::PrivateKey::from_pkcs8_der(pkcs8).expect("pkcs8").to_public_key(), public_key(&spki));
 
     // The module unwraps its own KWP output into a working key.
     let back = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrapPad,
-            kek,
-            &wrapped,
-            KeyType::Rsa,
-            &KeyPolicy::new(Usage::SIGN),
-        )
+        .unwrap_key(&Mechanism::AesKeyWrapPad, kek, &wrapped, KeyType::Rsa, &KeyPolicy::new(Usage::SIGN))
         .expect("unwrap");
-    s.sign(
-        &Mechanism::RsaPkcs1v15 {
-            hash: HashAlg::Sha256,
-        },
-        back,
-        b"m",
-    )
-    .expect("sign");
+    s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, back, b"m").expect("sign");
     let mut flipped = wrapped.clone();
     flipped[3] ^= 0x80;
     let err = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrapPad,
-            kek,
-            &flipped,
-            KeyType::Rsa,
-            &KeyPolicy::new(Usage::SIGN),
-        )
+        .unwrap_key(&Mechanism::AesKeyWrapPad, kek, &flipped, KeyType::Rsa, &KeyPolicy::new(Usage::SIGN))
         .expect_err("flipped");
     assert_eq!(err.kind(), &ErrorKind::WrappedKeyInvalid);
 }
@@ -483,72 +246,34 @@ use rand_core::SeedableRng;
 #[test]
 fn changing_an_acl_needs_the_quorum_unless_it_only_removes_rights() {
     let f = legacy_2_of_3();
-    let header = f
-        .emu
-        .generate_rsa("simple", "contosokey", "contosokey", 1024, 65537)
-        .expect("generate");
+    let header = f.emu.generate_rsa("simple", "contosokey", "contosokey", 1024, 65537).expect("generate");
     let mut reduced = header.acl.clone();
     reduced.groups.truncate(1);
-    reduced.groups[0]
-        .actions
-        .retain(|a| !matches!(a, Action::MakeArchiveBlob { .. }));
-    f.emu
-        .copy_with_acl(
-            ("simple", "contosokey"),
-            ("simple", "reduced"),
-            reduced.clone(),
-            None,
-        )
-        .expect("reduction");
+    reduced.groups[0].actions.retain(|a| !matches!(a, Action::MakeArchiveBlob { .. }));
+    f.emu.copy_with_acl(("simple", "contosokey"), ("simple", "reduced"), reduced.clone(), None).expect("reduction");
 
     // Binding to another world (and exporting under a named KEK) adds rights: quorum needed.
     let mut bound = reduced.clone();
-    bound.groups[0]
-        .actions
-        .retain(|a| !matches!(a, Action::MakeBlob { .. }));
-    bound.groups[0].actions.push(Action::MakeBlob {
-        kmhash: Some(vec![7; 20]),
-    });
-    bound.groups[0].actions.push(Action::Export {
-        under: ExportUnder::Key(vec![9; 20]),
-    });
+    bound.groups[0].actions.retain(|a| !matches!(a, Action::MakeBlob { .. }));
+    bound.groups[0].actions.push(Action::MakeBlob { kmhash: Some(vec![7; 20]) });
+    bound.groups[0].actions.push(Action::Export { under: ExportUnder::Key(vec![9; 20]) });
     let before = f.snapshot();
     let err = f
         .emu
-        .copy_with_acl(
-            ("simple", "contosokey"),
-            ("xferacld", "contosokey"),
-            bound.clone(),
-            None,
-        )
+        .copy_with_acl(("simple", "contosokey"), ("xferacld", "contosokey"), bound.clone(), None)
         .expect_err("no quorum");
-    assert_eq!(
-        err.kind(),
-        &ErrorKind::KeyFunctionNotPermitted {
-            missing: "ExpandACL"
-        }
-    );
+    assert_eq!(err.kind(), &ErrorKind::KeyFunctionNotPermitted { missing: "ExpandACL" });
     assert_eq!(f.snapshot(), before, "nothing written");
-    let quorum = f
-        .emu
-        .authorize(&[f.good_card(0), f.good_card(2)])
-        .expect("quorum");
+    let quorum = f.emu.authorize(&[f.good_card(0), f.good_card(2)]).expect("quorum");
     let (path, h) = f
         .emu
-        .copy_with_acl(
-            ("simple", "contosokey"),
-            ("xferacld", "contosokey"),
-            bound.clone(),
-            Some(&quorum),
-        )
+        .copy_with_acl(("simple", "contosokey"), ("xferacld", "contosokey"), bound.clone(), Some(&quorum))
         .expect("with quorum");
     assert!(path.ends_with("key_xferacld_contosokey"));
     assert_eq!(h.acl, bound);
     assert_eq!(h.public, header.public, "the same key");
     // The original is untouched.
-    let orig =
-        hsmkit_emulator::keyblob::KeyFile::read(&f.kmdata().join("local/key_simple_contosokey"))
-            .expect("orig");
+    let orig = hsmkit_emulator::keyblob::KeyFile::read(&f.kmdata().join("local/key_simple_contosokey")).expect("orig");
     assert_eq!(orig.header, header);
     // A reduced key cannot give itself back what it lost, even with ReduceACL.
     let err = f
@@ -556,26 +281,17 @@ fn changing_an_acl_needs_the_quorum_unless_it_only_removes_rights() {
         .copy_with_acl(
             ("simple", "reduced"),
             ("simple", "regrown"),
-            Acl {
-                groups: vec![header.acl.groups[0].clone()],
-            },
+            Acl { groups: vec![header.acl.groups[0].clone()] },
             None,
         )
         .expect_err("regrow");
-    assert!(
-        matches!(err.kind(), ErrorKind::KeyFunctionNotPermitted { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err.kind(), ErrorKind::KeyFunctionNotPermitted { .. }), "{err:?}");
     let _ = OpPerms::Sign;
 }
 
 #[test]
 fn a_crash_while_saving_a_key_leaves_no_torn_blob() {
-    for stage in [
-        WriteStage::PartialWrite,
-        WriteStage::BeforeRename,
-        WriteStage::AfterRename,
-    ] {
+    for stage in [WriteStage::PartialWrite, WriteStage::BeforeRename, WriteStage::AfterRename] {
         let dir = tempfile::tempdir().expect("tmp");
         let mut config = config(dir.path(), Some(3));
         let emu = Emulator::open(config.clone()).expect("open");
@@ -587,12 +303,9 @@ fn a_crash_while_saving_a_key_leaves_no_torn_blob() {
             )
             .expect("world");
         drop((emu, created));
-        config.faults =
-            FaultHook::new(move |p, s| s == stage && p.to_string_lossy().contains("key_simple"));
+        config.faults = FaultHook::new(move |p, s| s == stage && p.to_string_lossy().contains("key_simple"));
         let emu = Emulator::open(config.clone()).expect("reopen");
-        let err = emu
-            .generate_rsa("simple", "k", "k", 1024, 65537)
-            .expect_err("crash");
+        let err = emu.generate_rsa("simple", "k", "k", 1024, 65537).expect_err("crash");
         assert!(err.to_string().contains("simulated crash"), "{err}");
         config.faults = FaultHook::default();
         let emu = Emulator::open(config).expect("after the crash");
@@ -603,10 +316,7 @@ fn a_crash_while_saving_a_key_leaves_no_torn_blob() {
             _ => {
                 let err = emu.load_key("simple", "k").expect_err("no key");
                 assert_eq!(err.kind(), &ErrorKind::NotFound, "{stage:?}");
-                assert!(
-                    emu.list_keys().expect("list").is_empty(),
-                    "temporary files are not keys"
-                );
+                assert!(emu.list_keys().expect("list").is_empty(), "temporary files are not keys");
             }
         }
     }
@@ -615,50 +325,25 @@ fn a_crash_while_saving_a_key_leaves_no_torn_blob() {
 #[test]
 fn cngimport_makes_a_machine_key_and_a_user_key() {
     let f = legacy_2_of_3();
-    f.emu
-        .generate_rsa("simple", "contosokey", "contosokey", 1024, 65537)
-        .expect("generate");
-    let (path, h) = f
-        .emu
-        .cng_import("simple", "contosokey", "contosokey", true, "alice")
-        .expect("cng -M");
-    let name = path
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    f.emu.generate_rsa("simple", "contosokey", "contosokey", 1024, 65537).expect("generate");
+    let (path, h) = f.emu.cng_import("simple", "contosokey", "contosokey", true, "alice").expect("cng -M");
+    let name = path.file_name().expect("name").to_string_lossy().into_owned();
     let hash = name.strip_prefix("key_caping_machine--").expect(&name);
     assert_eq!(hash.len(), 40);
     assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(h.cng.as_ref().map(|c| c.machine), Some(true));
-    let handles = f
-        .emu
-        .load_key("caping", h.ident.as_str())
-        .expect("load cng key");
+    let handles = f.emu.load_key("caping", h.ident.as_str()).expect("load cng key");
     assert_eq!(handles.len(), 2);
-    let (user_path, _) = f
-        .emu
-        .cng_import("simple", "contosokey", "contosokey", false, "alice")
-        .expect("cng user");
-    assert!(
-        user_path
-            .to_string_lossy()
-            .contains("key_caping_user-alice--"),
-        "{}",
-        user_path.display()
-    );
-    let err = f
-        .emu
-        .cng_import("simple", "missing", "x", true, "alice")
-        .expect_err("missing");
+    let (user_path, _) = f.emu.cng_import("simple", "contosokey", "contosokey", false, "alice").expect("cng user");
+    assert!(user_path.to_string_lossy().contains("key_caping_user-alice--"), "{}", user_path.display());
+    let err = f.emu.cng_import("simple", "missing", "x", true, "alice").expect_err("missing");
     assert_eq!(err.kind(), &ErrorKind::NotFound);
 }
 
 #[test]
 fn kmdata_that_does_not_exist_or_cannot_be_written_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
-    let err = Emulator::open(hsmkit_emulator::Config::beside(dir.path().join("missing")))
-        .expect_err("missing kmdata");
+    let err = Emulator::open(hsmkit_emulator::Config::beside(dir.path().join("missing"))).expect_err("missing kmdata");
     assert_eq!(err.kind(), &ErrorKind::NotFound);
     assert!(err.to_string().contains("does not exist"), "{err}");
     // /proc refuses new folders even to root: a kmdata that cannot be written.
@@ -674,9 +359,6 @@ fn kmdata_that_does_not_exist_or_cannot_be_written_is_refused() {
         )
         .expect_err("read-only");
     assert_eq!(err.kind(), &ErrorKind::Io);
-    assert!(
-        err.hint_text().unwrap_or("").contains("writable"),
-        "{err:?}"
-    );
+    assert!(err.hint_text().unwrap_or("").contains("writable"), "{err:?}");
     assert!(!dir.path().join("cards").exists(), "no card was written");
 }

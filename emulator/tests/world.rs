@@ -25,10 +25,7 @@ fn a_quorum_of_k_distinct_cards_recreates_knso() {
 fn k_minus_one_cards_do_not_meet_the_quorum() {
     let f = legacy_2_of_3();
     let before = f.snapshot();
-    let err = f
-        .emu
-        .authorize(&[f.good_card(1)])
-        .expect_err("one card of 2/3");
+    let err = f.emu.authorize(&[f.good_card(1)]).expect_err("one card of 2/3");
     assert_eq!(err.kind(), &ErrorKind::QuorumNotMet { have: 1, need: 2 });
     assert!(err.hint_text().unwrap_or("").contains("1 more"), "{err:?}");
     assert_eq!(f.snapshot(), before, "nothing on disk changes");
@@ -38,10 +35,7 @@ fn k_minus_one_cards_do_not_meet_the_quorum() {
 fn the_same_card_twice_is_refused() {
     let f = legacy_2_of_3();
     let before = f.snapshot();
-    let err = f
-        .emu
-        .authorize(&[f.good_card(0), f.good_card(0)])
-        .expect_err("same card twice");
+    let err = f.emu.authorize(&[f.good_card(0), f.good_card(0)]).expect_err("same card twice");
     assert_eq!(err.kind(), &ErrorKind::ArgumentsBad);
     assert!(err.to_string().contains("presented twice"), "{err}");
     assert_eq!(f.snapshot(), before);
@@ -51,48 +45,27 @@ fn the_same_card_twice_is_refused() {
 fn wrong_pins_are_counted_and_lock_the_card() {
     let f = legacy_2_of_3();
     for left in (1..5).rev() {
-        let err = f
-            .emu
-            .authorize(&[f.card(0, "wrong"), f.good_card(1)])
-            .expect_err("wrong pin");
+        let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong pin");
         assert_eq!(err.kind(), &ErrorKind::PinIncorrect);
-        assert!(
-            err.to_string().contains(&format!("{left} tries left")),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&format!("{left} tries left")), "{err}");
     }
-    let err = f
-        .emu
-        .authorize(&[f.card(0, "wrong"), f.good_card(1)])
-        .expect_err("fifth wrong pin");
+    let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("fifth wrong pin");
     assert_eq!(err.kind(), &ErrorKind::PinLocked);
     // Locked now, even with the right PIN.
-    let err = f
-        .emu
-        .authorize(&[f.good_card(0), f.good_card(1)])
-        .expect_err("locked");
+    let err = f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect_err("locked");
     assert_eq!(err.kind(), &ErrorKind::PinLocked);
     // The other two cards still make the quorum.
-    f.emu
-        .authorize(&[f.good_card(1), f.good_card(2)])
-        .expect("cards 2 and 3");
+    f.emu.authorize(&[f.good_card(1), f.good_card(2)]).expect("cards 2 and 3");
 }
 
 #[test]
 fn a_right_pin_resets_the_failure_count() {
     let f = legacy_2_of_3();
     for _ in 0..4 {
-        f.emu
-            .authorize(&[f.card(0, "wrong"), f.good_card(1)])
-            .expect_err("wrong");
+        f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong");
     }
-    f.emu
-        .authorize(&[f.good_card(0), f.good_card(1)])
-        .expect("right pin");
-    let err = f
-        .emu
-        .authorize(&[f.card(0, "wrong"), f.good_card(1)])
-        .expect_err("wrong again");
+    f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("right pin");
+    let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong again");
     assert!(err.to_string().contains("4 tries left"), "{err}");
 }
 
@@ -101,10 +74,7 @@ fn a_card_of_another_world_is_refused_by_name() {
     let a = legacy_2_of_3();
     let b = world(CipherSuite::DLf1024s160mRijndael, 2, 3, 43);
     let before = a.snapshot();
-    let err = a
-        .emu
-        .authorize(&[a.good_card(0), b.good_card(1)])
-        .expect_err("foreign card");
+    let err = a.emu.authorize(&[a.good_card(0), b.good_card(1)]).expect_err("foreign card");
     assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized);
     let other = b.emu.world().expect("w").expect("w").name();
     let this = a.emu.world().expect("w").expect("w").name();
@@ -123,42 +93,20 @@ fn damaged_card_files_are_refused_and_left_alone() {
         ("empty", Vec::new()),
         ("not json", b"\x00\x01garbage".to_vec()),
         ("share bit flip", flip_in_field(&good, "\"ct\"")),
-        (
-            "edited card number",
-            String::from_utf8_lossy(&good)
-                .replacen("\"card\": 1", "\"card\": 3", 1)
-                .into_bytes(),
-        ),
-        (
-            "edited quorum",
-            String::from_utf8_lossy(&good)
-                .replacen("\"quorum\": 2", "\"quorum\": 1", 1)
-                .into_bytes(),
-        ),
+        ("edited card number", String::from_utf8_lossy(&good).replacen("\"card\": 1", "\"card\": 3", 1).into_bytes()),
+        ("edited quorum", String::from_utf8_lossy(&good).replacen("\"quorum\": 2", "\"quorum\": 1", 1).into_bytes()),
         (
             "hostile kdf",
-            String::from_utf8_lossy(&good)
-                .replacen("\"m_kib\": 19456", "\"m_kib\": 4000000000", 1)
-                .into_bytes(),
+            String::from_utf8_lossy(&good).replacen("\"m_kib\": 19456", "\"m_kib\": 4000000000", 1).into_bytes(),
         ),
     ];
     for (what, bytes) in damaged {
         assert_ne!(bytes, good, "{what}: the damage must change the file");
         std::fs::write(&path, &bytes).expect("write");
-        let err = f
-            .emu
-            .authorize(&[(path.clone(), pin(1)), f.good_card(1)])
-            .expect_err(what);
-        assert!(
-            matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::PinIncorrect),
-            "{what}: {err:?}"
-        );
+        let err = f.emu.authorize(&[(path.clone(), pin(1)), f.good_card(1)]).expect_err(what);
+        assert!(matches!(err.kind(), ErrorKind::Corrupt | ErrorKind::PinIncorrect), "{what}: {err:?}");
         if err.kind() == &ErrorKind::Corrupt {
-            assert_eq!(
-                std::fs::read(&path).expect("read"),
-                bytes,
-                "{what}: a corrupt card is not rewritten"
-            );
+            assert_eq!(std::fs::read(&path).expect("read"), bytes, "{what}: a corrupt card is not rewritten");
         }
     }
 }
@@ -185,24 +133,10 @@ fn damaged_world_files_are_refused() {
     let damaged: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", good[..good.len() - 10].to_vec()),
         ("bit flip in hkm", flip_in_field(&good, "\"hkm\"")),
-        (
-            "bit flip in the signature",
-            flip_in_field(&good, "\"signature\""),
-        ),
-        (
-            "edited quorum",
-            text.replacen("\"k\": 2", "\"k\": 1", 1).into_bytes(),
-        ),
-        (
-            "edited suite",
-            text.replacen("DLf1024s160mRijndael", "DLf3072s256mAEScSP800131Ar1", 1)
-                .into_bytes(),
-        ),
-        (
-            "unknown suite",
-            text.replacen("DLf1024s160mRijndael", "DLf2048s224mDES3", 1)
-                .into_bytes(),
-        ),
+        ("bit flip in the signature", flip_in_field(&good, "\"signature\"")),
+        ("edited quorum", text.replacen("\"k\": 2", "\"k\": 1", 1).into_bytes()),
+        ("edited suite", text.replacen("DLf1024s160mRijndael", "DLf3072s256mAEScSP800131Ar1", 1).into_bytes()),
+        ("unknown suite", text.replacen("DLf1024s160mRijndael", "DLf2048s224mDES3", 1).into_bytes()),
     ];
     for (what, bytes) in damaged {
         assert_ne!(bytes, good, "{what}");
@@ -218,14 +152,10 @@ fn seeded_worlds_are_byte_identical() {
     let a = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 7);
     let b = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 7);
     let c = world(CipherSuite::DLf1024s160mRijndael, 1, 2, 8);
-    let read =
-        |f: &Fixture| std::fs::read_to_string(f.kmdata().join("local/world")).expect("world");
+    let read = |f: &Fixture| std::fs::read_to_string(f.kmdata().join("local/world")).expect("world");
     assert_eq!(read(&a), read(&b));
     assert_ne!(read(&a), read(&c));
-    assert_eq!(
-        std::fs::read(&a.cards[1]).expect("card"),
-        std::fs::read(&b.cards[1]).expect("card")
-    );
+    assert_eq!(std::fs::read(&a.cards[1]).expect("card"), std::fs::read(&b.cards[1]).expect("card"));
 }
 
 #[test]
@@ -233,9 +163,7 @@ fn the_default_suite_works_end_to_end() {
     let f = world(CipherSuite::DLf3072s256mAEScSP800131Ar1, 2, 2, 1);
     let w = f.emu.world().expect("w").expect("w");
     assert_eq!(w.hknso().len(), 32, "SHA-256 hashes");
-    f.emu
-        .authorize(&[f.good_card(0), f.good_card(1)])
-        .expect("quorum");
+    f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("quorum");
 }
 
 #[test]
@@ -244,11 +172,7 @@ fn an_existing_world_is_not_replaced() {
     let before = f.snapshot();
     let err = f
         .emu
-        .create_world(
-            CipherSuite::DLf1024s160mRijndael,
-            hsmkit_emulator::world::Quorum { k: 1, n: 1 },
-            &pins(1),
-        )
+        .create_world(CipherSuite::DLf1024s160mRijndael, hsmkit_emulator::world::Quorum { k: 1, n: 1 }, &pins(1))
         .expect_err("second world");
     assert_eq!(err.kind(), &ErrorKind::AlreadyExists);
     assert_eq!(f.snapshot(), before);

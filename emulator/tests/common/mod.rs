@@ -33,14 +33,8 @@ pub fn config(dir: &std::path::Path, seed: Option<u64>) -> Config {
 pub fn world(suite: CipherSuite, k: u8, n: u8, seed: u64) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = Emulator::open(config(dir.path(), Some(seed))).expect("open");
-    let created = emu
-        .create_world(suite, Quorum { k, n }, &pins(n as usize))
-        .expect("create world");
-    Fixture {
-        dir,
-        emu,
-        cards: created.cards,
-    }
+    let created = emu.create_world(suite, Quorum { k, n }, &pins(n as usize)).expect("create world");
+    Fixture { dir, emu, cards: created.cards }
 }
 
 pub fn legacy_2_of_3() -> Fixture {
