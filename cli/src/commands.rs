@@ -13,9 +13,15 @@ use crate::{Global, env, show};
 /// `new-world` arguments, as nShield's `new-world` takes them.
 #[derive(Debug, clap::Args)]
 pub struct NewWorldArgs {
-    /// Create a new world (the only mode hsmkit has).
-    #[arg(short = 'i', long)]
+    /// Create a new world.
+    #[arg(short = 'i', long, conflicts_with = "program")]
     initialize: bool,
+    /// Program the module into the world already in kmdata (needs the ACS quorum).
+    #[arg(short = 'p', long)]
+    program: bool,
+    /// With --program: the numbers of the cards to present (default: the first K).
+    #[arg(long = "card", value_name = "N")]
+    card: Vec<u8>,
     /// The cipher suite.
     #[arg(short = 'c', long, default_value = "DLf3072s256mAEScSP800131Ar1")]
     cipher_suite: String,
@@ -109,10 +115,18 @@ fn bad(op: Op, detail: String, hint: &str) -> Error {
 }
 
 pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
+    if a.program {
+        let emu = env::emulator(g)?;
+        let auth = crate::quorum::collect(g, &emu, &a.card)?;
+        emu.program_module(&auth)?;
+        let w = emu.require_world(Op::Module)?;
+        println!("Module 1 ({}) programmed into world {}; hknso = {}", emu.esn()?, w.name(), hex(w.hknso()));
+        return Ok(());
+    }
     if !a.initialize {
         return Err(bad(
             Op::CreateWorld,
-            "new-world needs --initialize".into(),
+            "new-world needs --initialize or --program".into(),
             "run `hsmkit new-world --initialize --cipher-suite=… --acs-quorum=K/N`",
         ));
     }

@@ -7,6 +7,7 @@
 mod commands;
 mod env;
 mod pins;
+mod quorum;
 mod show;
 
 use std::process::ExitCode;

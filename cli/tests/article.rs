@@ -189,3 +189,22 @@ fn a_world_is_needed_before_keys() {
     let err = e.fails(GENERATEKEY);
     assert!(err.contains("there is no security world") && err.contains("new-world"), "{err}");
 }
+
+#[test]
+fn new_world_program_loads_the_world_into_a_fresh_module_with_the_quorum() {
+    let e = Env::new();
+    e.world();
+    e.ok(GENERATEKEY);
+    // A second module (fresh NVRAM) sharing the kmdata cannot use the key until programmed.
+    let nvram2 = e.dir.path().join("nvram2");
+    let err = e.fails(&format!("--nvram {} aclprint -A simple -K contosokey", nvram2.display()));
+    assert!(err.contains("not programmed") && err.contains("--program"), "{err}");
+    std::fs::write(e.dir.path().join("pins"), "bravo\ncharlie\n").expect("pins");
+    let out = e.ok(&format!("--nvram {} new-world --program --card 2 --card 3", nvram2.display()));
+    assert!(out.contains("programmed into world"), "{out}");
+    e.ok(&format!("--nvram {} aclprint -A simple -K contosokey", nvram2.display()));
+    // One card short of the quorum.
+    let nvram3 = e.dir.path().join("nvram3");
+    let err = e.fails(&format!("--nvram {} new-world --program --card 2", nvram3.display()));
+    assert!(err.contains("1 of 2 cards"), "{err}");
+}

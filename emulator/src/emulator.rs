@@ -237,7 +237,7 @@ impl Emulator {
             (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => Ok((world, km.clone())),
             _ => Err(Error::new(ErrorKind::TokenNotRecognized, op)
                 .detail(format!("module {} is not programmed with the world {} in kmdata", nv.0.esn, world.name()))
-                .hint("program the module into this world with its Administrator cards")),
+                .hint("program the module into this world with its Administrator cards: `hsmkit new-world --program`")),
         }
     }
 
@@ -296,6 +296,35 @@ impl Emulator {
         }
         *self.world.write().map_err(|_| poisoned(Op::CreateWorld))? = Some(created.world.clone());
         Ok(WorldCreated { world: created.world, cards: created.cards })
+    }
+
+    /// `new-world --program`: programs the module into the world in kmdata with the quorum's
+    /// authority (KM is unsealed from the world file and kept in NVRAM). This is how a module
+    /// joins an existing world, and how one recovers from a crash between writing the world file
+    /// and the NVRAM.
+    pub fn program_module(&self, quorum: &QuorumAuth) -> Result<()> {
+        let world = self.require_world(Op::Module)?;
+        let km = quorum.module_key(&world)?;
+        if world.suite().hash(&[b"hsmkit KM", &km]) != world.hkm() {
+            return Err(
+                Error::new(ErrorKind::Corrupt, Op::Module).detail("the world's module key does not match its hash")
+            );
+        }
+        let mut nv = self.nvram.lock().map_err(|_| poisoned(Op::Module))?;
+        let mut next = nv.0.clone();
+        next.km = Some(km);
+        next.hkm = Some(hex::encode(world.hkm()));
+        next.mode = Mode::Operational;
+        module::save(&next, &nv.1, &self.config.faults)?;
+        nv.0 = next;
+        Ok(())
+    }
+
+    /// Whether the module holds the module key of the world in kmdata.
+    pub fn is_programmed(&self) -> Result<bool> {
+        let Some(world) = self.world()? else { return Ok(false) };
+        let nv = self.nvram.lock().map_err(|_| poisoned(Op::Module))?;
+        Ok(nv.0.hkm.as_deref() == Some(hex::encode(world.hkm()).as_str()))
     }
 
     /// Collects the ACS quorum from card files and their PINs.

@@ -230,9 +230,13 @@ impl World {
         let mut paths = Vec::new();
         let result = Self::write_cards(&file, &shares, pins, quorum, cards_dir, world_path, rng, hook, &mut paths);
         if let Err(e) = result {
-            // Leave nothing behind: a world without its file is no world.
-            for p in &paths {
-                let _ = fs::remove_file(p);
+            // A world whose file was never committed is no world: leave none of its cards behind.
+            // Once the file is in place (the failure came after the rename) the cards are its
+            // only Administrator cards and are kept.
+            if !world_path.exists() {
+                for p in &paths {
+                    let _ = fs::remove_file(p);
+                }
             }
             return Err(e);
         }

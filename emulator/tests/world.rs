@@ -177,3 +177,41 @@ fn an_existing_world_is_not_replaced() {
     assert_eq!(err.kind(), &ErrorKind::AlreadyExists);
     assert_eq!(f.snapshot(), before);
 }
+
+#[test]
+fn a_crash_while_creating_a_world_leaves_no_world_or_one_the_quorum_can_program() {
+    use hsmkit_emulator::fsio::{FaultHook, WriteStage};
+    use hsmkit_emulator::world::Quorum;
+    for stage in [WriteStage::PartialWrite, WriteStage::BeforeRename, WriteStage::AfterRename] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = config(dir.path(), Some(11));
+        c.faults = FaultHook::new(move |p, s| s == stage && p.ends_with("world"));
+        let emu = hsmkit_emulator::Emulator::open(c.clone()).expect("open");
+        let err =
+            emu.create_world(CipherSuite::DLf1024s160mRijndael, Quorum { k: 2, n: 3 }, &pins(3)).expect_err("crash");
+        assert!(err.to_string().contains("simulated crash"), "{err}");
+        c.faults = FaultHook::default();
+        let emu = hsmkit_emulator::Emulator::open(c.clone()).expect("reopen");
+        match stage {
+            WriteStage::AfterRename => {
+                // The world file is whole but the module never got KM: the quorum programs it.
+                let err = emu.generate_rsa("simple", "k", "k", 1024, 65537).expect_err("not programmed");
+                assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized);
+                assert!(err.hint_text().unwrap_or("").contains("--program"), "{err:?}");
+                assert!(!emu.is_programmed().expect("state"));
+                let cards = dir.path().join("cards");
+                let w = emu.world().expect("w").expect("world");
+                let card = |n: u8, pin: &str| {
+                    (hsmkit_emulator::card::card_path(&cards, w.hknso(), n), hsmkit_backend::Pin::from(pin.to_string()))
+                };
+                let auth = emu.authorize(&[card(1, "pin-1"), card(3, "pin-3")]).expect("quorum");
+                emu.program_module(&auth).expect("program");
+                emu.generate_rsa("simple", "k", "k", 1024, 65537).expect("usable now");
+            }
+            _ => {
+                assert!(emu.world().expect("w").is_none(), "{stage:?}: no world");
+                assert!(!dir.path().join("kmdata/local/world").exists());
+            }
+        }
+    }
+}
