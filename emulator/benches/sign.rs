@@ -53,6 +53,28 @@ fn bench_sign(c: &mut Criterion) {
     reference.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &random, msg, &mut expected).expect("sign");
     assert_eq!(session.sign(&mech, handle, msg).expect("emulator sign"), expected);
 
+    // The ratio, measured interleaved (one reference sign, one emulator sign, in turn) so that a
+    // machine whose speed drifts during the run affects both rows alike. Medians of each.
+    let rounds = if std::env::args().any(|a| a == "--bench") { 1500 } else { 5 };
+    let (mut t_ref, mut t_emu) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let mut sig = vec![0u8; reference.public_modulus_len()];
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        reference.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &random, black_box(msg), &mut sig).expect("sign");
+        t_ref.push(t.elapsed());
+        let t = std::time::Instant::now();
+        black_box(session.sign(&mech, handle, black_box(msg)).expect("sign"));
+        t_emu.push(t.elapsed());
+    }
+    t_ref.sort();
+    t_emu.sort();
+    let (m_ref, m_emu) = (t_ref[rounds / 2], t_emu[rounds / 2]);
+    println!(
+        "interleaved, {rounds} rounds: reference median {m_ref:?}, emulator median {m_emu:?}: \
+         emulator speed = {:.3}x the reference (target >= 0.9x)",
+        m_ref.as_secs_f64() / m_emu.as_secs_f64()
+    );
+
     let mut g = c.benchmark_group("rsa2048_pkcs1v15_sha256_sign");
     g.bench_function("reference: aws-lc-rs directly", |b| {
         let mut sig = vec![0u8; reference.public_modulus_len()];
