@@ -103,6 +103,42 @@ pub struct PreloadArgs {
     program: Vec<String>,
 }
 
+/// `nopclearfail` arguments: the mode to switch module 1 to.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct NopclearfailArgs {
+    /// Operational mode.
+    #[arg(short = 'O', long)]
+    operational: bool,
+    /// Pre-initialisation mode.
+    #[arg(short = 'I', long = "initialization")]
+    initialisation: bool,
+    /// Maintenance mode.
+    #[arg(short = 'M', long)]
+    maintenance: bool,
+    /// Module.
+    #[arg(short = 'm', long, default_value_t = 1)]
+    module: u32,
+}
+
+pub fn nopclearfail(g: &Global, a: &NopclearfailArgs) -> Result<()> {
+    use hsmkit_emulator::module::Mode;
+    if a.module != 1 {
+        return Err(bad(Op::Module, format!("there is no module {}", a.module), "use -m 1"));
+    }
+    let mode = if a.operational {
+        Mode::Operational
+    } else if a.initialisation {
+        Mode::Initialisation
+    } else {
+        Mode::Maintenance
+    };
+    let emu = env::emulator(g)?;
+    emu.set_mode(mode)?;
+    println!("Module 1 ({}): {} mode", emu.esn()?, mode.describe());
+    Ok(())
+}
+
 /// `kmfile-dump` arguments.
 #[derive(Debug, clap::Args)]
 pub struct KmfileDumpArgs {

@@ -63,6 +63,9 @@ enum Command {
     /// Load a key and run a program on it: `preload -A APP -K IDENT … aclprint.py` prints its ACL.
     #[command(name = "preload")]
     Preload(commands::PreloadArgs),
+    /// Change the module's mode (`nopclearfail -O|-I|-M`).
+    #[command(name = "nopclearfail")]
+    Nopclearfail(commands::NopclearfailArgs),
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Aclprint(a) => commands::aclprint(&cli.global, &a.app, &a.ident),
         Command::Preload(a) => commands::preload(&cli.global, a),
         Command::KmfileDump(a) => commands::kmfile_dump(a),
+        Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -208,3 +208,15 @@ fn new_world_program_loads_the_world_into_a_fresh_module_with_the_quorum() {
     let err = e.fails(&format!("--nvram {} new-world --program --card 2", nvram3.display()));
     assert!(err.contains("1 of 2 cards"), "{err}");
 }
+
+#[test]
+fn keys_are_unusable_outside_operational_mode() {
+    let e = Env::new();
+    e.world();
+    e.ok(GENERATEKEY);
+    e.ok("nopclearfail -I -m 1");
+    let err = e.fails("aclprint -A simple -K contosokey");
+    assert!(err.contains("initialisation mode") && err.contains("nopclearfail -O"), "{err}");
+    e.ok("nopclearfail -O");
+    e.ok("aclprint -A simple -K contosokey");
+}

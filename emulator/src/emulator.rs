@@ -234,7 +234,14 @@ impl Emulator {
                 .hint("put it back in operational mode (`hsmkit nopclearfail -O`)"));
         }
         match (&nv.0.km, &nv.0.hkm) {
-            (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => Ok((world, km.clone())),
+            (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => {
+                if world.suite().hash(&[b"hsmkit KM", km]) != world.hkm() {
+                    return Err(Error::new(ErrorKind::Corrupt, op)
+                        .detail(format!("the module key in module {}'s NVRAM is damaged", nv.0.esn))
+                        .hint("program the module again with the quorum: `hsmkit new-world --program`"));
+                }
+                Ok((world, km.clone()))
+            }
             _ => Err(Error::new(ErrorKind::TokenNotRecognized, op)
                 .detail(format!("module {} is not programmed with the world {} in kmdata", nv.0.esn, world.name()))
                 .hint("program the module into this world with its Administrator cards: `hsmkit new-world --program`")),

@@ -215,3 +215,28 @@ fn a_crash_while_creating_a_world_leaves_no_world_or_one_the_quorum_can_program(
         }
     }
 }
+
+#[test]
+fn a_damaged_nvram_file_is_refused() {
+    let f = legacy_2_of_3();
+    let path = f.dir.path().join("nvram/module");
+    let good = std::fs::read_to_string(&path).expect("nvram");
+    for (what, text) in [
+        ("truncated", good[..good.len() / 2].to_string()),
+        ("not json", "\u{0}\u{1}".to_string()),
+        ("bad hex", good.replacen("\"km\": \"", "\"km\": \"zz", 1)),
+        ("unknown mode", good.replacen("Operational", "Sideways", 1)),
+    ] {
+        assert_ne!(text, good, "{what}");
+        std::fs::write(&path, &text).expect("write");
+        let err = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(1))).expect_err(what);
+        assert_eq!(err.kind(), &ErrorKind::Corrupt, "{what}");
+        assert!(err.to_string().contains("NVRAM"), "{what}: {err}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "{what}: left alone");
+    }
+    // A bit flip inside KM is not a parse error: the module then refuses the world.
+    std::fs::write(&path, flip_in_field(good.as_bytes(), "\"km\"")).expect("write");
+    let emu = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(1))).expect("opens");
+    let err = emu.generate_rsa("simple", "k", "k", 1024, 65537).expect_err("wrong KM");
+    assert!(matches!(err.kind(), ErrorKind::TokenNotRecognized | ErrorKind::Corrupt), "{err:?}");
+}
