@@ -105,16 +105,17 @@ pub struct PreloadArgs {
 
 /// `nopclearfail` arguments: the mode to switch module 1 to.
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("mode").required(true).multiple(false)))]
 pub struct NopclearfailArgs {
     /// Operational mode.
-    #[arg(short = 'O', long)]
+    #[arg(short = 'O', long, group = "mode")]
     operational: bool,
     /// Pre-initialisation mode.
-    #[arg(short = 'I', long = "initialization")]
+    #[arg(short = 'I', long = "initialization", group = "mode")]
     initialisation: bool,
     /// Maintenance mode.
-    #[arg(short = 'M', long)]
+    #[arg(short = 'M', long, group = "mode")]
     maintenance: bool,
     /// Module.
     #[arg(short = 'm', long, default_value_t = 1)]
