@@ -360,14 +360,8 @@ pub fn cngimport(g: &Global, a: &CngimportArgs) -> Result<()> {
 
 pub fn aclprint(g: &Global, app: &str, ident: &str) -> Result<()> {
     let emu = env::emulator(g)?;
-    let path = emu.key_path(app, ident);
-    if !path.exists() {
-        return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
-            .detail(format!("there is no key {app}/{ident} ({} does not exist)", path.display()))
-            .hint("list the keys with `hsmkit nkminfo -k`"));
-    }
     // Loading the key through the module checks the blob's integrity before printing anything.
-    let key = emu.load_blob(&path)?;
+    let key = emu.load_named(app, ident)?;
     println!("Key {app}/{ident} ({}, {} bits), loaded on module 1", show::key_type(&key.header), key.header.bits);
     print!("{}", key.header.acl);
     Ok(())

@@ -539,6 +539,12 @@ impl Emulator {
     /// Loads key `appname`/`ident` from kmdata and returns handles to it: (private or secret,
     /// public) as the key has them.
     pub fn load_key(&self, appname: &str, ident: &str) -> Result<Vec<KeyHandle>> {
+        let key = self.load_named(appname, ident)?;
+        Ok(self.register(key, None))
+    }
+
+    /// Loads key `appname`/`ident` from kmdata without registering a handle (to inspect it).
+    pub fn load_named(&self, appname: &str, ident: &str) -> Result<Arc<LoadedKey>> {
         check_appname(appname, Op::LoadKey)?;
         let path = self.key_path(appname, ident);
         if !path.exists() {
@@ -546,8 +552,7 @@ impl Emulator {
                 .detail(format!("there is no key {appname}/{ident} ({} does not exist)", path.display()))
                 .hint("list the keys with `hsmkit nkminfo -k`"));
         }
-        let key = self.load_blob(&path)?;
-        Ok(self.register(key, None))
+        self.load_blob(&path)
     }
 
     /// Registers a loaded key as objects; returns the handles (private/secret first).
