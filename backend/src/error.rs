@@ -295,6 +295,16 @@ impl Error {
         self
     }
 
+    /// Appends more detail (for example the mechanism in use) to what is already said.
+    #[must_use]
+    pub fn context(mut self, more: impl fmt::Display) -> Self {
+        self.detail = Some(match self.detail.take() {
+            Some(d) => format!("{d} ({more})"),
+            None => more.to_string(),
+        });
+        self
+    }
+
     /// Adds what the user can do about it.
     #[must_use]
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

@@ -212,6 +212,9 @@ pub struct MechanismInfo {
     pub max_bits: u32,
     /// What it can do.
     pub flags: MechanismFlags,
+    /// The backend composes this mechanism from others the module has (for example
+    /// `CKM_RSA_AES_KEY_WRAP` from RSA-OAEP and RFC 5649 wrap) rather than calling it natively.
+    pub composed: bool,
 }
 
 #[cfg(test)]

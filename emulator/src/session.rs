@@ -40,7 +40,7 @@ impl Backend for Emulator {
         use MechanismKind as K;
         let sv = MechanismFlags::SIGN | MechanismFlags::VERIFY;
         let wu = MechanismFlags::WRAP | MechanismFlags::UNWRAP;
-        let row = |kind, min_bits, max_bits, flags| MechanismInfo { kind, min_bits, max_bits, flags };
+        let row = |kind, min_bits, max_bits, flags| MechanismInfo { kind, min_bits, max_bits, flags, composed: false };
         let mut mechanisms = vec![
             row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),

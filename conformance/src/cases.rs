@@ -1,0 +1,424 @@
+//! The cases. Each exercises one behaviour through the seam and checks results independently.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hsmkit_backend::{
+    Attr, AttrKind, AttrValue, ErrorKind, HashAlg, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec,
+    KeyType, Mechanism, Session, Usage,
+};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use rsa::signature::Verifier;
+use rsa::traits::PublicKeyParts;
+use zeroize::Zeroizing;
+
+use crate::{Case, Ctx};
+
+type R = Result<(), String>;
+
+/// Every case of the suite, in the order they run.
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            id: "rsa-sign-pkcs1v15",
+            clause: "PKCS#11 3.1 §2.1.6 CKM_SHA256_RSA_PKCS; RFC 8017 §8.2",
+            run: rsa_sign_pkcs1v15,
+        },
+        Case {
+            id: "rsa-sign-pss",
+            clause: "PKCS#11 3.1 §2.1.10 CKM_SHA256_RSA_PKCS_PSS; RFC 8017 §8.1",
+            run: rsa_sign_pss,
+        },
+        Case { id: "rsa-verify", clause: "PKCS#11 3.1 §5.13 C_Verify", run: rsa_verify },
+        Case {
+            id: "rsa-oaep-decrypt",
+            clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP; RFC 8017 §7.1",
+            run: rsa_oaep_decrypt,
+        },
+        Case { id: "aes-key-wrap", clause: "PKCS#11 3.1 §2.14.3 CKM_AES_KEY_WRAP; RFC 3394", run: aes_key_wrap },
+        Case { id: "aes-key-wrap-pad", clause: "RFC 5649 (CKM_AES_KEY_WRAP_PAD / _KWP)", run: aes_key_wrap_pad },
+        Case { id: "rsa-aes-key-wrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_wrap },
+        Case {
+            id: "rsa-aes-key-unwrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_unwrap
+        },
+        Case { id: "policy-sign-not-permitted", clause: "PKCS#11 3.1 §4.9 CKA_SIGN", run: policy_sign_not_permitted },
+        Case { id: "policy-unextractable", clause: "PKCS#11 3.1 §4.9 CKA_EXTRACTABLE", run: policy_unextractable },
+        Case {
+            id: "policy-wrap-with-trusted",
+            clause: "PKCS#11 3.1 §4.9 CKA_WRAP_WITH_TRUSTED",
+            run: policy_wrap_with_trusted,
+        },
+        Case { id: "policy-narrowed-copy", clause: "PKCS#11 3.1 §5.7 C_CopyObject", run: policy_narrowed_copy },
+        Case {
+            id: "policy-no-widening",
+            clause: "PKCS#11 3.1 §4.1.2 (attributes change only to the safer value)",
+            run: policy_no_widening,
+        },
+        Case { id: "attributes-sensitive", clause: "PKCS#11 3.1 §5.7 C_GetAttributeValue", run: attributes_sensitive },
+        Case {
+            id: "find-and-destroy",
+            clause: "PKCS#11 3.1 §5.7 C_FindObjects, C_DestroyObject",
+            run: find_and_destroy,
+        },
+        Case { id: "foreign-handle", clause: "PKCS#11 3.1 §2.3 session objects", run: foreign_handle },
+        Case { id: "random", clause: "PKCS#11 3.1 §5.15 C_GenerateRandom", run: random },
+    ]
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A session key's policy with a label no other case uses.
+fn policy(usage: Usage) -> KeyPolicy {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut p = KeyPolicy::new(usage).with_label(format!("hsmkit-conformance-{t:x}-{n}"));
+    p.token = false;
+    p
+}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+fn pair(s: &dyn Session, p: &KeyPolicy) -> Result<(KeyHandle, KeyHandle), String> {
+    s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, p).map_err(err("generate RSA-2048"))
+}
+
+/// The public key of `public`, read as modulus and exponent and rebuilt in RustCrypto.
+fn public_of(s: &dyn Session, public: KeyHandle) -> Result<rsa::PublicKey, String> {
+    let attrs =
+        s.attributes(public, &[AttrKind::Modulus, AttrKind::PublicExponent]).map_err(err("read the public key"))?;
+    let bytes = |a: &Attr| match a {
+        Attr::Value(_, AttrValue::Bytes(b)) => Ok(b.clone()),
+        other => Err(format!("the public key attribute is {other:?}")),
+    };
+    let n = bytes(&attrs[0])?;
+    let e = bytes(&attrs[1])?;
+    rsa::PublicKey::new(rsa::BoxedUint::from_be_slice_vartime(&n), rsa::BoxedUint::from_be_slice_vartime(&e))
+        .map_err(err("rebuild the public key"))
+}
+
+/// Fails unless `r` is an error of one of `kinds`.
+fn expect_kind<T>(r: hsmkit_backend::Result<T>, kinds: &[ErrorKind], what: &str) -> R {
+    match r {
+        Ok(_) => Err(format!("{what}: succeeded, expected {kinds:?}")),
+        Err(e) if kinds.contains(e.kind()) => Ok(()),
+        Err(e) => Err(format!("{what}: expected {kinds:?}, got {e}")),
+    }
+}
+
+fn ensure(cond: bool, what: &str) -> R {
+    if cond { Ok(()) } else { Err(what.to_string()) }
+}
+
+fn seeded_rng(seed: u64) -> rand_chacha::ChaCha20Rng {
+    <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(seed)
+}
+
+fn rsa_sign_pkcs1v15(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    for hash in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash }, private, b"conformance").map_err(err("sign"))?;
+        let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(err("signature encoding"))?;
+        let ok = match hash {
+            HashAlg::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(key.clone()).verify(b"conformance", &sig),
+            HashAlg::Sha256 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone()).verify(b"conformance", &sig)
+            }
+            HashAlg::Sha384 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key.clone()).verify(b"conformance", &sig)
+            }
+            HashAlg::Sha512 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key.clone()).verify(b"conformance", &sig)
+            }
+        };
+        ok.map_err(|_| format!("the {} signature does not verify in RustCrypto", hash.name()))?;
+    }
+    Ok(())
+}
+
+fn rsa_sign_pss(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    let sig = s.sign(&Mechanism::RsaPss { hash: HashAlg::Sha256 }, private, b"pss").map_err(err("sign"))?;
+    let sig = rsa::pss::Signature::try_from(sig.as_slice()).map_err(err("signature encoding"))?;
+    rsa::pss::VerifyingKey::<sha2::Sha256>::new(key)
+        .verify(b"pss", &sig)
+        .map_err(|_| "the PSS signature does not verify in RustCrypto".into())
+}
+
+fn rsa_verify(ctx: &Ctx<'_>) -> R {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let s = ctx.session()?;
+    let soft = rsa::PrivateKey::new(&mut seeded_rng(1), 2048).map_err(err("software key"))?;
+    let spki = soft.to_public_key().to_public_key_der().map_err(err("spki"))?.as_bytes().to_vec();
+    let public =
+        s.import_key(&KeyMaterial::RsaPublicSpki(spki), &policy(Usage::VERIFY)).map_err(err("import public key"))?;
+    let sig = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(soft).sign(b"signed in software").to_vec();
+    let mech = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
+    s.verify(&mech, public, b"signed in software", &sig).map_err(err("a RustCrypto signature"))?;
+    let mut bad = sig.clone();
+    bad[7] ^= 0x01;
+    expect_kind(s.verify(&mech, public, b"signed in software", &bad), &[ErrorKind::SignatureInvalid], "a flipped bit")?;
+    expect_kind(s.verify(&mech, public, b"another message", &sig), &[ErrorKind::SignatureInvalid], "another message")
+}
+
+fn rsa_oaep_decrypt(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let ct = key
+        .encrypt(&mut seeded_rng(2), rsa::Oaep::<sha1::Sha1>::new(), b"a secret")
+        .map_err(err("OAEP in RustCrypto"))?;
+    let pt = s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct).map_err(err("decrypt"))?;
+    ensure(pt == b"a secret", "the module's OAEP decryption differs from the plaintext")?;
+    let mut bad = ct.clone();
+    bad[0] ^= 0x80;
+    expect_kind(
+        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &bad),
+        &[ErrorKind::EncryptedDataInvalid, ErrorKind::DataInvalid, ErrorKind::EncryptedDataInvalid],
+        "a damaged ciphertext",
+    )
+}
+
+fn import_aes(s: &dyn Session, bytes: &[u8], p: &KeyPolicy) -> Result<KeyHandle, String> {
+    s.import_key(&KeyMaterial::Aes(Zeroizing::new(bytes.to_vec())), p).map_err(err("import AES key"))
+}
+
+fn aes_key_wrap(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek_bytes = [0x11u8; 32];
+    let kek = import_aes(s.as_ref(), &kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let target_bytes = [0x5au8; 32];
+    let target = import_aes(s.as_ref(), &target_bytes, &policy(Usage::ENCRYPT).extractable(true))?;
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, kek, target).map_err(err("wrap"))?;
+    let mut buf = [0u8; 32];
+    let kw = <aes_kw::KwAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let unwrapped =
+        kw.unwrap_key(&wrapped, &mut buf).map_err(|_| "RustCrypto's RFC 3394 unwrap refuses the output".to_string())?;
+    ensure(unwrapped == target_bytes, "RFC 3394 output unwraps to other bytes")?;
+    let back = s
+        .unwrap_key(&Mechanism::AesKeyWrap, kek, &wrapped, KeyType::Aes, &policy(Usage::ENCRYPT))
+        .map_err(err("unwrap"))?;
+    let again = s.attributes(back, &[AttrKind::Bits]).map_err(err("attributes"))?;
+    ensure(again == vec![Attr::Value(AttrKind::Bits, AttrValue::Number(256))], "the unwrapped key is not AES-256")
+}
+
+fn rsa_private_pkcs8(seed: u64) -> Result<(rsa::PrivateKey, Zeroizing<Vec<u8>>), String> {
+    let key = rsa::PrivateKey::new(&mut seeded_rng(seed), 2048).map_err(err("software key"))?;
+    let der = Zeroizing::new(key.to_pkcs8_der().map_err(err("pkcs8"))?.as_bytes().to_vec());
+    Ok((key, der))
+}
+
+fn aes_key_wrap_pad(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek_bytes = [0x22u8; 32];
+    let kek = import_aes(s.as_ref(), &kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let (soft, der) = rsa_private_pkcs8(3)?;
+    let target = s
+        .import_key(&KeyMaterial::RsaPrivatePkcs8(der), &policy(Usage::SIGN).extractable(true))
+        .map_err(err("import RSA private key"))?;
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, target).map_err(err("wrap"))?;
+    let mut buf = vec![0u8; wrapped.len()];
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let pkcs8 = kwp
+        .unwrap_key(&wrapped, &mut buf)
+        .map_err(|_| "RustCrypto's RFC 5649 unwrap refuses the output".to_string())?;
+    let back = rsa::PrivateKey::from_pkcs8_der(pkcs8).map_err(err("the unwrapped bytes are not PKCS#8"))?;
+    ensure(back.to_public_key() == soft.to_public_key(), "RFC 5649 output unwraps to another key")
+}
+
+fn rsa_aes_key_wrap(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let provider = rsa::PrivateKey::new(&mut seeded_rng(4), 2048).map_err(err("KEK"))?;
+    let spki = provider.to_public_key().to_public_key_der().map_err(err("spki"))?.as_bytes().to_vec();
+    let kek = s
+        .import_key(&KeyMaterial::RsaPublicSpki(spki), &policy(Usage::WRAP | Usage::ENCRYPT))
+        .map_err(err("import KEK"))?;
+    let (soft, der) = rsa_private_pkcs8(5)?;
+    let target = s
+        .import_key(&KeyMaterial::RsaPrivatePkcs8(der), &policy(Usage::SIGN).extractable(true))
+        .map_err(err("import target"))?;
+    let blob = s
+        .wrap_key(&Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 }, kek, target)
+        .map_err(err("wrap"))?;
+    let n = provider.size();
+    ensure(blob.len() > n, "the wrapped blob is shorter than the KEK's modulus")?;
+    let (head, tail) = blob.split_at(n);
+    let eph = provider
+        .decrypt(rsa::Oaep::<sha1::Sha1>::new(), head)
+        .map_err(|_| "the first part is not RSA-OAEP(SHA-1) to the KEK".to_string())?;
+    ensure(eph.len() == 32, "the ephemeral key is not AES-256")?;
+    let mut buf = vec![0u8; tail.len()];
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&eph).map_err(err("eph"))?;
+    let pkcs8 = kwp
+        .unwrap_key(tail, &mut buf)
+        .map_err(|_| "the second part is not RFC 5649 under the ephemeral key".to_string())?;
+    let back = rsa::PrivateKey::from_pkcs8_der(pkcs8).map_err(err("the unwrapped bytes are not PKCS#8"))?;
+    ensure(back.to_public_key() == soft.to_public_key(), "the blob holds another key")
+}
+
+fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (provider, provider_der) = rsa_private_pkcs8(6)?;
+    let kek = s
+        .import_key(&KeyMaterial::RsaPrivatePkcs8(provider_der), &policy(Usage::UNWRAP | Usage::DECRYPT))
+        .map_err(err("import KEK private key"))?;
+    let (soft, der) = rsa_private_pkcs8(7)?;
+    // The blob, made in software: OAEP(SHA-1) of an AES-256 key, then RFC 5649 of the PKCS#8.
+    let eph = [0x33u8; 32];
+    let mut blob = provider
+        .to_public_key()
+        .encrypt(&mut seeded_rng(8), rsa::Oaep::<sha1::Sha1>::new(), &eph)
+        .map_err(err("oaep"))?;
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&eph).map_err(err("eph"))?;
+    let mut buf = vec![0u8; der.len() + 16];
+    blob.extend_from_slice(kwp.wrap_key(&der, &mut buf).map_err(|_| "KWP in software".to_string())?);
+    let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
+    let key = s.unwrap_key(&mech, kek, &blob, KeyType::Rsa, &policy(Usage::SIGN)).map_err(err("unwrap"))?;
+    let sig =
+        s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, key, b"unwrapped").map_err(err("sign with it"))?;
+    let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(err("sig"))?;
+    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(soft.to_public_key())
+        .verify(b"unwrapped", &sig)
+        .map_err(|_| "the unwrapped key is not the one wrapped".to_string())?;
+    let mut bad = blob.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    expect_kind(
+        s.unwrap_key(&mech, kek, &bad, KeyType::Rsa, &policy(Usage::SIGN)),
+        &[ErrorKind::WrappedKeyInvalid, ErrorKind::EncryptedDataInvalid],
+        "a damaged blob",
+    )
+}
+
+fn policy_sign_not_permitted(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (_, private) = pair(s.as_ref(), &policy(Usage::DECRYPT | Usage::ENCRYPT))?;
+    expect_kind(
+        s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, private, b"m"),
+        &[ErrorKind::KeyFunctionNotPermitted { missing: "Sign" }, ErrorKind::KeyFunctionNotPermitted { missing: "" }],
+        "signing with a key without sign permission",
+    )
+}
+
+fn policy_unextractable(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek = import_aes(s.as_ref(), &[0x44; 32], &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
+    expect_kind(
+        s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private),
+        &[ErrorKind::KeyUnextractable],
+        "wrapping a non-extractable key",
+    )
+}
+
+fn policy_wrap_with_trusted(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek = import_aes(s.as_ref(), &[0x55; 32], &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let mut p = policy(Usage::SIGN).extractable(true);
+    p.wrap_with_trusted = true;
+    let (_, private) = pair(s.as_ref(), &p)?;
+    expect_kind(
+        s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private),
+        &[ErrorKind::KeyNotWrappable, ErrorKind::WrappingKeyTypeInconsistent],
+        "wrapping a wrap-with-trusted key under an untrusted key",
+    )
+}
+
+fn policy_narrowed_copy(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::DECRYPT | Usage::ENCRYPT))?;
+    let narrow = policy(Usage::SIGN);
+    let copy = s.copy_narrowed(private, &narrow).map_err(err("copy with fewer rights"))?;
+    s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, copy, b"m").map_err(err("the copy signs"))?;
+    let ct = public_of(s.as_ref(), public)?
+        .encrypt(&mut seeded_rng(9), rsa::Oaep::<sha1::Sha1>::new(), b"x")
+        .map_err(err("oaep"))?;
+    s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct).map_err(err("the original decrypts"))?;
+    expect_kind(
+        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, copy, &ct),
+        &[
+            ErrorKind::KeyFunctionNotPermitted { missing: "Decrypt" },
+            ErrorKind::KeyFunctionNotPermitted { missing: "" },
+        ],
+        "the narrowed copy decrypting",
+    )
+}
+
+fn policy_no_widening(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
+    let wider = policy(Usage::SIGN | Usage::DECRYPT);
+    expect_kind(s.copy_narrowed(private, &wider), &[ErrorKind::ActionProhibited], "a copy with more rights")?;
+    let extractable = policy(Usage::SIGN).extractable(true);
+    expect_kind(
+        s.copy_narrowed(private, &extractable),
+        &[ErrorKind::ActionProhibited],
+        "an extractable copy of a non-extractable key",
+    )
+}
+
+fn attributes_sensitive(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let p = policy(Usage::SIGN | Usage::VERIFY);
+    let (public, private) = pair(s.as_ref(), &p)?;
+    let attrs =
+        s.attributes(private, &[AttrKind::Value, AttrKind::Label, AttrKind::Policy]).map_err(err("attributes"))?;
+    ensure(attrs.len() == 3, "one answer per attribute")?;
+    ensure(
+        matches!(attrs[0], Attr::Sensitive(AttrKind::Value) | Attr::Invalid(AttrKind::Value)),
+        "the private value is not reported as sensitive",
+    )?;
+    ensure(
+        attrs[1] == Attr::Value(AttrKind::Label, AttrValue::Text(p.label.clone().unwrap_or_default())),
+        "the label reads back",
+    )?;
+    match &attrs[2] {
+        Attr::Value(_, AttrValue::Policy(read)) => {
+            ensure(read.usage.contains(Usage::SIGN) && !read.usage.contains(Usage::DECRYPT), "usage reads back")?;
+            ensure(read.sensitive && !read.extractable, "sensitive, not extractable")?;
+        }
+        other => return Err(format!("policy: {other:?}")),
+    }
+    let bits = s.attributes(public, &[AttrKind::Bits]).map_err(err("bits"))?;
+    ensure(bits == vec![Attr::Value(AttrKind::Bits, AttrValue::Number(2048))], "the public key is 2048 bits")
+}
+
+fn find_and_destroy(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let p = policy(Usage::WRAP);
+    let key = s.generate_key(&KeySpec::Aes { bits: 128 }, &p).map_err(err("generate AES"))?;
+    let filter = KeyFilter { label: p.label.clone(), ..KeyFilter::default() };
+    let found = s.find_keys(&filter).map_err(err("find"))?;
+    ensure(found == vec![key], "find returns the key, once")?;
+    s.destroy(key).map_err(err("destroy"))?;
+    ensure(s.find_keys(&filter).map_err(err("find"))?.is_empty(), "the key is gone")?;
+    expect_kind(
+        s.attributes(key, &[AttrKind::Bits]),
+        &[ErrorKind::KeyHandleInvalid, ErrorKind::ObjectHandleInvalid],
+        "a destroyed key",
+    )
+}
+
+fn foreign_handle(ctx: &Ctx<'_>) -> R {
+    let a = ctx.session()?;
+    let b = ctx.session()?;
+    let key = a.generate_key(&KeySpec::Aes { bits: 128 }, &policy(Usage::WRAP)).map_err(err("generate"))?;
+    expect_kind(
+        b.destroy(key),
+        &[ErrorKind::KeyHandleInvalid, ErrorKind::ObjectHandleInvalid],
+        "another session's handle",
+    )?;
+    a.destroy(key).map_err(err("the owner destroys it"))
+}
+
+fn random(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+    s.random(&mut x).map_err(err("random"))?;
+    s.random(&mut y).map_err(err("random"))?;
+    ensure(x != [0u8; 32] && x != y, "two draws of 32 random bytes are equal or zero")
+}

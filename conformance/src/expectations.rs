@@ -1,0 +1,98 @@
+//! Per-backend expectation files: one line per deviation, each with its reason.
+//!
+//! ```text
+//! # case id                 verdict  reason
+//! policy-narrowed-copy      xfail    SoftHSM2 2.6 refuses to change CKA_DECRYPT in C_CopyObject
+//! ```
+//! Verdicts: `xfail` (the case is run and must fail) and `skip` (not run). Blank lines and `#`
+//! comments are ignored; a case id the suite does not have, a missing reason or an unknown verdict
+//! is an error that names the line.
+
+use std::collections::HashMap;
+
+/// What a backend declares about one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expectation {
+    /// The case fails on this backend, for this reason.
+    Fail(String),
+    /// The case is not run, for this reason.
+    Skip(String),
+}
+
+/// A parsed expectation file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    map: HashMap<String, Expectation>,
+}
+
+impl Expectations {
+    /// No deviations.
+    pub fn none() -> Self {
+        Expectations::default()
+    }
+
+    /// Parses an expectation file's text; `name` is used in errors.
+    pub fn parse(name: &str, text: &str) -> Result<Self, String> {
+        let known: Vec<&str> = crate::cases().iter().map(|c| c.id).collect();
+        let mut map = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = format!("{name}:{}", i + 1);
+            let mut parts = line.splitn(3, char::is_whitespace).filter(|p| !p.is_empty());
+            let (Some(id), Some(verdict)) = (parts.next(), parts.next()) else {
+                return Err(format!("{at}: expected `case-id verdict reason`"));
+            };
+            let reason = line[line.find(verdict).map_or(line.len(), |p| p + verdict.len())..].trim();
+            if reason.is_empty() {
+                return Err(format!("{at}: `{id}` needs a reason"));
+            }
+            if !known.contains(&id) {
+                return Err(format!("{at}: the suite has no case `{id}`"));
+            }
+            let e = match verdict {
+                "xfail" => Expectation::Fail(reason.to_string()),
+                "skip" => Expectation::Skip(reason.to_string()),
+                other => return Err(format!("{at}: unknown verdict `{other}` (use xfail or skip)")),
+            };
+            if map.insert(id.to_string(), e).is_some() {
+                return Err(format!("{at}: `{id}` is declared twice"));
+            }
+        }
+        Ok(Expectations { map })
+    }
+
+    /// The declaration for `id`, if any.
+    pub fn get(&self, id: &str) -> Option<&Expectation> {
+        self.map.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_parsed_with_their_reasons() {
+        let e = Expectations::parse("x", "# c\n\nrandom   xfail  the token has no RNG\n").expect("parse");
+        assert_eq!(e.get("random"), Some(&Expectation::Fail("the token has no RNG".into())));
+        assert_eq!(e.get("rsa-sign-pkcs1v15"), None);
+    }
+
+    #[test]
+    fn hostile_or_broken_files_are_refused_by_line() {
+        for (text, says) in [
+            ("random xfail", "needs a reason"),
+            ("random", "expected"),
+            ("no-such-case xfail why", "no case `no-such-case`"),
+            ("random maybe why", "unknown verdict"),
+            ("random xfail a\nrandom skip b", "declared twice"),
+            ("\u{0}\u{1} xfail binary", "no case"),
+        ] {
+            let err = Expectations::parse("f.txt", text).expect_err(text);
+            assert!(err.contains(says) && err.starts_with("f.txt:"), "{text}: {err}");
+        }
+    }
+}

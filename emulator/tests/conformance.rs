@@ -1,0 +1,27 @@
+//! The conformance suite on the emulator (a fresh world in a temporary folder).
+
+use std::process::ExitCode;
+
+use hsmkit_backend::Pin;
+use hsmkit_conformance::{Ctx, Expectations, run};
+use hsmkit_emulator::suite::CipherSuite;
+use hsmkit_emulator::world::Quorum;
+use hsmkit_emulator::{Config, Emulator, SLOT};
+
+fn main() -> ExitCode {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kmdata = dir.path().join("kmdata");
+    std::fs::create_dir(&kmdata).expect("kmdata");
+    let emu = Emulator::open(Config::beside(&kmdata)).expect("emulator");
+    emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[Pin::from("card".to_string())])
+        .expect("world");
+    let expectations = Expectations::parse(
+        "conformance/expectations/emulator.txt",
+        include_str!("../../conformance/expectations/emulator.txt"),
+    )
+    .expect("expectation file");
+    let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: None };
+    let report = run("the hsmkit emulator", &ctx, &expectations);
+    print!("{report}");
+    if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,275 @@
+//! The one mapping between the seam's [`KeyPolicy`] / [`Mechanism`] and PKCS#11 attributes and
+//! mechanisms.
+
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism as CkMechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass as CkClass};
+use hsmkit_backend::{
+    Error, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Result, Usage,
+};
+
+/// Usage flags and the attributes that carry them.
+pub const USAGE_ATTRIBUTES: &[(Usage, AttributeType, fn(bool) -> Attribute)] = &[
+    (Usage::SIGN, AttributeType::Sign, Attribute::Sign),
+    (Usage::VERIFY, AttributeType::Verify, Attribute::Verify),
+    (Usage::ENCRYPT, AttributeType::Encrypt, Attribute::Encrypt),
+    (Usage::DECRYPT, AttributeType::Decrypt, Attribute::Decrypt),
+    (Usage::WRAP, AttributeType::Wrap, Attribute::Wrap),
+    (Usage::UNWRAP, AttributeType::Unwrap, Attribute::Unwrap),
+    (Usage::DERIVE, AttributeType::Derive, Attribute::Derive),
+];
+
+/// The attributes every key template carries: persistence, label, id.
+fn common(policy: &KeyPolicy) -> Vec<Attribute> {
+    let mut t = vec![Attribute::Token(policy.token)];
+    if let Some(l) = &policy.label {
+        t.push(Attribute::Label(l.as_bytes().to_vec()));
+    }
+    if let Some(id) = &policy.id {
+        t.push(Attribute::Id(id.clone()));
+    }
+    t
+}
+
+fn usages(policy: &KeyPolicy, side: Usage) -> Vec<Attribute> {
+    USAGE_ATTRIBUTES
+        .iter()
+        .filter(|(u, _, _)| side.contains(*u))
+        .map(|(u, _, make)| make(policy.usage.contains(*u)))
+        .collect()
+}
+
+fn allowed(policy: &KeyPolicy) -> Vec<Attribute> {
+    match &policy.allowed_mechanisms {
+        Some(m) => {
+            let types = m.iter().filter_map(|k| MechanismType::try_from(k.ckm()).ok()).collect();
+            vec![Attribute::AllowedMechanisms(types)]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The protection attributes of a private or secret key.
+fn protection(policy: &KeyPolicy) -> Vec<Attribute> {
+    vec![
+        Attribute::Private(true),
+        Attribute::Sensitive(policy.sensitive),
+        Attribute::Extractable(policy.extractable),
+        Attribute::WrapWithTrusted(policy.wrap_with_trusted),
+    ]
+}
+
+/// Templates (public, private) for an RSA key pair.
+pub fn rsa_pair_templates(policy: &KeyPolicy, bits: u32, public_exponent: u64) -> (Vec<Attribute>, Vec<Attribute>) {
+    let mut public = common(policy);
+    public.extend(usages(policy, Usage::PUBLIC_SIDE));
+    public.push(Attribute::Private(false));
+    public.push(Attribute::ModulusBits(u64::from(bits).into()));
+    let e = public_exponent.to_be_bytes();
+    let first = e.iter().position(|b| *b != 0).unwrap_or(e.len() - 1);
+    public.push(Attribute::PublicExponent(e[first..].to_vec()));
+    if policy.trusted {
+        public.push(Attribute::Trusted(true));
+    }
+    public.extend(allowed(policy));
+    let mut private = common(policy);
+    private.extend(usages(policy, Usage::PRIVATE_SIDE));
+    private.extend(protection(policy));
+    private.extend(allowed(policy));
+    (public, private)
+}
+
+/// Template for an AES key (generate: with its length; unwrap or import: without).
+pub fn aes_template(policy: &KeyPolicy, bits: Option<u32>) -> Vec<Attribute> {
+    let mut t = common(policy);
+    t.push(Attribute::Class(CkClass::SECRET_KEY));
+    t.push(Attribute::KeyType(CkKeyType::AES));
+    if let Some(bits) = bits {
+        t.push(Attribute::ValueLen(u64::from(bits / 8).into()));
+    }
+    t.extend(usages(policy, Usage::all()));
+    t.extend(protection(policy));
+    if policy.trusted {
+        t.push(Attribute::Trusted(true));
+    }
+    t.extend(allowed(policy));
+    t
+}
+
+/// Template for an RSA private key arriving by unwrap.
+pub fn rsa_private_template(policy: &KeyPolicy) -> Vec<Attribute> {
+    let mut t = common(policy);
+    t.push(Attribute::Class(CkClass::PRIVATE_KEY));
+    t.push(Attribute::KeyType(CkKeyType::RSA));
+    t.extend(usages(policy, Usage::PRIVATE_SIDE));
+    t.extend(protection(policy));
+    t.extend(allowed(policy));
+    t
+}
+
+/// Template for an unwrapped key of `key_type`.
+pub fn unwrap_template(policy: &KeyPolicy, key_type: KeyType) -> Vec<Attribute> {
+    match key_type {
+        KeyType::Rsa => rsa_private_template(policy),
+        KeyType::Aes => aes_template(policy, None),
+    }
+}
+
+/// The attributes a `C_CopyObject` template changes: only the ones that may narrow (the token
+/// refuses the others), plus label, id and persistence.
+pub fn narrowing_template(new: &KeyPolicy, old: &KeyPolicy, class: ObjectClass) -> Vec<Attribute> {
+    let mut t = common(new);
+    let side = match class {
+        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
+        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
+        ObjectClass::SecretKey => Usage::all(),
+    };
+    for (u, _, make) in USAGE_ATTRIBUTES {
+        if side.contains(*u) && old.usage.contains(*u) && !new.usage.contains(*u) {
+            t.push(make(false));
+        }
+    }
+    if class != ObjectClass::PublicKey {
+        if old.extractable && !new.extractable {
+            t.push(Attribute::Extractable(false));
+        }
+        if !old.sensitive && new.sensitive {
+            t.push(Attribute::Sensitive(true));
+        }
+        if !old.wrap_with_trusted && new.wrap_with_trusted {
+            t.push(Attribute::WrapWithTrusted(true));
+        }
+    }
+    if new.allowed_mechanisms != old.allowed_mechanisms {
+        t.extend(allowed(new));
+    }
+    t
+}
+
+/// The attribute types read back to make a [`KeyPolicy`].
+pub const POLICY_ATTRIBUTES: &[AttributeType] = &[
+    AttributeType::Sign,
+    AttributeType::Verify,
+    AttributeType::Encrypt,
+    AttributeType::Decrypt,
+    AttributeType::Wrap,
+    AttributeType::Unwrap,
+    AttributeType::Derive,
+    AttributeType::Extractable,
+    AttributeType::Sensitive,
+    AttributeType::WrapWithTrusted,
+    AttributeType::Trusted,
+    AttributeType::AllowedMechanisms,
+    AttributeType::Token,
+    AttributeType::Label,
+    AttributeType::Id,
+];
+
+/// A [`KeyPolicy`] from the attributes the token returned (absent ones keep their defaults:
+/// a public key is neither sensitive nor protected against extraction).
+pub fn policy_from(attrs: &[Attribute], class: ObjectClass) -> KeyPolicy {
+    let mut p = KeyPolicy { sensitive: class != ObjectClass::PublicKey, ..KeyPolicy::default() };
+    if class == ObjectClass::PublicKey {
+        p.extractable = true;
+    }
+    for a in attrs {
+        for (u, at, _) in USAGE_ATTRIBUTES {
+            if a.attribute_type() == *at
+                && matches!(
+                    a,
+                    Attribute::Sign(true)
+                        | Attribute::Verify(true)
+                        | Attribute::Encrypt(true)
+                        | Attribute::Decrypt(true)
+                        | Attribute::Wrap(true)
+                        | Attribute::Unwrap(true)
+                        | Attribute::Derive(true)
+                )
+            {
+                p.usage |= *u;
+            }
+        }
+        match a {
+            Attribute::Extractable(v) => p.extractable = *v,
+            Attribute::Sensitive(v) => p.sensitive = *v,
+            Attribute::WrapWithTrusted(v) => p.wrap_with_trusted = *v,
+            Attribute::Trusted(v) => p.trusted = *v,
+            Attribute::Token(v) => p.token = *v,
+            Attribute::Label(l) => p.label = Some(String::from_utf8_lossy(l).into_owned()),
+            Attribute::Id(i) => p.id = Some(i.clone()),
+            Attribute::AllowedMechanisms(m) if !m.is_empty() => {
+                p.allowed_mechanisms = Some(m.iter().filter_map(|t| MechanismKind::from_ckm(**t)).collect());
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// The object class of a `CKA_CLASS` value.
+pub fn class_of(c: CkClass) -> Option<ObjectClass> {
+    if c == CkClass::PRIVATE_KEY {
+        Some(ObjectClass::PrivateKey)
+    } else if c == CkClass::PUBLIC_KEY {
+        Some(ObjectClass::PublicKey)
+    } else if c == CkClass::SECRET_KEY {
+        Some(ObjectClass::SecretKey)
+    } else {
+        None
+    }
+}
+
+/// The `CKA_CLASS` value of an object class.
+pub fn ck_class(c: ObjectClass) -> CkClass {
+    match c {
+        ObjectClass::PrivateKey => CkClass::PRIVATE_KEY,
+        ObjectClass::PublicKey => CkClass::PUBLIC_KEY,
+        ObjectClass::SecretKey => CkClass::SECRET_KEY,
+    }
+}
+
+fn hash_type(h: HashAlg) -> MechanismType {
+    match h {
+        HashAlg::Sha1 => MechanismType::SHA1,
+        HashAlg::Sha256 => MechanismType::SHA256,
+        HashAlg::Sha384 => MechanismType::SHA384,
+        HashAlg::Sha512 => MechanismType::SHA512,
+    }
+}
+
+fn mgf(h: HashAlg) -> PkcsMgfType {
+    match h {
+        HashAlg::Sha1 => PkcsMgfType::MGF1_SHA1,
+        HashAlg::Sha256 => PkcsMgfType::MGF1_SHA256,
+        HashAlg::Sha384 => PkcsMgfType::MGF1_SHA384,
+        HashAlg::Sha512 => PkcsMgfType::MGF1_SHA512,
+    }
+}
+
+/// RSA-OAEP parameters: MGF1 with the same hash, empty label.
+pub fn oaep(h: HashAlg) -> CkMechanism<'static> {
+    CkMechanism::RsaPkcsOaep(PkcsOaepParams::new(hash_type(h), mgf(h), PkcsOaepSource::empty()))
+}
+
+/// The `cryptoki` mechanism for a single-call mechanism. RSA-AES key wrap is handled by the
+/// session (natively or composed), not here.
+pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
+    let pss = |h: HashAlg| PkcsPssParams { hash_alg: hash_type(h), mgf: mgf(h), s_len: (h.output_len() as u64).into() };
+    Ok(match *m {
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcs,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcs,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcs,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcs,
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcsPss(pss(h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcsPss(pss(h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcsPss(pss(h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcsPss(pss(h)),
+        Mechanism::RsaOaep { hash } => oaep(hash),
+        Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
+        Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
+        other => {
+            return Err(Error::new(ErrorKind::MechanismInvalid, op)
+                .detail(format!("{} has no single-call form here", other.describe())));
+        }
+    })
+}
