@@ -79,6 +79,8 @@ error_kinds! {
     NotLoggedIn => CKR_USER_NOT_LOGGED_IN, "not logged in";
     /// nShield: fewer distinct Administrator cards than the quorum were presented.
     QuorumNotMet { have: usize, need: usize } => CKR_USER_NOT_LOGGED_IN, "the card quorum is not met";
+    /// A user is already logged in (login state is shared by every session of an application).
+    UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN, "a user is already logged in";
     /// The user type is not one this backend knows.
     UserTypeInvalid => CKR_USER_TYPE_INVALID, "invalid user type";
     /// A token or card belongs to another security world or token.
@@ -148,6 +150,8 @@ error_kinds! {
     AlreadyExists => CKR_FUNCTION_FAILED, "already exists";
     /// The function failed for a reason given in the detail.
     FunctionFailed => CKR_FUNCTION_FAILED, "the function failed";
+    /// The module failed in a way it did not describe (`CKR_GENERAL_ERROR`).
+    GeneralError => CKR_GENERAL_ERROR, "the module reported a general error";
     /// The device (module, token) failed.
     Device => CKR_DEVICE_ERROR, "device error";
     /// Stored data (world, card, key blob) failed its integrity check: truncated, bit-flipped or edited.

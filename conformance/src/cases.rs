@@ -34,11 +34,31 @@ pub fn cases() -> Vec<Case> {
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP; RFC 8017 §7.1",
             run: rsa_oaep_decrypt,
         },
+        Case {
+            id: "rsa-oaep-decrypt-damaged",
+            clause: "PKCS#11 3.1 §5.9 C_Decrypt: CKR_ENCRYPTED_DATA_INVALID",
+            run: rsa_oaep_decrypt_damaged,
+        },
         Case { id: "aes-key-wrap", clause: "PKCS#11 3.1 §2.14.3 CKM_AES_KEY_WRAP; RFC 3394", run: aes_key_wrap },
+        Case {
+            id: "unwrapped-key-value-len",
+            clause: "PKCS#11 3.1 §2.14.1 CKA_VALUE_LEN of an AES key",
+            run: unwrapped_key_value_len,
+        },
         Case { id: "aes-key-wrap-pad", clause: "RFC 5649 (CKM_AES_KEY_WRAP_PAD / _KWP)", run: aes_key_wrap_pad },
+        Case {
+            id: "wrapped-pkcs8-is-der",
+            clause: "PKCS#11 3.1 §2.1.21 (the wrapped private key is a PKCS#8 PrivateKeyInfo, DER)",
+            run: wrapped_pkcs8_is_der,
+        },
         Case { id: "rsa-aes-key-wrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_wrap },
         Case {
             id: "rsa-aes-key-unwrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_unwrap
+        },
+        Case {
+            id: "rsa-aes-key-unwrap-damaged",
+            clause: "PKCS#11 3.1 §5.18 C_UnwrapKey: CKR_WRAPPED_KEY_INVALID",
+            run: rsa_aes_key_unwrap_damaged,
         },
         Case { id: "policy-sign-not-permitted", clause: "PKCS#11 3.1 §4.9 CKA_SIGN", run: policy_sign_not_permitted },
         Case { id: "policy-unextractable", clause: "PKCS#11 3.1 §4.9 CKA_EXTRACTABLE", run: policy_unextractable },
@@ -173,12 +193,20 @@ fn rsa_oaep_decrypt(ctx: &Ctx<'_>) -> R {
         .encrypt(&mut seeded_rng(2), rsa::Oaep::<sha1::Sha1>::new(), b"a secret")
         .map_err(err("OAEP in RustCrypto"))?;
     let pt = s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct).map_err(err("decrypt"))?;
-    ensure(pt == b"a secret", "the module's OAEP decryption differs from the plaintext")?;
-    let mut bad = ct.clone();
-    bad[0] ^= 0x80;
+    ensure(pt == b"a secret", "the module's OAEP decryption differs from the plaintext")
+}
+
+fn rsa_oaep_decrypt_damaged(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let mut ct = key
+        .encrypt(&mut seeded_rng(2), rsa::Oaep::<sha1::Sha1>::new(), b"a secret")
+        .map_err(err("OAEP in RustCrypto"))?;
+    ct[0] ^= 0x80;
     expect_kind(
-        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &bad),
-        &[ErrorKind::EncryptedDataInvalid, ErrorKind::DataInvalid, ErrorKind::EncryptedDataInvalid],
+        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct),
+        &[ErrorKind::EncryptedDataInvalid],
         "a damaged ciphertext",
     )
 }
@@ -199,11 +227,26 @@ fn aes_key_wrap(ctx: &Ctx<'_>) -> R {
     let unwrapped =
         kw.unwrap_key(&wrapped, &mut buf).map_err(|_| "RustCrypto's RFC 3394 unwrap refuses the output".to_string())?;
     ensure(unwrapped == target_bytes, "RFC 3394 output unwraps to other bytes")?;
+    s.unwrap_key(&Mechanism::AesKeyWrap, kek, &wrapped, KeyType::Aes, &policy(Usage::ENCRYPT))
+        .map_err(err("unwrap"))?;
+    Ok(())
+}
+
+fn unwrapped_key_value_len(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek_bytes = [0x12u8; 32];
+    let kek = import_aes(s.as_ref(), &kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let kw = <aes_kw::KwAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let mut buf = [0u8; 40];
+    let wrapped = kw.wrap_key(&[0x77u8; 32], &mut buf).map_err(|_| "RFC 3394 in software".to_string())?;
     let back = s
-        .unwrap_key(&Mechanism::AesKeyWrap, kek, &wrapped, KeyType::Aes, &policy(Usage::ENCRYPT))
+        .unwrap_key(&Mechanism::AesKeyWrap, kek, wrapped, KeyType::Aes, &policy(Usage::ENCRYPT))
         .map_err(err("unwrap"))?;
     let again = s.attributes(back, &[AttrKind::Bits]).map_err(err("attributes"))?;
-    ensure(again == vec![Attr::Value(AttrKind::Bits, AttrValue::Number(256))], "the unwrapped key is not AES-256")
+    ensure(
+        again == vec![Attr::Value(AttrKind::Bits, AttrValue::Number(256))],
+        &format!("the unwrapped key should read as AES-256 (CKA_VALUE_LEN 32), reads {again:?}"),
+    )
 }
 
 fn rsa_private_pkcs8(seed: u64) -> Result<(rsa::PrivateKey, Zeroizing<Vec<u8>>), String> {
@@ -212,22 +255,67 @@ fn rsa_private_pkcs8(seed: u64) -> Result<(rsa::PrivateKey, Zeroizing<Vec<u8>>),
     Ok((key, der))
 }
 
-fn aes_key_wrap_pad(ctx: &Ctx<'_>) -> R {
-    let s = ctx.session()?;
-    let kek_bytes = [0x22u8; 32];
-    let kek = import_aes(s.as_ref(), &kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
-    let (soft, der) = rsa_private_pkcs8(3)?;
+/// The DER element at the start of `bytes` and what follows it.
+fn split_der(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let bad = || "the unwrapped bytes are not a DER SEQUENCE".to_string();
+    if bytes.len() < 2 || bytes[0] != 0x30 {
+        return Err(bad());
+    }
+    let (header, len) = match bytes[1] {
+        n if n < 0x80 => (2, usize::from(n)),
+        0x81 if bytes.len() >= 3 => (3, usize::from(bytes[2])),
+        0x82 if bytes.len() >= 4 => (4, usize::from(bytes[2]) << 8 | usize::from(bytes[3])),
+        _ => return Err(bad()),
+    };
+    let end = header + len;
+    if end > bytes.len() {
+        return Err(bad());
+    }
+    Ok(bytes.split_at(end))
+}
+
+/// A PKCS#8 key from unwrapped bytes; bytes after the DER element are tolerated here (the
+/// `wrapped-pkcs8-is-der` case is the strict one).
+fn pkcs8_key(bytes: &[u8]) -> Result<rsa::PrivateKey, String> {
+    let (der, _) = split_der(bytes)?;
+    rsa::PrivateKey::from_pkcs8_der(der).map_err(err("the unwrapped bytes are not PKCS#8"))
+}
+
+/// A software key, its PKCS#8 as imported, and the bytes the backend wrapped for it.
+type Wrapped = (rsa::PrivateKey, Zeroizing<Vec<u8>>, Vec<u8>);
+
+/// Wraps an extractable RSA key under a known AES key with RFC 5649 and unwraps it in software.
+fn wrap_known_rsa(s: &dyn Session, kek_bytes: &[u8; 32], seed: u64) -> Result<Wrapped, String> {
+    let kek = import_aes(s, kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let (soft, der) = rsa_private_pkcs8(seed)?;
     let target = s
-        .import_key(&KeyMaterial::RsaPrivatePkcs8(der), &policy(Usage::SIGN).extractable(true))
+        .import_key(&KeyMaterial::RsaPrivatePkcs8(der.clone()), &policy(Usage::SIGN).extractable(true))
         .map_err(err("import RSA private key"))?;
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, target).map_err(err("wrap"))?;
     let mut buf = vec![0u8; wrapped.len()];
-    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
-    let pkcs8 = kwp
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(kek_bytes).map_err(err("kek"))?;
+    let out = kwp
         .unwrap_key(&wrapped, &mut buf)
-        .map_err(|_| "RustCrypto's RFC 5649 unwrap refuses the output".to_string())?;
-    let back = rsa::PrivateKey::from_pkcs8_der(pkcs8).map_err(err("the unwrapped bytes are not PKCS#8"))?;
-    ensure(back.to_public_key() == soft.to_public_key(), "RFC 5649 output unwraps to another key")
+        .map_err(|_| "RustCrypto's RFC 5649 unwrap refuses the output".to_string())?
+        .to_vec();
+    Ok((soft, der, out))
+}
+
+fn wrapped_pkcs8_is_der(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (_, der, unwrapped) = wrap_known_rsa(s.as_ref(), &[0x23u8; 32], 13)?;
+    let (_, rest) = split_der(&unwrapped)?;
+    ensure(
+        rest.is_empty(),
+        &format!("{} bytes follow the PKCS#8 DER ({} bytes wrapped)", rest.len(), unwrapped.len()),
+    )?;
+    ensure(unwrapped.len() == der.len(), "the wrapped PKCS#8 is not the imported encoding")
+}
+
+fn aes_key_wrap_pad(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (soft, _, unwrapped) = wrap_known_rsa(s.as_ref(), &[0x22u8; 32], 3)?;
+    ensure(pkcs8_key(&unwrapped)?.to_public_key() == soft.to_public_key(), "RFC 5649 output unwraps to another key")
 }
 
 fn rsa_aes_key_wrap(ctx: &Ctx<'_>) -> R {
@@ -256,7 +344,7 @@ fn rsa_aes_key_wrap(ctx: &Ctx<'_>) -> R {
     let pkcs8 = kwp
         .unwrap_key(tail, &mut buf)
         .map_err(|_| "the second part is not RFC 5649 under the ephemeral key".to_string())?;
-    let back = rsa::PrivateKey::from_pkcs8_der(pkcs8).map_err(err("the unwrapped bytes are not PKCS#8"))?;
+    let back = pkcs8_key(pkcs8)?;
     ensure(back.to_public_key() == soft.to_public_key(), "the blob holds another key")
 }
 
@@ -284,12 +372,30 @@ fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
     rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(soft.to_public_key())
         .verify(b"unwrapped", &sig)
         .map_err(|_| "the unwrapped key is not the one wrapped".to_string())?;
-    let mut bad = blob.clone();
-    let last = bad.len() - 1;
-    bad[last] ^= 0x01;
+    Ok(())
+}
+
+fn rsa_aes_key_unwrap_damaged(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (provider, provider_der) = rsa_private_pkcs8(6)?;
+    let kek = s
+        .import_key(&KeyMaterial::RsaPrivatePkcs8(provider_der), &policy(Usage::UNWRAP | Usage::DECRYPT))
+        .map_err(err("import KEK private key"))?;
+    let (_, der) = rsa_private_pkcs8(7)?;
+    let eph = [0x33u8; 32];
+    let mut blob = provider
+        .to_public_key()
+        .encrypt(&mut seeded_rng(8), rsa::Oaep::<sha1::Sha1>::new(), &eph)
+        .map_err(err("oaep"))?;
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&eph).map_err(err("eph"))?;
+    let mut buf = vec![0u8; der.len() + 16];
+    blob.extend_from_slice(kwp.wrap_key(&der, &mut buf).map_err(|_| "KWP in software".to_string())?);
+    let last = blob.len() - 1;
+    blob[last] ^= 0x01;
+    let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
     expect_kind(
-        s.unwrap_key(&mech, kek, &bad, KeyType::Rsa, &policy(Usage::SIGN)),
-        &[ErrorKind::WrappedKeyInvalid, ErrorKind::EncryptedDataInvalid],
+        s.unwrap_key(&mech, kek, &blob, KeyType::Rsa, &policy(Usage::SIGN)),
+        &[ErrorKind::WrappedKeyInvalid],
         "a damaged blob",
     )
 }

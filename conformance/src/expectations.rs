@@ -41,11 +41,11 @@ impl Expectations {
                 continue;
             }
             let at = format!("{name}:{}", i + 1);
-            let mut parts = line.splitn(3, char::is_whitespace).filter(|p| !p.is_empty());
-            let (Some(id), Some(verdict)) = (parts.next(), parts.next()) else {
+            let mut words = line.split_whitespace();
+            let (Some(id), Some(verdict)) = (words.next(), words.next()) else {
                 return Err(format!("{at}: expected `case-id verdict reason`"));
             };
-            let reason = line[line.find(verdict).map_or(line.len(), |p| p + verdict.len())..].trim();
+            let reason = words.collect::<Vec<_>>().join(" ");
             if reason.is_empty() {
                 return Err(format!("{at}: `{id}` needs a reason"));
             }
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn lines_are_parsed_with_their_reasons() {
-        let e = Expectations::parse("x", "# c\n\nrandom   xfail  the token has no RNG\n").expect("parse");
+        let e = Expectations::parse("x", "# c\n\nrandom   xfail   the token  has no RNG\n").expect("parse");
         assert_eq!(e.get("random"), Some(&Expectation::Fail("the token has no RNG".into())));
         assert_eq!(e.get("rsa-sign-pkcs1v15"), None);
     }

@@ -32,7 +32,12 @@ impl Ctx<'_> {
         let s =
             self.backend.open_session(self.slot, SessionMode::ReadWrite).map_err(|e| format!("open session: {e}"))?;
         if let Some(pin) = &self.user_pin {
-            s.login(UserKind::User, pin).map_err(|e| format!("login: {e}"))?;
+            match s.login(UserKind::User, pin) {
+                // Login state belongs to the application: another session may have logged in.
+                Ok(()) => {}
+                Err(e) if e.kind() == &hsmkit_backend::ErrorKind::UserAlreadyLoggedIn => {}
+                Err(e) => return Err(format!("login: {e}")),
+            }
         }
         Ok(s)
     }

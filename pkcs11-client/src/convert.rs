@@ -8,8 +8,11 @@ use hsmkit_backend::{
     Error, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Result, Usage,
 };
 
+/// Makes a boolean attribute.
+pub type MakeBool = fn(bool) -> Attribute;
+
 /// Usage flags and the attributes that carry them.
-pub const USAGE_ATTRIBUTES: &[(Usage, AttributeType, fn(bool) -> Attribute)] = &[
+pub const USAGE_ATTRIBUTES: &[(Usage, AttributeType, MakeBool)] = &[
     (Usage::SIGN, AttributeType::Sign, Attribute::Sign),
     (Usage::VERIFY, AttributeType::Verify, Attribute::Verify),
     (Usage::ENCRYPT, AttributeType::Encrypt, Attribute::Encrypt),

@@ -16,13 +16,18 @@ pub fn map(e: CkError, op: Op) -> Error {
         CkError::Pkcs11(rv, function) => {
             let kind = ckr_of(rv).map_or(ErrorKind::Device, ErrorKind::from_ckr);
             let name = kind.ckr_name();
-            let err = Error::new(kind, op).detail(format!("{function} returned {name}"));
+            let err = Error::new(kind, op).detail(format!("C_{function:?} returned {name}"));
             match rv {
                 RvError::PinIncorrect => err.hint("check the PIN; repeated failures may lock the token"),
                 RvError::PinLocked => err.hint("the PIN is locked; the security officer must reset it"),
                 RvError::UserNotLoggedIn => err.hint("log in first"),
                 _ => err,
             }
+        }
+        CkError::LibraryLoading(l) if l.to_string().contains("undefined symbol") => {
+            Error::new(ErrorKind::ArgumentsBad, op)
+                .detail(format!("the shared library is not a PKCS#11 module: {l}"))
+                .hint("give the path of a PKCS#11 module (.so), which exports C_GetFunctionList")
         }
         CkError::LibraryLoading(l) => Error::new(ErrorKind::ArgumentsBad, op)
             .detail(format!("the file is not a loadable shared library: {l}"))
