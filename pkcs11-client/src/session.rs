@@ -33,6 +33,11 @@ impl Pkcs11Session {
         Pkcs11Session { s, handles: RefCell::new(HashMap::new()), capabilities }
     }
 
+    /// The PKCS#11 session handle (`CK_SESSION_HANDLE`), for raw calls beside this session.
+    pub fn raw_handle(&self) -> cryptoki_sys::CK_SESSION_HANDLE {
+        self.s.handle()
+    }
+
     fn register(&self, h: ObjectHandle) -> KeyHandle {
         self.handles.borrow_mut().insert(h.handle(), h);
         KeyHandle(h.handle())

@@ -230,7 +230,7 @@ fn other_module() -> bool {
         {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("expectation file: {e}");
+                eprintln!("HSMKIT_PKCS11_EXPECTATIONS ({}): {e}", f.to_string_lossy());
                 return false;
             }
         },
