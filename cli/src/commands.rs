@@ -140,6 +140,49 @@ pub fn nopclearfail(g: &Global, a: &NopclearfailArgs) -> Result<()> {
     Ok(())
 }
 
+/// `conform` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ConformArgs {
+    /// The backend: emulator, emulator:KMDATA, pkcs11:/path/to/module.so
+    #[arg(long, default_value = "emulator")]
+    backend: String,
+    /// The token label (PKCS#11 modules; default: the first token).
+    #[arg(long)]
+    token: Option<String>,
+    /// Log in as the user with the first PIN of the PIN file or prompt (PKCS#11 modules).
+    #[arg(long)]
+    login: bool,
+    /// An expectation file: declared deviations with reasons.
+    #[arg(long, value_name = "FILE")]
+    expectations: Option<PathBuf>,
+}
+
+pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
+    let backend = crate::backends::open(&a.backend, g, a.token.as_deref())?;
+    let expectations = match &a.expectations {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                Error::new(ErrorKind::NotFound, Op::Info).detail(format!("cannot read {}: {e}", f.display()))
+            })?;
+            hsmkit_conformance::Expectations::parse(&f.display().to_string(), &text)
+                .map_err(|e| Error::new(ErrorKind::ArgumentsBad, Op::Info).detail(e))?
+        }
+        None => hsmkit_conformance::Expectations::none(),
+    };
+    let user_pin = if a.login { Some(PinSource::from(g)?.next("the token's user", false)?) } else { None };
+    let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+    let ctx = hsmkit_conformance::Ctx { backend: backend.as_ref(), slot, user_pin };
+    let report = hsmkit_conformance::run(&a.backend, &ctx, &expectations);
+    print!("{report}");
+    if report.ok() {
+        println!("Result: SUCCESS");
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::FunctionFailed, Op::Info)
+            .detail(format!("the backend {} does not conform (see the FAIL and XPASS lines)", a.backend)))
+    }
+}
+
 /// `kmfile-dump` arguments.
 #[derive(Debug, clap::Args)]
 pub struct KmfileDumpArgs {

@@ -4,6 +4,7 @@
 //! with `hsmkit` in front: `new-world`, `nkminfo`, `generatekey`, `cngimport`, `aclprint` (and
 //! `preload … aclprint.py`), `kmfile-dump`.
 
+mod backends;
 mod commands;
 mod env;
 mod pins;
@@ -66,6 +67,9 @@ enum Command {
     /// Change the module's mode (`nopclearfail -O|-I|-M`).
     #[command(name = "nopclearfail")]
     Nopclearfail(commands::NopclearfailArgs),
+    /// Run the conformance suite on a backend and print the report.
+    #[command(name = "conform")]
+    Conform(commands::ConformArgs),
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Preload(a) => commands::preload(&cli.global, a),
         Command::KmfileDump(a) => commands::kmfile_dump(a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
+        Command::Conform(a) => commands::conform(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

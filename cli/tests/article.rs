@@ -220,3 +220,18 @@ fn keys_are_unusable_outside_operational_mode() {
     e.ok("nopclearfail -O");
     e.ok("aclprint -A simple -K contosokey");
 }
+
+#[test]
+fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
+    let e = Env::new();
+    e.ok("new-world --initialize --cipher-suite=DLf3072s256mAEScSP800131Ar1 --module=1 --acs-quorum=1/1");
+    let out = e.ok("conform --backend emulator");
+    assert!(
+        out.contains("0 failed") && out.contains("pass   rsa-aes-key-wrap") && out.ends_with("Result: SUCCESS\n"),
+        "{out}"
+    );
+    let err = e.fails("conform --backend pkcs11:/nonexistent/module.so");
+    assert!(err.contains("there is no PKCS#11 module at /nonexistent/module.so"), "{err}");
+    let err = e.fails("conform --backend hsm9000");
+    assert!(err.contains("unknown backend 'hsm9000'"), "{err}");
+}
