@@ -81,6 +81,12 @@ pub fn cases() -> Vec<Case> {
         },
         Case { id: "foreign-handle", clause: "PKCS#11 3.1 §2.3 session objects", run: foreign_handle },
         Case { id: "random", clause: "PKCS#11 3.1 §5.15 C_GenerateRandom", run: random },
+        Case {
+            id: "rsa-oaep-encrypt",
+            clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP (C_Encrypt)",
+            run: rsa_oaep_encrypt,
+        },
+        Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
     ]
 }
 
@@ -527,4 +533,36 @@ fn random(ctx: &Ctx<'_>) -> R {
     s.random(&mut x).map_err(err("random"))?;
     s.random(&mut y).map_err(err("random"))?;
     ensure(x != [0u8; 32] && x != y, "two draws of 32 random bytes are equal or zero")
+}
+
+fn rsa_oaep_encrypt(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let soft = rsa::PrivateKey::new(&mut seeded_rng(10), 2048).map_err(err("software key"))?;
+    let spki = soft.to_public_key().to_public_key_der().map_err(err("spki"))?.as_bytes().to_vec();
+    let public =
+        s.import_key(&KeyMaterial::RsaPublicSpki(spki), &policy(Usage::ENCRYPT)).map_err(err("import public key"))?;
+    for hash in [HashAlg::Sha1] {
+        let ct = s.encrypt(&Mechanism::RsaOaep { hash }, public, b"to the KEK").map_err(err("encrypt"))?;
+        let pt = soft
+            .decrypt(rsa::Oaep::<sha1::Sha1>::new(), &ct)
+            .map_err(|_| "RustCrypto cannot decrypt the module's OAEP".to_string())?;
+        ensure(pt == b"to the KEK", "RustCrypto decrypts the module's OAEP to other bytes")?;
+    }
+    Ok(())
+}
+
+fn logout_ends_private_use(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
+    let mech = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
+    s.sign(&mech, private, b"m").map_err(err("sign while logged in"))?;
+    s.logout().map_err(err("logout"))?;
+    let after = s.sign(&mech, private, b"m");
+    // Log back in for whatever runs next, before judging.
+    drop(ctx.session()?);
+    expect_kind(
+        after,
+        &[ErrorKind::NotLoggedIn, ErrorKind::KeyHandleInvalid, ErrorKind::ObjectHandleInvalid],
+        "signing after C_Logout",
+    )
 }

@@ -213,6 +213,11 @@ impl EmulatorSession<'_> {
     }
 
     fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
+        if policy.trusted {
+            return Err(Error::new(ErrorKind::ActionProhibited, Op::GenerateKey)
+                .detail("CKA_TRUSTED (a trusted wrapping key) is granted only by the security officer")
+                .hint("on an nShield world that is the ACS quorum: change the key's ACL with the quorum"));
+        }
         Ok(KeyHeader {
             format: KEY_FORMAT.into(),
             version: 1,
