@@ -167,6 +167,10 @@ pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
             hsmkit_conformance::Expectations::parse(&f.display().to_string(), &text)
                 .map_err(|e| Error::new(ErrorKind::ArgumentsBad, Op::Info).detail(e))?
         }
+        // The emulator's own deviations ship with hsmkit.
+        None if a.backend.starts_with("emulator") => {
+            hsmkit_conformance::Expectations::builtin("emulator").unwrap_or_else(hsmkit_conformance::Expectations::none)
+        }
         None => hsmkit_conformance::Expectations::none(),
     };
     let user_pin = if a.login { Some(PinSource::from(g)?.next("the token's user", false)?) } else { None };

@@ -64,6 +64,16 @@ impl Expectations {
         Ok(Expectations { map })
     }
 
+    /// An expectation file shipped with hsmkit: `emulator` or `softhsm2`.
+    pub fn builtin(name: &str) -> Option<Self> {
+        let text = match name {
+            "emulator" => include_str!("../expectations/emulator.txt"),
+            "softhsm2" => include_str!("../expectations/softhsm2.txt"),
+            _ => return None,
+        };
+        Expectations::parse(&format!("conformance/expectations/{name}.txt"), text).ok()
+    }
+
     /// The declaration for `id`, if any.
     pub fn get(&self, id: &str) -> Option<&Expectation> {
         self.map.get(id)
@@ -79,6 +89,15 @@ mod tests {
         let e = Expectations::parse("x", "# c\n\nrandom   xfail   the token  has no RNG\n").expect("parse");
         assert_eq!(e.get("random"), Some(&Expectation::Fail("the token has no RNG".into())));
         assert_eq!(e.get("rsa-sign-pkcs1v15"), None);
+    }
+
+    #[test]
+    fn the_shipped_files_parse() {
+        for name in ["emulator", "softhsm2"] {
+            let e = Expectations::builtin(name).expect(name);
+            assert!(!e.map.is_empty(), "{name} declares its deviations");
+        }
+        assert!(Expectations::builtin("hsm9000").is_none());
     }
 
     #[test]

@@ -15,11 +15,7 @@ fn main() -> ExitCode {
     let emu = Emulator::open(Config::beside(&kmdata)).expect("emulator");
     emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[Pin::from("card".to_string())])
         .expect("world");
-    let expectations = Expectations::parse(
-        "conformance/expectations/emulator.txt",
-        include_str!("../../conformance/expectations/emulator.txt"),
-    )
-    .expect("expectation file");
+    let expectations = Expectations::builtin("emulator").expect("the emulator's expectation file");
     let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: None };
     let report = run("the hsmkit emulator", &ctx, &expectations);
     print!("{report}");

@@ -52,11 +52,7 @@ fn main() -> ExitCode {
         }
     };
     let mut ok = true;
-    let expectations = Expectations::parse(
-        "conformance/expectations/softhsm2.txt",
-        include_str!("../../conformance/expectations/softhsm2.txt"),
-    )
-    .expect("expectation file");
+    let expectations = Expectations::builtin("softhsm2").expect("SoftHSM2's expectation file");
     let ctx = Ctx { backend: &backend, slot: backend.slot(), user_pin: Some(Pin::from(USER_PIN.to_string())) };
     let report = run("SoftHSM2", &ctx, &expectations);
     print!("{report}");
