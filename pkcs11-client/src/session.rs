@@ -78,9 +78,15 @@ impl Pkcs11Session {
         self.capabilities.mechanism(MechanismKind::RsaAesKeyWrap).is_some_and(|m| m.composed)
     }
 
-    fn native_rsa_aes_unsupported(op: Op) -> Error {
-        Error::new(ErrorKind::MechanismInvalid, op)
-            .detail("CKM_RSA_AES_KEY_WRAP: the module has neither the mechanism nor RSA-OAEP with CKM_AES_KEY_WRAP_PAD to compose it")
+    fn native_rsa_aes_unsupported(&self, op: Op) -> Error {
+        if self.capabilities.mechanism(MechanismKind::RsaAesKeyWrap).is_some() {
+            Error::new(ErrorKind::Unsupported, op)
+                .detail("the module lists CKM_RSA_AES_KEY_WRAP, but calling it natively is not implemented yet")
+        } else {
+            Error::new(ErrorKind::MechanismInvalid, op).detail(
+                "CKM_RSA_AES_KEY_WRAP: the module has neither the mechanism nor RSA-OAEP with CKM_AES_KEY_WRAP_PAD to compose it",
+            )
+        }
     }
 
     /// An ephemeral AES-256 key for composing RSA-AES wrap: a session object that can wrap,
@@ -406,7 +412,7 @@ impl Session for Pkcs11Session {
                 Err(Error::new(ErrorKind::MechanismParamInvalid, Op::WrapKey)
                     .detail(format!("the composed RSA-AES key wrap uses AES-256, not AES-{aes_bits}")))
             }
-            Mechanism::RsaAesKeyWrap { .. } => Err(Self::native_rsa_aes_unsupported(Op::WrapKey)),
+            Mechanism::RsaAesKeyWrap { .. } => Err(self.native_rsa_aes_unsupported(Op::WrapKey)),
             _ => self
                 .s
                 .wrap_key(&convert::mechanism(mech, Op::WrapKey)?, w, t)
@@ -429,7 +435,7 @@ impl Session for Pkcs11Session {
             Mechanism::RsaAesKeyWrap { hash, .. } if self.composed_rsa_aes() => {
                 self.rsa_aes_unwrap_composed(hash, u, wrapped, &template)?
             }
-            Mechanism::RsaAesKeyWrap { .. } => return Err(Self::native_rsa_aes_unsupported(Op::UnwrapKey)),
+            Mechanism::RsaAesKeyWrap { .. } => return Err(self.native_rsa_aes_unsupported(Op::UnwrapKey)),
             _ => self
                 .s
                 .unwrap_key(&convert::mechanism(mech, Op::UnwrapKey)?, u, wrapped, &template)
