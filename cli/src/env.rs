@@ -9,7 +9,7 @@ use hsmkit_emulator::{Config, Emulator};
 use crate::Global;
 
 /// The fixed clock of a seeded run: 2026-01-01T00:00:00Z.
-const SEEDED_TIME_MS: u64 = 1_767_225_600_000;
+pub const SEEDED_TIME_MS: u64 = 1_767_225_600_000;
 
 fn default_kmdata() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")

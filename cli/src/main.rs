@@ -10,6 +10,7 @@ mod env;
 mod pins;
 mod quorum;
 mod show;
+mod vendor;
 
 use std::process::ExitCode;
 
@@ -67,12 +68,24 @@ enum Command {
     /// Change the module's mode (`nopclearfail -O|-I|-M`).
     #[command(name = "nopclearfail")]
     Nopclearfail(commands::NopclearfailArgs),
+    /// The cloud provider's side, emulated (`vendor init --region NA --dir DIR`).
+    #[command(name = "vendor", subcommand)]
+    Vendor(VendorCommand),
+    /// Validate the KEK and Security World packages (`verifykeypackage.py -k … -w …`).
+    #[command(name = "verifykeypackage", alias = "verifykeypackage.py")]
+    Verifykeypackage(vendor::VerifyArgs),
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
     Conform(commands::ConformArgs),
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum VendorCommand {
+    /// Make a provider: vendor root, module, world, non-exportable KEK, and the toolset's packages.
+    Init(vendor::VendorInitArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +100,8 @@ fn main() -> ExitCode {
         Command::KmfileDump(a) => commands::kmfile_dump(a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
+        Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),
+        Command::Verifykeypackage(a) => vendor::verify(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -235,3 +235,36 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     let err = e.fails("conform --backend hsm9000");
     assert!(err.contains("unknown backend 'hsm9000'"), "{err}");
 }
+
+#[test]
+fn vendor_init_makes_a_toolset_that_verifykeypackage_accepts_and_mixed_regions_fail() {
+    let e = Env::new();
+    let out_dir = e.dir.path().join("toolset");
+    std::fs::create_dir(&out_dir).expect("toolset dir");
+    for region in ["NA", "EU"] {
+        let out = e.ok(&format!(
+            "vendor init --region {region} --dir {} --out {}",
+            e.dir.path().join(format!("provider-{region}")).display(),
+            out_dir.display()
+        ));
+        assert!(out.contains("Vendor root hash: "), "{out}");
+    }
+    let k = |r: &str| out_dir.join(format!("BYOK-KEK-pkg-{r}-1"));
+    let w = |r: &str| out_dir.join(format!("BYOK-SecurityWorld-pkg-{r}-1"));
+    // The article's command, with the NA root pinned by the toolset's pin file.
+    let out = e.ok(&format!("verifykeypackage -k {} -w {}", k("NA").display(), w("NA").display()));
+    assert!(out.ends_with("Result: SUCCESS\n"), "{out}");
+    assert!(out.contains("ok: the KEK is not exportable"), "{out}");
+    // EU was made by another provider with another root: pinned to NA's root, it fails by name.
+    let err = e.fails(&format!("verifykeypackage -k {} -w {}", k("EU").display(), w("EU").display()));
+    assert!(err.contains("check failed: the signer chain ends at the pinned root"), "{err}");
+    let err = e.fails(&format!("verifykeypackage -k {} -w {} --root-hash 00", k("NA").display(), w("NA").display()));
+    assert!(err.contains("is not a root hash"), "{err}");
+    // A provider folder is not overwritten.
+    let err = e.fails(&format!(
+        "vendor init --region NA --dir {} --out {}",
+        e.dir.path().join("provider-NA").display(),
+        e.dir.path().display()
+    ));
+    assert!(err.contains("already holds a provider"), "{err}");
+}

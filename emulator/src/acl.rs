@@ -336,6 +336,33 @@ impl Acl {
         Acl { groups: vec![PermissionGroup { certifier: None, limits: Vec::new(), actions }, admin] }
     }
 
+    /// The ACL of a Key Exchange Key: it unwraps and decrypts in this world's modules and nothing
+    /// else. No group lets it leave the module (no export, no recovery blob) and no group lets its
+    /// ACL grow, with the quorum or without.
+    pub fn key_exchange_key(hkm: &[u8]) -> Acl {
+        Acl {
+            groups: vec![PermissionGroup {
+                certifier: None,
+                limits: Vec::new(),
+                actions: vec![
+                    Action::OpPermissions(OpPerms::Decrypt | OpPerms::DuplicateHandle | OpPerms::GetACL),
+                    Action::DeriveKey { role: DeriveRole::UnwrapKey },
+                    Action::MakeBlob { kmhash: Some(hkm.to_vec()) },
+                ],
+            }],
+        }
+    }
+
+    /// Whether any group, with the quorum or without, lets the key leave the module: plain
+    /// export, wrapped export, a recovery blob, or an ACL expansion that could add one.
+    pub fn allows_leaving(&self) -> bool {
+        self.groups.iter().flat_map(|g| &g.actions).any(|a| match a {
+            Action::OpPermissions(p) => p.intersects(OpPerms::ExportAsPlain | OpPerms::ExpandACL),
+            Action::Export { .. } | Action::MakeArchiveBlob { .. } => true,
+            _ => false,
+        })
+    }
+
     /// The policy the ACL grants without the quorum (uncertified groups only).
     pub fn policy(&self) -> KeyPolicy {
         let mut p = KeyPolicy { sensitive: true, ..KeyPolicy::default() };
@@ -527,6 +554,15 @@ mod tests {
         let p = acl.policy();
         assert_eq!(p.usage, Usage::SIGN | Usage::DECRYPT | Usage::VERIFY | Usage::ENCRYPT);
         assert!(p.sensitive && !p.extractable);
+    }
+
+    #[test]
+    fn a_key_exchange_key_cannot_leave_but_a_default_key_can_with_the_quorum() {
+        let kek = Acl::key_exchange_key(HKM);
+        assert!(!kek.allows_leaving());
+        assert!(kek.check(&Need::Derive(DeriveRole::UnwrapKey), None, |_| false).is_ok());
+        assert!(kek.check(&Need::Op(OpPerms::Sign), Some(HKNSO), |_| false).is_err());
+        assert!(Acl::generatekey_default(true, HKM, b"kre", HKNSO).allows_leaving(), "recoverable and expandable");
     }
 
     #[test]

@@ -350,6 +350,19 @@ impl Emulator {
     /// `generatekey`: a module-protected RSA key with the default ACL, saved as
     /// `key_<appname>_<ident>`. Refuses to overwrite an existing key.
     pub fn generate_rsa(&self, appname: &str, ident: &str, name: &str, bits: u32, pubexp: u64) -> Result<KeyHeader> {
+        self.generate_rsa_with_acl(appname, ident, name, bits, pubexp, None)
+    }
+
+    /// `generatekey` with a chosen ACL (`None`: the default of [`Acl::generatekey_default`]).
+    pub fn generate_rsa_with_acl(
+        &self,
+        appname: &str,
+        ident: &str,
+        name: &str,
+        bits: u32,
+        pubexp: u64,
+        acl: Option<Acl>,
+    ) -> Result<KeyHeader> {
         check_appname(appname, Op::GenerateKeyPair)?;
         check_ident(ident, Op::GenerateKeyPair)?;
         check_rsa_params(bits, pubexp)?;
@@ -360,7 +373,7 @@ impl Emulator {
                 .detail(format!("key {appname}/{ident} already exists ({})", path.display()))
                 .hint("choose another ident, or move the existing key file away first"));
         }
-        let acl = Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso());
+        let acl = acl.unwrap_or_else(|| Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso()));
         let pkcs8 = self.new_rsa_pkcs8(bits, pubexp)?;
         let header = self.rsa_header(&world, appname, ident, name, &[], &pkcs8, acl, None)?;
         let file = self.seal_key(&world, &km, header, &pkcs8, true)?;

@@ -1,0 +1,9 @@
+//! The hsmkit BYOK transfer engine.
+//!
+//! Written against the seam ([`hsmkit_backend::Session`]) only: the provider module that signs
+//! packages, and the customer module that narrows and wraps the key, can be any backend.
+//!
+//! - [`packages`]: the provider's KEK and Security World packages, signed in a chain up to a
+//!   vendor root whose hash the verifier pins; [`packages::verify`] is `verifykeypackage`.
+
+pub mod packages;
