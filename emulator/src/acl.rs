@@ -65,7 +65,8 @@ pub enum ExportUnder {
     AnyKey,
     /// Only a trusted wrapping key (`CKA_WRAP_WITH_TRUSTED`).
     TrustedKey,
-    /// Only the key whose hash is given (hex): a transfer KEK.
+    /// Only the key whose hash is given (hex): a transfer KEK. Naming it is the authorisation, so
+    /// it need not be a trusted key.
     Key(#[serde(with = "hex")] Vec<u8>),
 }
 
@@ -200,7 +201,8 @@ impl Action {
             (Action::Export { under }, Need::ExportUnder { wrapping_hash, trusted }) => match under {
                 ExportUnder::AnyKey => true,
                 ExportUnder::TrustedKey => *trusted,
-                ExportUnder::Key(h) => *trusted && h.as_slice() == *wrapping_hash,
+                // Naming the one key is the authorisation (the quorum approved it): no trust flag needed.
+                ExportUnder::Key(h) => h.as_slice() == *wrapping_hash,
             },
             (Action::OpPermissions(have), Need::ExportUnder { .. }) => have.contains(OpPerms::ExportAsPlain),
             (Action::MakeBlob { kmhash }, Need::MakeBlob(km)) => kmhash.as_deref().is_none_or(|h| h == *km),
@@ -351,6 +353,49 @@ impl Acl {
                 ],
             }],
         }
+    }
+
+    /// The ACL of a key narrowed for transfer (KeyTransferRemote -ModifyAcls): it may be used as
+    /// it could be (sign, verify, encrypt, decrypt), saved only under the provider world's module
+    /// key `provider_hkm`, and exported only wrapped under the KEK whose hash is `kek_hash`. No
+    /// recovery, no ACL change (not even a reduction), no certifier group.
+    pub fn narrowed_for_transfer(&self, provider_hkm: &[u8], kek_hash: &[u8]) -> Acl {
+        let usage = OpPerms::Sign | OpPerms::Verify | OpPerms::Encrypt | OpPerms::Decrypt;
+        let mut ops = OpPerms::DuplicateHandle | OpPerms::GetACL;
+        for g in self.groups.iter().filter(|g| g.certifier.is_none()) {
+            for a in &g.actions {
+                if let Action::OpPermissions(p) = a {
+                    ops |= *p & usage;
+                }
+            }
+        }
+        Acl {
+            groups: vec![PermissionGroup {
+                certifier: None,
+                limits: Vec::new(),
+                actions: vec![
+                    Action::OpPermissions(ops),
+                    Action::MakeBlob { kmhash: Some(provider_hkm.to_vec()) },
+                    Action::Export { under: ExportUnder::Key(kek_hash.to_vec()) },
+                ],
+            }],
+        }
+    }
+
+    /// Whether the ACL is narrowed for transfer to the world `provider_hkm` and the KEK `kek_hash`:
+    /// blobs only under that module key, export only under that KEK, no recovery, no ACL change.
+    pub fn is_narrowed_for(&self, provider_hkm: &[u8], kek_hash: &[u8]) -> bool {
+        let actions = || self.groups.iter().flat_map(|g| &g.actions);
+        let blob_only_there = actions().all(|a| match a {
+            Action::MakeBlob { kmhash } => kmhash.as_deref() == Some(provider_hkm),
+            Action::Export { under } => *under == ExportUnder::Key(kek_hash.to_vec()),
+            Action::MakeArchiveBlob { .. } | Action::TrustedWrapper => false,
+            Action::OpPermissions(p) => !p.intersects(OpPerms::ExportAsPlain | OpPerms::ExpandACL | OpPerms::ReduceACL),
+            Action::DeriveKey { .. } => true,
+        });
+        blob_only_there
+            && actions().any(|a| *a == Action::Export { under: ExportUnder::Key(kek_hash.to_vec()) })
+            && actions().any(|a| *a == Action::MakeBlob { kmhash: Some(provider_hkm.to_vec()) })
     }
 
     /// Whether any group, with the quorum or without, lets the key leave the module: plain
@@ -566,6 +611,21 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_narrowed_acl_keeps_use_and_drops_recovery_and_acl_changes() {
+        let acl = Acl::generatekey_default(true, HKM, b"kre", HKNSO);
+        let n = acl.narrowed_for_transfer(b"provider-km", b"kek");
+        assert!(n.is_narrowed_for(b"provider-km", b"kek"));
+        assert!(!n.is_narrowed_for(b"provider-km", b"other kek"));
+        assert!(!acl.is_narrowed_for(b"provider-km", b"kek"));
+        assert!(n.check(&Need::Op(OpPerms::Sign), None, |_| false).is_ok());
+        for p in [OpPerms::ReduceACL, OpPerms::ExpandACL, OpPerms::ExportAsPlain] {
+            assert!(n.check(&Need::Op(p), Some(HKNSO), |_| false).is_err(), "{p:?}");
+        }
+        assert!(n.check(&Need::MakeBlob(HKM), None, |_| false).is_err(), "no blob under the old world");
+        assert!(n.check_reduction_of(&acl).is_err(), "binding to another world is no reduction: it needs the quorum");
+    }
+
+    #[test]
     fn use_limits_deny_once_exhausted() {
         let mut acl = Acl::generatekey_default(true, HKM, b"kre", HKNSO);
         acl.groups[0].limits.push(UseLimit::Global { max: 1 });
@@ -614,11 +674,11 @@ mod tests {
     }
 
     #[test]
-    fn export_under_a_named_kek_needs_that_kek_and_trust() {
+    fn export_under_a_named_kek_needs_that_kek() {
         let mut acl = Acl::from_policy(&KeyPolicy::new(Usage::SIGN), HKM, HKNSO);
         acl.groups[0].actions.push(Action::Export { under: ExportUnder::Key(b"kek".to_vec()) });
         assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"kek", trusted: true }, None, |_| false).is_ok());
         assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"other", trusted: true }, None, |_| false).is_err());
-        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"kek", trusted: false }, None, |_| false).is_err());
+        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"kek", trusted: false }, None, |_| false).is_ok());
     }
 }
