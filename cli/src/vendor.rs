@@ -117,7 +117,7 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
     let sign_header = emu.generate_rsa("hsmkit", "module-signing", "module signing key", 2048, 65537)?;
     let kek_ident = format!("kek-{}-{generation}", region.to_string().to_ascii_lowercase());
     let kek_acl = Acl::key_exchange_key(world.hkm());
-    let exportable = kek_acl.allows_leaving();
+    let exportable = kek_acl.allows_leaving(world.hkm());
     let kek_header = emu.generate_rsa_with_acl("hsmkit", &kek_ident, "Key Exchange Key", 2048, 65537, Some(kek_acl))?;
     println!("KEK {} generated in the module (RSA-2048, not exportable)", kek_header.ident);
 

@@ -204,7 +204,6 @@ impl Action {
                 // Naming the one key is the authorisation (the quorum approved it): no trust flag needed.
                 ExportUnder::Key(h) => h.as_slice() == *wrapping_hash,
             },
-            (Action::OpPermissions(have), Need::ExportUnder { .. }) => have.contains(OpPerms::ExportAsPlain),
             (Action::MakeBlob { kmhash }, Need::MakeBlob(km)) => kmhash.as_deref().is_none_or(|h| h == *km),
             (Action::TrustedWrapper, Need::Trusted) => true,
             _ => false,
@@ -224,7 +223,6 @@ impl Action {
                 (ExportUnder::Key(x), ExportUnder::Key(y)) => x == y,
                 _ => false,
             },
-            (Action::Export { .. }, Action::OpPermissions(b)) => b.contains(OpPerms::ExportAsPlain),
             (Action::TrustedWrapper, Action::TrustedWrapper) => true,
             _ => false,
         }
@@ -272,6 +270,24 @@ impl Acl {
     /// group of `original` with the same certifier and no fewer limits (nCore's ReduceACL rule).
     /// On failure, a description of the first right that would be added.
     pub fn check_reduction_of(&self, original: &Acl) -> Result<(), String> {
+        // A group with use limits has one counter: copying it into several groups would multiply
+        // its uses, so each limited original group may be covered by one new group at most.
+        let mut used_limited = vec![false; original.groups.len()];
+        for g in &self.groups {
+            let covering = original.groups.iter().position(|o| {
+                o.certifier == g.certifier
+                    && o.limits.iter().all(|l| g.limits.contains(l))
+                    && g.actions.iter().all(|a| o.actions.iter().any(|b| a.within(b)))
+            });
+            if let Some(i) = covering {
+                if !original.groups[i].limits.is_empty() {
+                    if used_limited[i] {
+                        return Err(format!("a second copy of limited permission group {}", i + 1));
+                    }
+                    used_limited[i] = true;
+                }
+            }
+        }
         for g in &self.groups {
             for a in &g.actions {
                 let covered = original.groups.iter().any(|o| {
@@ -400,10 +416,12 @@ impl Acl {
 
     /// Whether any group, with the quorum or without, lets the key leave the module: plain
     /// export, wrapped export, a recovery blob, or an ACL expansion that could add one.
-    pub fn allows_leaving(&self) -> bool {
+    /// A blob under another world's module key (`hkm` is this world's) counts as leaving.
+    pub fn allows_leaving(&self, hkm: &[u8]) -> bool {
         self.groups.iter().flat_map(|g| &g.actions).any(|a| match a {
             Action::OpPermissions(p) => p.intersects(OpPerms::ExportAsPlain | OpPerms::ExpandACL),
             Action::Export { .. } | Action::MakeArchiveBlob { .. } => true,
+            Action::MakeBlob { kmhash } => kmhash.as_deref() != Some(hkm),
             _ => false,
         })
     }
@@ -425,11 +443,8 @@ impl Acl {
                     }
                 }
                 match a {
-                    Action::OpPermissions(have) if have.contains(OpPerms::ExportAsPlain) => {
-                        p.sensitive = false;
-                        p.extractable = true;
-                        export_any = true;
-                    }
+                    // CKA_SENSITIVE false: the value may be read; wrapping still needs an Export.
+                    Action::OpPermissions(have) if have.contains(OpPerms::ExportAsPlain) => p.sensitive = false,
                     Action::Export { under } => {
                         p.extractable = true;
                         export_any |= *under == ExportUnder::AnyKey;
@@ -604,10 +619,11 @@ mod tests {
     #[test]
     fn a_key_exchange_key_cannot_leave_but_a_default_key_can_with_the_quorum() {
         let kek = Acl::key_exchange_key(HKM);
-        assert!(!kek.allows_leaving());
+        assert!(!kek.allows_leaving(HKM));
+        assert!(kek.allows_leaving(b"another world's km"), "a blob under another KM leaves this world");
         assert!(kek.check(&Need::Derive(DeriveRole::UnwrapKey), None, |_| false).is_ok());
         assert!(kek.check(&Need::Op(OpPerms::Sign), Some(HKNSO), |_| false).is_err());
-        assert!(Acl::generatekey_default(true, HKM, b"kre", HKNSO).allows_leaving(), "recoverable and expandable");
+        assert!(Acl::generatekey_default(true, HKM, b"kre", HKNSO).allows_leaving(HKM), "recoverable and expandable");
     }
 
     #[test]
@@ -623,6 +639,25 @@ mod tests {
         }
         assert!(n.check(&Need::MakeBlob(HKM), None, |_| false).is_err(), "no blob under the old world");
         assert!(n.check_reduction_of(&acl).is_err(), "binding to another world is no reduction: it needs the quorum");
+    }
+
+    #[test]
+    fn a_limited_group_cannot_be_copied_to_multiply_its_uses() {
+        let mut acl = Acl::from_policy(&KeyPolicy::new(Usage::SIGN), HKM, HKNSO);
+        acl.groups[0].limits.push(UseLimit::Global { max: 1 });
+        let mut doubled = acl.clone();
+        doubled.groups.insert(1, acl.groups[0].clone());
+        assert!(doubled.check_reduction_of(&acl).is_err());
+        assert!(acl.check_reduction_of(&acl).is_ok());
+    }
+
+    #[test]
+    fn a_readable_but_not_extractable_key_cannot_be_wrapped() {
+        let p = KeyPolicy { usage: Usage::SIGN, sensitive: false, extractable: false, ..KeyPolicy::default() };
+        let acl = Acl::from_policy(&p, HKM, HKNSO);
+        assert!(acl.check(&Need::ExportUnder { wrapping_hash: b"k", trusted: true }, None, |_| false).is_err());
+        let back = acl.policy();
+        assert!(!back.sensitive && !back.extractable);
     }
 
     #[test]

@@ -42,19 +42,26 @@ impl KdfParams {
         KdfParams { m_kib: 19 * 1024, t: 2, p: 1, salt: salt.to_vec() }
     }
 
-    fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
-        let bad =
-            || Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's key-derivation parameters are invalid");
-        // Refuse parameters a hostile file could use to exhaust memory or time.
+    /// The Argon2 parameters, refusing those a hostile file could use to exhaust memory or time.
+    fn params(&self) -> Result<argon2::Params> {
         if self.m_kib > 1024 * 1024 || self.t > 64 || self.p > 16 || self.salt.len() < 8 {
-            return Err(bad());
+            return Err(bad_kdf());
         }
-        let params = argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad())?;
+        argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad_kdf())
+    }
+
+    fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
+        let bad = bad_kdf;
+        let params = self.params()?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; 32]);
         argon.hash_password_into(pin.expose_secret().as_bytes(), &self.salt, out.as_mut()).map_err(|_| bad())?;
         Ok(out)
     }
+}
+
+fn bad_kdf() -> Error {
+    Error::new(ErrorKind::Corrupt, Op::ReadCard).detail("the card's key-derivation parameters are invalid")
 }
 
 /// What a card says about itself; bound into the share's encryption.
@@ -148,17 +155,22 @@ impl CardFile {
                 .detail(format!("{label} is locked after {} wrong PINs", self.failures))
                 .hint("use another card of the set; a locked card must be replaced with the quorum"));
         }
+        // Count the attempt before trying the PIN, so that a crash, a read-only card or a
+        // parallel attempt can never yield a free guess; a right PIN resets the count.
+        self.header.kdf.params()?;
+        let tried = self.failures;
+        self.failures = tried.saturating_add(1);
+        if let Err(e) = self.write(path, hook) {
+            self.failures = tried;
+            return Err(e.hint("the card file must be writable: the card counts wrong PINs"));
+        }
         let key = self.header.kdf.derive(pin)?;
         if let Some(share) = open(key.as_ref(), &aad(&self.header)?, &self.share) {
-            if self.failures != 0 {
-                self.failures = 0;
-                self.write(path, hook)?;
-            }
+            self.failures = 0;
+            self.write(path, hook)?;
             return Ok(share);
         }
-        self.failures += 1;
-        self.write(path, hook)?;
-        let left = self.max_failures - self.failures;
+        let left = self.max_failures.saturating_sub(self.failures);
         let (kind, what) = if left == 0 {
             (ErrorKind::PinLocked, format!("wrong PIN for {label}; the card is now locked"))
         } else {

@@ -128,6 +128,8 @@ pub struct Emulator {
     objects: RwLock<HashMap<u64, Object>>,
     next_handle: AtomicU64,
     next_session: AtomicU64,
+    /// Whether the module is in operational mode, read on every key operation.
+    operational: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -156,7 +158,9 @@ impl Emulator {
         let nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
         let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
+        let operational = std::sync::atomic::AtomicBool::new(nvram.0.mode == Mode::Operational);
         let emu = Emulator {
+            operational,
             config,
             nvram: Mutex::new(nvram),
             world: RwLock::new(world),
@@ -207,6 +211,7 @@ impl Emulator {
         next.mode = mode;
         module::save(&next, &nv.1, &self.config.faults)?;
         nv.0 = next;
+        self.operational.store(mode == Mode::Operational, Ordering::Release);
         Ok(())
     }
 
@@ -258,13 +263,33 @@ impl Emulator {
                 .detail(format!("a security world already exists at {}", world_path.display()))
                 .hint("move the existing kmdata away (keep a backup) before creating a new world"));
         }
+        if pins.len() != usize::from(quorum.n) || quorum.k == 0 || quorum.k > quorum.n {
+            return Err(Error::new(ErrorKind::ArgumentsBad, Op::CreateWorld)
+                .detail(format!("{} PINs for a {}/{} card set", pins.len(), quorum.k, quorum.n))
+                .hint("give one PIN per card, card by card"));
+        }
+        let made_local = !local.exists();
+        let undo_local = || {
+            if made_local {
+                let _ = fs::remove_dir(&local);
+            }
+        };
         fs::create_dir_all(&local).map_err(|e| {
             Error::new(ErrorKind::Io, Op::CreateWorld)
                 .detail(format!("cannot create {}: {e}", local.display()))
                 .hint("check that the kmdata folder is writable")
         })?;
-        probe_writable(&local, Op::CreateWorld)?;
-        self.set_mode(Mode::Initialisation)?;
+        if let Err(e) = probe_writable(&local, Op::CreateWorld) {
+            undo_local();
+            return Err(e);
+        }
+        // The module is in initialisation mode while the world is made; the mode reaches NVRAM
+        // only with the new world, so a failure leaves the module as it was.
+        let previous = {
+            let mut nv = self.nvram.lock().map_err(|_| poisoned(Op::CreateWorld))?;
+            std::mem::replace(&mut nv.0.mode, Mode::Initialisation)
+        };
+        self.operational.store(false, Ordering::Release);
         let created = {
             let mut rng = self.rng(Op::CreateWorld)?;
             World::create(
@@ -281,7 +306,13 @@ impl Emulator {
         let created = match created {
             Ok(c) => c,
             Err(e) => {
-                let _ = self.set_mode(Mode::Operational);
+                if let Ok(mut nv) = self.nvram.lock() {
+                    nv.0.mode = previous;
+                }
+                self.operational.store(previous == Mode::Operational, Ordering::Release);
+                if !world_path.exists() {
+                    undo_local();
+                }
                 return Err(e);
             }
         };
@@ -292,6 +323,7 @@ impl Emulator {
             next.hkm = Some(hex::encode(created.world.hkm()));
             next.mode = Mode::Operational;
             module::save(&next, &nv.1, &self.config.faults)?;
+            self.operational.store(true, Ordering::Release);
             let public =
                 serde_json::json!({ "esn": next.esn, "hkm": next.hkm, "world": hex::encode(created.world.hknso()) });
             let _ = write_atomic(
@@ -311,6 +343,10 @@ impl Emulator {
     /// and the NVRAM.
     pub fn program_module(&self, quorum: &QuorumAuth) -> Result<()> {
         let world = self.require_world(Op::Module)?;
+        if quorum.hknso() != world.hknso() {
+            return Err(Error::new(ErrorKind::TokenNotRecognized, Op::Module)
+                .detail("the quorum was collected for another security world"));
+        }
         let km = quorum.module_key(&world)?;
         if world.suite().hash(&[b"hsmkit KM", &km]) != world.hkm() {
             return Err(
@@ -324,6 +360,7 @@ impl Emulator {
         next.mode = Mode::Operational;
         module::save(&next, &nv.1, &self.config.faults)?;
         nv.0 = next;
+        self.operational.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -377,7 +414,7 @@ impl Emulator {
         let pkcs8 = self.new_rsa_pkcs8(bits, pubexp)?;
         let header = self.rsa_header(&world, appname, ident, name, &[], &pkcs8, acl, None)?;
         let file = self.seal_key(&world, &km, header, &pkcs8, true)?;
-        file.write(&path, &self.config.faults)?;
+        file.write_new(&path, &self.config.faults)?;
         Ok(file.header)
     }
 
@@ -412,12 +449,15 @@ impl Emulator {
         use rsa::traits::PublicKeyParts;
         let private = RsaPrivate::from_pkcs8(pkcs8, Op::GenerateKeyPair)?;
         let public = private.public();
+        let e = public.e().to_be_bytes_trimmed_vartime();
+        let e = e.iter().fold(0u64, |acc, b| acc.saturating_mul(256).saturating_add(u64::from(*b)));
+        check_rsa_params(public.n().bit_width(), e)?;
         let spki = public
             .to_public_key_der()
             .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string()))?
             .as_bytes()
             .to_vec();
-        let pubexp = u64::from_str_radix(&hex::encode(public.e().to_be_bytes_trimmed_vartime()), 16).unwrap_or(0);
+        let pubexp = e;
         Ok(KeyHeader {
             format: KEY_FORMAT.into(),
             version: 1,
@@ -450,11 +490,9 @@ impl Emulator {
         private: &[u8],
         archive: bool,
     ) -> Result<KeyFile> {
-        let recoverable = header
-            .acl
-            .groups
-            .iter()
-            .any(|g| g.actions.iter().any(|a| matches!(a, crate::acl::Action::MakeArchiveBlob { .. })));
+        // Recoverable: an uncertified group makes archive blobs under this world's KRE.
+        let archive_here = crate::acl::Action::MakeArchiveBlob { kahash: world.hkre().to_vec() };
+        let recoverable = header.acl.groups.iter().any(|g| g.certifier.is_none() && g.actions.contains(&archive_here));
         let mut rng = self.rng(Op::SaveKey)?;
         let mut file = KeyFile::seal(header, km, rng.array(), private)?;
         if archive && recoverable && !private.is_empty() {
@@ -559,6 +597,7 @@ impl Emulator {
     /// Loads key `appname`/`ident` from kmdata without registering a handle (to inspect it).
     pub fn load_named(&self, appname: &str, ident: &str) -> Result<Arc<LoadedKey>> {
         check_appname(appname, Op::LoadKey)?;
+        check_ident(ident, Op::LoadKey)?;
         let path = self.key_path(appname, ident);
         if !path.exists() {
             return Err(Error::new(ErrorKind::NotFound, Op::LoadKey)
@@ -620,22 +659,31 @@ impl Emulator {
     /// Enforces the ACL (and use limits) of `key` for `need`, with an optional quorum
     /// certificate. The error names the missing permission.
     pub fn enforce(&self, key: &LoadedKey, need: &Need<'_>, certified_by: Option<&[u8]>, op: Op) -> Result<()> {
-        let now = self.now_ms();
-        let exhausted = |i: usize| {
-            key.header.acl.groups[i].limits.iter().any(|l| match *l {
-                crate::acl::UseLimit::Global { max } => key.counters.get(i) >= max,
-                crate::acl::UseLimit::Time { seconds } => now.saturating_sub(key.loaded_ms) > seconds * 1000,
-            })
-        };
-        match key.header.acl.check(need, certified_by, exhausted) {
-            Ok(group) => {
-                if !key.header.acl.groups[group].limits.is_empty() {
-                    key.counters.bump(group);
-                }
-                Ok(())
-            }
-            Err(denied) => Err(denial(key, denied, op)),
+        if !self.operational.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::ModuleMode, op)
+                .detail("the module is not in operational mode")
+                .hint("put it back in operational mode (`hsmkit nopclearfail -O`)"));
         }
+        let now = self.now_ms();
+        // Called for the group that would grant `need`: false (and one use taken) if it may.
+        let exhausted = |i: usize| {
+            let limits = &key.header.acl.groups[i].limits;
+            let expired = limits.iter().any(|l| match *l {
+                crate::acl::UseLimit::Time { seconds } => {
+                    now.saturating_sub(key.loaded_ms) > seconds.saturating_mul(1000)
+                }
+                crate::acl::UseLimit::Global { .. } => false,
+            });
+            let max = limits
+                .iter()
+                .filter_map(|l| match *l {
+                    crate::acl::UseLimit::Global { max } => Some(max),
+                    crate::acl::UseLimit::Time { .. } => None,
+                })
+                .min();
+            expired || max.is_some_and(|max| !key.counters.take(i, max))
+        };
+        key.header.acl.check(need, certified_by, exhausted).map(|_| ()).map_err(|denied| denial(key, denied, op))
     }
 
     /// `cngimport --import`: copies key `appname`/`ident` to the CNG key storage provider as
@@ -663,6 +711,9 @@ impl Emulator {
         }
         let file = KeyFile::read(&source)?;
         let private = file.open(&km, &source)?;
+        // The CNG copy is a new blob: the key's ACL must allow blobs under this world's KM.
+        let loaded = self.loaded_from(file.header.clone(), &private, None)?;
+        self.enforce(&loaded, &Need::MakeBlob(world.hkm()), None, Op::ImportKey)?;
         let owner = if machine { "machine".to_string() } else { sanitize_user(user) };
         let digest = world.suite().hash(&[b"hsmkit cng", owner.as_bytes(), container.as_bytes(), &file.header.hash]);
         let hash = hex::encode(sha1_of(&digest));
@@ -685,7 +736,7 @@ impl Emulator {
         });
         let mut out = self.seal_key(&world, &km, header, &private, false)?;
         out.archive = file.archive.clone();
-        out.write(&path, &self.config.faults)?;
+        out.write_new(&path, &self.config.faults)?;
         Ok((path, out.header))
     }
 
@@ -703,8 +754,7 @@ impl Emulator {
         check_appname(new_appname, Op::ChangeAcl)?;
         check_ident(new_ident, Op::ChangeAcl)?;
         let (world, km) = self.module_key(Op::ChangeAcl)?;
-        let source = self.key_path(appname, ident);
-        let key = self.load_blob(&source)?;
+        let key = self.load_named(appname, ident)?;
         let target = self.key_path(new_appname, new_ident);
         if target.exists() {
             return Err(Error::new(ErrorKind::AlreadyExists, Op::ChangeAcl)
@@ -750,7 +800,7 @@ impl Emulator {
             Material::PublicOnly => Zeroizing::new(Vec::new()),
         };
         let file = self.seal_key(&world, &km, header, &private, true)?;
-        file.write(&target, &self.config.faults)?;
+        file.write_new(&target, &self.config.faults)?;
         Ok((target, file.header))
     }
 }

@@ -50,14 +50,35 @@ impl fmt::Debug for FaultHook {
 }
 
 fn temp_path(path: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// How a write commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Replace whatever is there.
+    Replace,
+    /// Refuse if the target exists (checked atomically at the commit).
+    New,
 }
 
 /// Writes `bytes` to `path` atomically, with mode 0600 (owner read/write only).
 pub fn write_atomic(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
+    write_committed(path, bytes, hook, Commit::Replace)
+}
+
+/// Like [`write_atomic`], but the commit fails with `AlreadyExists` if `path` exists by then, so
+/// a file made concurrently is never replaced.
+pub fn write_atomic_new(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
+    write_committed(path, bytes, hook, Commit::New)
+}
+
+fn write_committed(path: &Path, bytes: &[u8], hook: &FaultHook, commit: Commit) -> io::Result<()> {
     let tmp = temp_path(path);
-    let result = write_stages(path, &tmp, bytes, hook);
+    let result = write_stages(path, &tmp, bytes, hook, commit);
     if let Err(e) = &result {
         // A simulated crash leaves its debris, as a real one would; a real error cleans up.
         if !e.to_string().starts_with("simulated crash") {
@@ -67,8 +88,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<(
     result
 }
 
-fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp)?;
+fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook, commit: Commit) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp)?;
     let half = bytes.len() / 2;
     file.write_all(&bytes[..half])?;
     hook.crash_at(path, WriteStage::PartialWrite)?;
@@ -76,10 +97,18 @@ fn write_stages(path: &Path, tmp: &Path, bytes: &[u8], hook: &FaultHook) -> io::
     file.sync_all()?;
     drop(file);
     hook.crash_at(path, WriteStage::BeforeRename)?;
-    fs::rename(tmp, path)?;
+    match commit {
+        Commit::Replace => fs::rename(tmp, path)?,
+        Commit::New => {
+            // A hard link fails if the target exists: an atomic "create, never replace".
+            fs::hard_link(tmp, path)?;
+            let _ = fs::remove_file(tmp);
+        }
+    }
     hook.crash_at(path, WriteStage::AfterRename)?;
+    // The new file is committed; a failure to sync the folder only weakens durability.
     if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
     }
     Ok(())
 }
@@ -107,6 +136,17 @@ mod tests {
             let expect: &[u8] = if stage == WriteStage::AfterRename { b"new content, longer" } else { b"old content" };
             assert_eq!(now, expect, "{stage:?}");
         }
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_one_made_meanwhile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key_simple_k");
+        write_atomic_new(&path, b"first", &FaultHook::default()).expect("first");
+        let err = write_atomic_new(&path, b"second", &FaultHook::default()).expect_err("exists");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).expect("read"), b"first");
+        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 1, "no temporary file left");
     }
 
     #[test]

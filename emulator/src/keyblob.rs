@@ -176,6 +176,19 @@ impl KeyFile {
         Ok(file)
     }
 
+    /// Writes a new blob crash-safely; refuses to replace a file made meanwhile.
+    pub fn write_new(&self, path: &Path, hook: &FaultHook) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))?;
+        crate::fsio::write_atomic_new(path, &bytes, hook).map_err(|e| {
+            let kind =
+                if e.kind() == std::io::ErrorKind::AlreadyExists { ErrorKind::AlreadyExists } else { ErrorKind::Io };
+            Error::new(kind, Op::SaveKey)
+                .detail(format!("cannot write key blob {}: {e}", path.display()))
+                .hint("check that the kmdata folder exists and is writable, and that no key of that name exists")
+        })
+    }
+
     /// Writes the blob crash-safely.
     pub fn write(&self, path: &Path, hook: &FaultHook) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self)

@@ -283,10 +283,11 @@ impl UseCounters {
         self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Counts one use of group `i`.
-    pub fn bump(&self, i: usize) {
-        if let Some(c) = self.0.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Takes one use of group `i` if fewer than `max` were taken, atomically (so concurrent
+    /// callers can never exceed the limit together). Returns whether a use was taken.
+    pub fn take(&self, i: usize, max: u64) -> bool {
+        self.0.get(i).is_some_and(|c| {
+            c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+        })
     }
 }

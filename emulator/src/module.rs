@@ -66,13 +66,17 @@ impl std::fmt::Debug for Nvram {
 /// Reads the module's NVRAM from `dir`, or starts a fresh module if it has none.
 pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> {
     let path = dir.join("module");
-    match fs::read(&path) {
+    match fs::read(&path).map(Zeroizing::new) {
         Ok(bytes) => {
             let nv: Nvram = serde_json::from_slice(&bytes).map_err(|_| {
                 Error::new(ErrorKind::Corrupt, Op::Module)
                     .detail(format!("the module's NVRAM file {} is damaged", path.display()))
                     .hint("restore it, or remove the NVRAM folder to start a fresh module and load the world with its cards")
             })?;
+            if !valid_esn(&nv.esn) {
+                return Err(Error::new(ErrorKind::Corrupt, Op::Module)
+                    .detail(format!("the module's NVRAM file {} has an invalid serial number", path.display())));
+            }
             Ok((nv, path))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -84,6 +88,12 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> 
         }
         Err(e) => Err(Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot read {}: {e}", path.display()))),
     }
+}
+
+/// Whether `esn` has the form `XXXX-XXXX-XXXX` (hex digits).
+pub fn valid_esn(esn: &str) -> bool {
+    let parts: Vec<&str> = esn.split('-').collect();
+    parts.len() == 3 && parts.iter().all(|p| p.len() == 4 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Writes NVRAM crash-safely, making its folder (mode 0700) if needed.

@@ -195,15 +195,13 @@ impl EmulatorSession<'_> {
         op: Op,
     ) -> Result<Vec<KeyHandle>> {
         self.require_rw(token, op)?;
-        let path = if token {
-            let path = self.emu.key_path(&header.appname, &header.ident);
-            let file = self.emu.seal_key(world, km, header.clone(), private, true)?;
-            file.write(&path, &self.emu.config().faults)?;
-            Some(path)
-        } else {
-            None
-        };
-        let key = self.emu.loaded_from(header, private, path)?;
+        let path = token.then(|| self.emu.key_path(&header.appname, &header.ident));
+        // Parse the key before anything is written, so a key that cannot load leaves no blob.
+        let key = self.emu.loaded_from(header.clone(), private, path.clone())?;
+        if let Some(path) = &path {
+            let file = self.emu.seal_key(world, km, header, private, true)?;
+            file.write_new(path, &self.emu.config().faults)?;
+        }
         Ok(self.emu.register(key, (!token).then_some(self.id)))
     }
 
@@ -408,7 +406,9 @@ impl Session for EmulatorSession<'_> {
         let o = self.object(key, Op::GetAttributes)?;
         let h = &o.key.header;
         let policy = policy_of(&o);
-        let plain_export = o.key.header.acl.check(&Need::Op(OpPerms::ExportAsPlain), None, |_| false).is_ok();
+        let plain_export = which.contains(&AttrKind::Value)
+            && o.class != ObjectClass::PublicKey
+            && self.emu.enforce(&o.key, &Need::Op(OpPerms::ExportAsPlain), None, Op::GetAttributes).is_ok();
         Ok(which
             .iter()
             .map(|&kind| {
@@ -443,6 +443,9 @@ impl Session for EmulatorSession<'_> {
         policy.check_narrowing_of(&original)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, Op::CopyKey)?;
         let (world, km) = self.emu.module_key(Op::CopyKey)?;
+        if policy.token {
+            self.emu.enforce(&o.key, &Need::MakeBlob(world.hkm()), None, Op::CopyKey)?;
+        }
         // The other half of a pair keeps its usages.
         let mut full = policy.clone();
         full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
@@ -476,6 +479,13 @@ impl Session for EmulatorSession<'_> {
     fn destroy(&self, key: KeyHandle) -> Result<()> {
         let o = self.object(key, Op::DestroyKey)?;
         self.require_rw(o.key.path.is_some(), Op::DestroyKey)?;
+        let holds_private = !matches!(o.key.material, Material::PublicOnly);
+        if o.class == ObjectClass::PublicKey && holds_private {
+            // The public half of a pair shares the blob with its private key: forget the handle,
+            // keep the key.
+            self.emu.remove_objects(|x| x.class == ObjectClass::PublicKey && Arc::ptr_eq(&x.key, &o.key));
+            return Ok(());
+        }
         if let Some(path) = &o.key.path {
             std::fs::remove_file(path).map_err(|e| {
                 Error::new(ErrorKind::Io, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))

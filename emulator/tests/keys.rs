@@ -362,3 +362,62 @@ fn kmdata_that_does_not_exist_or_cannot_be_written_is_refused() {
     assert!(err.hint_text().unwrap_or("").contains("writable"), "{err:?}");
     assert!(!dir.path().join("cards").exists(), "no card was written");
 }
+
+#[test]
+fn a_global_use_limit_holds_under_concurrent_signing() {
+    let f = legacy_2_of_3();
+    let w = f.emu.world().expect("w").expect("world");
+    let mut acl = Acl::generatekey_default(true, w.hkm(), w.hkre(), w.hknso());
+    acl.groups[0].limits.push(hsmkit_emulator::acl::UseLimit::Global { max: 3 });
+    f.emu.generate_rsa_with_acl("simple", "limited", "limited", 1024, 65537, Some(acl)).expect("generate");
+    let handles = f.emu.load_key("simple", "limited").expect("load");
+    let ok = std::sync::atomic::AtomicUsize::new(0);
+    let limited = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+                for _ in 0..2 {
+                    match s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, handles[0], b"m") {
+                        Ok(_) => ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => {
+                            assert_eq!(e.kind(), &ErrorKind::UseLimitExceeded);
+                            limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        }
+                    };
+                }
+            });
+        }
+    });
+    assert_eq!(ok.into_inner(), 3, "exactly the limit");
+    assert_eq!(limited.into_inner(), 13);
+}
+
+#[test]
+fn loaded_keys_stop_working_outside_operational_mode() {
+    let f = legacy_2_of_3();
+    f.emu.generate_rsa("simple", "k", "k", 1024, 65537).expect("generate");
+    let handles = f.emu.load_key("simple", "k").expect("load");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+    f.emu.set_mode(hsmkit_emulator::module::Mode::Maintenance).expect("maintenance");
+    let err = s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, handles[0], b"m").expect_err("maintenance");
+    assert_eq!(err.kind(), &ErrorKind::ModuleMode);
+    f.emu.set_mode(hsmkit_emulator::module::Mode::Operational).expect("operational");
+    s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, handles[0], b"m").expect("signs again");
+}
+
+#[test]
+fn destroying_the_public_half_keeps_the_private_key() {
+    let f = legacy_2_of_3();
+    let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
+    let (public, private) = s
+        .generate_key_pair(
+            &hsmkit_backend::KeyPairSpec::Rsa { bits: 1024, public_exponent: 65537 },
+            &KeyPolicy::new(Usage::SIGN | Usage::VERIFY),
+        )
+        .expect("pair");
+    s.destroy(public).expect("destroy public");
+    assert_eq!(s.attributes(public, &[AttrKind::Bits]).expect_err("gone").kind(), &ErrorKind::KeyHandleInvalid);
+    s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, private, b"m").expect("the private key still signs");
+    assert_eq!(f.emu.list_keys().expect("list").len(), 1, "the blob is kept");
+}
