@@ -227,8 +227,12 @@ fn pow_mod(p: &crypto_bigint::Odd<BoxedUint>, base: &BoxedUint, exponent: &[u8])
     use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
     let params = BoxedMontyParams::new(p.clone());
     let form = BoxedMontyForm::new(base.clone(), &params);
-    let e = BoxedUint::from_be_slice_vartime(exponent);
-    Zeroizing::new(form.pow(&e).retrieve().to_be_bytes().to_vec())
+    // The exponent is a private scalar: parsed in constant time and wiped after use.
+    let bits = u32::try_from(exponent.len().saturating_mul(8)).unwrap_or(u32::MAX).max(64).next_multiple_of(64);
+    let mut e = BoxedUint::from_be_slice(exponent, bits).unwrap_or_else(|_| BoxedUint::zero_with_precision(bits));
+    let out = Zeroizing::new(form.pow(&e).retrieve().to_be_bytes().to_vec());
+    zeroize::Zeroize::zeroize(&mut e);
+    out
 }
 
 /// A 256-bit AES-GCM sealed box: `nonce || ciphertext || tag` fields kept apart in files.
