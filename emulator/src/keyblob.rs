@@ -120,6 +120,25 @@ pub struct ArchiveBlob {
     pub blob: Sealed,
 }
 
+impl ArchiveBlob {
+    /// Recovers the private part with the recovery key KRE (re-created from the ACS quorum).
+    /// `key_hash` is the key's hash, bound into the blob.
+    pub fn open(
+        &self,
+        suite: crate::suite::CipherSuite,
+        kre: &crate::suite::DlKey,
+        key_hash: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let corrupt = || {
+            Error::new(ErrorKind::Corrupt, Op::LoadKey).detail("the recovery blob does not open under this world's KRE")
+        };
+        let eph = suite.dl_public(&self.eph).map_err(|_| corrupt())?;
+        let shared = kre.agree(&eph);
+        let k = derive_key(&shared, "hsmkit archive blob");
+        open(k.as_ref(), key_hash, &self.blob).ok_or_else(corrupt)
+    }
+}
+
 /// A key blob file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyFile {

@@ -421,3 +421,21 @@ fn destroying_the_public_half_keeps_the_private_key() {
     s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, private, b"m").expect("the private key still signs");
     assert_eq!(f.emu.list_keys().expect("list").len(), 1, "the blob is kept");
 }
+
+#[test]
+fn a_recoverable_key_is_recovered_with_the_quorum_and_only_with_this_worlds_kre() {
+    use rsa::pkcs8::DecodePrivateKey;
+    let f = legacy_2_of_3();
+    let header = f.emu.generate_rsa("simple", "contosokey", "contosokey", 1024, 65537).expect("generate");
+    let file = hsmkit_emulator::keyblob::KeyFile::read(&f.kmdata().join("local/key_simple_contosokey")).expect("blob");
+    let archive = file.archive.as_ref().expect("the default ACL makes a recovery blob");
+    let suite = f.emu.world().expect("w").expect("world").suite();
+    let quorum = f.emu.authorize(&[f.good_card(1), f.good_card(2)]).expect("quorum");
+    let pkcs8 = archive.open(suite, quorum.kre(), &header.hash).expect("recovered");
+    let key = rsa::PrivateKey::from_pkcs8_der(&pkcs8).expect("pkcs8");
+    assert_eq!(key.to_public_key(), public_key(&header.public));
+    // Another world's recovery key opens nothing.
+    let other = world(hsmkit_emulator::suite::CipherSuite::DLf1024s160mRijndael, 1, 1, 77);
+    let q2 = other.emu.authorize(&[other.good_card(0)]).expect("other quorum");
+    assert_eq!(archive.open(suite, q2.kre(), &header.hash).expect_err("other KRE").kind(), &ErrorKind::Corrupt);
+}
