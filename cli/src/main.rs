@@ -10,6 +10,7 @@ mod env;
 mod pins;
 mod quorum;
 mod show;
+mod transfer;
 mod vendor;
 
 use std::process::ExitCode;
@@ -74,12 +75,25 @@ enum Command {
     /// Validate the KEK and Security World packages (`verifykeypackage.py -k … -w …`).
     #[command(name = "verifykeypackage", alias = "verifykeypackage.py")]
     Verifykeypackage(vendor::VerifyArgs),
+    /// The BYOK toolset's tool: `KeyTransferRemote -ModifyAcls …` (PowerShell-style arguments).
+    #[command(name = "KeyTransferRemote", alias = "keytransferremote")]
+    KeyTransferRemote(transfer::KeyTransferRemoteArgs),
+    /// The transfer steps with conventional arguments.
+    #[command(name = "transfer", subcommand)]
+    Transfer(TransferCommand),
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
     Conform(commands::ConformArgs),
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Narrow a key for transfer (`KeyTransferRemote -ModifyAcls`).
+    #[command(name = "modify-acls")]
+    ModifyAcls(transfer::ModifyAclsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +116,8 @@ fn main() -> ExitCode {
         Command::Conform(a) => commands::conform(&cli.global, a),
         Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),
         Command::Verifykeypackage(a) => vendor::verify(a),
+        Command::KeyTransferRemote(a) => transfer::key_transfer_remote(&cli.global, a),
+        Command::Transfer(TransferCommand::ModifyAcls(a)) => transfer::modify_acls(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -174,11 +174,21 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 pub fn verify(a: &VerifyArgs) -> Result<()> {
-    let (pin_text, source) = match (&a.root_hash, std::env::var("HSMKIT_ROOT_HASH")) {
-        (Some(h), _) => (h.clone(), "--root-hash".to_string()),
+    let verified = verified_toolset(&a.kek, &a.world, a.root_hash.as_deref())?;
+    let k = &verified.kek.body;
+    println!(" KEK: RSA-{} generated in module {}, not exportable", k.kek.bits, k.kek.generated_in);
+    println!(" Security World: hknso {} ({})", hex(&verified.world.body.hknso), verified.world.body.cipher_suite);
+    println!("Result: SUCCESS");
+    Ok(())
+}
+
+/// Reads and verifies the toolset's two packages, printing each check.
+pub fn verified_toolset(kek: &Path, world: &Path, root_hash: Option<&str>) -> Result<packages::Verified> {
+    let (pin_text, source) = match (root_hash, std::env::var("HSMKIT_ROOT_HASH")) {
+        (Some(h), _) => (h.to_string(), "--root-hash".to_string()),
         (None, Ok(h)) => (h, "HSMKIT_ROOT_HASH".to_string()),
         (None, Err(_)) => {
-            let pin_path = a.kek.parent().unwrap_or(Path::new(".")).join(PIN_FILE);
+            let pin_path = kek.parent().unwrap_or(Path::new(".")).join(PIN_FILE);
             let text = std::fs::read_to_string(&pin_path).map_err(|e| {
                 Error::new(ErrorKind::NotFound, Op::Verify)
                     .detail(format!("no pinned root hash: {}: {e}", pin_path.display()))
@@ -188,17 +198,13 @@ pub fn verify(a: &VerifyArgs) -> Result<()> {
         }
     };
     let pinned = packages::parse_root_hash(&pin_text)?;
-    let kek_name = a.kek.display().to_string();
-    let world_name = a.world.display().to_string();
+    let kek_name = kek.display().to_string();
+    let world_name = world.display().to_string();
     println!("Verifying {kek_name} and {world_name}");
     println!(" pinned root hash {} (from {source})", packages::format_root_hash(&pinned));
-    let verified = packages::verify(&kek_name, &read(&a.kek)?, &world_name, &read(&a.world)?, &pinned)?;
+    let verified = packages::verify(&kek_name, &read(kek)?, &world_name, &read(world)?, &pinned)?;
     for c in &verified.checks {
         println!(" ok: {c}");
     }
-    let k = &verified.kek.body;
-    println!(" KEK: RSA-{} generated in module {}, not exportable", k.kek.bits, k.kek.generated_in);
-    println!(" Security World: hknso {} ({})", hex(&verified.world.body.hknso), verified.world.body.cipher_suite);
-    println!("Result: SUCCESS");
-    Ok(())
+    Ok(verified)
 }

@@ -46,7 +46,14 @@ impl Env {
         let before = snapshot(self.dir.path());
         let out = self.run(args);
         assert!(!out.status.success(), "hsmkit {args} should fail");
-        assert_eq!(snapshot(self.dir.path()), before, "hsmkit {args} changed files");
+        let after = snapshot(self.dir.path());
+        if after != before {
+            let changed: Vec<_> =
+                after.iter().filter(|f| !before.contains(f)).map(|(p, _)| p.display().to_string()).collect();
+            let gone: Vec<_> =
+                before.iter().filter(|f| !after.contains(f)).map(|(p, _)| p.display().to_string()).collect();
+            panic!("hsmkit {args} changed files: new or changed {changed:?}, removed or changed {gone:?}");
+        }
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -267,4 +274,53 @@ fn vendor_init_makes_a_toolset_that_verifykeypackage_accepts_and_mixed_regions_f
         e.dir.path().display()
     ));
     assert!(err.contains("already holds a provider"), "{err}");
+}
+
+#[test]
+fn modify_acls_narrows_a_copy_with_the_quorum_and_leaves_the_original() {
+    let e = Env::new();
+    let d = e.dir.path();
+    e.ok(&format!("vendor init --region NA --dir {} --out {}", d.join("provider").display(), d.display()));
+    e.world();
+    e.ok(GENERATEKEY);
+    let original = std::fs::read(e.kmdata().join("local/key_simple_contosokey")).expect("original");
+    let kek = d.join("BYOK-KEK-pkg-NA-1");
+    let world = d.join("BYOK-SecurityWorld-pkg-NA-1");
+    let article = format!(
+        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
+        kek.display(),
+        world.display()
+    );
+    // One card of a 2/3 quorum (with its right PIN): refused, nothing written.
+    std::fs::write(d.join("pins"), "charlie\n").expect("pins");
+    let err = e.fails(&format!(
+        "transfer modify-acls --app simple --ident contosokey --kek-package {} --world-package {} --card 3",
+        kek.display(),
+        world.display()
+    ));
+    assert!(err.contains("1 of 2 cards"), "{err}");
+    std::fs::write(d.join("pins"), "alpha\nbravo\ncharlie\n").expect("pins");
+    let out = e.ok(&article);
+    assert!(out.ends_with("Result: SUCCESS\n"), "{out}");
+    assert_eq!(
+        std::fs::read(e.kmdata().join("local/key_simple_contosokey")).expect("original"),
+        original,
+        "the original is untouched"
+    );
+    let acl = e.ok("aclprint -A xferacld -K contosokey");
+    assert!(acl.contains("ACL containing 1 Permission Group"), "{acl}");
+    assert!(acl.contains("Export: wrapped only under the key"), "{acl}");
+    for gone in ["MakeArchiveBlob", "ReduceACL", "ExpandACL", "Requires Certifier: 0", "ExportAsPlain"] {
+        assert!(!acl.contains(gone), "{gone} in {acl}");
+    }
+    let dump = e.ok(&format!("kmfile-dump {}", e.kmdata().join("local/key_xferacld_contosokey").display()));
+    assert!(dump.contains("archive     none (not recoverable)"), "{dump}");
+    // Twice: the narrowed copy exists and is not replaced.
+    let err = e.fails(&article);
+    assert!(err.contains("already exists"), "{err}");
+    // Unknown or missing arguments are named.
+    let err = e.fails("KeyTransferRemote -ModifyAcls -KeyAppName simple");
+    assert!(err.contains("-KeyIdentifier is missing"), "{err}");
+    let err = e.fails("KeyTransferRemote -Frobnicate");
+    assert!(err.contains("unknown argument '-Frobnicate'"), "{err}");
 }
