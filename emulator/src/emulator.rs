@@ -477,6 +477,7 @@ impl Emulator {
             hash: world.suite().hash(&[&spki]),
             public: spki,
             cng: None,
+            acl_certificate: None,
         })
     }
 
@@ -761,7 +762,7 @@ impl Emulator {
                 .detail(format!("{} already exists", target.display()))
                 .hint("move the existing key file away first"));
         }
-        let certificate;
+        let mut certificate = Vec::new();
         let certified_by = match quorum {
             Some(q) => {
                 let statement = acl_statement(&key.header, &acl)?;
@@ -794,6 +795,11 @@ impl Emulator {
         header.ident = new_ident.into();
         header.acl = acl;
         header.cng = None;
+        header.acl_certificate = quorum.map(|_| crate::keyblob::AclCertificate {
+            cipher_suite: world.suite(),
+            knso_pub: world.body().knso_pub.clone(),
+            signature: certificate.clone(),
+        });
         let private = match &key.material {
             Material::Rsa(r) => Zeroizing::new(r.pkcs8().to_vec()),
             Material::Aes(a) => a.clone(),
@@ -807,10 +813,7 @@ impl Emulator {
 
 /// The statement the quorum certifies to change a key's ACL.
 fn acl_statement(header: &KeyHeader, acl: &Acl) -> Result<Vec<u8>> {
-    let mut s = b"hsmkit ChangeACL v1\n".to_vec();
-    s.extend_from_slice(&header.hash);
-    s.extend(serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?);
-    Ok(s)
+    crate::keyblob::AclCertificate::statement(&header.hash, acl)
 }
 
 fn denial(key: &LoadedKey, denied: Denied, op: Op) -> Error {

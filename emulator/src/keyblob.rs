@@ -107,6 +107,42 @@ pub struct KeyHeader {
     /// CNG metadata, for keys made by `cngimport`.
     #[serde(default)]
     pub cng: Option<CngInfo>,
+    /// The quorum's certificate for this key's ACL, when the ACL was set with the quorum.
+    #[serde(default)]
+    pub acl_certificate: Option<AclCertificate>,
+}
+
+/// The Administrator Card Set quorum's certificate over a key's ACL: KNSO's DSA signature over
+/// `hsmkit ChangeACL v1\n || key hash || ACL JSON`, with what is needed to check it anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclCertificate {
+    /// The certifying world's cipher suite.
+    pub cipher_suite: crate::suite::CipherSuite,
+    /// The world's KNSO public value (hex).
+    #[serde(with = "hex")]
+    pub knso_pub: Vec<u8>,
+    /// KNSO's signature (hex, `r || s`).
+    #[serde(with = "hex")]
+    pub signature: Vec<u8>,
+}
+
+impl AclCertificate {
+    /// The statement a certificate signs for key `key_hash` and ACL `acl`.
+    pub fn statement(key_hash: &[u8], acl: &Acl) -> Result<Vec<u8>> {
+        let mut s = b"hsmkit ChangeACL v1\n".to_vec();
+        s.extend_from_slice(key_hash);
+        s.extend(serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?);
+        Ok(s)
+    }
+
+    /// Whether this certifies `acl` for the key `key_hash`; returns the certifying world's
+    /// hknso when it does.
+    pub fn verify(&self, key_hash: &[u8], acl: &Acl) -> Option<Vec<u8>> {
+        let suite = self.cipher_suite;
+        let knso = suite.dl_public(&self.knso_pub).ok()?;
+        knso.verify(&Self::statement(key_hash, acl).ok()?, &self.signature)
+            .then(|| suite.hash(&[b"hsmkit KNSO", &self.knso_pub]))
+    }
 }
 
 /// A recovery (archive) blob: the private part encrypted to the world's recovery key KRE with

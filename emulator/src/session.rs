@@ -235,6 +235,7 @@ impl EmulatorSession<'_> {
             public: Vec::new(),
             hash: Vec::new(),
             cng: None,
+            acl_certificate: None,
         })
     }
 
@@ -463,6 +464,7 @@ impl Session for EmulatorSession<'_> {
             header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
         }
         header.cng = None;
+        header.acl_certificate = None;
         let private = key_material_bytes(&o.key).unwrap_or_default();
         let handles = self.store(&world, &km, header, &private, policy.token, Op::CopyKey)?;
         let new_objects: Vec<(KeyHandle, ObjectClass)> = handles

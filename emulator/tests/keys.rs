@@ -271,6 +271,12 @@ fn changing_an_acl_needs_the_quorum_unless_it_only_removes_rights() {
         .expect("with quorum");
     assert!(path.ends_with("key_xferacld_contosokey"));
     assert_eq!(h.acl, bound);
+    // The quorum's certificate travels with the copy and names this world.
+    let cert = h.acl_certificate.as_ref().expect("certificate");
+    let w = f.emu.world().expect("w").expect("world");
+    assert_eq!(cert.verify(&h.hash, &h.acl).as_deref(), Some(w.hknso()));
+    assert_eq!(cert.verify(&h.hash, &reduced), None, "it certifies that ACL only");
+    assert_eq!(cert.verify(b"another key", &h.acl), None, "and that key only");
     assert_eq!(h.public, header.public, "the same key");
     // The original is untouched.
     let orig = hsmkit_emulator::keyblob::KeyFile::read(&f.kmdata().join("local/key_simple_contosokey")).expect("orig");
