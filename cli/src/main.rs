@@ -94,6 +94,9 @@ enum TransferCommand {
     /// Narrow a key for transfer (`KeyTransferRemote -ModifyAcls`).
     #[command(name = "modify-acls")]
     ModifyAcls(transfer::ModifyAclsArgs),
+    /// Package a narrowed key for the provider (`KeyTransferRemote -Package`).
+    #[command(name = "package")]
+    Package(transfer::PackageArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Verifykeypackage(a) => vendor::verify(a),
         Command::KeyTransferRemote(a) => transfer::key_transfer_remote(&cli.global, a),
         Command::Transfer(TransferCommand::ModifyAcls(a)) => transfer::modify_acls(&cli.global, a),
+        Command::Transfer(TransferCommand::Package(a)) => transfer::package(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

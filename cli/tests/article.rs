@@ -324,3 +324,86 @@ fn modify_acls_narrows_a_copy_with_the_quorum_and_leaves_the_original() {
     let err = e.fails("KeyTransferRemote -Frobnicate");
     assert!(err.contains("unknown argument '-Frobnicate'"), "{err}");
 }
+
+#[test]
+fn package_wraps_the_narrowed_key_for_the_providers_module_only() {
+    use hsmkit_backend::{Backend, HashAlg, KeyPolicy, KeyType, Mechanism, SessionMode, Usage};
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::Verifier;
+    let e = Env::new();
+    let d = e.dir.path();
+    e.ok(&format!("vendor init --region NA --dir {} --out {}", d.join("provider").display(), d.display()));
+    e.world();
+    e.ok(GENERATEKEY);
+    let (kek, world) = (d.join("BYOK-KEK-pkg-NA-1"), d.join("BYOK-SecurityWorld-pkg-NA-1"));
+    let package = |ident: &str| {
+        format!(
+            "transfer package --ident {ident} --kek-package {} --world-package {} --tenant 01234567-89AB-cdef-0123-456789abcdef --friendly-name ContosoFirstkey --out {}",
+            kek.display(),
+            world.display(),
+            d.display()
+        )
+    };
+    // Not narrowed yet: refused with the reason, nothing written.
+    let err = e.fails(&package("contosokey"));
+    assert!(err.contains("has not been narrowed") && err.contains("-ModifyAcls"), "{err}");
+    e.ok(&format!(
+        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
+        kek.display(),
+        world.display()
+    ));
+    for bad in ["--tenant not-a-guid", "--friendly-name ../escape"] {
+        let args = package("contosokey")
+            .replace("--tenant 01234567-89AB-cdef-0123-456789abcdef", "")
+            .replace("--friendly-name ContosoFirstkey", "");
+        let arg = if bad.starts_with("--tenant") {
+            format!("{args} {bad} --friendly-name ContosoFirstkey")
+        } else {
+            format!("{args} {bad} --tenant 01234567-89AB-cdef-0123-456789abcdef")
+        };
+        let err = e.fails(&arg);
+        assert!(err.contains("invalid friendly name") || err.contains("is not a tenant id"), "{bad}: {err}");
+    }
+    // Narrowed for NA's KEK: packaging for another provider (EU, its own toolset) is refused.
+    let eu = d.join("eu");
+    std::fs::create_dir(&eu).expect("eu");
+    e.ok(&format!("vendor init --region EU --dir {} --out {}", d.join("provider-eu").display(), eu.display()));
+    let err = e.fails(&format!(
+        "transfer package --ident contosokey --kek-package {} --world-package {} --tenant 01234567-89ab-cdef-0123-456789abcdef --friendly-name Eu --out {}",
+        eu.join("BYOK-KEK-pkg-EU-1").display(),
+        eu.join("BYOK-SecurityWorld-pkg-EU-1").display(),
+        d.display()
+    ));
+    assert!(err.contains("not narrowed for this KEK"), "{err}");
+    let out = e.ok(&package("contosokey"));
+    assert!(out.ends_with("Result: SUCCESS\n"), "{out}");
+    let path = d.join("TransferPackage-ContosoFirstkey.byok");
+    let bytes = std::fs::read(&path).expect("package");
+    let p = hsmkit_transfer::byok::TransferPackage::from_bytes("pkg", &bytes).expect("a valid package");
+    assert_eq!(p.body.tenant, "01234567-89ab-cdef-0123-456789abcdef");
+    // The same name twice: refused, the first package kept.
+    let err = e.fails(&package("contosokey"));
+    assert!(err.contains("already exists"), "{err}");
+    // Every single-byte change is refused.
+    for i in (0..bytes.len()).step_by(7) {
+        let mut b = bytes.clone();
+        b[i] ^= 0x01;
+        assert!(hsmkit_transfer::byok::TransferPackage::from_bytes("pkg", &b).is_err(), "byte {i}");
+    }
+    // The provider's module, and only it, unwraps the key: the result signs as the original.
+    let mut c = hsmkit_emulator::Config::beside(d.join("provider/kmdata"));
+    c.seed = None;
+    let provider = hsmkit_emulator::Emulator::open(c).expect("provider module");
+    let kek_handles = provider.load_key("hsmkit", "kek-na-1").expect("the KEK");
+    let s = provider.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite).expect("session");
+    let mut policy = KeyPolicy::new(Usage::SIGN);
+    policy.token = false;
+    let key = s
+        .unwrap_key(&hsmkit_transfer::byok::WRAP, kek_handles[0], &p.body.wrapped, KeyType::Rsa, &policy)
+        .expect("the provider unwraps");
+    let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, key, b"tenant").expect("sign");
+    let public = rsa::PublicKey::from_public_key_der(&p.body.public).expect("spki");
+    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public)
+        .verify(b"tenant", &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).expect("sig"))
+        .expect("the unwrapped key is the customer's key");
+}

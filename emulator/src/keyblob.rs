@@ -131,7 +131,9 @@ impl AclCertificate {
     pub fn statement(key_hash: &[u8], acl: &Acl) -> Result<Vec<u8>> {
         let mut s = b"hsmkit ChangeACL v1\n".to_vec();
         s.extend_from_slice(key_hash);
-        s.extend(serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?);
+        s.extend(
+            serde_json::to_vec(acl).map_err(|e| Error::new(ErrorKind::Device, Op::ChangeAcl).detail(e.to_string()))?,
+        );
         Ok(s)
     }
 

@@ -5,5 +5,9 @@
 //!
 //! - [`packages`]: the provider's KEK and Security World packages, signed in a chain up to a
 //!   vendor root whose hash the verifier pins; [`packages::verify`] is `verifykeypackage`.
+//! - [`byok`]: the transfer package a narrowed key travels in.
 
 pub mod packages;
+
+/// The transfer package (`TransferPackage-<name>.byok`).
+pub mod byok;
