@@ -10,6 +10,7 @@ mod env;
 mod pins;
 mod quorum;
 mod show;
+mod tenant;
 mod transfer;
 mod vendor;
 
@@ -81,6 +82,9 @@ enum Command {
     /// The transfer steps with conventional arguments.
     #[command(name = "transfer", subcommand)]
     Transfer(TransferCommand),
+    /// The provider's service: the tenant's keys (`Add-AadrmKey`, `Get-AadrmKeys`).
+    #[command(name = "tenant")]
+    Tenant(tenant::TenantArgs),
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
     Conform(commands::ConformArgs),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::KmfileDump(a) => commands::kmfile_dump(a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
+        Command::Tenant(a) => tenant::run(&cli.global, a),
         Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),
         Command::Verifykeypackage(a) => vendor::verify(a),
         Command::KeyTransferRemote(a) => transfer::key_transfer_remote(&cli.global, a),

@@ -407,3 +407,67 @@ fn package_wraps_the_narrowed_key_for_the_providers_module_only() {
         .verify(b"tenant", &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).expect("sig"))
         .expect("the unwrapped key is the customer's key");
 }
+
+#[test]
+fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
+    let e = Env::new();
+    let d = e.dir.path();
+    let provider = d.join("provider");
+    e.ok(&format!("vendor init --region NA --dir {} --out {}", provider.display(), d.display()));
+    e.world();
+    e.ok(GENERATEKEY);
+    let (kek, world) = (d.join("BYOK-KEK-pkg-NA-1"), d.join("BYOK-SecurityWorld-pkg-NA-1"));
+    e.ok(&format!(
+        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
+        kek.display(),
+        world.display()
+    ));
+    let tenant = "01234567-89ab-cdef-0123-456789abcdef";
+    e.ok(&format!(
+        "transfer package --ident contosokey --kek-package {} --world-package {} --tenant {tenant} --friendly-name First --out {}",
+        kek.display(),
+        world.display(),
+        d.display()
+    ));
+    let t = |cmd: &str| format!("tenant --provider {} --tenant {tenant} {cmd}", provider.display());
+    let keys = e.ok(&t("keys"));
+    assert!(keys.contains("Microsoft-managed        Active"), "the initial key: {keys}");
+    let pkg = d.join("TransferPackage-First.byok");
+    // A damaged package changes nothing.
+    let mut bad = std::fs::read(&pkg).expect("pkg");
+    let at = bad.len() / 2;
+    bad[at] ^= 0x01;
+    let bad_path = d.join("TransferPackage-Damaged.byok");
+    std::fs::write(&bad_path, &bad).expect("write");
+    let before = e.ok(&t("keys"));
+    e.fails(&t(&format!("add-key --key-file {} --yes", bad_path.display())));
+    std::fs::remove_file(&bad_path).expect("rm");
+    assert_eq!(e.ok(&t("keys")), before);
+    // Another tenant's package is refused by name.
+    let other = format!("tenant --provider {} --tenant 11111111-2222-3333-4444-555555555555 keys", provider.display());
+    e.ok(&other);
+    let err = e.fails(&other.replace(" keys", &format!(" add-key --key-file {} --yes", pkg.display())));
+    assert!(err.contains(&format!("it is for tenant {tenant}")), "{err}");
+    // Added: Active, the initial key Archived, the success sentence of the article.
+    let out = e.ok(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert!(out.contains("The Rights management service successfully added the key."), "{out}");
+    let keys = e.ok(&t("keys"));
+    assert!(keys.contains("Microsoft-managed        Archived"), "{keys}");
+    assert!(keys.contains("Customer-managed (BYOK)  Active"), "{keys}");
+    // The same package twice: a clear answer, no duplicate.
+    let err = e.fails(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert!(err.contains("was already added"), "{err}");
+    assert_eq!(e.ok(&t("keys")), keys);
+    // Re-activating the initial key archives the BYOK key.
+    let initial =
+        keys.lines().find(|l| l.contains("Microsoft-managed")).and_then(|l| l.split_whitespace().next()).expect("id");
+    e.ok(&t(&format!("set-active --identifier {initial}")));
+    assert!(e.ok(&t("keys")).contains("Customer-managed (BYOK)  Archived"));
+    // A damaged database is refused with what to do, and left as it is.
+    let db = provider.join("tenants.sqlite");
+    let mut bytes = std::fs::read(&db).expect("db");
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, &bytes).expect("corrupt");
+    let err = e.fails(&t("keys"));
+    assert!(err.contains("tenant database") && err.contains("damaged"), "{err}");
+}

@@ -11,3 +11,6 @@ pub mod packages;
 
 /// The transfer package (`TransferPackage-<name>.byok`).
 pub mod byok;
+
+/// The tenant key store (SQLite).
+pub mod tenant;

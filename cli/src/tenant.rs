@@ -1,0 +1,243 @@
+//! The provider's service, emulated: the tenant's keys (`Add-AadrmKey`, `Get-AadrmKeys`,
+//! `Set-AadrmKeyProperties -Active`), unwrapped inside the provider's module.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use hsmkit_backend::{
+    Attr, AttrKind, AttrValue, Backend, Error, ErrorKind, KeyPolicy, KeyType, Op, Result, Session, SessionMode, Usage,
+};
+use hsmkit_emulator::acl::Acl;
+use hsmkit_emulator::keyblob::AclCertificate;
+use hsmkit_emulator::{Config, Emulator, SLOT};
+use hsmkit_transfer::byok::{self, TransferPackage};
+use hsmkit_transfer::tenant::{Added, Store, TenantKey};
+
+use crate::Global;
+use crate::commands::hex;
+
+/// `tenant` options.
+#[derive(Debug, clap::Args)]
+pub struct TenantArgs {
+    /// The provider's folder (made by `vendor init`).
+    #[arg(long, value_name = "DIR")]
+    provider: PathBuf,
+    /// The tenant id (BPOSId GUID).
+    #[arg(long)]
+    tenant: String,
+    #[command(subcommand)]
+    command: TenantCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TenantCommand {
+    /// Upload a transfer package (`Add-AadrmKey -KeyFile …`): it becomes the Active key.
+    AddKey {
+        /// The `.byok` package.
+        #[arg(long = "key-file")]
+        key_file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List the tenant's keys (`Get-AadrmKeys`).
+    Keys,
+    /// Make a key the Active one (`Set-AadrmKeyProperties -Active $true`).
+    SetActive {
+        /// The key identifier.
+        #[arg(long)]
+        identifier: String,
+    },
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(data))
+}
+
+/// A GUID-shaped identifier from a digest.
+fn guid(digest_hex: &str) -> String {
+    let d = &digest_hex[..32];
+    format!("{}-{}-{}-{}-{}", &d[..8], &d[8..12], &d[12..16], &d[16..20], &d[20..32])
+}
+
+fn provider(g: &Global, dir: &std::path::Path) -> Result<Emulator> {
+    let kmdata = dir.join("kmdata");
+    if !kmdata.is_dir() {
+        return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
+            .detail(format!("{} is not a provider folder (no kmdata)", dir.display()))
+            .hint("make one with `hsmkit vendor init --region NA --dir DIR`"));
+    }
+    let mut c = Config::beside(&kmdata);
+    c.seed = g.seed.map(|s| s.wrapping_add(0x7e4a_0001));
+    if g.seed.is_some() {
+        c.clock = hsmkit_emulator::rng::Clock::Fixed(crate::env::SEEDED_TIME_MS);
+    }
+    Emulator::open(c)
+}
+
+fn spki_of(s: &dyn Session, h: hsmkit_backend::KeyHandle) -> Result<Vec<u8>> {
+    match s.attributes(h, &[AttrKind::PublicKeyInfo])?.pop() {
+        Some(Attr::Value(_, AttrValue::Bytes(b))) => Ok(b),
+        _ => Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes).detail("the key has no public key")),
+    }
+}
+
+pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
+    byok::check_tenant(&a.tenant)?;
+    let emu = provider(g, &a.provider)?;
+    let now = emu.config().clock.now_ms();
+    let tenant_tag: String =
+        a.tenant.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect::<String>().to_ascii_lowercase();
+    let mut store = Store::open(&a.provider.join("tenants.sqlite"), &a.tenant, now, || {
+        // The provider's initial key for the tenant, made in its module.
+        let ident = format!("tenant-{tenant_tag}-initial");
+        let h = emu.generate_rsa("tenant", &ident, &ident, 2048, 65537)?;
+        Ok((guid(&sha256_hex(&h.public)), sha256_hex(&h.public), format!("tenant/{ident}")))
+    })?;
+    match &a.command {
+        TenantCommand::Keys => {
+            println!(
+                "{:<38} {:<24} {:<9} {:<20} PublicKeyFingerprint(SHA-256)",
+                "KeyIdentifier", "KeyType", "Status", "CreationTime"
+            );
+            for k in store.keys()? {
+                println!(
+                    "{:<38} {:<24} {:<9} {:<20} {}",
+                    k.identifier,
+                    k.key_type,
+                    k.status,
+                    crate::show::utc(k.created_ms),
+                    k.fingerprint
+                );
+            }
+            Ok(())
+        }
+        TenantCommand::SetActive { identifier } => {
+            store.set_active(identifier)?;
+            println!("Key {identifier} is now the Active key of tenant {}.", a.tenant.to_ascii_lowercase());
+            Ok(())
+        }
+        TenantCommand::AddKey { key_file, yes } => add_key(&emu, &mut store, &a.tenant, key_file, *yes, now),
+    }
+}
+
+fn add_key(
+    emu: &Emulator,
+    store: &mut Store,
+    tenant: &str,
+    key_file: &std::path::Path,
+    yes: bool,
+    now: u64,
+) -> Result<()> {
+    let op = Op::UnwrapKey;
+    let bytes = std::fs::read(key_file)
+        .map_err(|e| Error::new(ErrorKind::NotFound, op).detail(format!("cannot read {}: {e}", key_file.display())))?;
+    let name = key_file.display().to_string();
+    let package = TransferPackage::from_bytes(&name, &bytes)?;
+    let b = &package.body;
+    let refuse = |why: String, hint: &str| {
+        Err(Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: {why}")).hint(hint.to_string()))
+    };
+    if b.tenant != tenant.to_ascii_lowercase() {
+        return refuse(
+            format!("it is for tenant {}, not {}", b.tenant, tenant.to_ascii_lowercase()),
+            "upload it to its own tenant",
+        );
+    }
+    let world = emu.require_world(op)?;
+    if b.world_hknso != world.hknso() || b.world_hkm != world.hkm() {
+        return refuse(
+            "it is bound to another security world than this provider's".into(),
+            "package the key with this provider's toolset",
+        );
+    }
+    // The provider's KEK the package was made for.
+    let keks: Vec<_> = emu
+        .list_keys()?
+        .into_iter()
+        .filter(|k| k.header.appname == "hsmkit" && k.header.ident.starts_with("kek-"))
+        .filter(|k| sha256_hex(&k.header.public) == hex(&b.kek_spki_sha256))
+        .collect();
+    let Some(kek) = keks.first() else {
+        return refuse(
+            "it was made for a KEK this provider does not have".into(),
+            "package the key with this provider's toolset",
+        );
+    };
+    // The source world's quorum approved exactly this narrowed ACL for this key.
+    let acl: Acl = serde_json::from_value(b.acl.clone())
+        .map_err(|_| Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: its ACL is malformed")))?;
+    let cert: AclCertificate = serde_json::from_value(b.acl_certificate.clone()).map_err(|_| {
+        Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: its ACL certificate is malformed"))
+    })?;
+    let Some(source_world) = cert.verify(&b.key_hash, &acl) else {
+        return refuse("its ACL certificate does not verify".into(), "make the package again from the narrowed key");
+    };
+    if !acl.is_narrowed_for(world.hkm(), &cert.cipher_suite.hash(&[&kek.header.public])) {
+        return refuse(
+            "the key's ACL is not narrowed for this provider's world and KEK".into(),
+            "narrow the key with -ModifyAcls and this toolset",
+        );
+    }
+    let package_sha = sha256_hex(&bytes);
+    if let Some(id) = store.added_as(&package_sha)? {
+        return Err(Error::new(ErrorKind::AlreadyExists, op)
+            .detail(format!("{name} was already added, as key {id}; nothing changed"))
+            .hint("list the keys with `hsmkit tenant … keys`"));
+    }
+    if !yes {
+        println!("Adding this key makes it tenant {tenant}'s Active key; this cannot be undone. Continue? [y/N]");
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::new(ErrorKind::Io, op).detail(e.to_string()))?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Err(Error::new(ErrorKind::ActionProhibited, op)
+                .detail("not confirmed; nothing changed")
+                .hint("answer y, or give --yes"));
+        }
+    }
+    let identifier = guid(&package_sha);
+    let kek_handles = emu.load_key("hsmkit", &kek.header.ident)?;
+    let session = emu.open_session(SLOT, SessionMode::ReadWrite)?;
+    let policy =
+        KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT).with_label(identifier.clone());
+    let key = session.unwrap_key(&byok::WRAP, kek_handles[0], &b.wrapped, KeyType::Rsa, &policy)?;
+    let cleanup = |e: Error| {
+        let _ = session.destroy(key);
+        e
+    };
+    if spki_of(session.as_ref(), key).map_err(cleanup)? != b.public {
+        let _ = session.destroy(key);
+        return refuse("the wrapped key is not the key the package names".into(), "make the package again");
+    }
+    let row = TenantKey {
+        identifier: identifier.clone(),
+        key_type: hsmkit_transfer::tenant::CUSTOMER_MANAGED.into(),
+        status: "Active".into(),
+        created_ms: now,
+        fingerprint: sha256_hex(&b.public),
+        module_key: format!("label {identifier}"),
+    };
+    match store.add(&row, &package_sha).map_err(cleanup)? {
+        Added::Added { archived, .. } => {
+            println!(
+                "Key {identifier} (from {}, source world {}) is the Active key",
+                b.friendly_name,
+                hex(&source_world)
+            );
+            if let Some(old) = archived {
+                println!("Key {old} is now Archived");
+            }
+            println!("The Rights management service successfully added the key.");
+            Ok(())
+        }
+        Added::AlreadyAdded(id) => {
+            let _ = session.destroy(key);
+            Err(Error::new(ErrorKind::AlreadyExists, op)
+                .detail(format!("{name} was already added, as key {id}; nothing changed")))
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The tenant key store of the provider's service (the article's `Add-AadrmKey`, `Get-AadrmKeys`):
+//! one SQLite file, every change in one transaction. It holds no key material: each row names the
+//! key in the provider's module and its public-key fingerprint.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use hsmkit_backend::{Error, ErrorKind, Op, Result};
+
+/// Who made a tenant key.
+pub const MICROSOFT_MANAGED: &str = "Microsoft-managed";
+/// A key the tenant brought.
+pub const CUSTOMER_MANAGED: &str = "Customer-managed (BYOK)";
+
+/// One tenant key as `keys` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantKey {
+    /// The key identifier.
+    pub identifier: String,
+    /// [`MICROSOFT_MANAGED`] or [`CUSTOMER_MANAGED`].
+    pub key_type: String,
+    /// `Active` or `Archived`.
+    pub status: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// SHA-256 of the public key (hex).
+    pub fingerprint: String,
+    /// The key's name in the provider's module (application/ident).
+    pub module_key: String,
+}
+
+/// What [`Store::add`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// The key is the tenant's new Active key; the previous Active key (if any) is Archived.
+    Added {
+        /// The new key's identifier.
+        identifier: String,
+        /// The key archived by this addition.
+        archived: Option<String>,
+    },
+    /// This package was added before, as this key: nothing changed.
+    AlreadyAdded(String),
+}
+
+/// The store.
+pub struct Store {
+    db: Connection,
+    tenant: String,
+}
+
+fn db_err(path: &Path, op: Op) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| {
+        let (kind, hint) = match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
+                (ErrorKind::Io, "the tenant database is read-only: make it writable")
+            }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) =>
+            {
+                (ErrorKind::Corrupt, "the tenant database is damaged: restore it from a backup")
+            }
+            _ => (ErrorKind::Io, "check the tenant database file"),
+        };
+        Error::new(kind, op).detail(format!("tenant database {}: {e}", path.display())).hint(hint)
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store of `tenant` in `path`. A new tenant gets an initial,
+    /// provider-made key from `initial` (identifier, fingerprint, module key), as the article's
+    /// first `Get-AadrmKeys` shows.
+    pub fn open(
+        path: &Path,
+        tenant: &str,
+        now_ms: u64,
+        initial: impl FnOnce() -> Result<(String, String, String)>,
+    ) -> Result<Store> {
+        let op = Op::Initialize;
+        let db = Connection::open(path).map_err(db_err(path, op))?;
+        db.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS keys (
+                 identifier TEXT PRIMARY KEY,
+                 tenant TEXT NOT NULL REFERENCES tenants(id),
+                 key_type TEXT NOT NULL,
+                 status TEXT NOT NULL CHECK (status IN ('Active', 'Archived')),
+                 created_ms INTEGER NOT NULL,
+                 fingerprint TEXT NOT NULL,
+                 module_key TEXT NOT NULL,
+                 package_sha256 TEXT UNIQUE
+             );
+             CREATE UNIQUE INDEX IF NOT EXISTS one_active ON keys(tenant) WHERE status = 'Active';",
+        )
+        .map_err(db_err(path, op))?;
+        let mut store = Store { db, tenant: tenant.to_ascii_lowercase() };
+        let known: Option<String> = store
+            .db
+            .query_row("SELECT id FROM tenants WHERE id = ?1", params![store.tenant], |r| r.get(0))
+            .optional()
+            .map_err(db_err(path, op))?;
+        if known.is_none() {
+            let (identifier, fingerprint, module_key) = initial()?;
+            let tx = store.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(path, op))?;
+            tx.execute("INSERT INTO tenants (id, created_ms) VALUES (?1, ?2)", params![store.tenant, now_ms as i64])
+                .map_err(db_err(path, op))?;
+            tx.execute(
+                "INSERT INTO keys (identifier, tenant, key_type, status, created_ms, fingerprint, module_key)
+                 VALUES (?1, ?2, ?3, 'Active', ?4, ?5, ?6)",
+                params![identifier, store.tenant, MICROSOFT_MANAGED, now_ms as i64, fingerprint, module_key],
+            )
+            .map_err(db_err(path, op))?;
+            tx.commit().map_err(db_err(path, op))?;
+        }
+        Ok(store)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.db.path().map(std::path::PathBuf::from).unwrap_or_default()
+    }
+
+    /// The tenant's keys, oldest first.
+    pub fn keys(&self) -> Result<Vec<TenantKey>> {
+        let path = self.path();
+        let mut stmt = self
+            .db
+            .prepare(
+                "SELECT identifier, key_type, status, created_ms, fingerprint, module_key FROM keys
+                 WHERE tenant = ?1 ORDER BY created_ms, rowid",
+            )
+            .map_err(db_err(&path, Op::FindKeys))?;
+        let rows = stmt
+            .query_map(params![self.tenant], |r| {
+                Ok(TenantKey {
+                    identifier: r.get(0)?,
+                    key_type: r.get(1)?,
+                    status: r.get(2)?,
+                    created_ms: r.get::<_, i64>(3)? as u64,
+                    fingerprint: r.get(4)?,
+                    module_key: r.get(5)?,
+                })
+            })
+            .map_err(db_err(&path, Op::FindKeys))?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db_err(&path, Op::FindKeys))
+    }
+
+    /// The key a package was added as, if it was.
+    pub fn added_as(&self, package_sha256: &str) -> Result<Option<String>> {
+        let path = self.path();
+        self.db
+            .query_row("SELECT identifier FROM keys WHERE package_sha256 = ?1", params![package_sha256], |r| r.get(0))
+            .optional()
+            .map_err(db_err(&path, Op::ImportKey))
+    }
+
+    /// Adds a customer-managed key as the Active one and archives the previous Active key, in one
+    /// transaction. A package added before changes nothing.
+    pub fn add(&mut self, key: &TenantKey, package_sha256: &str) -> Result<Added> {
+        let path = self.path();
+        let e = db_err(&path, Op::ImportKey);
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        let before: Option<String> = tx
+            .query_row("SELECT identifier FROM keys WHERE package_sha256 = ?1", params![package_sha256], |r| r.get(0))
+            .optional()
+            .map_err(&e)?;
+        if let Some(id) = before {
+            return Ok(Added::AlreadyAdded(id));
+        }
+        let archived: Option<String> = tx
+            .query_row(
+                "SELECT identifier FROM keys WHERE tenant = ?1 AND status = 'Active'",
+                params![self.tenant],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&e)?;
+        tx.execute("UPDATE keys SET status = 'Archived' WHERE tenant = ?1 AND status = 'Active'", params![self.tenant])
+            .map_err(&e)?;
+        tx.execute(
+            "INSERT INTO keys (identifier, tenant, key_type, status, created_ms, fingerprint, module_key, package_sha256)
+             VALUES (?1, ?2, ?3, 'Active', ?4, ?5, ?6, ?7)",
+            params![key.identifier, self.tenant, CUSTOMER_MANAGED, key.created_ms as i64, key.fingerprint, key.module_key, package_sha256],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(Added::Added { identifier: key.identifier.clone(), archived })
+    }
+
+    /// Makes `identifier` the Active key (the previous one becomes Archived), in one transaction.
+    pub fn set_active(&mut self, identifier: &str) -> Result<()> {
+        let path = self.path();
+        let e = db_err(&path, Op::ChangeAcl);
+        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        let exists: Option<String> = tx
+            .query_row(
+                "SELECT identifier FROM keys WHERE tenant = ?1 AND identifier = ?2",
+                params![self.tenant, identifier],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&e)?;
+        if exists.is_none() {
+            return Err(Error::new(ErrorKind::NotFound, Op::ChangeAcl)
+                .detail(format!("tenant {} has no key {identifier}", self.tenant))
+                .hint("list the keys with `hsmkit tenant keys`"));
+        }
+        tx.execute("UPDATE keys SET status = 'Archived' WHERE tenant = ?1 AND status = 'Active'", params![self.tenant])
+            .map_err(&e)?;
+        tx.execute(
+            "UPDATE keys SET status = 'Active' WHERE tenant = ?1 AND identifier = ?2",
+            params![self.tenant, identifier],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)
+    }
+}
