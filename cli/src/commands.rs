@@ -15,22 +15,22 @@ use crate::{Global, env, show};
 pub struct NewWorldArgs {
     /// Create a new world.
     #[arg(short = 'i', long, conflicts_with = "program")]
-    initialize: bool,
+    pub(crate) initialize: bool,
     /// Program the module into the world already in kmdata (needs the ACS quorum).
     #[arg(short = 'p', long)]
-    program: bool,
+    pub(crate) program: bool,
     /// With --program: the numbers of the cards to present (default: the first K).
     #[arg(long = "card", value_name = "N")]
-    card: Vec<u8>,
+    pub(crate) card: Vec<u8>,
     /// The cipher suite.
     #[arg(short = 'c', long, default_value = "DLf3072s256mAEScSP800131Ar1")]
-    cipher_suite: String,
+    pub(crate) cipher_suite: String,
     /// The module (the emulator has module 1).
     #[arg(short = 'm', long, default_value_t = 1)]
-    module: u32,
+    pub(crate) module: u32,
     /// Administrator Card Set quorum, K/N.
     #[arg(short = 'Q', long, default_value = "1/1")]
-    acs_quorum: String,
+    pub(crate) acs_quorum: String,
 }
 
 /// `nkminfo` arguments.
@@ -38,12 +38,12 @@ pub struct NewWorldArgs {
 pub struct NkminfoArgs {
     /// List keys (optionally of one application, and one ident).
     #[arg(short = 'k', long = "key-list")]
-    keys: bool,
+    pub(crate) keys: bool,
     /// Show the world (the default).
     #[arg(short = 'w', long = "world-info")]
-    world: bool,
+    pub(crate) world: bool,
     /// With -k: application name, then ident.
-    filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
 }
 
 /// `generatekey` arguments: `--generate APP key=value …`.
@@ -51,9 +51,9 @@ pub struct NkminfoArgs {
 pub struct GeneratekeyArgs {
     /// Generate a key for application APP.
     #[arg(short = 'g', long = "generate", value_name = "APP")]
-    app: String,
+    pub(crate) app: String,
     /// Key parameters: type=RSA size=2048 protect=module ident=… plainname=… nvram=no pubexp=
-    params: Vec<String>,
+    pub(crate) params: Vec<String>,
 }
 
 /// `cngimport` arguments.
@@ -61,18 +61,18 @@ pub struct GeneratekeyArgs {
 pub struct CngimportArgs {
     /// Import a key (the only mode hsmkit has).
     #[arg(short = 'i', long)]
-    import: bool,
+    pub(crate) import: bool,
     /// A machine key, usable by every user (without it, a key of the current user).
     #[arg(short = 'M', long = "machine-key")]
-    machine: bool,
+    pub(crate) machine: bool,
     /// The key's ident.
     #[arg(short = 'k', long)]
-    key: String,
+    pub(crate) key: String,
     /// The key's application name.
     #[arg(short = 'a', long, default_value = "simple")]
-    appname: String,
+    pub(crate) appname: String,
     /// The CNG key (container) name.
-    container: String,
+    pub(crate) container: String,
 }
 
 /// `aclprint` arguments.
@@ -91,16 +91,16 @@ pub struct AclprintArgs {
 pub struct PreloadArgs {
     /// Module.
     #[arg(short = 'm', long, default_value_t = 1)]
-    module: u32,
+    pub(crate) module: u32,
     /// Application name of the key to load.
     #[arg(short = 'A', long = "appname")]
-    app: String,
+    pub(crate) app: String,
     /// Ident of the key to load.
     #[arg(short = 'K', long = "key-ident")]
-    ident: String,
+    pub(crate) ident: String,
     /// The program to run with the key loaded (hsmkit runs `aclprint.py`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    program: Vec<String>,
+    pub(crate) program: Vec<String>,
 }
 
 /// `nopclearfail` arguments: the mode to switch module 1 to.
@@ -110,16 +110,16 @@ pub struct PreloadArgs {
 pub struct NopclearfailArgs {
     /// Operational mode.
     #[arg(short = 'O', long, group = "mode")]
-    operational: bool,
+    pub(crate) operational: bool,
     /// Pre-initialisation mode.
     #[arg(short = 'I', long = "initialization", group = "mode")]
-    initialisation: bool,
+    pub(crate) initialisation: bool,
     /// Maintenance mode.
     #[arg(short = 'M', long, group = "mode")]
-    maintenance: bool,
+    pub(crate) maintenance: bool,
     /// Module.
     #[arg(short = 'm', long, default_value_t = 1)]
-    module: u32,
+    pub(crate) module: u32,
 }
 
 pub fn nopclearfail(g: &Global, a: &NopclearfailArgs) -> Result<()> {
@@ -145,16 +145,16 @@ pub fn nopclearfail(g: &Global, a: &NopclearfailArgs) -> Result<()> {
 pub struct ConformArgs {
     /// The backend: emulator, emulator:KMDATA, pkcs11:/path/to/module.so
     #[arg(long, default_value = "emulator")]
-    backend: String,
+    pub(crate) backend: String,
     /// The token label (PKCS#11 modules; default: the first token).
     #[arg(long)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Log in as the user with the first PIN of the PIN file or prompt (PKCS#11 modules).
     #[arg(long)]
-    login: bool,
+    pub(crate) login: bool,
     /// An expectation file: declared deviations with reasons.
     #[arg(long, value_name = "FILE")]
-    expectations: Option<PathBuf>,
+    pub(crate) expectations: Option<PathBuf>,
 }
 
 pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {

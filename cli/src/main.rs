@@ -5,6 +5,7 @@
 //! `preload … aclprint.py`), `kmfile-dump`.
 
 mod backends;
+mod ceremony;
 mod commands;
 mod env;
 mod pins;
@@ -82,6 +83,9 @@ enum Command {
     /// The transfer steps with conventional arguments.
     #[command(name = "transfer", subcommand)]
     Transfer(TransferCommand),
+    /// The whole BYOK ceremony of the article, end to end, in a fresh folder, with no prompts.
+    #[command(name = "ceremony")]
+    Ceremony(ceremony::CeremonyArgs),
     /// The provider's service: the tenant's keys (`Add-AadrmKey`, `Get-AadrmKeys`).
     #[command(name = "tenant")]
     Tenant(tenant::TenantArgs),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
         Command::Tenant(a) => tenant::run(&cli.global, a),
+        Command::Ceremony(a) => ceremony::run(&cli.global, a),
         Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),
         Command::Verifykeypackage(a) => vendor::verify(a),
         Command::KeyTransferRemote(a) => transfer::key_transfer_remote(&cli.global, a),

@@ -21,16 +21,16 @@ use crate::commands::hex;
 pub struct TenantArgs {
     /// The provider's folder (made by `vendor init`).
     #[arg(long, value_name = "DIR")]
-    provider: PathBuf,
+    pub(crate) provider: PathBuf,
     /// The tenant id (BPOSId GUID).
     #[arg(long)]
-    tenant: String,
+    pub(crate) tenant: String,
     #[command(subcommand)]
-    command: TenantCommand,
+    pub(crate) command: TenantCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum TenantCommand {
+pub(crate) enum TenantCommand {
     /// Upload a transfer package (`Add-AadrmKey -KeyFile …`): it becomes the Active key.
     AddKey {
         /// The `.byok` package.
@@ -240,4 +240,49 @@ fn add_key(
                 .detail(format!("{name} was already added, as key {id}; nothing changed")))
         }
     }
+}
+
+/// The ceremony's last check: a signature made by the tenant's Active key in the provider's
+/// module verifies under `original_spki`, the public key of the key the customer generated.
+pub fn check_active_key(
+    g: &Global,
+    provider_dir: &std::path::Path,
+    tenant: &str,
+    original_spki: &[u8],
+) -> Result<String> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::Verifier;
+    let emu = provider(g, provider_dir)?;
+    let store = Store::open(&provider_dir.join("tenants.sqlite"), tenant, 0, || {
+        Err(Error::new(ErrorKind::NotFound, Op::Info).detail(format!("tenant {tenant} has no keys")))
+    })?;
+    let active = store.keys()?.into_iter().find(|k| k.status == "Active").ok_or_else(|| {
+        Error::new(ErrorKind::NotFound, Op::Info).detail(format!("tenant {tenant} has no Active key"))
+    })?;
+    let session = emu.open_session(SLOT, SessionMode::ReadOnly)?;
+    let filter = hsmkit_backend::KeyFilter {
+        class: Some(hsmkit_backend::ObjectClass::PrivateKey),
+        label: Some(active.identifier.clone()),
+        ..Default::default()
+    };
+    let key = *session.find_keys(&filter)?.first().ok_or_else(|| {
+        Error::new(ErrorKind::NotFound, Op::FindKeys)
+            .detail(format!("the provider's module has no key {}", active.identifier))
+    })?;
+    let message = b"hsmkit ceremony: signed by the tenant's Active key";
+    let sig = session.sign(
+        &hsmkit_backend::Mechanism::RsaPkcs1v15 { hash: hsmkit_backend::HashAlg::Sha256 },
+        key,
+        message,
+    )?;
+    let public = rsa::PublicKey::from_public_key_der(original_spki).map_err(|_| {
+        Error::new(ErrorKind::DataInvalid, Op::Verify).detail("the original key's public half is malformed")
+    })?;
+    let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice())
+        .map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))?;
+    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public).verify(message, &sig).map_err(|_| {
+        Error::new(ErrorKind::SignatureInvalid, Op::Verify)
+            .detail("the tenant's Active key does not sign as the key generated at the start")
+    })?;
+    Ok(active.identifier)
 }

@@ -25,13 +25,13 @@ pub const PIN_FILE: &str = "verifykeypackage.pin";
 pub struct VendorInitArgs {
     /// The region: NA, EU or AP.
     #[arg(long, default_value = "NA")]
-    region: String,
+    pub(crate) region: String,
     /// The provider's own folder (its module, world and keys).
     #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Where the toolset (the two packages and the verifier's pin) is written.
     #[arg(long, value_name = "DIR", default_value = ".")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// `verifykeypackage` arguments, as the toolset's script takes them.
@@ -39,13 +39,13 @@ pub struct VendorInitArgs {
 pub struct VerifyArgs {
     /// The KEK package.
     #[arg(short = 'k', long = "kek-package")]
-    kek: PathBuf,
+    pub(crate) kek: PathBuf,
     /// The Security World package.
     #[arg(short = 'w', long = "world-package")]
-    world: PathBuf,
+    pub(crate) world: PathBuf,
     /// The root hash to pin (else HSMKIT_ROOT_HASH, else the toolset's verifykeypackage.pin).
     #[arg(long)]
-    root_hash: Option<String>,
+    pub(crate) root_hash: Option<String>,
 }
 
 fn io(op: Op, path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

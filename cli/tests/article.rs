@@ -471,3 +471,34 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     let err = e.fails(&t("keys"));
     assert!(err.contains("tenant database") && err.contains("damaged"), "{err}");
 }
+
+#[test]
+fn the_ceremony_runs_end_to_end_and_a_seed_makes_it_byte_identical() {
+    let e = Env::new();
+    let run = |dir: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+            .args(["--seed", "11", "ceremony", "--dir"])
+            .arg(dir)
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.ends_with("Result: SUCCESS\n"), "{text}");
+        assert!(text.contains("verifies under contosokey's public key"), "{text}");
+        assert!(text.contains("The Rights management service successfully added the key."), "{text}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("NOT for real keys"), "a seeded run says so");
+    };
+    let (a, b) = (e.dir.path().join("a"), e.dir.path().join("b"));
+    run(&a);
+    run(&b);
+    let (sa, sb) = (snapshot(&a), snapshot(&b));
+    assert!(sa.len() > 20, "the ceremony writes its files");
+    let strip = |s: Vec<(PathBuf, Vec<u8>)>, root: &std::path::Path| -> Vec<(PathBuf, Vec<u8>)> {
+        s.into_iter().map(|(p, b)| (p.strip_prefix(root).expect("under root").to_path_buf(), b)).collect()
+    };
+    assert_eq!(strip(sa, &a), strip(sb, &b), "seeded ceremonies are byte-identical");
+    // A folder that is not empty is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit")).args(["ceremony", "--dir"]).arg(&a).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+}

@@ -1,0 +1,177 @@
+//! `hsmkit ceremony`: the whole article, end to end, in a fresh folder, with no prompts.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hsmkit_backend::{Error, ErrorKind, Op, Result};
+
+use crate::commands::{self, CngimportArgs, GeneratekeyArgs, NewWorldArgs, NkminfoArgs};
+use crate::tenant::{TenantArgs, TenantCommand};
+use crate::transfer::{ModifyAclsArgs, PackageArgs};
+use crate::vendor::{VendorInitArgs, VerifyArgs};
+use crate::{Global, tenant, transfer, vendor};
+
+/// `ceremony` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CeremonyArgs {
+    /// The folder to run in (must not exist, or be empty); default: a new temporary folder.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The provider's region.
+    #[arg(long, default_value = "NA")]
+    region: String,
+}
+
+const TENANT: &str = "01234567-89ab-cdef-0123-456789abcdef";
+
+fn fresh_dir(dir: Option<&Path>) -> Result<PathBuf> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            std::env::temp_dir().join(format!("hsmkit-ceremony-{}-{nanos:x}", std::process::id()))
+        }
+    };
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(Error::new(ErrorKind::AlreadyExists, Op::Initialize)
+            .detail(format!("{} is not empty", dir.display()))
+            .hint("give a new or empty folder with --dir"));
+    }
+    hsmkit_emulator::fsio::create_private_dir(&dir.join("kmdata")).map_err(|e| {
+        Error::new(ErrorKind::Io, Op::Initialize).detail(format!("cannot create {}: {e}", dir.display()))
+    })?;
+    Ok(dir)
+}
+
+fn step(n: usize, title: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!();
+    println!("== Step {n}: {title}");
+    let t = Instant::now();
+    let r = f();
+    match &r {
+        Ok(()) => println!("-- step {n}: ok ({} ms)", t.elapsed().as_millis()),
+        Err(e) => println!("-- step {n}: FAILED: {e}"),
+    }
+    r
+}
+
+pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
+    let started = Instant::now();
+    let dir = fresh_dir(a.dir.as_deref())?;
+    let region = hsmkit_transfer::packages::Region::parse(&a.region)?;
+    let (kek_name, world_name) = hsmkit_transfer::packages::package_names(region, 1);
+    let (kek, world) = (dir.join(&kek_name), dir.join(&world_name));
+    // Card PINs for the demonstration, made here and kept beside the cards.
+    let pins = dir.join("card-pins");
+    let pin_text = match g.seed {
+        Some(s) => format!("card-1-{s}\ncard-2-{s}\ncard-3-{s}\n"),
+        None => {
+            let mut rng = hsmkit_emulator::rng::HsmRng::from_os()?;
+            (0..3).map(|_| format!("{}\n", commands::hex(&rng.array::<8>()))).collect()
+        }
+    };
+    hsmkit_emulator::fsio::write_atomic_new(&pins, pin_text.as_bytes(), &hsmkit_emulator::fsio::FaultHook::default())
+        .map_err(|e| Error::new(ErrorKind::Io, Op::Initialize).detail(e.to_string()))?;
+    let g = Global {
+        kmdata: Some(dir.join("kmdata")),
+        cards: None,
+        nvram: None,
+        pin_file: Some(pins.clone()),
+        seed: g.seed,
+    };
+    println!("hsmkit ceremony in {}", dir.display());
+    println!("Administrator card PINs for this demonstration are made here and written to {}", pins.display());
+
+    step(1, "the provider's toolset (vendor init)", || {
+        vendor::init(&g, &VendorInitArgs { region: a.region.clone(), dir: dir.join("provider"), out: dir.clone() })
+    })?;
+    step(2, "validate the packages (verifykeypackage)", || {
+        vendor::verify(&VerifyArgs { kek: kek.clone(), world: world.clone(), root_hash: None })
+    })?;
+    step(3, "create the security world, ACS 2/3 (new-world)", || {
+        commands::new_world(
+            &g,
+            &NewWorldArgs {
+                initialize: true,
+                program: false,
+                card: Vec::new(),
+                cipher_suite: "DLf1024s160mRijndael".into(),
+                module: 1,
+                acs_quorum: "2/3".into(),
+            },
+        )
+    })?;
+    step(4, "create the tenant key (generatekey)", || {
+        let params = "type=RSA size=2048 protect=module ident=contosokey plainname=contosokey nvram=no pubexp=";
+        commands::generatekey(
+            &g,
+            &GeneratekeyArgs { app: "simple".into(), params: params.split(' ').map(String::from).collect() },
+        )
+    })?;
+    step(5, "import it to CNG (cngimport -M)", || {
+        commands::cngimport(
+            &g,
+            &CngimportArgs {
+                import: true,
+                machine: true,
+                key: "contosokey".into(),
+                appname: "simple".into(),
+                container: "contosokey".into(),
+            },
+        )
+    })?;
+    step(6, "the keys (nkminfo -k)", || {
+        commands::nkminfo(&g, &NkminfoArgs { keys: true, world: false, filter: Vec::new() })
+    })?;
+    step(7, "a copy with reduced permissions (KeyTransferRemote -ModifyAcls)", || {
+        transfer::modify_acls(
+            &g,
+            &ModifyAclsArgs {
+                app: "simple".into(),
+                ident: "contosokey".into(),
+                kek_package: kek.clone(),
+                world_package: world.clone(),
+                card: Vec::new(),
+                root_hash: None,
+            },
+        )
+    })?;
+    step(8, "inspect the copy (aclprint)", || commands::aclprint(&g, "xferacld", "contosokey"))?;
+    step(9, "encrypt the key with the provider's KEK (KeyTransferRemote -Package)", || {
+        transfer::package(
+            &g,
+            &PackageArgs {
+                ident: "contosokey".into(),
+                kek_package: kek.clone(),
+                world_package: world.clone(),
+                tenant: TENANT.into(),
+                friendly_name: "ContosoFirstkey".into(),
+                out: dir.clone(),
+                root_hash: None,
+            },
+        )
+    })?;
+    let tenant_args = |command| TenantArgs { provider: dir.join("provider"), tenant: TENANT.into(), command };
+    step(10, "upload the package (Add-AadrmKey)", || {
+        tenant::run(
+            &g,
+            &tenant_args(TenantCommand::AddKey {
+                key_file: dir.join("TransferPackage-ContosoFirstkey.byok"),
+                yes: true,
+            }),
+        )
+    })?;
+    step(11, "the tenant's keys (Get-AadrmKeys)", || tenant::run(&g, &tenant_args(TenantCommand::Keys)))?;
+    step(12, "the Active key signs as the key generated in step 4", || {
+        let original = hsmkit_emulator::keyblob::KeyFile::read(&dir.join("kmdata/local/key_simple_contosokey"))?;
+        let id = tenant::check_active_key(&g, &dir.join("provider"), TENANT, &original.header.public)?;
+        println!(
+            "A signature by the Active key {id}, made in the provider's module, verifies under contosokey's public key."
+        );
+        Ok(())
+    })?;
+    println!();
+    println!("Ceremony complete in {} ms; everything is in {}", started.elapsed().as_millis(), dir.display());
+    println!("Result: SUCCESS");
+    Ok(())
+}
