@@ -14,3 +14,6 @@ pub mod byok;
 
 /// The tenant key store (SQLite).
 pub mod tenant;
+
+/// Today's formats: Azure Key Vault, AWS KMS, Google Cloud KMS.
+pub mod formats;
