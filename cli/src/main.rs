@@ -105,6 +105,9 @@ enum TransferCommand {
     /// Package a narrowed key for the provider (`KeyTransferRemote -Package`).
     #[command(name = "package")]
     Package(transfer::PackageArgs),
+    /// Write a key's public half as PEM.
+    #[command(name = "public-key")]
+    PublicKey(transfer::PublicKeyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::KeyTransferRemote(a) => transfer::key_transfer_remote(&cli.global, a),
         Command::Transfer(TransferCommand::ModifyAcls(a)) => transfer::modify_acls(&cli.global, a),
         Command::Transfer(TransferCommand::Package(a)) => transfer::package(&cli.global, a),
+        Command::Transfer(TransferCommand::PublicKey(a)) => transfer::public_key(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,11 +17,14 @@ pub struct ModifyAclsArgs {
     #[arg(long = "ident")]
     pub ident: String,
     /// The provider's KEK package.
-    #[arg(long = "kek-package")]
-    pub kek_package: PathBuf,
+    #[arg(long = "kek-package", requires = "world_package", conflicts_with = "kek_public_key")]
+    pub kek_package: Option<PathBuf>,
     /// The provider's Security World package.
-    #[arg(long = "world-package")]
-    pub world_package: PathBuf,
+    #[arg(long = "world-package", requires = "kek_package")]
+    pub world_package: Option<PathBuf>,
+    /// Or: the KEK's public key as PEM (a cloud KMS that gives its KEK as a public key).
+    #[arg(long = "kek-public-key", value_name = "PEM")]
+    pub kek_public_key: Option<PathBuf>,
     /// The numbers of the Administrator cards to present (default: the first K).
     #[arg(long = "card", value_name = "N")]
     pub card: Vec<u8>,
@@ -77,8 +80,9 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
             &ModifyAclsArgs {
                 app: get("keyappname").unwrap_or_else(|| "simple".into()),
                 ident: need("keyidentifier", "KeyIdentifier")?,
-                kek_package: need("exchangekeypackage", "ExchangeKeyPackage")?.into(),
-                world_package: need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into(),
+                kek_package: Some(need("exchangekeypackage", "ExchangeKeyPackage")?.into()),
+                world_package: Some(need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into()),
+                kek_public_key: None,
                 card: Vec::new(),
                 root_hash: None,
             },
@@ -86,12 +90,18 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
         [s] if s == "package" => package(
             g,
             &PackageArgs {
+                app: "simple".into(),
                 ident: need("keyidentifier", "KeyIdentifier")?,
-                kek_package: need("exchangekeypackage", "ExchangeKeyPackage")?.into(),
-                world_package: need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into(),
-                tenant: need("tenantbposid", "TenantBposId")?,
-                friendly_name: need("keyfriendlyname", "KeyFriendlyName")?,
-                out: PathBuf::from("."),
+                kek_package: Some(need("exchangekeypackage", "ExchangeKeyPackage")?.into()),
+                world_package: Some(need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into()),
+                tenant: Some(need("tenantbposid", "TenantBposId")?),
+                friendly_name: Some(need("keyfriendlyname", "KeyFriendlyName")?),
+                format: "hsmkit".into(),
+                kek_public_key: None,
+                kid: None,
+                aws_algorithm: None,
+                gcp_method: None,
+                out: None,
                 root_hash: None,
             },
         ),
@@ -102,24 +112,42 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
 /// `transfer package` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PackageArgs {
+    /// The key's application (its narrowed copy is `xferacld/<ident>`).
+    #[arg(long = "app", default_value = "simple")]
+    pub app: String,
     /// The narrowed key's ident (the key `xferacld/<ident>`).
     #[arg(long = "ident")]
     pub ident: String,
-    /// The provider's KEK package.
+    /// The format: hsmkit (the toolset's `.byok`), azure-kv, aws or gcp.
+    #[arg(long = "format", default_value = "hsmkit")]
+    pub format: String,
+    /// hsmkit format: the provider's KEK package.
     #[arg(long = "kek-package")]
-    pub kek_package: PathBuf,
-    /// The provider's Security World package.
+    pub kek_package: Option<PathBuf>,
+    /// hsmkit format: the provider's Security World package.
     #[arg(long = "world-package")]
-    pub world_package: PathBuf,
-    /// The tenant id (the BPOSId GUID).
+    pub world_package: Option<PathBuf>,
+    /// hsmkit format: the tenant id (the BPOSId GUID).
     #[arg(long = "tenant")]
-    pub tenant: String,
-    /// The friendly name: the package is `TransferPackage-<name>.byok`.
+    pub tenant: Option<String>,
+    /// hsmkit format: the friendly name; the package is `TransferPackage-<name>.byok`.
     #[arg(long = "friendly-name")]
-    pub friendly_name: String,
-    /// Where the package is written.
-    #[arg(long = "out", default_value = ".")]
-    pub out: PathBuf,
+    pub friendly_name: Option<String>,
+    /// azure-kv, aws, gcp: the KEK's public key (PEM) the service gave you.
+    #[arg(long = "kek-public-key", value_name = "PEM")]
+    pub kek_public_key: Option<PathBuf>,
+    /// azure-kv: the KEK's key identifier in the vault.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// aws: the wrapping algorithm (default RSA_AES_KEY_WRAP_SHA_256).
+    #[arg(long = "aws-algorithm")]
+    pub aws_algorithm: Option<String>,
+    /// gcp: the import method, 1 to 6 (default 3, RSA_OAEP_3072_SHA256_AES_256).
+    #[arg(long = "gcp-method")]
+    pub gcp_method: Option<u8>,
+    /// hsmkit format: the folder (default .); other formats: the file to write.
+    #[arg(long = "out")]
+    pub out: Option<PathBuf>,
     /// The root hash to pin (else HSMKIT_ROOT_HASH, else the toolset's verifykeypackage.pin).
     #[arg(long)]
     pub root_hash: Option<String>,
@@ -129,14 +157,23 @@ pub struct PackageArgs {
 pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
     use hsmkit_backend::{Backend, KeyMaterial, KeyPolicy, SessionMode, Usage};
     use hsmkit_transfer::byok::{self, TransferBody, TransferPackage};
-    byok::check_tenant(&a.tenant)?;
-    let path = a.out.join(byok::file_name(&a.friendly_name)?);
+    if a.format != "hsmkit" {
+        return export(g, a);
+    }
+    let missing = |what: &str| bad(format!("the hsmkit format needs {what}"));
+    let kek_package = a.kek_package.clone().ok_or_else(|| missing("--kek-package"))?;
+    let world_package = a.world_package.clone().ok_or_else(|| missing("--world-package"))?;
+    let tenant = a.tenant.clone().ok_or_else(|| missing("--tenant"))?;
+    let friendly_name = a.friendly_name.clone().ok_or_else(|| missing("--friendly-name"))?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("."));
+    byok::check_tenant(&tenant)?;
+    let path = out.join(byok::file_name(&friendly_name)?);
     if path.exists() {
         return Err(Error::new(ErrorKind::AlreadyExists, Op::WrapKey)
             .detail(format!("{} already exists", path.display()))
             .hint("choose another -KeyFriendlyName, or move the existing package away"));
     }
-    let verified = vendor::verified_toolset(&a.kek_package, &a.world_package, a.root_hash.as_deref())?;
+    let verified = vendor::verified_toolset(&kek_package, &world_package, a.root_hash.as_deref())?;
     let emu = env::emulator(g)?;
     let world = emu.require_world(Op::WrapKey)?;
     let key = emu.load_named("xferacld", &a.ident).map_err(|e| {
@@ -173,8 +210,8 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
         v.map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
     };
     let body = TransferBody {
-        tenant: a.tenant.to_ascii_lowercase(),
-        friendly_name: a.friendly_name.clone(),
+        tenant: tenant.to_ascii_lowercase(),
+        friendly_name: friendly_name.clone(),
         kek_spki_sha256: sha256(spki),
         world_hknso: verified.world.body.hknso.clone(),
         world_hkm: verified.world.body.hkm.clone(),
@@ -203,19 +240,26 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// Narrows a key for transfer: a copy `key_xferacld_<ident>` whose ACL cannot recover the key or
 /// change the ACL, is bound to the provider's world, and exports only under the provider's KEK.
 pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
-    let verified = vendor::verified_toolset(&a.kek_package, &a.world_package, a.root_hash.as_deref())?;
+    // The KEK, and the world the key may be saved under: the provider's, from its toolset; or,
+    // for a cloud KMS that gives only a public key, this world (the copy stays here until it is
+    // wrapped).
+    let (kek_spki, target_hkm, target_name) = match (&a.kek_package, &a.world_package, &a.kek_public_key) {
+        (Some(k), Some(w), None) => {
+            let verified = vendor::verified_toolset(k, w, a.root_hash.as_deref())?;
+            let name = format!("the provider world {}", crate::commands::hex(&verified.world.body.hknso));
+            (verified.kek.body.kek.spki.clone(), Some(verified.world.body.hkm.clone()), name)
+        }
+        (None, None, Some(pem)) => (read_kek_pem(pem)?, None, format!("the KEK in {}", pem.display())),
+        _ => return Err(bad("give the toolset's --kek-package and --world-package, or --kek-public-key".into())),
+    };
     let emu = env::emulator(g)?;
     let world = emu.require_world(Op::ChangeAcl)?;
     let key = emu.load_named(&a.app, &a.ident)?;
     // The KEK as this module will know it once imported: the suite hash of its public key.
-    let kek_hash = world.suite().hash(&[&verified.kek.body.kek.spki]);
-    let narrowed = key.header.acl.narrowed_for_transfer(&verified.world.body.hkm, &kek_hash);
-    println!(
-        "Narrowing {}/{} for the provider world {}",
-        a.app,
-        a.ident,
-        crate::commands::hex(&verified.world.body.hknso)
-    );
+    let kek_hash = world.suite().hash(&[&kek_spki]);
+    let target_hkm = target_hkm.unwrap_or_else(|| world.hkm().to_vec());
+    let narrowed = key.header.acl.narrowed_for_transfer(&target_hkm, &kek_hash);
+    println!("Narrowing {}/{} for {target_name}", a.app, a.ident);
     let auth = quorum::collect(g, &emu, &a.card)?;
     let (path, header) = emu.copy_with_acl((&a.app, &a.ident), ("xferacld", &a.ident), narrowed, Some(&auth))?;
     println!("Copy with reduced permissions: {}", path.display());
@@ -225,5 +269,118 @@ pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
     );
     println!(" key hash {} (the same key as {}/{})", crate::commands::hex(&header.hash), a.app, a.ident);
     println!("Result: SUCCESS");
+    Ok(())
+}
+
+/// Reads an RSA public key (SubjectPublicKeyInfo PEM) and returns its DER.
+fn read_kek_pem(path: &std::path::Path) -> Result<Vec<u8>> {
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(ErrorKind::NotFound, Op::ImportKey).detail(format!("cannot read {}: {e}", path.display()))
+    })?;
+    let key = rsa::PublicKey::from_public_key_pem(&text).map_err(|_| {
+        Error::new(ErrorKind::DataInvalid, Op::ImportKey)
+            .detail(format!("{} is not an RSA public key in PEM (-----BEGIN PUBLIC KEY-----)", path.display()))
+            .hint("give the KEK the service gave you, as a PEM public key")
+    })?;
+    key.to_public_key_der()
+        .map(|d| d.as_bytes().to_vec())
+        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::ImportKey).detail(e.to_string()))
+}
+
+/// `transfer package --format azure-kv|aws|gcp`: the narrowed key wrapped for a cloud KMS.
+fn export(g: &Global, a: &PackageArgs) -> Result<()> {
+    use hsmkit_backend::{Backend, KeyMaterial, KeyPolicy, SessionMode, Usage};
+    use hsmkit_transfer::formats::{self, Format};
+    use rsa::traits::PublicKeyParts;
+    let format = Format::parse(&a.format, a.aws_algorithm.as_deref(), a.gcp_method)?;
+    let pem =
+        a.kek_public_key.as_ref().ok_or_else(|| bad(format!("the {} format needs --kek-public-key", a.format)))?;
+    let out = a.out.clone().ok_or_else(|| bad("give the file to write with --out".into()))?;
+    if out.exists() {
+        return Err(Error::new(ErrorKind::AlreadyExists, Op::WrapKey)
+            .detail(format!("{} already exists", out.display()))
+            .hint("give a new file name with --out"));
+    }
+    let kek_spki = read_kek_pem(pem)?;
+    let kek_bits = <rsa::PublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&kek_spki)
+        .map(|k| k.n().bit_width())
+        .map_err(|_| Error::new(ErrorKind::DataInvalid, Op::WrapKey).detail("the KEK is not an RSA key"))?;
+    let emu = env::emulator(g)?;
+    let world = emu.require_world(Op::WrapKey)?;
+    let key = emu.load_named("xferacld", &a.ident).map_err(|e| {
+        if e.kind() == &ErrorKind::NotFound {
+            Error::new(ErrorKind::KeyUnextractable, Op::WrapKey)
+                .detail(format!(
+                    "the key {}/{} has not been narrowed for this KEK (there is no xferacld/{})",
+                    a.app, a.ident, a.ident
+                ))
+                .hint("run `hsmkit transfer modify-acls --kek-public-key KEK.pem …` first")
+        } else {
+            e
+        }
+    })?;
+    let kek_hash = world.suite().hash(&[&kek_spki]);
+    if !key.header.acl.is_narrowed_for(world.hkm(), &kek_hash) {
+        return Err(Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey)
+            .detail(format!("xferacld/{} is not narrowed for the KEK in {}", a.ident, pem.display()))
+            .hint("narrow it with `hsmkit transfer modify-acls --kek-public-key` and this KEK"));
+    }
+    let mechanism = format.mechanism_for_rsa(kek_bits, key.header.bits)?;
+    let kid = match format {
+        Format::AzureKeyVault => Some(
+            a.kid.clone().ok_or_else(|| bad("the azure-kv format needs --kid (the KEK's key identifier)".into()))?,
+        ),
+        _ => None,
+    };
+    let handles = emu.load_key("xferacld", &a.ident)?;
+    let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
+    let mut kek_policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("cloud KEK");
+    kek_policy.token = false;
+    let kek = session.import_key(&KeyMaterial::RsaPublicSpki(kek_spki), &kek_policy)?;
+    let wrapped = session.wrap_key(&mechanism, kek, handles[0])?;
+    let bytes = match kid {
+        Some(kid) => {
+            let generator = format!("hsmkit {}; hsmkit emulator module {}", env!("CARGO_PKG_VERSION"), emu.esn()?);
+            formats::azure_byok(&kid, &wrapped, &generator)?
+        }
+        None => wrapped,
+    };
+    hsmkit_emulator::fsio::write_atomic_new(&out, &bytes, &hsmkit_emulator::fsio::FaultHook::default())
+        .map_err(|e| Error::new(ErrorKind::Io, Op::WrapKey).detail(format!("cannot write {}: {e}", out.display())))?;
+    println!("Key {}/{} wrapped for {} with {}", a.app, a.ident, format.name(), mechanism.describe());
+    println!("Written: {}", out.display());
+    println!("Result: SUCCESS");
+    Ok(())
+}
+
+/// `transfer public-key` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublicKeyArgs {
+    /// The key's application.
+    #[arg(long = "app", default_value = "simple")]
+    pub app: String,
+    /// The key's ident.
+    #[arg(long = "ident")]
+    pub ident: String,
+    /// The PEM file to write.
+    #[arg(long = "out")]
+    pub out: PathBuf,
+}
+
+/// Writes a key's public half as PEM, so a recipient can check what it received.
+pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let emu = env::emulator(g)?;
+    let key = emu.load_named(&a.app, &a.ident)?;
+    let pem = rsa::PublicKey::from_public_key_der(&key.header.public)
+        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
+    hsmkit_emulator::fsio::write_atomic_new(&a.out, pem.as_bytes(), &hsmkit_emulator::fsio::FaultHook::default())
+        .map_err(|e| {
+            Error::new(ErrorKind::Io, Op::GetAttributes).detail(format!("cannot write {}: {e}", a.out.display()))
+        })?;
+    println!("Public key of {}/{} written to {}", a.app, a.ident, a.out.display());
     Ok(())
 }

@@ -502,3 +502,126 @@ fn the_ceremony_runs_end_to_end_and_a_seed_makes_it_byte_identical() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
 }
+
+/// Runs a command-line tool and returns its stdout, failing the test with its stderr.
+fn tool(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Unwraps `CKM_RSA_AES_KEY_WRAP` output with OpenSSL's command line; returns the key's public
+/// half as PEM, or `None` if OpenSSL refuses (a damaged blob).
+fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str) -> Option<String> {
+    let (head, tail) = blob.split_at(256);
+    let (p1, p2, aes, der) = (dir.join("part1"), dir.join("part2"), dir.join("aes.key"), dir.join("key.der"));
+    std::fs::write(&p1, head).expect("p1");
+    std::fs::write(&p2, tail).expect("p2");
+    let s = |p: &Path| p.display().to_string();
+    let ok = Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey", &s(kek_key), "-in", &s(&p1), "-out", &s(&aes)])
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &format!("rsa_oaep_md:{md}"),
+            "-pkeyopt",
+            &format!("rsa_mgf1_md:{md}"),
+        ])
+        .status()
+        .expect("openssl")
+        .success();
+    if !ok {
+        return None;
+    }
+    let key_hex: String = std::fs::read(&aes).expect("aes").iter().map(|b| format!("{b:02x}")).collect();
+    let ok = Command::new("openssl")
+        .args(["enc", "-d", "-id-aes256-wrap-pad", "-K", &key_hex, "-iv", "A65959A6", "-in", &s(&p2), "-out", &s(&der)])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    if !ok {
+        return None;
+    }
+    Some(String::from_utf8(tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"])).expect("pem"))
+}
+
+#[test]
+fn key_vault_and_aws_material_unwraps_with_openssls_command_line() {
+    use base64ct::Encoding;
+    let e = Env::new();
+    let d = e.dir.path();
+    e.world();
+    e.ok(GENERATEKEY);
+    let (kek_key, kek_pem) = (d.join("kek.key"), d.join("kek.pem"));
+    tool(
+        "openssl",
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &kek_key.display().to_string()],
+    );
+    tool(
+        "openssl",
+        &["pkey", "-in", &kek_key.display().to_string(), "-pubout", "-out", &kek_pem.display().to_string()],
+    );
+    let pem = kek_pem.display();
+    // Not narrowed yet: refused.
+    let err = e.fails(&format!(
+        "transfer package --format aws --kek-public-key {pem} --ident contosokey --out {}",
+        d.join("x").display()
+    ));
+    assert!(err.contains("has not been narrowed"), "{err}");
+    e.ok(&format!("transfer modify-acls --app simple --ident contosokey --kek-public-key {pem}"));
+    e.ok(&format!("transfer public-key --app simple --ident contosokey --out {}", d.join("contosokey.pem").display()));
+    let expected = std::fs::read_to_string(d.join("contosokey.pem")).expect("pem");
+
+    // Azure Key Vault: JSON, base64url ciphertext, OAEP SHA-1.
+    let kv = d.join("contosokey.byok");
+    e.ok(&format!(
+        "transfer package --format azure-kv --kek-public-key {pem} --kid https://vault.example/keys/kek/1 --ident contosokey --out {}",
+        kv.display()
+    ));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&kv).expect("kv")).expect("json");
+    assert_eq!(doc["header"]["enc"], "CKM_RSA_AES_KEY_WRAP");
+    assert_eq!(doc["header"]["kid"], "https://vault.example/keys/kek/1");
+    let blob =
+        base64ct::Base64UrlUnpadded::decode_vec(doc["ciphertext"].as_str().expect("ciphertext")).expect("base64url");
+    assert_eq!(
+        openssl_unwrap(d, &kek_key, &blob, "sha1").as_deref(),
+        Some(expected.as_str()),
+        "OpenSSL recovers the key"
+    );
+    // Any changed byte of the wrapped material is refused by OAEP or KWP.
+    for i in [0, 100, 255, 256, 300, blob.len() - 1] {
+        let mut bad = blob.clone();
+        bad[i] ^= 0x04;
+        assert_eq!(openssl_unwrap(d, &kek_key, &bad, "sha1"), None, "byte {i}");
+    }
+
+    // AWS KMS: raw material, RSA_AES_KEY_WRAP_SHA_256.
+    let aws = d.join("contosokey.aws.bin");
+    e.ok(&format!("transfer package --format aws --kek-public-key {pem} --ident contosokey --out {}", aws.display()));
+    let blob = std::fs::read(&aws).expect("aws");
+    assert_eq!(openssl_unwrap(d, &kek_key, &blob, "sha256").as_deref(), Some(expected.as_str()));
+
+    // Each service's rules, by name.
+    let out = |n: &str| d.join(n).display().to_string();
+    let err = e.fails(&format!("transfer package --format aws --aws-algorithm RSAES_OAEP_SHA_1 --kek-public-key {pem} --ident contosokey --out {}", out("a")));
+    assert!(err.contains("symmetric key material only"), "{err}");
+    let err = e.fails(&format!(
+        "transfer package --format gcp --gcp-method 1 --kek-public-key {pem} --ident contosokey --out {}",
+        out("g")
+    ));
+    assert!(err.contains("[3072]"), "GCP method 1 needs a 3072-bit KEK: {err}");
+    let err = e.fails(&format!(
+        "transfer package --format azure-kv --kek-public-key {pem} --ident contosokey --out {}",
+        out("k")
+    ));
+    assert!(err.contains("--kid"), "{err}");
+    e.ok("generatekey --generate simple type=RSA size=1024 protect=module ident=legacy nvram=no pubexp=");
+    e.ok(&format!("transfer modify-acls --app simple --ident legacy --kek-public-key {pem}"));
+    let err = e.fails(&format!(
+        "transfer package --format azure-kv --kid k --kek-public-key {pem} --ident legacy --out {}",
+        out("l")
+    ));
+    assert!(err.contains("does not import RSA-1024"), "{err}");
+}

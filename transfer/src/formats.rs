@@ -86,7 +86,10 @@ impl Format {
             if ok.contains(&kek_bits) {
                 Ok(())
             } else {
-                Err(bad(format!("{service} uses a KEK of {ok:?} bits, this one has {kek_bits}"), "use the KEK the service gave you"))
+                Err(bad(
+                    format!("{service} uses a KEK of {ok:?} bits, this one has {kek_bits}"),
+                    "use the KEK the service gave you",
+                ))
             }
         };
         match self {
@@ -94,14 +97,24 @@ impl Format {
                 kek_sizes(&[2048, 3072, 4096])?;
                 Ok(rsa_aes(HashAlg::Sha1))
             }
-            Format::Aws(AwsAlgorithm::RsaAesKeyWrapSha1) => kek_sizes(&[2048, 3072, 4096]).map(|()| rsa_aes(HashAlg::Sha1)),
-            Format::Aws(AwsAlgorithm::RsaAesKeyWrapSha256) => kek_sizes(&[2048, 3072, 4096]).map(|()| rsa_aes(HashAlg::Sha256)),
+            Format::Aws(AwsAlgorithm::RsaAesKeyWrapSha1) => {
+                kek_sizes(&[2048, 3072, 4096]).map(|()| rsa_aes(HashAlg::Sha1))
+            }
+            Format::Aws(AwsAlgorithm::RsaAesKeyWrapSha256) => {
+                kek_sizes(&[2048, 3072, 4096]).map(|()| rsa_aes(HashAlg::Sha256))
+            }
             Format::Aws(_) => Err(bad(
-                format!("{service} wraps symmetric key material only; RSA private keys need RSA_AES_KEY_WRAP_SHA_1 or _SHA_256"),
+                format!(
+                    "{service} wraps symmetric key material only; RSA private keys need RSA_AES_KEY_WRAP_SHA_1 or _SHA_256"
+                ),
                 "give --aws-algorithm RSA_AES_KEY_WRAP_SHA_256",
             )),
-            Format::Gcp(m @ (1 | 3)) => kek_sizes(&[3072]).map(|()| rsa_aes(if m == 1 { HashAlg::Sha1 } else { HashAlg::Sha256 })),
-            Format::Gcp(m @ (2 | 4)) => kek_sizes(&[4096]).map(|()| rsa_aes(if m == 2 { HashAlg::Sha1 } else { HashAlg::Sha256 })),
+            Format::Gcp(m @ (1 | 3)) => {
+                kek_sizes(&[3072]).map(|()| rsa_aes(if m == 1 { HashAlg::Sha1 } else { HashAlg::Sha256 }))
+            }
+            Format::Gcp(m @ (2 | 4)) => {
+                kek_sizes(&[4096]).map(|()| rsa_aes(if m == 2 { HashAlg::Sha1 } else { HashAlg::Sha256 }))
+            }
             Format::Gcp(m) => Err(bad(
                 format!("{service} (direct RSA-OAEP) cannot wrap an RSA private key"),
                 &format!("use import method 1 to 4, not {m}"),
@@ -135,7 +148,8 @@ pub fn azure_byok(kid: &str, wrapped: &[u8], generator: &str) -> Result<Vec<u8>>
         ciphertext: Base64UrlUnpadded::encode_string(wrapped),
         generator,
     };
-    let mut out = serde_json::to_vec_pretty(&doc).map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))?;
+    let mut out = serde_json::to_vec_pretty(&doc)
+        .map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -148,11 +162,19 @@ mod tests {
     fn each_services_rules_refuse_by_name() {
         let kv = Format::parse("azure-kv", None, None).expect("kv");
         assert!(kv.mechanism_for_rsa(2048, 1024).expect_err("1024").to_string().contains("RSA-1024"));
-        assert_eq!(kv.mechanism_for_rsa(2048, 2048).expect("ok"), Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 });
+        assert_eq!(
+            kv.mechanism_for_rsa(2048, 2048).expect("ok"),
+            Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 }
+        );
         let aws = Format::parse("aws", Some("RSAES_OAEP_SHA_256"), None).expect("aws");
-        assert!(aws.mechanism_for_rsa(2048, 2048).expect_err("oaep").to_string().contains("symmetric key material only"));
+        assert!(
+            aws.mechanism_for_rsa(2048, 2048).expect_err("oaep").to_string().contains("symmetric key material only")
+        );
         let aws = Format::parse("aws", None, None).expect("aws");
-        assert_eq!(aws.mechanism_for_rsa(4096, 3072).expect("ok"), Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha256 });
+        assert_eq!(
+            aws.mechanism_for_rsa(4096, 3072).expect("ok"),
+            Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha256 }
+        );
         let gcp = Format::parse("gcp", None, Some(2)).expect("gcp");
         assert!(gcp.mechanism_for_rsa(3072, 2048).expect_err("kek size").to_string().contains("[4096]"));
         assert!(Format::parse("gcp", None, Some(6)).expect("6").mechanism_for_rsa(4096, 2048).is_err());
