@@ -6,8 +6,9 @@
 //! is made when `SOFTHSM2_CONF` is not set).
 #![allow(missing_docs, unsafe_code)]
 
+mod common;
+
 use std::hint::black_box;
-use std::process::Command;
 
 use criterion::{Criterion, criterion_group};
 use cryptoki_sys as ck;
@@ -105,27 +106,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// Makes a throwaway token and runs this bench again with it, unless `SOFTHSM2_CONF` is set.
 fn main() {
-    if std::env::var_os("SOFTHSM2_CONF").is_none() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("tokens")).expect("tokens");
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!("directories.tokendir = {}\nobjectstore.backend = file\n", dir.path().join("tokens").display()),
-        )
-        .expect("conf");
-        let me = std::env::current_exe().expect("exe");
-        let status =
-            Command::new(me).args(std::env::args_os().skip(1)).env("SOFTHSM2_CONF", &conf).status().expect("rerun");
-        std::process::exit(status.code().unwrap_or(1));
-    }
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "hsmkit-bench", "--pin", "1234", "--so-pin", "5678"])
-        .output()
-        .expect("softhsm2-util");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::softhsm_token("hsmkit-bench");
     criterion_group! {
         name = benches;
         config = Criterion::default().measurement_time(std::time::Duration::from_secs(5));

@@ -1,0 +1,27 @@
+//! Shared set-up of the benches: a throwaway SoftHSM2 token.
+
+use std::process::Command;
+
+/// Makes a throwaway SoftHSM2 token labelled `label` (user PIN 1234). Unless `SOFTHSM2_CONF` is
+/// set, it first makes a temporary token folder and runs this bench again with it, then exits.
+pub fn softhsm_token(label: &str) {
+    if std::env::var_os("SOFTHSM2_CONF").is_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("tokens")).expect("tokens");
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!("directories.tokendir = {}\nobjectstore.backend = file\n", dir.path().join("tokens").display()),
+        )
+        .expect("conf");
+        let me = std::env::current_exe().expect("exe");
+        let status =
+            Command::new(me).args(std::env::args_os().skip(1)).env("SOFTHSM2_CONF", &conf).status().expect("rerun");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label, "--pin", "1234", "--so-pin", "5678"])
+        .output()
+        .expect("softhsm2-util");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+}
