@@ -513,7 +513,12 @@ fn tool(cmd: &str, args: &[&str]) -> Vec<u8> {
 /// Unwraps `CKM_RSA_AES_KEY_WRAP` output with OpenSSL's command line; returns the key's public
 /// half as PEM, or `None` if OpenSSL refuses (a damaged blob).
 fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str) -> Option<String> {
-    let (head, tail) = blob.split_at(256);
+    openssl_unwrap_n(dir, kek_key, blob, md, 256)
+}
+
+/// As [`openssl_unwrap`], for a KEK whose modulus is `n` bytes.
+fn openssl_unwrap_n(dir: &Path, kek_key: &Path, blob: &[u8], md: &str, n: usize) -> Option<String> {
+    let (head, tail) = blob.split_at(n);
     let (p1, p2, aes, der) = (dir.join("part1"), dir.join("part2"), dir.join("aes.key"), dir.join("key.der"));
     std::fs::write(&p1, head).expect("p1");
     std::fs::write(&p2, tail).expect("p2");
@@ -528,6 +533,8 @@ fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str) -> Option<S
             "-pkeyopt",
             &format!("rsa_mgf1_md:{md}"),
         ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl")
         .success();
@@ -548,7 +555,7 @@ fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str) -> Option<S
 }
 
 #[test]
-fn key_vault_and_aws_material_unwraps_with_openssls_command_line() {
+fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
     use base64ct::Encoding;
     let e = Env::new();
     let d = e.dir.path();
@@ -602,6 +609,30 @@ fn key_vault_and_aws_material_unwraps_with_openssls_command_line() {
     e.ok(&format!("transfer package --format aws --kek-public-key {pem} --ident contosokey --out {}", aws.display()));
     let blob = std::fs::read(&aws).expect("aws");
     assert_eq!(openssl_unwrap(d, &kek_key, &blob, "sha256").as_deref(), Some(expected.as_str()));
+
+    // Google Cloud KMS, import method 3 (RSA_OAEP_3072_SHA256_AES_256): a 3072-bit KEK.
+    let (kek3_key, kek3_pem) = (d.join("kek3072.key"), d.join("kek3072.pem"));
+    tool(
+        "openssl",
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", &kek3_key.display().to_string()],
+    );
+    tool(
+        "openssl",
+        &["pkey", "-in", &kek3_key.display().to_string(), "-pubout", "-out", &kek3_pem.display().to_string()],
+    );
+    e.ok("generatekey --generate simple type=RSA size=2048 protect=module ident=gcpkey nvram=no pubexp=");
+    e.ok(&format!("transfer modify-acls --app simple --ident gcpkey --kek-public-key {}", kek3_pem.display()));
+    let gcp = d.join("gcpkey.bin");
+    e.ok(&format!(
+        "transfer package --format gcp --gcp-method 3 --kek-public-key {} --ident gcpkey --out {}",
+        kek3_pem.display(),
+        gcp.display()
+    ));
+    e.ok(&format!("transfer public-key --app simple --ident gcpkey --out {}", d.join("gcpkey.pem").display()));
+    let blob = std::fs::read(&gcp).expect("gcp");
+    assert_eq!(blob.len() - 384, 8 * (1 + (blob.len() - 384 - 8) / 8), "OAEP part as long as the 3072-bit modulus");
+    let gcp_expected = std::fs::read_to_string(d.join("gcpkey.pem")).expect("pem");
+    assert_eq!(openssl_unwrap_n(d, &kek3_key, &blob, "sha256", 384).as_deref(), Some(gcp_expected.as_str()));
 
     // Each service's rules, by name.
     let out = |n: &str| d.join(n).display().to_string();
