@@ -155,7 +155,7 @@ pub struct PackageArgs {
 
 /// Packages a narrowed key for the provider: `TransferPackage-<name>.byok`.
 pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
-    use hsmkit_backend::{Backend, KeyMaterial, KeyPolicy, SessionMode, Usage};
+    use hsmkit_backend::{Backend, SessionMode};
     use hsmkit_transfer::byok::{self, TransferBody, TransferPackage};
     if a.format != "hsmkit" {
         return export(g, a);
@@ -176,18 +176,8 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
     let verified = vendor::verified_toolset(&kek_package, &world_package, a.root_hash.as_deref())?;
     let emu = env::emulator(g)?;
     let world = emu.require_world(Op::WrapKey)?;
-    let key = emu.load_named("xferacld", &a.ident).map_err(|e| {
-        if e.kind() == &ErrorKind::NotFound {
-            Error::new(ErrorKind::KeyUnextractable, Op::WrapKey)
-                .detail(format!(
-                    "the key {} has not been narrowed for transfer (there is no xferacld/{})",
-                    a.ident, a.ident
-                ))
-                .hint("run `hsmkit KeyTransferRemote -ModifyAcls …` with the same packages first")
-        } else {
-            e
-        }
-    })?;
+    let key =
+        load_narrowed(&emu, &a.ident, "run `hsmkit KeyTransferRemote -ModifyAcls …` with the same packages first")?;
     let spki = &verified.kek.body.kek.spki;
     let kek_hash = world.suite().hash(&[spki]);
     if !key.header.acl.is_narrowed_for(&verified.world.body.hkm, &kek_hash) {
@@ -202,9 +192,7 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
     };
     let handles = emu.load_key("xferacld", &a.ident)?;
     let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
-    let mut kek_policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("BYOK KEK");
-    kek_policy.token = false;
-    let kek = session.import_key(&KeyMaterial::RsaPublicSpki(spki.clone()), &kek_policy)?;
+    let kek = import_kek(session.as_ref(), spki.clone())?;
     let wrapped = session.wrap_key(&byok::WRAP, kek, handles[0])?;
     let to_value = |v: serde_json::Result<serde_json::Value>| {
         v.map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
@@ -290,7 +278,7 @@ fn read_kek_pem(path: &std::path::Path) -> Result<Vec<u8>> {
 
 /// `transfer package --format azure-kv|aws|gcp`: the narrowed key wrapped for a cloud KMS.
 fn export(g: &Global, a: &PackageArgs) -> Result<()> {
-    use hsmkit_backend::{Backend, KeyMaterial, KeyPolicy, SessionMode, Usage};
+    use hsmkit_backend::{Backend, SessionMode};
     use hsmkit_transfer::formats::{self, Format};
     use rsa::traits::PublicKeyParts;
     let format = Format::parse(&a.format, a.aws_algorithm.as_deref(), a.gcp_method)?;
@@ -308,18 +296,7 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
         .map_err(|_| Error::new(ErrorKind::DataInvalid, Op::WrapKey).detail("the KEK is not an RSA key"))?;
     let emu = env::emulator(g)?;
     let world = emu.require_world(Op::WrapKey)?;
-    let key = emu.load_named("xferacld", &a.ident).map_err(|e| {
-        if e.kind() == &ErrorKind::NotFound {
-            Error::new(ErrorKind::KeyUnextractable, Op::WrapKey)
-                .detail(format!(
-                    "the key {}/{} has not been narrowed for this KEK (there is no xferacld/{})",
-                    a.app, a.ident, a.ident
-                ))
-                .hint("run `hsmkit transfer modify-acls --kek-public-key KEK.pem …` first")
-        } else {
-            e
-        }
-    })?;
+    let key = load_narrowed(&emu, &a.ident, "run `hsmkit transfer modify-acls --kek-public-key KEK.pem …` first")?;
     let kek_hash = world.suite().hash(&[&kek_spki]);
     if !key.header.acl.is_narrowed_for(world.hkm(), &kek_hash) {
         return Err(Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey)
@@ -335,9 +312,7 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
     };
     let handles = emu.load_key("xferacld", &a.ident)?;
     let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
-    let mut kek_policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("cloud KEK");
-    kek_policy.token = false;
-    let kek = session.import_key(&KeyMaterial::RsaPublicSpki(kek_spki), &kek_policy)?;
+    let kek = import_kek(session.as_ref(), kek_spki)?;
     let wrapped = session.wrap_key(&mechanism, kek, handles[0])?;
     let bytes = match kid {
         Some(kid) => {
@@ -383,4 +358,29 @@ pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
         })?;
     println!("Public key of {}/{} written to {}", a.app, a.ident, a.out.display());
     Ok(())
+}
+
+/// The narrowed copy `xferacld/<ident>`; if there is none, an error saying how to make it.
+fn load_narrowed(
+    emu: &hsmkit_emulator::Emulator,
+    ident: &str,
+    hint: &str,
+) -> Result<std::sync::Arc<hsmkit_emulator::LoadedKey>> {
+    emu.load_named("xferacld", ident).map_err(|e| {
+        if e.kind() == &ErrorKind::NotFound {
+            Error::new(ErrorKind::KeyUnextractable, Op::WrapKey)
+                .detail(format!("the key {ident} has not been narrowed for transfer (there is no xferacld/{ident})"))
+                .hint(hint.to_string())
+        } else {
+            e
+        }
+    })
+}
+
+/// The KEK's public key, imported into the session as a wrapping key for this session only.
+fn import_kek(session: &dyn hsmkit_backend::Session, spki: Vec<u8>) -> Result<hsmkit_backend::KeyHandle> {
+    use hsmkit_backend::{KeyMaterial, KeyPolicy, Usage};
+    let mut policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("transfer KEK");
+    policy.token = false;
+    session.import_key(&KeyMaterial::RsaPublicSpki(spki), &policy)
 }

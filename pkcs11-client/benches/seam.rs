@@ -10,7 +10,7 @@ mod common;
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group};
+use criterion::Criterion;
 use cryptoki_sys as ck;
 use hsmkit_backend::{HashAlg, KeyPairSpec, KeyPolicy, Mechanism, Pin, Session, SessionMode, Usage, UserKind};
 use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
@@ -107,12 +107,5 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
-    common::softhsm_token("hsmkit-bench");
-    criterion_group! {
-        name = benches;
-        config = Criterion::default().measurement_time(std::time::Duration::from_secs(5));
-        targets = bench
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    common::run("hsmkit-bench", bench);
 }

@@ -1,4 +1,4 @@
-//! Shared set-up of the benches: a throwaway SoftHSM2 token.
+//! Shared set-up of the benches: a throwaway SoftHSM2 token, and criterion's run.
 
 use std::process::Command;
 
@@ -24,4 +24,13 @@ pub fn softhsm_token(label: &str) {
         .output()
         .expect("softhsm2-util");
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+}
+
+/// Makes the token, then runs `bench` under criterion (5 s per row) and prints the summary.
+pub fn run(label: &str, bench: fn(&mut criterion::Criterion)) {
+    softhsm_token(label);
+    let mut c =
+        criterion::Criterion::default().measurement_time(std::time::Duration::from_secs(5)).configure_from_args();
+    bench(&mut c);
+    c.final_summary();
 }
