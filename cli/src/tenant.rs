@@ -89,6 +89,12 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     let now = emu.config().clock.now_ms();
     let tenant_tag: String =
         a.tenant.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect::<String>().to_ascii_lowercase();
+    // An upload is checked before the store is opened: a refused package changes nothing,
+    // not even by creating the tenant.
+    let checked = match &a.command {
+        TenantCommand::AddKey { key_file, .. } => Some(check_package(&emu, &a.tenant, key_file)?),
+        _ => None,
+    };
     let mut store = Store::open(&a.provider.join("tenants.sqlite"), &a.tenant, now, || {
         // The provider's initial key for the tenant, made in its module.
         let ident = format!("tenant-{tenant_tag}-initial");
@@ -118,18 +124,25 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
             println!("Key {identifier} is now the Active key of tenant {}.", a.tenant.to_ascii_lowercase());
             Ok(())
         }
-        TenantCommand::AddKey { key_file, yes } => add_key(&emu, &mut store, &a.tenant, key_file, *yes, now),
+        TenantCommand::AddKey { yes, .. } => match checked {
+            Some(c) => add_key(&emu, &mut store, &a.tenant, c, *yes, now),
+            None => Err(Error::new(ErrorKind::Device, Op::UnwrapKey).detail("the package was not checked")),
+        },
     }
 }
 
-fn add_key(
-    emu: &Emulator,
-    store: &mut Store,
-    tenant: &str,
-    key_file: &std::path::Path,
-    yes: bool,
-    now: u64,
-) -> Result<()> {
+/// A package that passed every check of the provider's service.
+struct Checked {
+    name: String,
+    bytes: Vec<u8>,
+    package: TransferPackage,
+    kek_ident: String,
+    source_world: Vec<u8>,
+}
+
+/// Checks a package before anything is stored: form and signature, tenant, world, KEK, the
+/// source world's quorum certificate and the narrowed ACL.
+fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path) -> Result<Checked> {
     let op = Op::UnwrapKey;
     let bytes = std::fs::read(key_file)
         .map_err(|e| Error::new(ErrorKind::NotFound, op).detail(format!("cannot read {}: {e}", key_file.display())))?;
@@ -180,6 +193,16 @@ fn add_key(
             "narrow the key with -ModifyAcls and this toolset",
         );
     }
+    Ok(Checked { name, bytes, kek_ident: kek.header.ident.clone(), source_world, package })
+}
+
+fn add_key(emu: &Emulator, store: &mut Store, tenant: &str, checked: Checked, yes: bool, now: u64) -> Result<()> {
+    let op = Op::UnwrapKey;
+    let Checked { name, bytes, package, kek_ident, source_world } = checked;
+    let b = &package.body;
+    let refuse = |why: String, hint: &str| {
+        Err(Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: {why}")).hint(hint.to_string()))
+    };
     let package_sha = sha256_hex(&bytes);
     if let Some(id) = store.added_as(&package_sha)? {
         return Err(Error::new(ErrorKind::AlreadyExists, op)
@@ -200,7 +223,7 @@ fn add_key(
         }
     }
     let identifier = guid(&package_sha);
-    let kek_handles = emu.load_key("hsmkit", &kek.header.ident)?;
+    let kek_handles = emu.load_key("hsmkit", &kek_ident)?;
     let session = emu.open_session(SLOT, SessionMode::ReadWrite)?;
     let policy =
         KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT).with_label(identifier.clone());

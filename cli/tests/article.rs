@@ -448,6 +448,17 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     e.ok(&other);
     let err = e.fails(&other.replace(" keys", &format!(" add-key --key-file {} --yes", pkg.display())));
     assert!(err.contains(&format!("it is for tenant {tenant}")), "{err}");
+    // A package made for another provider's world is refused by that provider.
+    let other_provider = d.join("provider-2");
+    let other_out = d.join("toolset-2");
+    std::fs::create_dir(&other_out).expect("dir");
+    e.ok(&format!("vendor init --region NA --dir {} --out {}", other_provider.display(), other_out.display()));
+    let err = e.fails(&format!(
+        "tenant --provider {} --tenant {tenant} add-key --key-file {} --yes",
+        other_provider.display(),
+        pkg.display()
+    ));
+    assert!(err.contains("bound to another security world"), "{err}");
     // Added: Active, the initial key Archived, the success sentence of the article.
     let out = e.ok(&t(&format!("add-key --key-file {} --yes", pkg.display())));
     assert!(out.contains("The Rights management service successfully added the key."), "{out}");
