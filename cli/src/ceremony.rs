@@ -165,6 +165,7 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
             &tenant_args(TenantCommand::AddKey {
                 key_file: dir.join("TransferPackage-ContosoFirstkey.byok"),
                 yes: true,
+                allow_unattested: false,
             }),
         )
     })?;

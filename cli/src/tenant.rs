@@ -39,6 +39,10 @@ pub(crate) enum TenantCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Accept a package from a PKCS#11 token, which carries no quorum certificate for its
+        /// narrowed attributes (only the key's own signature).
+        #[arg(long)]
+        allow_unattested: bool,
     },
     /// List the tenant's keys (`Get-AadrmKeys`).
     Keys,
@@ -92,7 +96,9 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     // An upload is checked before the store is opened: a refused package changes nothing,
     // not even by creating the tenant.
     let checked = match &a.command {
-        TenantCommand::AddKey { key_file, .. } => Some(check_package(&emu, &a.tenant, key_file)?),
+        TenantCommand::AddKey { key_file, allow_unattested, .. } => {
+            Some(check_package(&emu, &a.tenant, key_file, *allow_unattested)?)
+        }
         _ => None,
     };
     let mut store = Store::open(&a.provider.join("tenants.sqlite"), &a.tenant, now, || {
@@ -142,7 +148,7 @@ struct Checked {
 
 /// Checks a package before anything is stored: form and signature, tenant, world, KEK, the
 /// source world's quorum certificate and the narrowed ACL.
-fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path) -> Result<Checked> {
+fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path, allow_unattested: bool) -> Result<Checked> {
     let op = Op::UnwrapKey;
     let bytes = std::fs::read(key_file)
         .map_err(|e| Error::new(ErrorKind::NotFound, op).detail(format!("cannot read {}: {e}", key_file.display())))?;
@@ -178,6 +184,17 @@ fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path) -> Re
             "package the key with this provider's toolset",
         );
     };
+    if b.acl_certificate.is_null() {
+        // From a PKCS#11 token: the narrowed attributes are the customer's word, signed by the key.
+        if !allow_unattested {
+            return refuse(
+                "it comes from a PKCS#11 token and carries no quorum certificate for its narrowed attributes".into(),
+                "accept such packages explicitly with --allow-unattested",
+            );
+        }
+        println!("{name}: from a PKCS#11 token; narrowed attributes (not certified): {}", b.acl);
+        return Ok(Checked { name, bytes, kek_ident: kek.header.ident.clone(), source_world: Vec::new(), package });
+    }
     // The source world's quorum approved exactly this narrowed ACL for this key.
     let acl: Acl = serde_json::from_value(b.acl.clone())
         .map_err(|_| Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: its ACL is malformed")))?;
