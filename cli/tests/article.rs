@@ -667,3 +667,36 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
     ));
     assert!(err.contains("does not import RSA-1024"), "{err}");
 }
+
+#[test]
+fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
+    let e = Env::new();
+    let d = e.dir.path();
+    std::fs::create_dir(d.join("tokens")).expect("tokens");
+    let conf = d.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\nobjectstore.backend = file\n", d.join("tokens").display()),
+    )
+    .expect("conf");
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "ceremony", "--pin", "1234", "--so-pin", "5678"])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("softhsm2-util (bash scripts/test.sh installs SoftHSM2)");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    std::fs::write(d.join("token-pins"), "1234\n5678\n").expect("pins");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .arg("--pin-file")
+        .arg(d.join("token-pins"))
+        .args(["ceremony", "--backend", "pkcs11:/usr/lib/softhsm/libsofthsm2.so", "--token", "ceremony", "--dir"])
+        .arg(d.join("run"))
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("KEK imported as byok-kek, CKA_TRUSTED"), "{text}");
+    assert!(text.contains("composed in the module"), "SoftHSM2 has no CKM_RSA_AES_KEY_WRAP: {text}");
+    assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
+}

@@ -30,7 +30,12 @@ pub struct RsaPrivate {
 
 impl RsaPrivate {
     /// Parses PKCS#8 `PrivateKeyInfo` DER.
+    ///
+    /// Up to seven zero bytes after the DER element are tolerated and dropped: SoftHSM2 pads the
+    /// PKCS#8 it wraps with `CKM_AES_KEY_WRAP_PAD` to a multiple of eight bytes, and such keys must
+    /// import. Anything else after the element is refused.
     pub fn from_pkcs8(der: &[u8], op: Op) -> Result<Self> {
+        let der = strip_block_padding(der);
         let rc = rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| {
             Error::new(ErrorKind::DataInvalid, op).detail("the key material is not an RSA PKCS#8 private key")
         })?;
@@ -118,6 +123,21 @@ impl RsaPrivate {
             _ => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new(), ct),
         };
         pt.map(Zeroizing::new).map_err(|_| opaque())
+    }
+}
+
+/// `der` without the zero bytes (at most seven) that follow its outer DER element, if that is
+/// all that follows it; otherwise `der` unchanged (the parser then refuses what follows).
+fn strip_block_padding(der: &[u8]) -> &[u8] {
+    let len = match der {
+        [0x30, n, ..] if *n < 0x80 => 2 + usize::from(*n),
+        [0x30, 0x81, n, ..] => 3 + usize::from(*n),
+        [0x30, 0x82, hi, lo, ..] => 4 + (usize::from(*hi) << 8 | usize::from(*lo)),
+        _ => return der,
+    };
+    match der.get(len..) {
+        Some(rest) if !rest.is_empty() && rest.len() < 8 && rest.iter().all(|b| *b == 0) => &der[..len],
+        _ => der,
     }
 }
 
@@ -289,5 +309,28 @@ impl UseCounters {
         self.0.get(i).is_some_and(|c| {
             c.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
         })
+    }
+}
+
+#[cfg(test)]
+mod padding_tests {
+    use super::*;
+
+    #[test]
+    fn zero_block_padding_after_pkcs8_is_dropped_and_nothing_else_is() {
+        use rsa::pkcs8::EncodePrivateKey;
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
+        let key = rsa::PrivateKey::new(&mut rng, 1024).expect("key");
+        let der = key.to_pkcs8_der().expect("der").as_bytes().to_vec();
+        let mut padded = der.clone();
+        padded.extend([0u8; 5]);
+        assert_eq!(RsaPrivate::from_pkcs8(&padded, Op::ImportKey).expect("padded").pkcs8(), der.as_slice());
+        let mut junk = der.clone();
+        junk.extend([0u8, 1]);
+        assert!(RsaPrivate::from_pkcs8(&junk, Op::ImportKey).is_err(), "non-zero bytes after the key");
+        let mut long = der.clone();
+        long.extend([0u8; 8]);
+        assert!(RsaPrivate::from_pkcs8(&long, Op::ImportKey).is_err(), "more than a block of padding");
+        assert!(RsaPrivate::from_pkcs8(&der[..der.len() - 1], Op::ImportKey).is_err(), "truncated");
     }
 }
