@@ -390,6 +390,23 @@ impl Emulator {
         self.generate_rsa_with_acl(appname, ident, name, bits, pubexp, None)
     }
 
+    /// A key protected by the Operator Card Set whose hash is `cardset` (nShield `protect=token`).
+    /// Such keys exist in the model so that tools can be tested against them; loading one needs
+    /// its card set, which hsmkit does not emulate, so every use (and every transfer) is refused.
+    pub fn generate_rsa_card_set(&self, appname: &str, ident: &str, bits: u32, cardset: &[u8]) -> Result<KeyHeader> {
+        check_appname(appname, Op::GenerateKeyPair)?;
+        check_ident(ident, Op::GenerateKeyPair)?;
+        let (world, km) = self.module_key(Op::GenerateKeyPair)?;
+        let path = self.key_path(appname, ident);
+        let acl = Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso());
+        let pkcs8 = self.new_rsa_pkcs8(bits, 65537)?;
+        let mut header = self.rsa_header(&world, appname, ident, ident, &[], &pkcs8, acl, None)?;
+        header.protection = Protection::CardSet { hash: cardset.to_vec() };
+        let file = self.seal_key(&world, &km, header, &pkcs8, false)?;
+        file.write_new(&path, &self.config.faults)?;
+        Ok(file.header)
+    }
+
     /// `generatekey` with a chosen ACL (`None`: the default of [`Acl::generatekey_default`]).
     pub fn generate_rsa_with_acl(
         &self,
@@ -554,7 +571,7 @@ impl Emulator {
                     path.display(),
                     crate::card::short_hash(hash)
                 ))
-                .hint("hsmkit does not load Operator Card Sets; use module-protected keys (protect=module)"));
+                .hint("hsmkit does not load Operator Card Sets, and the BYOK toolset does not support OCS-protected keys: use a module-protected key (protect=module)"));
         }
         let private = file.open(&km, path)?;
         self.loaded_from(file.header, &private, Some(path.to_path_buf()))

@@ -445,3 +445,22 @@ fn a_recoverable_key_is_recovered_with_the_quorum_and_only_with_this_worlds_kre(
     let q2 = other.emu.authorize(&[other.good_card(0)]).expect("other quorum");
     assert_eq!(archive.open(suite, q2.kre(), &header.hash).expect_err("other KRE").kind(), &ErrorKind::Corrupt);
 }
+
+#[test]
+fn an_ocs_protected_key_exists_but_is_refused_for_use_and_transfer() {
+    let f = legacy_2_of_3();
+    f.emu.generate_rsa_card_set("simple", "ocskey", 2048, &[0xab; 20]).expect("an OCS-protected key in the model");
+    let listed = f.emu.list_keys().expect("list");
+    assert!(matches!(listed[0].header.protection, hsmkit_emulator::keyblob::Protection::CardSet { .. }));
+    let err = f.emu.load_key("simple", "ocskey").expect_err("needs its card set");
+    assert!(err.to_string().contains("Operator Card Set"), "{err}");
+    assert!(err.hint_text().unwrap_or("").contains("BYOK toolset does not support OCS-protected keys"), "{err:?}");
+    // Narrowing for transfer refuses it too, with the quorum present, and writes nothing.
+    let before = f.snapshot();
+    let quorum = f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("quorum");
+    let acl = listed[0].header.acl.clone();
+    let err =
+        f.emu.copy_with_acl(("simple", "ocskey"), ("xferacld", "ocskey"), acl, Some(&quorum)).expect_err("no transfer");
+    assert!(err.to_string().contains("Operator Card Set"), "{err}");
+    assert_eq!(f.snapshot(), before);
+}
