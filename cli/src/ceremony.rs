@@ -168,21 +168,28 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
             },
         )
     })?;
+    let original = hsmkit_emulator::keyblob::KeyFile::read(&dir.join("kmdata/local/key_simple_contosokey"))?;
+    provider_steps(&g, &dir, 10, false, &original.header.public, started)
+}
+
+/// The provider's side of the ceremony, from step `first`: upload, list, and the final check that
+/// the tenant's Active key signs as the key the customer generated (`original_spki`).
+fn provider_steps(
+    g: &Global,
+    dir: &Path,
+    first: usize,
+    allow_unattested: bool,
+    original_spki: &[u8],
+    started: Instant,
+) -> Result<()> {
     let tenant_args = |command| TenantArgs { provider: dir.join("provider"), tenant: TENANT.into(), command };
-    step(10, "upload the package (Add-AadrmKey)", || {
-        tenant::run(
-            &g,
-            &tenant_args(TenantCommand::AddKey {
-                key_file: dir.join("TransferPackage-ContosoFirstkey.byok"),
-                yes: true,
-                allow_unattested: false,
-            }),
-        )
+    step(first, "upload the package (Add-AadrmKey)", || {
+        let key_file = dir.join("TransferPackage-ContosoFirstkey.byok");
+        tenant::run(g, &tenant_args(TenantCommand::AddKey { key_file, yes: true, allow_unattested }))
     })?;
-    step(11, "the tenant's keys (Get-AadrmKeys)", || tenant::run(&g, &tenant_args(TenantCommand::Keys)))?;
-    step(12, "the Active key signs as the key generated in step 4", || {
-        let original = hsmkit_emulator::keyblob::KeyFile::read(&dir.join("kmdata/local/key_simple_contosokey"))?;
-        let id = tenant::check_active_key(&g, &dir.join("provider"), TENANT, &original.header.public)?;
+    step(first + 1, "the tenant's keys (Get-AadrmKeys)", || tenant::run(g, &tenant_args(TenantCommand::Keys)))?;
+    step(first + 2, "the Active key signs as the key the customer generated", || {
+        let id = tenant::check_active_key(g, &dir.join("provider"), TENANT, original_spki)?;
         println!(
             "A signature by the Active key {id}, made in the provider's module, verifies under contosokey's public key."
         );
@@ -207,8 +214,7 @@ fn run_pkcs11(
     started: Instant,
 ) -> Result<()> {
     use hsmkit_backend::{
-        Backend, HashAlg, KeyFilter, KeyMaterial, KeyPairSpec, KeyPolicy, Mechanism, ObjectClass, SessionMode, Usage,
-        UserKind,
+        Backend, KeyFilter, KeyMaterial, KeyPairSpec, KeyPolicy, ObjectClass, SessionMode, Usage, UserKind,
     };
     use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
     use hsmkit_transfer::byok::{self, TransferBody, TransferPackage};
@@ -340,30 +346,7 @@ fn run_pkcs11(
             path.display(),
             if composed { " (RSA-AES key wrap composed in the module)" } else { "" }
         );
-        let _ = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
         Ok(())
     })?;
-    let tenant_args = |command| TenantArgs { provider: dir.join("provider"), tenant: TENANT.into(), command };
-    step(7, "upload the package (Add-AadrmKey)", || {
-        tenant::run(
-            &g,
-            &tenant_args(TenantCommand::AddKey {
-                key_file: dir.join("TransferPackage-ContosoFirstkey.byok"),
-                yes: true,
-                allow_unattested: true,
-            }),
-        )
-    })?;
-    step(8, "the tenant's keys (Get-AadrmKeys)", || tenant::run(&g, &tenant_args(TenantCommand::Keys)))?;
-    step(9, "the Active key signs as the key generated on the token", || {
-        let id = tenant::check_active_key(&g, &dir.join("provider"), TENANT, &spki)?;
-        println!(
-            "A signature by the Active key {id}, made in the provider's module, verifies under contosokey's public key."
-        );
-        Ok(())
-    })?;
-    println!();
-    println!("Ceremony complete in {} ms; everything is in {}", started.elapsed().as_millis(), dir.display());
-    println!("Result: SUCCESS");
-    Ok(())
+    provider_steps(&g, dir, 7, true, &spki, started)
 }
