@@ -92,7 +92,7 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     let emu = provider(g, &a.provider)?;
     let now = emu.config().clock.now_ms();
     let tenant_tag: String =
-        a.tenant.chars().filter(|c| c.is_ascii_hexdigit()).take(8).collect::<String>().to_ascii_lowercase();
+        a.tenant.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase();
     // An upload is checked before the store is opened: a refused package changes nothing,
     // not even by creating the tenant.
     let checked = match &a.command {
@@ -139,6 +139,9 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
 
 /// A package that passed every check of the provider's service.
 struct Checked {
+    /// What the key may do in the provider's module: what its certified ACL allows (sign and
+    /// verify only for an unattested package).
+    usage: Usage,
     name: String,
     bytes: Vec<u8>,
     package: TransferPackage,
@@ -160,7 +163,7 @@ fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path, allow
     };
     if b.tenant != tenant.to_ascii_lowercase() {
         return refuse(
-            format!("it is for tenant {}, not {}", b.tenant, tenant.to_ascii_lowercase()),
+            format!("it is for tenant {:?}, not {}", b.tenant, tenant.to_ascii_lowercase()),
             "upload it to its own tenant",
         );
     }
@@ -193,7 +196,15 @@ fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path, allow
             );
         }
         println!("{name}: from a PKCS#11 token; narrowed attributes (not certified): {}", b.acl);
-        return Ok(Checked { name, bytes, kek_ident: kek.header.ident.clone(), source_world: Vec::new(), package });
+        let usage = Usage::SIGN | Usage::VERIFY;
+        return Ok(Checked {
+            usage,
+            name,
+            bytes,
+            kek_ident: kek.header.ident.clone(),
+            source_world: Vec::new(),
+            package,
+        });
     }
     // The source world's quorum approved exactly this narrowed ACL for this key.
     let acl: Acl = serde_json::from_value(b.acl.clone())
@@ -201,6 +212,10 @@ fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path, allow
     let cert: AclCertificate = serde_json::from_value(b.acl_certificate.clone()).map_err(|_| {
         Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: its ACL certificate is malformed"))
     })?;
+    // The certificate names a key by its hash: it must be this package's key.
+    if b.key_hash != cert.cipher_suite.hash(&[&b.public]) {
+        return refuse("its ACL certificate is for another key".into(), "make the package again from the narrowed key");
+    }
     let Some(source_world) = cert.verify(&b.key_hash, &acl) else {
         return refuse("its ACL certificate does not verify".into(), "make the package again from the narrowed key");
     };
@@ -210,18 +225,19 @@ fn check_package(emu: &Emulator, tenant: &str, key_file: &std::path::Path, allow
             "narrow the key with -ModifyAcls and this toolset",
         );
     }
-    Ok(Checked { name, bytes, kek_ident: kek.header.ident.clone(), source_world, package })
+    let usage = acl.policy().usage & (Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT);
+    Ok(Checked { usage, name, bytes, kek_ident: kek.header.ident.clone(), source_world, package })
 }
 
 fn add_key(emu: &Emulator, store: &mut Store, tenant: &str, checked: Checked, yes: bool, now: u64) -> Result<()> {
     let op = Op::UnwrapKey;
-    let Checked { name, bytes, package, kek_ident, source_world } = checked;
+    let Checked { usage, name, bytes, package, kek_ident, source_world } = checked;
     let b = &package.body;
     let refuse = |why: String, hint: &str| {
         Err(Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: {why}")).hint(hint.to_string()))
     };
     let package_sha = sha256_hex(&bytes);
-    if let Some(id) = store.added_as(&package_sha)? {
+    if let Some(id) = store.added_as(&package_sha, &sha256_hex(&b.public))? {
         return Err(Error::new(ErrorKind::AlreadyExists, op)
             .detail(format!("{name} was already added, as key {id}; nothing changed"))
             .hint("list the keys with `hsmkit tenant … keys`"));
@@ -242,9 +258,14 @@ fn add_key(emu: &Emulator, store: &mut Store, tenant: &str, checked: Checked, ye
     let identifier = guid(&package_sha);
     let kek_handles = emu.load_key("hsmkit", &kek_ident)?;
     let session = emu.open_session(SLOT, SessionMode::ReadWrite)?;
-    let policy =
-        KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT).with_label(identifier.clone());
-    let key = session.unwrap_key(&byok::WRAP, kek_handles[0], &b.wrapped, KeyType::Rsa, &policy)?;
+    let policy = KeyPolicy::new(usage).with_label(identifier.clone());
+    let key = session.unwrap_key(
+        &byok::WRAP,
+        crate::commands::private_handle(&kek_handles)?,
+        &b.wrapped,
+        KeyType::Rsa,
+        &policy,
+    )?;
     let cleanup = |e: Error| {
         let _ = session.destroy(key);
         e
@@ -264,7 +285,7 @@ fn add_key(emu: &Emulator, store: &mut Store, tenant: &str, checked: Checked, ye
     match store.add(&row, &package_sha).map_err(cleanup)? {
         Added::Added { archived, .. } => {
             println!(
-                "Key {identifier} (from {}, source world {}) is the Active key",
+                "Key {identifier} (from {:?}, source world {}) is the Active key",
                 b.friendly_name,
                 hex(&source_world)
             );

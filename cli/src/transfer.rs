@@ -193,7 +193,7 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
     let handles = emu.load_key("xferacld", &a.ident)?;
     let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
     let kek = import_kek(session.as_ref(), spki.clone())?;
-    let wrapped = session.wrap_key(&byok::WRAP, kek, handles[0])?;
+    let wrapped = session.wrap_key(&byok::WRAP, kek, crate::commands::private_handle(&handles)?)?;
     let to_value = |v: serde_json::Result<serde_json::Value>| {
         v.map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
     };
@@ -210,7 +210,7 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
         wrap_mechanism: "CKM_RSA_AES_KEY_WRAP".into(),
         wrapped,
     };
-    let package = TransferPackage::sign(body, session.as_ref(), handles[0])?;
+    let package = TransferPackage::sign(body, session.as_ref(), crate::commands::private_handle(&handles)?)?;
     hsmkit_emulator::fsio::write_atomic_new(&path, &package.to_bytes()?, &hsmkit_emulator::fsio::FaultHook::default())
         .map_err(|e| Error::new(ErrorKind::Io, Op::WrapKey).detail(format!("cannot write {}: {e}", path.display())))?;
     println!("Key {} wrapped under the provider's KEK with CKM_RSA_AES_KEY_WRAP (OAEP SHA-1, AES-256 KWP)", a.ident);
@@ -313,7 +313,7 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
     let handles = emu.load_key("xferacld", &a.ident)?;
     let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
     let kek = import_kek(session.as_ref(), kek_spki)?;
-    let wrapped = session.wrap_key(&mechanism, kek, handles[0])?;
+    let wrapped = session.wrap_key(&mechanism, kek, crate::commands::private_handle(&handles)?)?;
     let bytes = match kid {
         Some(kid) => {
             let generator = format!("hsmkit {}; hsmkit emulator module {}", env!("CARGO_PKG_VERSION"), emu.esn()?);

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use hsmkit_backend::{Backend, Error, ErrorKind, Op, Pin, Result, SessionMode};
 use hsmkit_emulator::acl::Acl;
-use hsmkit_emulator::fsio::{FaultHook, write_atomic};
+use hsmkit_emulator::fsio::{FaultHook, write_atomic_new};
 use hsmkit_emulator::suite::CipherSuite;
 use hsmkit_emulator::world::Quorum;
 use hsmkit_emulator::{Config, Emulator, SLOT};
@@ -58,7 +58,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
             .detail(format!("{} already exists", path.display()))
             .hint("move it away first, or write the toolset elsewhere with --out"));
     }
-    write_atomic(path, bytes, &FaultHook::default()).map_err(io(Op::SaveKey, path))
+    write_atomic_new(path, bytes, &FaultHook::default()).map_err(io(Op::SaveKey, path))
 }
 
 pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
@@ -77,6 +77,12 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
                 .detail(format!("{} already exists", p.display()))
                 .hint("move it away first, or write the toolset elsewhere with --out"));
         }
+    }
+    // A toolset folder pins one root: a second provider's packages there would not verify.
+    if a.out.join(PIN_FILE).exists() {
+        return Err(Error::new(ErrorKind::AlreadyExists, Op::Initialize)
+            .detail(format!("{} already pins another provider's root", a.out.join(PIN_FILE).display()))
+            .hint("write each provider's toolset to a folder of its own with --out"));
     }
     if a.dir.join("kmdata").exists() {
         return Err(Error::new(ErrorKind::AlreadyExists, Op::Initialize)
@@ -134,7 +140,10 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
         kek: KekInfo { spki: kek_header.public.clone(), bits: kek_header.bits, exportable, generated_in: emu.esn()? },
         world_hknso: world.hknso().to_vec(),
     };
-    let kek_pkg = KekPackage::sign(KEK_FORMAT, kek_body, cert.clone(), root.spki(), session.as_ref(), handles[0])?;
+    let signing = *handles
+        .first()
+        .ok_or_else(|| Error::new(ErrorKind::Device, Op::LoadKey).detail("the module signing key did not load"))?;
+    let kek_pkg = KekPackage::sign(KEK_FORMAT, kek_body, cert.clone(), root.spki(), session.as_ref(), signing)?;
     let world_body = WorldBody {
         region,
         generation,
@@ -142,14 +151,12 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
         hknso: world.hknso().to_vec(),
         hkm: world.hkm().to_vec(),
     };
-    let world_pkg = WorldPackage::sign(WORLD_FORMAT, world_body, cert, root.spki(), session.as_ref(), handles[0])?;
+    let world_pkg = WorldPackage::sign(WORLD_FORMAT, world_body, cert, root.spki(), session.as_ref(), signing)?;
     write_new(&kek_path, &kek_pkg.to_bytes()?)?;
     write_new(&world_path, &world_pkg.to_bytes()?)?;
     let hash = packages::format_root_hash(&packages::root_hash(&root.spki()));
     let pin_path = a.out.join(PIN_FILE);
-    if !pin_path.exists() {
-        write_new(&pin_path, format!("{hash}\n").as_bytes())?;
-    }
+    write_new(&pin_path, format!("{hash}\n").as_bytes())?;
     println!("Toolset for region {region}:");
     println!("  {}", kek_path.display());
     println!("  {}", world_path.display());
@@ -194,6 +201,9 @@ pub fn verified_toolset(kek: &Path, world: &Path, root_hash: Option<&str>) -> Re
                     .detail(format!("no pinned root hash: {}: {e}", pin_path.display()))
                     .hint("give --root-hash (the hash your provider publishes), or keep the toolset's verifykeypackage.pin beside the packages")
             })?;
+            println!(
+                " note: the pin comes from the toolset's own folder; compare it with the hash your provider publishes, or give --root-hash"
+            );
             (text.trim().to_string(), pin_path.display().to_string())
         }
     };

@@ -246,34 +246,46 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
 #[test]
 fn vendor_init_makes_a_toolset_that_verifykeypackage_accepts_and_mixed_regions_fail() {
     let e = Env::new();
-    let out_dir = e.dir.path().join("toolset");
-    std::fs::create_dir(&out_dir).expect("toolset dir");
+    let dir = |r: &str| e.dir.path().join(format!("toolset-{r}"));
     for region in ["NA", "EU"] {
+        std::fs::create_dir(dir(region)).expect("toolset dir");
         let out = e.ok(&format!(
             "vendor init --region {region} --dir {} --out {}",
             e.dir.path().join(format!("provider-{region}")).display(),
-            out_dir.display()
+            dir(region).display()
         ));
         assert!(out.contains("Vendor root hash: "), "{out}");
     }
-    let k = |r: &str| out_dir.join(format!("BYOK-KEK-pkg-{r}-1"));
-    let w = |r: &str| out_dir.join(format!("BYOK-SecurityWorld-pkg-{r}-1"));
-    // The article's command, with the NA root pinned by the toolset's pin file.
+    let k = |r: &str| dir(r).join(format!("BYOK-KEK-pkg-{r}-1"));
+    let w = |r: &str| dir(r).join(format!("BYOK-SecurityWorld-pkg-{r}-1"));
+    // The article's command, with the root pinned by the toolset's pin file.
     let out = e.ok(&format!("verifykeypackage -k {} -w {}", k("NA").display(), w("NA").display()));
     assert!(out.ends_with("Result: SUCCESS\n"), "{out}");
     assert!(out.contains("ok: the KEK is not exportable"), "{out}");
     // EU was made by another provider with another root: pinned to NA's root, it fails by name.
-    let err = e.fails(&format!("verifykeypackage -k {} -w {}", k("EU").display(), w("EU").display()));
+    let na_root = std::fs::read_to_string(dir("NA").join("verifykeypackage.pin")).expect("pin");
+    let err = e.fails(&format!(
+        "verifykeypackage -k {} -w {} --root-hash {}",
+        k("EU").display(),
+        w("EU").display(),
+        na_root.trim().replace(' ', "")
+    ));
     assert!(err.contains("check failed: the signer chain ends at the pinned root"), "{err}");
     let err = e.fails(&format!("verifykeypackage -k {} -w {} --root-hash 00", k("NA").display(), w("NA").display()));
     assert!(err.contains("is not a root hash"), "{err}");
-    // A provider folder is not overwritten.
+    // A provider folder is not overwritten, and a toolset folder pins one root only.
     let err = e.fails(&format!(
         "vendor init --region NA --dir {} --out {}",
         e.dir.path().join("provider-NA").display(),
         e.dir.path().display()
     ));
     assert!(err.contains("already holds a provider"), "{err}");
+    let err = e.fails(&format!(
+        "vendor init --region AP --dir {} --out {}",
+        e.dir.path().join("provider-AP").display(),
+        dir("NA").display()
+    ));
+    assert!(err.contains("already pins another provider's root"), "{err}");
 }
 
 #[test]
@@ -447,7 +459,7 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     let other = format!("tenant --provider {} --tenant 11111111-2222-3333-4444-555555555555 keys", provider.display());
     e.ok(&other);
     let err = e.fails(&other.replace(" keys", &format!(" add-key --key-file {} --yes", pkg.display())));
-    assert!(err.contains(&format!("it is for tenant {tenant}")), "{err}");
+    assert!(err.contains(&format!("it is for tenant \"{tenant}\"")), "{err}");
     // A package made for another provider's world is refused by that provider.
     let other_provider = d.join("provider-2");
     let other_out = d.join("toolset-2");
@@ -467,6 +479,18 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     assert!(keys.contains("Customer-managed (BYOK)  Active"), "{keys}");
     // The same package twice: a clear answer, no duplicate.
     let err = e.fails(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert!(err.contains("was already added"), "{err}");
+    assert_eq!(e.ok(&t("keys")), keys);
+    // The same key packaged again (new bytes: OAEP is randomised) is not a new key either.
+    e.ok(&format!(
+        "transfer package --ident contosokey --kek-package {} --world-package {} --tenant {tenant} --friendly-name Again --out {}",
+        kek.display(),
+        world.display(),
+        d.display()
+    ));
+    let again = d.join("TransferPackage-Again.byok");
+    assert_ne!(std::fs::read(&again).expect("again"), std::fs::read(&pkg).expect("pkg"));
+    let err = e.fails(&t(&format!("add-key --key-file {} --yes", again.display())));
     assert!(err.contains("was already added"), "{err}");
     assert_eq!(e.ok(&t("keys")), keys);
     // Re-activating the initial key archives the BYOK key.

@@ -333,6 +333,21 @@ fn verify_chain<B: Serialize>(name: &str, p: &Package<B>, pinned: &[u8; 20]) -> 
     Ok(())
 }
 
+/// A package file named like the toolset's (`BYOK-…-pkg-<REGION>-<N>`) must carry that region and
+/// generation: a renamed package is refused.
+fn named_as(kek_name: &str, world_name: &str, region: Region, generation: u32) -> std::result::Result<(), String> {
+    let (kek_expected, world_expected) = package_names(region, generation);
+    for (name, expected, prefix) in
+        [(kek_name, kek_expected, "BYOK-KEK-pkg-"), (world_name, world_expected, "BYOK-SecurityWorld-pkg-")]
+    {
+        let file = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        if file.starts_with(prefix) && file != expected {
+            return Err(format!("{file} holds the package {expected}: the file was renamed"));
+        }
+    }
+    Ok(())
+}
+
 /// What a successful verification establishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -368,8 +383,13 @@ pub fn verify(
         Some("they were signed by different modules".to_string())
     } else if k.world_hknso != w.hknso {
         Some("the KEK belongs to another security world".to_string())
+    } else if k.kek.generated_in != kek.module_cert.body.esn {
+        Some(format!(
+            "the KEK says it was generated in module {}, but module {} signed it",
+            k.kek.generated_in, kek.module_cert.body.esn
+        ))
     } else {
-        None
+        named_as(kek_name, world_name, k.region, k.generation).err()
     };
     if let Some(why) = mismatch {
         return Err(failed(Check::PackagesMatch, why));

@@ -146,11 +146,16 @@ impl Store {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(db_err(&path, Op::FindKeys))
     }
 
-    /// The key a package was added as, if it was.
-    pub fn added_as(&self, package_sha256: &str) -> Result<Option<String>> {
+    /// The key a package was added as, if it was, or the tenant's key with the same public key
+    /// (the same key packaged again: OAEP makes every package's bytes new).
+    pub fn added_as(&self, package_sha256: &str, fingerprint: &str) -> Result<Option<String>> {
         let path = self.path();
         self.db
-            .query_row("SELECT identifier FROM keys WHERE package_sha256 = ?1", params![package_sha256], |r| r.get(0))
+            .query_row(
+                "SELECT identifier FROM keys WHERE package_sha256 = ?1 OR (tenant = ?2 AND fingerprint = ?3)",
+                params![package_sha256, self.tenant, fingerprint],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db_err(&path, Op::ImportKey))
     }
@@ -162,7 +167,11 @@ impl Store {
         let e = db_err(&path, Op::ImportKey);
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
         let before: Option<String> = tx
-            .query_row("SELECT identifier FROM keys WHERE package_sha256 = ?1", params![package_sha256], |r| r.get(0))
+            .query_row(
+                "SELECT identifier FROM keys WHERE package_sha256 = ?1 OR (tenant = ?2 AND fingerprint = ?3)",
+                params![package_sha256, self.tenant, key.fingerprint],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(&e)?;
         if let Some(id) = before {

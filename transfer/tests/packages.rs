@@ -149,3 +149,13 @@ fn root_hashes_print_and_parse_as_the_article_writes_them() {
         assert!(packages::parse_root_hash(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_renamed_package_is_refused() {
+    let p = provider(8, Region::NA, Region::NA, false);
+    packages::verify("BYOK-KEK-pkg-NA-1", &p.kek, "BYOK-SecurityWorld-pkg-NA-1", &p.world, &p.root_hash)
+        .expect("named right");
+    let err = packages::verify("dir/BYOK-KEK-pkg-EU-1", &p.kek, "BYOK-SecurityWorld-pkg-NA-1", &p.world, &p.root_hash)
+        .expect_err("renamed");
+    assert!(err.to_string().contains("the file was renamed"), "{err}");
+}
