@@ -104,7 +104,13 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     let mut store = Store::open(&a.provider.join("tenants.sqlite"), &a.tenant, now, || {
         // The provider's initial key for the tenant, made in its module.
         let ident = format!("tenant-{tenant_tag}-initial");
-        let h = emu.generate_rsa("tenant", &ident, &ident, 2048, 65537)?;
+        // An initial key left by an earlier attempt whose database write failed is reused.
+        let existing = emu.key_path("tenant", &ident);
+        let h = if existing.exists() {
+            hsmkit_emulator::keyblob::KeyFile::read(&existing)?.header
+        } else {
+            emu.generate_rsa("tenant", &ident, &ident, 2048, 65537)?
+        };
         Ok((guid(&sha256_hex(&h.public)), sha256_hex(&h.public), format!("tenant/{ident}")))
     })?;
     match &a.command {
