@@ -89,6 +89,39 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
             .detail(format!("{} already holds a provider", a.dir.display()))
             .hint("choose another --dir"));
     }
+    // Everything is made in a provider folder of its own; if anything fails, what this run made
+    // is removed again, so the command can simply be run again.
+    let dir_was_new = !a.dir.exists();
+    let subs = ["kmdata", "nvram", "cards", "acs-pin", "vendor-root.pk8"];
+    let existed: Vec<bool> = subs.iter().map(|s| a.dir.join(s).exists()).collect();
+    let made = [kek_path.clone(), world_path.clone(), a.out.join(PIN_FILE)];
+    let result = make_provider(g, a, region, generation, &kek_path, &world_path);
+    if result.is_err() {
+        if dir_was_new {
+            let _ = std::fs::remove_dir_all(&a.dir);
+        } else {
+            for (sub, existed) in subs.iter().zip(existed) {
+                let p = a.dir.join(sub);
+                if !existed {
+                    let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                }
+            }
+        }
+        for p in &made {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
+}
+
+fn make_provider(
+    g: &Global,
+    a: &VendorInitArgs,
+    region: Region,
+    generation: u32,
+    kek_path: &Path,
+    world_path: &Path,
+) -> Result<()> {
     let kmdata = a.dir.join("kmdata");
     hsmkit_emulator::fsio::create_private_dir(&kmdata).map_err(io(Op::Initialize, &kmdata))?;
     let mut config = Config::beside(&kmdata);
@@ -152,8 +185,8 @@ pub fn init(g: &Global, a: &VendorInitArgs) -> Result<()> {
         hkm: world.hkm().to_vec(),
     };
     let world_pkg = WorldPackage::sign(WORLD_FORMAT, world_body, cert, root.spki(), session.as_ref(), signing)?;
-    write_new(&kek_path, &kek_pkg.to_bytes()?)?;
-    write_new(&world_path, &world_pkg.to_bytes()?)?;
+    write_new(kek_path, &kek_pkg.to_bytes()?)?;
+    write_new(world_path, &world_pkg.to_bytes()?)?;
     let hash = packages::format_root_hash(&packages::root_hash(&root.spki()));
     let pin_path = a.out.join(PIN_FILE);
     write_new(&pin_path, format!("{hash}\n").as_bytes())?;

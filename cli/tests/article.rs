@@ -769,3 +769,19 @@ fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
     assert!(text.contains("composed in the module"), "SoftHSM2 has no CKM_RSA_AES_KEY_WRAP: {text}");
     assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
 }
+
+#[test]
+fn a_vendor_init_that_fails_midway_leaves_nothing_behind() {
+    let e = Env::new();
+    let provider = e.dir.path().join("provider");
+    std::fs::create_dir(&provider).expect("provider dir");
+    // A file in the way of one of the provider's files makes the run fail after it has begun.
+    std::fs::write(provider.join("acs-pin"), "someone else's file\n").expect("acs-pin");
+    let out = e.dir.path().join("toolset");
+    std::fs::create_dir(&out).expect("toolset");
+    let err = e.fails(&format!("vendor init --region NA --dir {} --out {}", provider.display(), out.display()));
+    assert!(err.contains("already exists"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&provider).expect("dir").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("acs-pin")], "only what was there before");
+    assert_eq!(std::fs::read_dir(&out).expect("out").count(), 0, "no package, no pin");
+}
