@@ -354,14 +354,15 @@ fn rsa_aes_key_wrap(ctx: &Ctx<'_>) -> R {
     ensure(back.to_public_key() == soft.to_public_key(), "the blob holds another key")
 }
 
-fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
-    let s = ctx.session()?;
+/// An RSA-AES blob made in software: the KEK's private half imported into the session for
+/// unwrapping, the wrapped key's software copy, and OAEP(SHA-1) of an AES-256 key followed by
+/// RFC 5649 of the key's PKCS#8.
+fn software_rsa_aes_blob(s: &dyn Session) -> Result<(KeyHandle, rsa::PrivateKey, Vec<u8>), String> {
     let (provider, provider_der) = rsa_private_pkcs8(6)?;
     let kek = s
         .import_key(&KeyMaterial::RsaPrivatePkcs8(provider_der), &policy(Usage::UNWRAP | Usage::DECRYPT))
         .map_err(err("import KEK private key"))?;
     let (soft, der) = rsa_private_pkcs8(7)?;
-    // The blob, made in software: OAEP(SHA-1) of an AES-256 key, then RFC 5649 of the PKCS#8.
     let eph = [0x33u8; 32];
     let mut blob = provider
         .to_public_key()
@@ -370,6 +371,12 @@ fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
     let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&eph).map_err(err("eph"))?;
     let mut buf = vec![0u8; der.len() + 16];
     blob.extend_from_slice(kwp.wrap_key(&der, &mut buf).map_err(|_| "KWP in software".to_string())?);
+    Ok((kek, soft, blob))
+}
+
+fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (kek, soft, blob) = software_rsa_aes_blob(s.as_ref())?;
     let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
     let key = s.unwrap_key(&mech, kek, &blob, KeyType::Rsa, &policy(Usage::SIGN)).map_err(err("unwrap"))?;
     let sig =
@@ -383,19 +390,7 @@ fn rsa_aes_key_unwrap(ctx: &Ctx<'_>) -> R {
 
 fn rsa_aes_key_unwrap_damaged(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
-    let (provider, provider_der) = rsa_private_pkcs8(6)?;
-    let kek = s
-        .import_key(&KeyMaterial::RsaPrivatePkcs8(provider_der), &policy(Usage::UNWRAP | Usage::DECRYPT))
-        .map_err(err("import KEK private key"))?;
-    let (_, der) = rsa_private_pkcs8(7)?;
-    let eph = [0x33u8; 32];
-    let mut blob = provider
-        .to_public_key()
-        .encrypt(&mut seeded_rng(8), rsa::Oaep::<sha1::Sha1>::new(), &eph)
-        .map_err(err("oaep"))?;
-    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&eph).map_err(err("eph"))?;
-    let mut buf = vec![0u8; der.len() + 16];
-    blob.extend_from_slice(kwp.wrap_key(&der, &mut buf).map_err(|_| "KWP in software".to_string())?);
+    let (kek, _, mut blob) = software_rsa_aes_blob(s.as_ref())?;
     let last = blob.len() - 1;
     blob[last] ^= 0x01;
     let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
