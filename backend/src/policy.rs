@@ -30,6 +30,18 @@ impl Usage {
     /// The usages that belong on a public key.
     pub const PUBLIC_SIDE: Usage = Usage::VERIFY.union(Usage::ENCRYPT).union(Usage::WRAP);
 
+    /// Each usage flag and the `CKA_*` attribute that carries it: the one table both PKCS#11 edges
+    /// (the client and the exported module) read.
+    pub const ATTRIBUTES: &'static [(Usage, cryptoki_sys::CK_ATTRIBUTE_TYPE)] = &[
+        (Usage::SIGN, cryptoki_sys::CKA_SIGN),
+        (Usage::VERIFY, cryptoki_sys::CKA_VERIFY),
+        (Usage::ENCRYPT, cryptoki_sys::CKA_ENCRYPT),
+        (Usage::DECRYPT, cryptoki_sys::CKA_DECRYPT),
+        (Usage::WRAP, cryptoki_sys::CKA_WRAP),
+        (Usage::UNWRAP, cryptoki_sys::CKA_UNWRAP),
+        (Usage::DERIVE, cryptoki_sys::CKA_DERIVE),
+    ];
+
     /// The PKCS#11 attribute name of a single usage flag.
     pub fn attribute_name(self) -> &'static str {
         match self {

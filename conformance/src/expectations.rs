@@ -69,6 +69,7 @@ impl Expectations {
         let text = match name {
             "emulator" => include_str!("../expectations/emulator.txt"),
             "softhsm2" => include_str!("../expectations/softhsm2.txt"),
+            "pkcs11-module" => include_str!("../expectations/pkcs11-module.txt"),
             _ => return None,
         };
         Expectations::parse(&format!("conformance/expectations/{name}.txt"), text).ok()

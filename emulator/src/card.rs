@@ -50,7 +50,8 @@ impl KdfParams {
         argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad_kdf())
     }
 
-    fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
+    /// The 32-byte key these parameters derive from `pin`.
+    pub fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
         let bad = bad_kdf;
         let params = self.params()?;
         let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);

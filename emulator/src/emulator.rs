@@ -495,6 +495,7 @@ impl Emulator {
             public: spki,
             cng: None,
             acl_certificate: None,
+            origin: None,
         })
     }
 
@@ -664,6 +665,15 @@ impl Emulator {
             }
         }
         removed
+    }
+
+    /// Points every handle of `old` at `new` (both halves of a pair keep their handles).
+    pub(crate) fn replace_key(&self, old: &Arc<LoadedKey>, new: &Arc<LoadedKey>) {
+        if let Ok(mut objects) = self.objects.write() {
+            for o in objects.values_mut().filter(|o| Arc::ptr_eq(&o.key, old)) {
+                o.key = new.clone();
+            }
+        }
     }
 
     pub(crate) fn all_objects(&self) -> Vec<(u64, Object)> {

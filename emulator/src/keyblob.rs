@@ -110,6 +110,33 @@ pub struct KeyHeader {
     /// The quorum's certificate for this key's ACL, when the ACL was set with the quorum.
     #[serde(default)]
     pub acl_certificate: Option<AclCertificate>,
+    /// How the key came to be, when it was made through the seam; `None` (not written) for keys
+    /// whose history is not recorded, which PKCS#11 then reports as neither local nor always
+    /// sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<KeyOrigin>,
+}
+
+/// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the
+/// key is made and carried unchanged by copies (which may only narrow it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOrigin {
+    /// Generated inside the module (not imported or unwrapped).
+    pub local: bool,
+    /// Sensitive since it was made.
+    pub always_sensitive: bool,
+    /// Never extractable since it was made.
+    pub never_extractable: bool,
+}
+
+impl KeyOrigin {
+    /// A key generated in the module with `policy`.
+    pub fn generated(policy: &hsmkit_backend::KeyPolicy) -> KeyOrigin {
+        KeyOrigin { local: true, always_sensitive: policy.sensitive, never_extractable: !policy.extractable }
+    }
+
+    /// A key that came from outside (import or unwrap).
+    pub const IMPORTED: KeyOrigin = KeyOrigin { local: false, always_sensitive: false, never_extractable: false };
 }
 
 /// The Administrator Card Set quorum's certificate over a key's ACL: KNSO's DSA signature over

@@ -19,7 +19,7 @@ use hsmkit_backend::{
 
 use crate::acl::{Acl, DeriveRole, Need, OpPerms};
 use crate::emulator::{Emulator, LoadedKey, Material, Object};
-use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, Protection};
+use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, KeyOrigin, Protection};
 use crate::keys::{self, mechanism_invalid};
 use crate::world::World;
 
@@ -69,7 +69,12 @@ impl Backend for Emulator {
                 .detail(format!("the emulator has slot {} only, not {}", SLOT.0, slot.0)));
         }
         self.require_world(Op::OpenSession)?;
-        Ok(Box::new(EmulatorSession { emu: self, id: self.new_session_id(), mode, _not_sync: PhantomData }))
+        Ok(Box::new(EmulatorSession {
+            emu: EmuRef::Borrowed(self),
+            id: self.new_session_id(),
+            mode,
+            _not_sync: PhantomData,
+        }))
     }
 
     fn world_admin(&self) -> Option<&dyn WorldAdmin> {
@@ -89,9 +94,26 @@ impl WorldAdmin for Emulator {
     }
 }
 
+/// The module a session talks to: borrowed (through [`Backend::open_session`]) or shared (through
+/// [`EmulatorSession::shared`], for a holder such as the PKCS#11 module that outlives any borrow).
+enum EmuRef<'a> {
+    Borrowed(&'a Emulator),
+    Shared(Arc<Emulator>),
+}
+
+impl std::ops::Deref for EmuRef<'_> {
+    type Target = Emulator;
+    fn deref(&self) -> &Emulator {
+        match self {
+            EmuRef::Borrowed(e) => e,
+            EmuRef::Shared(e) => e,
+        }
+    }
+}
+
 /// A session with the emulated module. Closing it (dropping it) destroys its session keys.
 pub struct EmulatorSession<'a> {
-    emu: &'a Emulator,
+    emu: EmuRef<'a>,
     id: u64,
     mode: SessionMode,
     _not_sync: PhantomData<Cell<()>>,
@@ -136,7 +158,87 @@ fn policy_of(o: &Object) -> KeyPolicy {
     p
 }
 
+impl EmulatorSession<'static> {
+    /// A session on a shared module, for holders that keep sessions beyond any borrow (the
+    /// PKCS#11 module keeps its sessions in a table). Like [`Backend::open_session`], it needs the
+    /// world in kmdata.
+    pub fn shared(emu: Arc<Emulator>, mode: SessionMode) -> Result<EmulatorSession<'static>> {
+        emu.require_world(Op::OpenSession)?;
+        let id = emu.new_session_id();
+        Ok(EmulatorSession { emu: EmuRef::Shared(emu), id, mode, _not_sync: PhantomData })
+    }
+}
+
 impl EmulatorSession<'_> {
+    /// Whether this is a read-write session.
+    pub fn mode(&self) -> SessionMode {
+        self.mode
+    }
+
+    /// How the key behind `key` came to be (`None` when its history was not recorded).
+    pub fn origin(&self, key: KeyHandle) -> Result<Option<KeyOrigin>> {
+        Ok(self.object(key, Op::GetAttributes)?.key.header.origin)
+    }
+
+    /// Changes a key in place (`C_SetAttributeValue`): its label and id freely, its rights only
+    /// downwards (fewer usages, sensitive, not extractable), under its ACL's `ReduceACL`. A token
+    /// key's blob is rewritten crash-safely; every handle to the key keeps working. Keys with use
+    /// limits are refused, so a change can never reset a limit.
+    pub fn modify(&self, key: KeyHandle, policy: &KeyPolicy) -> Result<()> {
+        let op = Op::ChangeAcl;
+        let o = self.object(key, op)?;
+        let original = policy_of(&o);
+        if policy.token != original.token {
+            return Err(Error::new(ErrorKind::ActionProhibited, op)
+                .detail("CKA_TOKEN cannot change; copy the key to make a token or session copy"));
+        }
+        let mut header = o.key.header.clone();
+        if let Some(label) = &policy.label {
+            header.name = label.clone();
+        }
+        if let Some(id) = &policy.id {
+            header.id = id.clone();
+        }
+        let rights_change = KeyPolicy { label: None, id: None, ..policy.clone() }
+            != KeyPolicy { label: None, id: None, ..original.clone() };
+        if rights_change {
+            policy.check_narrowing_of(&original)?;
+            if header.acl.groups.iter().any(|g| !g.limits.is_empty()) {
+                return Err(Error::new(ErrorKind::ActionProhibited, op)
+                    .detail("the key has use limits; changing its ACL in place would restart them")
+                    .hint("copy the key with the narrower policy instead"));
+            }
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
+            let mut full = policy.clone();
+            full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
+            header.acl = o.key.header.acl.narrowed_to(&full);
+            if let Some(m) = &policy.allowed_mechanisms {
+                header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
+            }
+            header.acl_certificate = None;
+        }
+        if header == o.key.header {
+            return Ok(());
+        }
+        let private = key_material_bytes(&o.key).unwrap_or_default();
+        let mut fresh = self.emu.loaded_from(header.clone(), &private, o.key.path.clone())?;
+        if let Some(k) = Arc::get_mut(&mut fresh) {
+            k.loaded_ms = o.key.loaded_ms;
+        }
+        if let Some(path) = &o.key.path {
+            self.require_rw(true, op)?;
+            let (world, km) = self.emu.module_key(op)?;
+            self.emu.seal_key(&world, &km, header, &private, true)?.write(path, &self.emu.config().faults)?;
+        }
+        self.emu.replace_key(&o.key, &fresh);
+        Ok(())
+    }
+
+    /// This session's number inside the module.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     fn object(&self, h: KeyHandle, op: Op) -> Result<Object> {
         self.emu.object(h, Some(self.id), op)
     }
@@ -236,6 +338,7 @@ impl EmulatorSession<'_> {
             hash: Vec::new(),
             cng: None,
             acl_certificate: None,
+            origin: None,
         })
     }
 
@@ -324,7 +427,8 @@ impl Session for EmulatorSession<'_> {
         }
         let mut key = Zeroizing::new(vec![0u8; bits as usize / 8]);
         self.emu.rng(Op::GenerateKey)?.fill(&mut key);
-        let header = self.aes_header(&world, policy, &key)?;
+        let mut header = self.aes_header(&world, policy, &key)?;
+        header.origin = Some(KeyOrigin::generated(policy));
         let handles = self.store(&world, &km, header, &key, policy.token, Op::GenerateKey)?;
         handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::GenerateKey))
     }
@@ -335,7 +439,8 @@ impl Session for EmulatorSession<'_> {
             return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
         };
         let pkcs8 = self.emu.new_rsa_pkcs8(bits, public_exponent)?;
-        let header = self.rsa_private_header(&world, policy, &pkcs8)?;
+        let mut header = self.rsa_private_header(&world, policy, &pkcs8)?;
+        header.origin = Some(KeyOrigin::generated(policy));
         match self.store(&world, &km, header, &pkcs8, policy.token, Op::GenerateKeyPair)?[..] {
             [private, public] => Ok((public, private)),
             _ => Err(crate::emulator::poisoned(Op::GenerateKeyPair)),
@@ -360,6 +465,7 @@ impl Session for EmulatorSession<'_> {
                 return Err(Error::new(ErrorKind::Unsupported, Op::ImportKey).detail("unknown key material"));
             }
         };
+        let header = KeyHeader { origin: Some(KeyOrigin::IMPORTED), ..header };
         let handles = self.store(&world, &km, header, &private, policy.token, Op::ImportKey)?;
         handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::ImportKey))
     }

@@ -1,0 +1,320 @@
+//! Sign, verify, encrypt, decrypt, digest, wrap and unwrap (PKCS#11 §5.8 to §5.14).
+//!
+//! Every operation runs through the emulator's session, so the key's ACL decides: a denial is
+//! `CKR_KEY_FUNCTION_NOT_PERMITTED`. `*Init` checks what PKCS#11 says it checks (the key's class,
+//! usage flag and allowed mechanisms), so mistakes are reported where the caller made them.
+
+use cryptoki_sys as ck;
+use cryptoki_sys::{CK_OBJECT_HANDLE, CK_SESSION_HANDLE};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{KeyType, Mechanism, ObjectClass, Session as _, Usage};
+
+use crate::ffi::{OutBuf, Result, Rv, Wrote, rv};
+use crate::objects::{Template, View, unwrap_template};
+use crate::ops::{CipherOp, DigestOp, Hasher, MechIn, SignOp, mechanism};
+use crate::state::{self, Library, Session, SessionState};
+
+/// What an operation is for: the usage it needs and the class of key it takes.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+}
+
+impl Purpose {
+    fn usage(self) -> Usage {
+        match self {
+            Purpose::Sign => Usage::SIGN,
+            Purpose::Verify => Usage::VERIFY,
+            Purpose::Encrypt => Usage::ENCRYPT,
+            Purpose::Decrypt => Usage::DECRYPT,
+        }
+    }
+
+    fn class(self) -> ObjectClass {
+        match self {
+            Purpose::Sign | Purpose::Decrypt => ObjectClass::PrivateKey,
+            Purpose::Verify | Purpose::Encrypt => ObjectClass::PublicKey,
+        }
+    }
+
+    fn fits(self, m: &Mechanism) -> bool {
+        match self {
+            Purpose::Sign | Purpose::Verify => matches!(m, Mechanism::RsaPkcs1v15 { .. } | Mechanism::RsaPss { .. }),
+            Purpose::Encrypt | Purpose::Decrypt => matches!(m, Mechanism::RsaOaep { .. }),
+        }
+    }
+}
+
+/// Checks that key `h` may start an operation for `purpose` with `m`.
+fn check_key(
+    lib: &Library,
+    s: &Session,
+    st: &SessionState,
+    h: CK_OBJECT_HANDLE,
+    m: &Mechanism,
+    p: Purpose,
+) -> Result<()> {
+    let v = View::read(&st.emu, h).map_err(|_| rv::KEY_HANDLE_INVALID)?;
+    if v.private() && lib.slots[s.slot].token()?.login != Some(ck::CKU_USER) {
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
+    let (class, key_type, policy) = v.parts();
+    if class != p.class() || key_type != KeyType::Rsa {
+        return Err(rv::KEY_TYPE_INCONSISTENT);
+    }
+    if !policy.usage.contains(p.usage()) {
+        return Err(Rv(ck::CKR_KEY_FUNCTION_NOT_PERMITTED));
+    }
+    if !policy.allows_mechanism(m.kind()) {
+        return Err(rv::MECHANISM_INVALID);
+    }
+    Ok(())
+}
+
+fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let active = match p {
+        Purpose::Sign => st.ops.sign.is_some(),
+        Purpose::Verify => st.ops.verify.is_some(),
+        Purpose::Encrypt => st.ops.encrypt.is_some(),
+        Purpose::Decrypt => st.ops.decrypt.is_some(),
+    };
+    if active {
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    let mech = mechanism(m)?;
+    if !p.fits(&mech) {
+        return Err(rv::MECHANISM_INVALID);
+    }
+    check_key(&lib, &s, &st, key, &mech, p)?;
+    let key = state::key(key);
+    match p {
+        Purpose::Sign | Purpose::Verify => {
+            let op = SignOp { mech, key, data: Zeroizing::new(Vec::new()), multipart: false, result: None };
+            if matches!(p, Purpose::Sign) {
+                st.ops.sign = Some(op);
+            } else {
+                st.ops.verify = Some(op);
+            }
+        }
+        Purpose::Encrypt => st.ops.encrypt = Some(CipherOp { mech, key, result: None }),
+        Purpose::Decrypt => st.ops.decrypt = Some(CipherOp { mech, key, result: None }),
+    }
+    Ok(())
+}
+
+/// `C_SignInit`.
+pub fn sign_init(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE) -> Result<()> {
+    start(h, m, key, Purpose::Sign)
+}
+
+/// `C_VerifyInit`.
+pub fn verify_init(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE) -> Result<()> {
+    start(h, m, key, Purpose::Verify)
+}
+
+/// `C_EncryptInit`.
+pub fn encrypt_init(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE) -> Result<()> {
+    start(h, m, key, Purpose::Encrypt)
+}
+
+/// `C_DecryptInit`.
+pub fn decrypt_init(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE) -> Result<()> {
+    start(h, m, key, Purpose::Decrypt)
+}
+
+/// Hands `result` out; the operation ends unless this was a length query or the buffer was short.
+fn hand_out(out: OutBuf<'_>, result: &[u8]) -> Result<bool> {
+    match out.put(result) {
+        Ok(Wrote::Copied) => Ok(true),
+        Ok(Wrote::LengthOnly) => Ok(false),
+        Err(e) if e == rv::BUFFER_TOO_SMALL => Err(e),
+        Err(e) => Err(e),
+    }
+}
+
+/// `C_Sign` (`final_` false) and `C_SignFinal` (`final_` true, `data` empty).
+pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let st = &mut *st;
+    let op = st.ops.sign.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.multipart != final_ && op.result.is_none() {
+        st.ops.sign = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    if op.result.is_none() {
+        let message: &[u8] = if final_ { &op.data } else { data };
+        match st.emu.sign(&op.mech, op.key, message) {
+            Ok(sig) => op.result = Some(sig),
+            Err(e) => {
+                st.ops.sign = None;
+                return Err(crate::emu_err(e));
+            }
+        }
+    }
+    let result = op.result.clone().unwrap_or_default();
+    if hand_out(out, &result)? {
+        st.ops.sign = None;
+    }
+    Ok(())
+}
+
+/// `C_SignUpdate` and `C_VerifyUpdate`.
+pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let slot = if verify { &mut st.ops.verify } else { &mut st.ops.sign };
+    let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.result.is_some() || (!op.multipart && !op.data.is_empty()) {
+        *slot = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    op.multipart = true;
+    op.data.extend_from_slice(data);
+    Ok(())
+}
+
+/// `C_Verify` (`final_` false) and `C_VerifyFinal` (`final_` true). The operation always ends.
+pub fn verify(h: CK_SESSION_HANDLE, data: &[u8], signature: &[u8], final_: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let op = st.ops.verify.take().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.multipart != final_ {
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    let message: &[u8] = if final_ { &op.data } else { data };
+    st.emu.verify(&op.mech, op.key, message, signature).map_err(crate::emu_err)
+}
+
+/// `C_Encrypt` and `C_Decrypt` (single-part mechanisms).
+pub fn crypt(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let st = &mut *st;
+    let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
+    let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.result.is_none() {
+        let r = if decrypt { st.emu.decrypt(&op.mech, op.key, input) } else { st.emu.encrypt(&op.mech, op.key, input) };
+        match r {
+            Ok(v) => op.result = Some(Zeroizing::new(v)),
+            Err(e) => {
+                *slot = None;
+                return Err(crate::emu_err(e));
+            }
+        }
+    }
+    let result = op.result.clone().unwrap_or_default();
+    if hand_out(out, &result)? {
+        *slot = None;
+    }
+    Ok(())
+}
+
+/// `C_EncryptUpdate`, `C_EncryptFinal`, `C_DecryptUpdate`, `C_DecryptFinal`: the module's
+/// encryption mechanisms are single-part; the operation ends.
+pub fn crypt_multipart(h: CK_SESSION_HANDLE, decrypt: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
+    slot.take().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    Err(rv::MECHANISM_INVALID)
+}
+
+/// `C_DigestInit`.
+pub fn digest_init(h: CK_SESSION_HANDLE, m: &MechIn) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    if st.ops.digest.is_some() {
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    st.ops.digest = Some(DigestOp { hasher: Hasher::new(m)?, multipart: false });
+    Ok(())
+}
+
+/// `C_Digest` (`final_` false) and `C_DigestFinal` (`final_` true).
+pub fn digest(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let op = st.ops.digest.as_ref().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.multipart != final_ {
+        st.ops.digest = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    let mut hasher = op.hasher.clone();
+    if !final_ {
+        hasher.update(data);
+    }
+    if hand_out(out, &hasher.finish())? {
+        st.ops.digest = None;
+    }
+    Ok(())
+}
+
+/// `C_DigestUpdate`.
+pub fn digest_update(h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let op = st.ops.digest.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    op.multipart = true;
+    op.hasher.update(data);
+    Ok(())
+}
+
+fn key_or(e: Rv, instead: Rv) -> Rv {
+    if e == rv::OBJECT_HANDLE_INVALID || e == rv::KEY_HANDLE_INVALID { instead } else { e }
+}
+
+/// Checks that the user is logged in when `h` names a private object.
+fn check_visible(lib: &Library, s: &Session, st: &SessionState, h: CK_OBJECT_HANDLE, invalid: Rv) -> Result<()> {
+    let v = View::read(&st.emu, h).map_err(|e| key_or(e, invalid))?;
+    if v.private() && lib.slots[s.slot].token()?.login != Some(ck::CKU_USER) {
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
+    Ok(())
+}
+
+/// `C_WrapKey`.
+pub fn wrap_key(
+    h: CK_SESSION_HANDLE,
+    m: &MechIn,
+    wrapping: CK_OBJECT_HANDLE,
+    key: CK_OBJECT_HANDLE,
+    out: OutBuf<'_>,
+) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let mech = mechanism(m)?;
+    if !matches!(
+        mech,
+        Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaOaep { .. } | Mechanism::RsaAesKeyWrap { .. }
+    ) {
+        return Err(rv::MECHANISM_INVALID);
+    }
+    check_visible(&lib, &s, &st, wrapping, Rv(ck::CKR_WRAPPING_KEY_HANDLE_INVALID))?;
+    check_visible(&lib, &s, &st, key, rv::KEY_HANDLE_INVALID)?;
+    let wrapped = st.emu.wrap_key(&mech, state::key(wrapping), state::key(key)).map_err(crate::emu_err)?;
+    out.put(&wrapped).map(|_| ())
+}
+
+/// `C_UnwrapKey`.
+pub fn unwrap_key(
+    h: CK_SESSION_HANDLE,
+    m: &MechIn,
+    unwrapping: CK_OBJECT_HANDLE,
+    wrapped: &[u8],
+    t: &Template<'_>,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let mech = mechanism(m)?;
+    check_visible(&lib, &s, &st, unwrapping, Rv(ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID))?;
+    let (key_type, policy) = unwrap_template(&lib, &s, t)?;
+    let k = st.emu.unwrap_key(&mech, state::key(unwrapping), wrapped, key_type, &policy).map_err(crate::emu_err)?;
+    Ok(k.0)
+}

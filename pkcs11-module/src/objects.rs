@@ -1,0 +1,724 @@
+//! Objects: templates in, attributes out, and the functions that make, copy, find and destroy keys
+//! (PKCS#11 §5.7, §5.13).
+//!
+//! Every object is a key of the emulated module. Private and secret keys are private objects: they
+//! are found and used only while the user is logged in. Their policy becomes the key's ACL, which
+//! the module enforces; `CKA_ALWAYS_SENSITIVE`, `CKA_NEVER_EXTRACTABLE` and `CKA_LOCAL` come from
+//! the key's recorded history.
+
+use cryptoki_sys as ck;
+use cryptoki_sys::{CK_ATTRIBUTE_TYPE, CK_OBJECT_HANDLE, CK_SESSION_HANDLE, CK_ULONG};
+use rsa::BoxedUint;
+use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{
+    Attr, AttrKind, AttrValue, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec, KeyType,
+    MechanismKind, ObjectClass, Session as _, Usage,
+};
+use hsmkit_emulator::EmulatorSession;
+use hsmkit_emulator::keyblob::KeyOrigin;
+
+use crate::ffi::{Answer, InAttr, Result, Rv, rv};
+use crate::ops::{FindOp, MechIn, Param};
+use crate::state::{self, Library, Session};
+
+/// A caller's template, checked for duplicates.
+pub struct Template<'a> {
+    attrs: Vec<InAttr<'a>>,
+}
+
+impl<'a> Template<'a> {
+    /// Wraps `attrs`; an attribute given twice is `CKR_TEMPLATE_INCONSISTENT`.
+    pub fn new(attrs: Vec<InAttr<'a>>) -> Result<Template<'a>> {
+        for (i, a) in attrs.iter().enumerate() {
+            if attrs[..i].iter().any(|b| b.kind == a.kind) {
+                return Err(rv::TEMPLATE_INCONSISTENT);
+            }
+        }
+        Ok(Template { attrs })
+    }
+
+    fn get(&self, t: CK_ATTRIBUTE_TYPE) -> Option<&'a [u8]> {
+        self.attrs.iter().find(|a| a.kind == t).map(|a| a.value)
+    }
+
+    fn bool(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<bool>> {
+        match self.get(t) {
+            None => Ok(None),
+            Some([b]) => Ok(Some(*b != 0)),
+            Some(_) => Err(rv::ATTRIBUTE_VALUE_INVALID),
+        }
+    }
+
+    fn ulong(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG>> {
+        match self.get(t) {
+            None => Ok(None),
+            Some(v) => Ok(Some(CK_ULONG::from_ne_bytes(v.try_into().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?))),
+        }
+    }
+
+    fn text(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<String>> {
+        self.get(t).map(|v| String::from_utf8(v.to_vec()).map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)).transpose()
+    }
+
+    /// Every attribute is one of `known` (else `CKR_ATTRIBUTE_TYPE_INVALID`); those only the
+    /// module sets are `CKR_ATTRIBUTE_READ_ONLY`.
+    fn only(&self, known: &[&[CK_ATTRIBUTE_TYPE]]) -> Result<()> {
+        for a in &self.attrs {
+            if READ_ONLY.contains(&a.kind) {
+                return Err(rv::ATTRIBUTE_READ_ONLY);
+            }
+            if !known.iter().any(|k| k.contains(&a.kind)) {
+                return Err(rv::ATTRIBUTE_TYPE_INVALID);
+            }
+        }
+        Ok(())
+    }
+
+    fn class(&self) -> Result<Option<ObjectClass>> {
+        self.ulong(ck::CKA_CLASS)?
+            .map(|c| match c {
+                ck::CKO_PRIVATE_KEY => Ok(ObjectClass::PrivateKey),
+                ck::CKO_PUBLIC_KEY => Ok(ObjectClass::PublicKey),
+                ck::CKO_SECRET_KEY => Ok(ObjectClass::SecretKey),
+                _ => Err(rv::ATTRIBUTE_VALUE_INVALID),
+            })
+            .transpose()
+    }
+
+    fn key_type(&self) -> Result<Option<KeyType>> {
+        self.ulong(ck::CKA_KEY_TYPE)?
+            .map(|k| match k {
+                ck::CKK_RSA => Ok(KeyType::Rsa),
+                ck::CKK_AES => Ok(KeyType::Aes),
+                _ => Err(rv::ATTRIBUTE_VALUE_INVALID),
+            })
+            .transpose()
+    }
+}
+
+const READ_ONLY: &[CK_ATTRIBUTE_TYPE] =
+    &[ck::CKA_LOCAL, ck::CKA_ALWAYS_SENSITIVE, ck::CKA_NEVER_EXTRACTABLE, ck::CKA_KEY_GEN_MECHANISM];
+const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
+    ck::CKA_CLASS,
+    ck::CKA_KEY_TYPE,
+    ck::CKA_TOKEN,
+    ck::CKA_PRIVATE,
+    ck::CKA_LABEL,
+    ck::CKA_ID,
+    ck::CKA_MODIFIABLE,
+    ck::CKA_COPYABLE,
+    ck::CKA_DESTROYABLE,
+    ck::CKA_START_DATE,
+    ck::CKA_END_DATE,
+    ck::CKA_DERIVE,
+    ck::CKA_ALLOWED_MECHANISMS,
+    ck::CKA_SUBJECT,
+];
+const PUBLIC: &[CK_ATTRIBUTE_TYPE] =
+    &[ck::CKA_ENCRYPT, ck::CKA_VERIFY, ck::CKA_VERIFY_RECOVER, ck::CKA_WRAP, ck::CKA_TRUSTED];
+const PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[
+    ck::CKA_SIGN,
+    ck::CKA_DECRYPT,
+    ck::CKA_UNWRAP,
+    ck::CKA_SIGN_RECOVER,
+    ck::CKA_SENSITIVE,
+    ck::CKA_EXTRACTABLE,
+    ck::CKA_WRAP_WITH_TRUSTED,
+    ck::CKA_ALWAYS_AUTHENTICATE,
+];
+const RSA_GEN: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_MODULUS_BITS, ck::CKA_PUBLIC_EXPONENT];
+const RSA_PUBLIC: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_MODULUS, ck::CKA_PUBLIC_EXPONENT];
+const RSA_PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[
+    ck::CKA_MODULUS,
+    ck::CKA_PUBLIC_EXPONENT,
+    ck::CKA_PRIVATE_EXPONENT,
+    ck::CKA_PRIME_1,
+    ck::CKA_PRIME_2,
+    ck::CKA_EXPONENT_1,
+    ck::CKA_EXPONENT_2,
+    ck::CKA_COEFFICIENT,
+];
+const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
+    ck::CKA_ENCRYPT,
+    ck::CKA_DECRYPT,
+    ck::CKA_SIGN,
+    ck::CKA_VERIFY,
+    ck::CKA_WRAP,
+    ck::CKA_UNWRAP,
+    ck::CKA_SENSITIVE,
+    ck::CKA_EXTRACTABLE,
+    ck::CKA_WRAP_WITH_TRUSTED,
+    ck::CKA_TRUSTED,
+    ck::CKA_VALUE_LEN,
+];
+
+/// Which usages an object of `class` carries.
+fn side(class: ObjectClass) -> Usage {
+    match class {
+        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
+        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
+        ObjectClass::SecretKey => Usage::all(),
+    }
+}
+
+/// Reads the policy a template asks for on top of `base`: usage flags of `side`, protection,
+/// persistence, label and id. Capabilities the module does not have (recover, derive, per-use
+/// authentication, public private keys) are `CKR_ATTRIBUTE_VALUE_INVALID`.
+fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) -> Result<()> {
+    for (usage, cka) in Usage::ATTRIBUTES {
+        if let Some(on) = t.bool(*cka)? {
+            if *usage == Usage::DERIVE || !side.contains(*usage) {
+                if on {
+                    return Err(rv::ATTRIBUTE_VALUE_INVALID);
+                }
+                continue;
+            }
+            base.usage.set(*usage, on);
+        }
+    }
+    for cka in [ck::CKA_SIGN_RECOVER, ck::CKA_VERIFY_RECOVER, ck::CKA_ALWAYS_AUTHENTICATE] {
+        if t.bool(cka)? == Some(true) {
+            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        }
+    }
+    for cka in [ck::CKA_MODIFIABLE, ck::CKA_COPYABLE, ck::CKA_DESTROYABLE] {
+        if t.bool(cka)? == Some(false) {
+            crate::log("the module's keys are always modifiable, copyable and destroyable");
+            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        }
+    }
+    if is_private && t.bool(ck::CKA_PRIVATE)? == Some(false) {
+        crate::log("private and secret keys of the module are private objects (CKA_PRIVATE true)");
+        return Err(rv::ATTRIBUTE_VALUE_INVALID);
+    }
+    if let Some(v) = t.bool(ck::CKA_SENSITIVE)? {
+        base.sensitive = v;
+    }
+    if let Some(v) = t.bool(ck::CKA_EXTRACTABLE)? {
+        base.extractable = v;
+    }
+    if let Some(v) = t.bool(ck::CKA_WRAP_WITH_TRUSTED)? {
+        base.wrap_with_trusted = v;
+    }
+    if let Some(v) = t.bool(ck::CKA_TRUSTED)? {
+        base.trusted = v;
+    }
+    if let Some(v) = t.bool(ck::CKA_TOKEN)? {
+        base.token = v;
+    }
+    if let Some(l) = t.text(ck::CKA_LABEL)? {
+        base.label = Some(l);
+    }
+    if let Some(id) = t.get(ck::CKA_ID) {
+        base.id = Some(id.to_vec());
+    }
+    if let Some(m) = t.get(ck::CKA_ALLOWED_MECHANISMS) {
+        if m.len() % size_of::<CK_ULONG>() != 0 {
+            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        }
+        let kinds = m
+            .chunks_exact(size_of::<CK_ULONG>())
+            .map(|c| {
+                let ckm = CK_ULONG::from_ne_bytes(c.try_into().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?);
+                MechanismKind::from_ckm(ckm).ok_or(rv::ATTRIBUTE_VALUE_INVALID)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        base.allowed_mechanisms = Some(kinds);
+    }
+    Ok(())
+}
+
+/// The default policy of a new key: every usage of its side, sensitive, not extractable, a
+/// session object.
+fn default_policy(side: Usage) -> KeyPolicy {
+    KeyPolicy { usage: side - Usage::DERIVE, sensitive: true, ..KeyPolicy::default() }
+}
+
+/// What the module knows of one object, gathered for attribute answers and searches.
+pub struct View {
+    class: ObjectClass,
+    key_type: KeyType,
+    policy: KeyPolicy,
+    bits: u64,
+    modulus: Option<Vec<u8>>,
+    exponent: Option<Vec<u8>>,
+    spki: Option<Vec<u8>>,
+    origin: Option<KeyOrigin>,
+}
+
+impl View {
+    /// Reads object `h` through the session.
+    pub fn read(emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Result<View> {
+        let kinds = [
+            AttrKind::Class,
+            AttrKind::KeyType,
+            AttrKind::Bits,
+            AttrKind::Modulus,
+            AttrKind::PublicExponent,
+            AttrKind::PublicKeyInfo,
+            AttrKind::Policy,
+        ];
+        let attrs = emu.attributes(state::key(h), &kinds).map_err(object_err)?;
+        let mut v = View {
+            class: ObjectClass::SecretKey,
+            key_type: KeyType::Aes,
+            policy: KeyPolicy::default(),
+            bits: 0,
+            modulus: None,
+            exponent: None,
+            spki: None,
+            origin: emu.origin(state::key(h)).map_err(object_err)?,
+        };
+        for a in attrs {
+            match a {
+                Attr::Value(_, AttrValue::Class(c)) => v.class = c,
+                Attr::Value(_, AttrValue::KeyType(k)) => v.key_type = k,
+                Attr::Value(_, AttrValue::Number(n)) => v.bits = n,
+                Attr::Value(AttrKind::Modulus, AttrValue::Bytes(b)) => v.modulus = Some(b),
+                Attr::Value(AttrKind::PublicExponent, AttrValue::Bytes(b)) => v.exponent = Some(b),
+                Attr::Value(AttrKind::PublicKeyInfo, AttrValue::Bytes(b)) => v.spki = Some(b),
+                Attr::Value(_, AttrValue::Policy(p)) => v.policy = p,
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    /// Class, key type and policy.
+    pub fn parts(&self) -> (ObjectClass, KeyType, &KeyPolicy) {
+        (self.class, self.key_type, &self.policy)
+    }
+
+    /// Whether this is a private object (seen only by a logged-in user).
+    pub fn private(&self) -> bool {
+        self.class != ObjectClass::PublicKey
+    }
+
+    fn origin(&self) -> KeyOrigin {
+        self.origin.unwrap_or(KeyOrigin::IMPORTED)
+    }
+
+    /// The answer for attribute `t`; `value` reads the secret value when it may be revealed.
+    pub fn answer(&self, t: CK_ATTRIBUTE_TYPE, value: &dyn Fn() -> Option<Zeroizing<Vec<u8>>>) -> Answer {
+        let b = |on: bool| Answer::Value(vec![u8::from(on)]);
+        let n = |x: CK_ULONG| Answer::Value(x.to_ne_bytes().to_vec());
+        let p = &self.policy;
+        let public = self.class == ObjectClass::PublicKey;
+        let private = self.class == ObjectClass::PrivateKey;
+        let secret = self.class == ObjectClass::SecretKey;
+        let rsa = self.key_type == KeyType::Rsa;
+        let usage = |u: Usage| if side(self.class).contains(u) { b(p.usage.contains(u)) } else { Answer::Invalid };
+        match t {
+            ck::CKA_CLASS => n(match self.class {
+                ObjectClass::PrivateKey => ck::CKO_PRIVATE_KEY,
+                ObjectClass::PublicKey => ck::CKO_PUBLIC_KEY,
+                ObjectClass::SecretKey => ck::CKO_SECRET_KEY,
+            }),
+            ck::CKA_KEY_TYPE => n(if rsa { ck::CKK_RSA } else { ck::CKK_AES }),
+            ck::CKA_TOKEN => b(p.token),
+            ck::CKA_PRIVATE => b(self.private()),
+            ck::CKA_MODIFIABLE | ck::CKA_COPYABLE | ck::CKA_DESTROYABLE => b(true),
+            ck::CKA_LABEL => Answer::Value(p.label.clone().unwrap_or_default().into_bytes()),
+            ck::CKA_ID => Answer::Value(p.id.clone().unwrap_or_default()),
+            ck::CKA_START_DATE | ck::CKA_END_DATE => Answer::Value(Vec::new()),
+            ck::CKA_DERIVE => b(false),
+            ck::CKA_LOCAL => b(self.origin().local),
+            ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, rsa) {
+                (true, true) => ck::CKM_RSA_PKCS_KEY_PAIR_GEN,
+                (true, false) => ck::CKM_AES_KEY_GEN,
+                (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
+            }),
+            ck::CKA_ALLOWED_MECHANISMS => {
+                Answer::Value(p.allowed_mechanisms.iter().flatten().flat_map(|k| k.ckm().to_ne_bytes()).collect())
+            }
+            ck::CKA_SIGN => usage(Usage::SIGN),
+            ck::CKA_VERIFY => usage(Usage::VERIFY),
+            ck::CKA_ENCRYPT => usage(Usage::ENCRYPT),
+            ck::CKA_DECRYPT => usage(Usage::DECRYPT),
+            ck::CKA_WRAP => usage(Usage::WRAP),
+            ck::CKA_UNWRAP => usage(Usage::UNWRAP),
+            ck::CKA_SIGN_RECOVER if private => b(false),
+            ck::CKA_VERIFY_RECOVER if public => b(false),
+            ck::CKA_ALWAYS_AUTHENTICATE if private => b(false),
+            ck::CKA_SUBJECT if !secret => Answer::Value(Vec::new()),
+            ck::CKA_TRUSTED if !private => b(p.trusted),
+            ck::CKA_SENSITIVE if !public => b(p.sensitive),
+            ck::CKA_EXTRACTABLE if !public => b(p.extractable),
+            ck::CKA_WRAP_WITH_TRUSTED if !public => b(p.wrap_with_trusted),
+            ck::CKA_ALWAYS_SENSITIVE if !public => b(self.origin().always_sensitive && p.sensitive),
+            ck::CKA_NEVER_EXTRACTABLE if !public => b(self.origin().never_extractable && !p.extractable),
+            ck::CKA_MODULUS if rsa => self.modulus.clone().map_or(Answer::Invalid, Answer::Value),
+            ck::CKA_PUBLIC_EXPONENT if rsa => self.exponent.clone().map_or(Answer::Invalid, Answer::Value),
+            ck::CKA_MODULUS_BITS if rsa && public => n(self.bits as CK_ULONG),
+            ck::CKA_PUBLIC_KEY_INFO if rsa => self.spki.clone().map_or(Answer::Invalid, Answer::Value),
+            ck::CKA_PRIVATE_EXPONENT
+            | ck::CKA_PRIME_1
+            | ck::CKA_PRIME_2
+            | ck::CKA_EXPONENT_1
+            | ck::CKA_EXPONENT_2
+            | ck::CKA_COEFFICIENT
+                if private =>
+            {
+                if p.sensitive || !p.extractable {
+                    return Answer::Sensitive;
+                }
+                value().and_then(|der| rsa_component(&der, t)).map_or(Answer::Sensitive, Answer::Value)
+            }
+            ck::CKA_VALUE_LEN if secret => n(self.bits as CK_ULONG / 8),
+            ck::CKA_VALUE if secret => {
+                if p.sensitive || !p.extractable {
+                    return Answer::Sensitive;
+                }
+                value().map_or(Answer::Sensitive, |v| Answer::Value(v.to_vec()))
+            }
+            _ => Answer::Invalid,
+        }
+    }
+}
+
+/// One CRT component of a PKCS#8 RSA key.
+fn rsa_component(pkcs8: &[u8], t: CK_ATTRIBUTE_TYPE) -> Option<Vec<u8>> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::PrivateKeyParts as _;
+    let key = rsa::PrivateKey::from_pkcs8_der(pkcs8).ok()?;
+    let bytes = |v: &BoxedUint| v.to_be_bytes_trimmed_vartime().to_vec();
+    match t {
+        ck::CKA_PRIVATE_EXPONENT => Some(bytes(key.d())),
+        ck::CKA_PRIME_1 => key.primes().first().map(|p| bytes(p.as_ref())),
+        ck::CKA_PRIME_2 => key.primes().get(1).map(|p| bytes(p.as_ref())),
+        ck::CKA_EXPONENT_1 => key.dp().map(bytes),
+        ck::CKA_EXPONENT_2 => key.dq().map(bytes),
+        ck::CKA_COEFFICIENT => key.crt_coefficient().map(|c| bytes(&c)),
+        _ => None,
+    }
+}
+
+/// A bad handle in an object function is `CKR_OBJECT_HANDLE_INVALID`.
+fn object_err(e: hsmkit_backend::Error) -> Rv {
+    match e.kind() {
+        hsmkit_backend::ErrorKind::KeyHandleInvalid | hsmkit_backend::ErrorKind::NotFound => rv::OBJECT_HANDLE_INVALID,
+        _ => crate::emu_err(e),
+    }
+}
+
+fn logged_in_user(lib: &Library, s: &Session) -> Result<bool> {
+    Ok(lib.slots[s.slot].token()?.login == Some(ck::CKU_USER))
+}
+
+/// Reads object `h` as the session may see it: a private object is invisible without the user.
+fn visible(lib: &Library, s: &Session, emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Result<View> {
+    let v = View::read(emu, h)?;
+    if v.private() && !logged_in_user(lib, s)? {
+        return Err(rv::OBJECT_HANDLE_INVALID);
+    }
+    Ok(v)
+}
+
+/// The secret value of `h`, when the module lets it be read.
+fn secret_value(emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Option<Zeroizing<Vec<u8>>> {
+    match emu.attributes(state::key(h), &[AttrKind::Value]).ok()?.pop()? {
+        Attr::Value(_, AttrValue::Secret(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// `C_GetAttributeValue`: the answer for each of `types`.
+pub fn get_attribute_values(
+    h: CK_SESSION_HANDLE,
+    obj: CK_OBJECT_HANDLE,
+    types: &[CK_ATTRIBUTE_TYPE],
+) -> Result<Vec<Answer>> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let v = visible(&lib, &s, &st.emu, obj)?;
+    let value = || secret_value(&st.emu, obj);
+    Ok(types.iter().map(|t| v.answer(*t, &value)).collect())
+}
+
+/// The session's mode allows creating a token object (`CKR_SESSION_READ_ONLY`) and the user is
+/// logged in for private ones (`CKR_USER_NOT_LOGGED_IN`).
+fn may_create(lib: &Library, s: &Session, policy: &KeyPolicy, private: bool) -> Result<()> {
+    if policy.token && !s.rw {
+        return Err(rv::SESSION_READ_ONLY);
+    }
+    if private && !logged_in_user(lib, s)? {
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
+    Ok(())
+}
+
+fn big(t: &Template<'_>, cka: CK_ATTRIBUTE_TYPE) -> Result<BoxedUint> {
+    let v = t.get(cka).ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    if v.is_empty() || v.len() > 1024 {
+        return Err(rv::ATTRIBUTE_VALUE_INVALID);
+    }
+    Ok(BoxedUint::from_be_slice_vartime(v))
+}
+
+/// `C_CreateObject`: AES keys from `CKA_VALUE`, RSA public keys from modulus and exponent, RSA
+/// private keys from their components.
+pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
+    let (lib, s) = state::session(h)?;
+    let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    let mut policy = default_policy(side(class));
+    let material = match (class, key_type) {
+        (ObjectClass::SecretKey, KeyType::Aes) => {
+            t.only(&[COMMON, SECRET, &[ck::CKA_VALUE]])?;
+            apply(t, side(class), &mut policy, true)?;
+            let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
+            if t.ulong(ck::CKA_VALUE_LEN)?.is_some_and(|l| l as usize != value.len()) {
+                return Err(rv::TEMPLATE_INCONSISTENT);
+            }
+            if !matches!(value.len(), 16 | 24 | 32) {
+                return Err(rv::ATTRIBUTE_VALUE_INVALID);
+            }
+            KeyMaterial::Aes(Zeroizing::new(value.to_vec()))
+        }
+        (ObjectClass::PublicKey, KeyType::Rsa) => {
+            t.only(&[COMMON, PUBLIC, RSA_PUBLIC])?;
+            apply(t, side(class), &mut policy, false)?;
+            let key = rsa::PublicKey::new(big(t, ck::CKA_MODULUS)?, big(t, ck::CKA_PUBLIC_EXPONENT)?)
+                .map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
+            KeyMaterial::RsaPublicSpki(key.to_public_key_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?.into_vec())
+        }
+        (ObjectClass::PrivateKey, KeyType::Rsa) => {
+            t.only(&[COMMON, PRIVATE, RSA_PRIVATE])?;
+            apply(t, side(class), &mut policy, true)?;
+            let primes = vec![big(t, ck::CKA_PRIME_1)?, big(t, ck::CKA_PRIME_2)?];
+            let key = rsa::PrivateKey::from_components(
+                big(t, ck::CKA_MODULUS)?,
+                big(t, ck::CKA_PUBLIC_EXPONENT)?,
+                big(t, ck::CKA_PRIVATE_EXPONENT)?,
+                primes,
+            )
+            .map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
+            let der = key.to_pkcs8_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
+            KeyMaterial::RsaPrivatePkcs8(Zeroizing::new(der.as_bytes().to_vec()))
+        }
+        _ => return Err(rv::TEMPLATE_INCONSISTENT),
+    };
+    may_create(&lib, &s, &policy, class != ObjectClass::PublicKey)?;
+    let st = s.lock()?;
+    Ok(st.emu.import_key(&material, &policy).map_err(crate::emu_err)?.0)
+}
+
+/// `C_CopyObject`: a copy whose template may only narrow the original (fewer usages, sensitive,
+/// not extractable), with a new label, id or persistence.
+pub fn copy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let v = visible(&lib, &s, &st.emu, obj)?;
+    t.only(&[COMMON, PUBLIC, PRIVATE, SECRET])?;
+    if t.class()?.is_some_and(|c| c != v.class) || t.key_type()?.is_some_and(|k| k != v.key_type) {
+        return Err(rv::TEMPLATE_INCONSISTENT);
+    }
+    let mut policy = v.policy.clone();
+    apply(t, side(v.class), &mut policy, v.private())?;
+    if policy.check_narrowing_of(&v.policy).is_err() {
+        crate::log("a copy may only narrow the original: fewer usages, sensitive, not extractable");
+        return Err(rv::ATTRIBUTE_READ_ONLY);
+    }
+    may_create(&lib, &s, &policy, v.private())?;
+    Ok(st.emu.copy_narrowed(state::key(obj), &policy).map_err(object_err)?.0)
+}
+
+/// Attributes `C_SetAttributeValue` may change: label and id freely; usage flags only off,
+/// `CKA_SENSITIVE` only on, `CKA_EXTRACTABLE` only off, `CKA_WRAP_WITH_TRUSTED` only on.
+const CHANGEABLE: &[CK_ATTRIBUTE_TYPE] = &[
+    ck::CKA_LABEL,
+    ck::CKA_ID,
+    ck::CKA_SIGN,
+    ck::CKA_VERIFY,
+    ck::CKA_ENCRYPT,
+    ck::CKA_DECRYPT,
+    ck::CKA_WRAP,
+    ck::CKA_UNWRAP,
+    ck::CKA_SENSITIVE,
+    ck::CKA_EXTRACTABLE,
+    ck::CKA_WRAP_WITH_TRUSTED,
+];
+
+/// `C_SetAttributeValue`: the key is changed in place, its blob rewritten under its ACL.
+/// Setting any other attribute to the value it has is accepted and changes nothing.
+pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let v = visible(&lib, &s, &st.emu, obj)?;
+    let value = || secret_value(&st.emu, obj);
+    for a in &t.attrs {
+        if CHANGEABLE.contains(&a.kind) && v.answer(a.kind, &value) != Answer::Invalid {
+            continue;
+        }
+        match v.answer(a.kind, &value) {
+            Answer::Invalid => return Err(rv::ATTRIBUTE_TYPE_INVALID),
+            Answer::Value(now) if now == a.value => {}
+            _ => return Err(rv::ATTRIBUTE_READ_ONLY),
+        }
+    }
+    if v.policy.token && !s.rw {
+        return Err(rv::SESSION_READ_ONLY);
+    }
+    let mut policy = v.policy.clone();
+    let changes = Template { attrs: t.attrs.iter().filter(|a| CHANGEABLE.contains(&a.kind)).copied().collect() };
+    apply(&changes, side(v.class), &mut policy, v.private())?;
+    if policy.check_narrowing_of(&v.policy).is_err() {
+        crate::log("an attribute change may only narrow the key; widening needs the security officer's quorum");
+        return Err(rv::ATTRIBUTE_READ_ONLY);
+    }
+    st.emu.modify(state::key(obj), &policy).map_err(crate::emu_err)
+}
+
+/// `C_DestroyObject`.
+pub fn destroy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let v = visible(&lib, &s, &st.emu, obj)?;
+    if v.policy.token && !s.rw {
+        return Err(rv::SESSION_READ_ONLY);
+    }
+    st.emu.destroy(state::key(obj)).map_err(object_err)
+}
+
+/// `C_FindObjectsInit`.
+pub fn find_init(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    if st.ops.find.is_some() {
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    let user = logged_in_user(&lib, &s)?;
+    // An unknown class or key type matches nothing rather than failing.
+    let filter = KeyFilter {
+        class: t.class().ok().flatten(),
+        key_type: t.key_type().ok().flatten(),
+        label: t.text(ck::CKA_LABEL).ok().flatten(),
+        id: t.get(ck::CKA_ID).map(<[u8]>::to_vec),
+    };
+    let unknown_class = t.get(ck::CKA_CLASS).is_some() && filter.class.is_none()
+        || t.get(ck::CKA_KEY_TYPE).is_some() && filter.key_type.is_none();
+    let mut found = Vec::new();
+    if !unknown_class {
+        for KeyHandle(k) in st.emu.find_keys(&filter).map_err(crate::emu_err)? {
+            let Ok(v) = View::read(&st.emu, k) else { continue };
+            if v.private() && !user {
+                continue;
+            }
+            let value = || secret_value(&st.emu, k);
+            if t.attrs.iter().all(|a| v.answer(a.kind, &value) == Answer::Value(a.value.to_vec())) {
+                found.push(k);
+            }
+        }
+    }
+    st.ops.find = Some(FindOp { found, next: 0 });
+    Ok(())
+}
+
+/// `C_FindObjects`: up to `max` more handles.
+pub fn find(h: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let f = st.ops.find.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    let end = f.found.len().min(f.next.saturating_add(max));
+    let out = f.found[f.next..end].to_vec();
+    f.next = end;
+    Ok(out)
+}
+
+/// `C_FindObjectsFinal`.
+pub fn find_final(h: CK_SESSION_HANDLE) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    s.lock()?.ops.find.take().map(|_| ()).ok_or(rv::OPERATION_NOT_INITIALIZED)
+}
+
+/// `C_GenerateKey`: AES keys (`CKM_AES_KEY_GEN`, `CKA_VALUE_LEN` in bytes).
+pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
+    let (lib, s) = state::session(h)?;
+    if m.ty != ck::CKM_AES_KEY_GEN {
+        return Err(rv::MECHANISM_INVALID);
+    }
+    if m.param != Param::None {
+        return Err(rv::MECHANISM_PARAM_INVALID);
+    }
+    t.only(&[COMMON, SECRET])?;
+    if t.class()?.is_some_and(|c| c != ObjectClass::SecretKey) || t.key_type()?.is_some_and(|k| k != KeyType::Aes) {
+        return Err(rv::TEMPLATE_INCONSISTENT);
+    }
+    let len = t.ulong(ck::CKA_VALUE_LEN)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    if !matches!(len, 16 | 24 | 32) {
+        return Err(rv::ATTRIBUTE_VALUE_INVALID);
+    }
+    let mut policy = default_policy(Usage::all());
+    apply(t, Usage::all(), &mut policy, true)?;
+    may_create(&lib, &s, &policy, true)?;
+    let st = s.lock()?;
+    let spec = KeySpec::Aes { bits: len as u32 * 8 };
+    Ok(st.emu.generate_key(&spec, &policy).map_err(crate::emu_err)?.0)
+}
+
+/// `C_GenerateKeyPair`: RSA (`CKM_RSA_PKCS_KEY_PAIR_GEN`, `CKA_MODULUS_BITS` on the public
+/// template). Returns (public, private).
+pub fn generate_key_pair(
+    h: CK_SESSION_HANDLE,
+    m: &MechIn,
+    public: &Template<'_>,
+    private: &Template<'_>,
+) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+    let (lib, s) = state::session(h)?;
+    if m.ty != ck::CKM_RSA_PKCS_KEY_PAIR_GEN {
+        return Err(rv::MECHANISM_INVALID);
+    }
+    if m.param != Param::None {
+        return Err(rv::MECHANISM_PARAM_INVALID);
+    }
+    public.only(&[COMMON, PUBLIC, RSA_GEN])?;
+    private.only(&[COMMON, PRIVATE])?;
+    for (t, class) in [(public, ObjectClass::PublicKey), (private, ObjectClass::PrivateKey)] {
+        if t.class()?.is_some_and(|c| c != class) || t.key_type()?.is_some_and(|k| k != KeyType::Rsa) {
+            return Err(rv::TEMPLATE_INCONSISTENT);
+        }
+    }
+    let bits = public.ulong(ck::CKA_MODULUS_BITS)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    let e = match public.get(ck::CKA_PUBLIC_EXPONENT) {
+        None => 65537,
+        Some(v) if !v.is_empty() && v.len() <= 8 => v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
+        Some(_) => return Err(rv::ATTRIBUTE_VALUE_INVALID),
+    };
+    // Both halves live in one key blob: one policy, the union of both templates' usages.
+    let mut pub_policy = default_policy(Usage::PUBLIC_SIDE);
+    apply(public, Usage::PUBLIC_SIDE, &mut pub_policy, false)?;
+    let mut policy = default_policy(Usage::PRIVATE_SIDE);
+    apply(private, Usage::PRIVATE_SIDE, &mut policy, true)?;
+    policy.usage |= pub_policy.usage & Usage::PUBLIC_SIDE;
+    policy.token |= pub_policy.token;
+    policy.trusted = pub_policy.trusted;
+    if policy.label.is_none() {
+        policy.label = pub_policy.label.clone();
+    }
+    if policy.id.is_none() {
+        policy.id = pub_policy.id.clone();
+    }
+    may_create(&lib, &s, &policy, true)?;
+    let st = s.lock()?;
+    let spec =
+        KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e };
+    let (pub_h, priv_h) = st.emu.generate_key_pair(&spec, &policy).map_err(crate::emu_err)?;
+    Ok((pub_h.0, priv_h.0))
+}
+
+/// The template of `C_UnwrapKey`: the key type and policy of the key to make.
+pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(KeyType, KeyPolicy)> {
+    let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    match (class, key_type) {
+        (ObjectClass::SecretKey, KeyType::Aes) => t.only(&[COMMON, SECRET])?,
+        (ObjectClass::PrivateKey, KeyType::Rsa) => t.only(&[COMMON, PRIVATE])?,
+        _ => return Err(rv::TEMPLATE_INCONSISTENT),
+    }
+    let mut policy = default_policy(side(class));
+    apply(t, side(class), &mut policy, true)?;
+    may_create(lib, s, &policy, true)?;
+    Ok((key_type, policy))
+}

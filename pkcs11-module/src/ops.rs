@@ -1,0 +1,264 @@
+//! Mechanisms the module offers, their parameters, and the state of multi-step operations.
+
+use cryptoki_sys as ck;
+use cryptoki_sys::{CK_FLAGS, CK_MECHANISM_TYPE, CK_ULONG};
+use sha2::Digest as _;
+use zeroize::Zeroizing;
+
+use hsmkit_backend::{HashAlg, KeyHandle, Mechanism};
+
+use crate::ffi::{Result, rv};
+
+/// One row of the mechanism list: type, key sizes (bits for RSA, bytes for AES as PKCS#11 says),
+/// flags.
+pub struct MechRow {
+    /// `CKM_*`.
+    pub ty: CK_MECHANISM_TYPE,
+    /// `ulMinKeySize`.
+    pub min: CK_ULONG,
+    /// `ulMaxKeySize`.
+    pub max: CK_ULONG,
+    /// `CKF_*`.
+    pub flags: CK_FLAGS,
+}
+
+const SV: CK_FLAGS = ck::CKF_SIGN | ck::CKF_VERIFY;
+const WU: CK_FLAGS = ck::CKF_WRAP | ck::CKF_UNWRAP;
+
+const fn row(ty: CK_MECHANISM_TYPE, min: CK_ULONG, max: CK_ULONG, flags: CK_FLAGS) -> MechRow {
+    MechRow { ty, min, max, flags }
+}
+
+/// The mechanism list (`C_GetMechanismList`, `C_GetMechanismInfo`).
+pub const MECHANISMS: &[MechRow] = &[
+    row(ck::CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, ck::CKF_GENERATE_KEY_PAIR),
+    row(ck::CKM_AES_KEY_GEN, 16, 32, ck::CKF_GENERATE),
+    row(ck::CKM_SHA1_RSA_PKCS, 1024, 4096, SV),
+    row(ck::CKM_SHA256_RSA_PKCS, 1024, 4096, SV),
+    row(ck::CKM_SHA384_RSA_PKCS, 1024, 4096, SV),
+    row(ck::CKM_SHA512_RSA_PKCS, 1024, 4096, SV),
+    row(ck::CKM_SHA1_RSA_PKCS_PSS, 1024, 4096, SV),
+    row(ck::CKM_SHA256_RSA_PKCS_PSS, 1024, 4096, SV),
+    row(ck::CKM_SHA384_RSA_PKCS_PSS, 1024, 4096, SV),
+    row(ck::CKM_SHA512_RSA_PKCS_PSS, 1024, 4096, SV),
+    row(ck::CKM_RSA_PKCS_OAEP, 1024, 4096, ck::CKF_ENCRYPT | ck::CKF_DECRYPT | WU),
+    row(ck::CKM_RSA_AES_KEY_WRAP, 1024, 4096, WU),
+    row(ck::CKM_AES_KEY_WRAP, 16, 32, WU),
+    row(ck::CKM_AES_KEY_WRAP_PAD, 16, 32, WU),
+    row(ck::CKM_AES_KEY_WRAP_KWP, 16, 32, WU),
+    row(ck::CKM_SHA_1, 0, 0, ck::CKF_DIGEST),
+    row(ck::CKM_SHA256, 0, 0, ck::CKF_DIGEST),
+    row(ck::CKM_SHA384, 0, 0, ck::CKF_DIGEST),
+    row(ck::CKM_SHA512, 0, 0, ck::CKF_DIGEST),
+];
+
+/// OAEP parameters as the caller gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OaepIn {
+    /// `hashAlg`.
+    pub hash: CK_MECHANISM_TYPE,
+    /// `mgf`.
+    pub mgf: CK_ULONG,
+    /// `source`.
+    pub source: CK_ULONG,
+    /// The label (`pSourceData`).
+    pub label: Vec<u8>,
+}
+
+/// A mechanism's parameter as the caller gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    /// No parameter.
+    None,
+    /// Opaque bytes (an IV).
+    Bytes(Vec<u8>),
+    /// `CK_RSA_PKCS_OAEP_PARAMS`.
+    Oaep(OaepIn),
+    /// `CK_RSA_PKCS_PSS_PARAMS`: hash, MGF, salt length.
+    Pss(CK_MECHANISM_TYPE, CK_ULONG, CK_ULONG),
+    /// `CK_RSA_AES_KEY_WRAP_PARAMS`.
+    RsaAes(CK_ULONG, OaepIn),
+}
+
+/// A mechanism as the caller gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MechIn {
+    /// `CKM_*`.
+    pub ty: CK_MECHANISM_TYPE,
+    /// Its parameter.
+    pub param: Param,
+}
+
+fn hash_of(ckm: CK_MECHANISM_TYPE) -> Option<(HashAlg, CK_ULONG)> {
+    match ckm {
+        ck::CKM_SHA_1 => Some((HashAlg::Sha1, ck::CKG_MGF1_SHA1)),
+        ck::CKM_SHA256 => Some((HashAlg::Sha256, ck::CKG_MGF1_SHA256)),
+        ck::CKM_SHA384 => Some((HashAlg::Sha384, ck::CKG_MGF1_SHA384)),
+        ck::CKM_SHA512 => Some((HashAlg::Sha512, ck::CKG_MGF1_SHA512)),
+        _ => None,
+    }
+}
+
+fn oaep(p: &OaepIn) -> Result<HashAlg> {
+    let (hash, mgf) = hash_of(p.hash).ok_or(rv::MECHANISM_PARAM_INVALID)?;
+    // The emulator's OAEP uses MGF1 with the same hash and an empty label, as the BYOK formats do.
+    if p.mgf != mgf || p.source != ck::CKZ_DATA_SPECIFIED || !p.label.is_empty() {
+        return Err(rv::MECHANISM_PARAM_INVALID);
+    }
+    Ok(hash)
+}
+
+/// The seam's mechanism for a caller's sign, verify, encrypt, decrypt, wrap or unwrap mechanism.
+pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
+    let pkcs1 = |hash| match &m.param {
+        Param::None => Ok(Mechanism::RsaPkcs1v15 { hash }),
+        _ => Err(rv::MECHANISM_PARAM_INVALID),
+    };
+    let pss = |hash: HashAlg| match m.param {
+        Param::None => Ok(Mechanism::RsaPss { hash }),
+        Param::Pss(h, mgf, salt)
+            if hash_of(h) == Some((hash, mgf)) && usize::try_from(salt).ok() == Some(hash.output_len()) =>
+        {
+            Ok(Mechanism::RsaPss { hash })
+        }
+        _ => Err(rv::MECHANISM_PARAM_INVALID),
+    };
+    match m.ty {
+        ck::CKM_SHA1_RSA_PKCS => pkcs1(HashAlg::Sha1),
+        ck::CKM_SHA256_RSA_PKCS => pkcs1(HashAlg::Sha256),
+        ck::CKM_SHA384_RSA_PKCS => pkcs1(HashAlg::Sha384),
+        ck::CKM_SHA512_RSA_PKCS => pkcs1(HashAlg::Sha512),
+        ck::CKM_SHA1_RSA_PKCS_PSS => pss(HashAlg::Sha1),
+        ck::CKM_SHA256_RSA_PKCS_PSS => pss(HashAlg::Sha256),
+        ck::CKM_SHA384_RSA_PKCS_PSS => pss(HashAlg::Sha384),
+        ck::CKM_SHA512_RSA_PKCS_PSS => pss(HashAlg::Sha512),
+        ck::CKM_RSA_PKCS_OAEP => match &m.param {
+            Param::Oaep(p) => Ok(Mechanism::RsaOaep { hash: oaep(p)? }),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_AES_KEY_WRAP => match &m.param {
+            Param::None => Ok(Mechanism::AesKeyWrap),
+            Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6; 8] => Ok(Mechanism::AesKeyWrap),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_AES_KEY_WRAP_PAD | ck::CKM_AES_KEY_WRAP_KWP => match &m.param {
+            Param::None => Ok(Mechanism::AesKeyWrapPad),
+            Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6, 0x59, 0x59, 0xA6] => Ok(Mechanism::AesKeyWrapPad),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_RSA_AES_KEY_WRAP => match &m.param {
+            Param::RsaAes(bits @ (128 | 192 | 256), p) => {
+                Ok(Mechanism::RsaAesKeyWrap { aes_bits: *bits as u16, hash: oaep(p)? })
+            }
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        _ => Err(rv::MECHANISM_INVALID),
+    }
+}
+
+/// A running digest.
+#[derive(Clone)]
+pub enum Hasher {
+    /// SHA-1.
+    Sha1(sha1::Sha1),
+    /// SHA-256.
+    Sha256(sha2::Sha256),
+    /// SHA-384.
+    Sha384(sha2::Sha384),
+    /// SHA-512.
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    /// A digest for `m` (`CKM_SHA_1`, `CKM_SHA256`, …), which takes no parameter.
+    pub fn new(m: &MechIn) -> Result<Hasher> {
+        if m.param != Param::None {
+            return Err(rv::MECHANISM_PARAM_INVALID);
+        }
+        Ok(match m.ty {
+            ck::CKM_SHA_1 => Hasher::Sha1(Default::default()),
+            ck::CKM_SHA256 => Hasher::Sha256(Default::default()),
+            ck::CKM_SHA384 => Hasher::Sha384(Default::default()),
+            ck::CKM_SHA512 => Hasher::Sha512(Default::default()),
+            _ => return Err(rv::MECHANISM_INVALID),
+        })
+    }
+
+    /// Adds data.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest.
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// A sign or verify operation: its data is gathered, then signed or checked at the end (the
+/// mechanisms hash the whole message).
+pub struct SignOp {
+    /// The mechanism.
+    pub mech: Mechanism,
+    /// The key.
+    pub key: KeyHandle,
+    /// The data so far.
+    pub data: Zeroizing<Vec<u8>>,
+    /// Whether `C_SignUpdate` was called (then `C_Sign` may not be).
+    pub multipart: bool,
+    /// A signature computed for a length query, handed out on the next call.
+    pub result: Option<Vec<u8>>,
+}
+
+/// An encrypt or decrypt operation (single-part mechanisms only).
+pub struct CipherOp {
+    /// The mechanism.
+    pub mech: Mechanism,
+    /// The key.
+    pub key: KeyHandle,
+    /// Output computed for a length query, handed out on the next call.
+    pub result: Option<Zeroizing<Vec<u8>>>,
+}
+
+/// A digest operation.
+pub struct DigestOp {
+    /// The running hash.
+    pub hasher: Hasher,
+    /// Whether `C_DigestUpdate` was called.
+    pub multipart: bool,
+}
+
+/// A search.
+pub struct FindOp {
+    /// The handles found, in order.
+    pub found: Vec<u64>,
+    /// How many were handed out.
+    pub next: usize,
+}
+
+/// The active operations of a session, one of each kind at most.
+#[derive(Default)]
+pub struct Ops {
+    /// `C_FindObjects*`.
+    pub find: Option<FindOp>,
+    /// `C_Sign*`.
+    pub sign: Option<SignOp>,
+    /// `C_Verify*`.
+    pub verify: Option<SignOp>,
+    /// `C_Encrypt*`.
+    pub encrypt: Option<CipherOp>,
+    /// `C_Decrypt*`.
+    pub decrypt: Option<CipherOp>,
+    /// `C_Digest*`.
+    pub digest: Option<DigestOp>,
+}

@@ -1,0 +1,225 @@
+//! The library's state between `C_Initialize` and `C_Finalize`: the only global of the workspace.
+//!
+//! A [`Library`] holds the slots of the configuration, each with its emulated module and token
+//! state, and the table of open sessions. Entry points take a clone of the `Arc` and release the
+//! global lock at once, so a long key generation never blocks other threads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use cryptoki_sys as ck;
+use cryptoki_sys::{CK_SESSION_HANDLE, CK_SLOT_ID, CK_USER_TYPE};
+
+use hsmkit_backend::KeyHandle;
+use hsmkit_emulator::{Config, Emulator, EmulatorSession};
+
+use crate::config::ModuleConfig;
+use crate::ffi::{Result, Rv, rv};
+use crate::ops::Ops;
+use crate::token::TokenRecord;
+
+static LIBRARY: RwLock<Option<Arc<Library>>> = RwLock::new(None);
+
+/// The initialised library.
+pub struct Library {
+    /// The slots, in configuration order.
+    pub slots: Vec<Slot>,
+    sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
+    next_session: AtomicU64,
+}
+
+/// A slot and the token in it.
+pub struct Slot {
+    /// `CK_SLOT_ID`.
+    pub id: CK_SLOT_ID,
+    /// Its kmdata folder.
+    pub kmdata: PathBuf,
+    /// The token: module, record and login state.
+    pub token: RwLock<Token>,
+}
+
+/// The token in a slot.
+pub struct Token {
+    /// The emulated module.
+    pub emu: Arc<Emulator>,
+    /// The PKCS#11 token record (label, user PIN); `None` until `C_InitToken` or for a world made
+    /// by the CLI.
+    pub record: Option<TokenRecord>,
+    /// Who is logged in (`CKU_USER` or `CKU_SO`), for every session of the slot.
+    pub login: Option<CK_USER_TYPE>,
+}
+
+impl Token {
+    /// Whether the token has a world (`CKF_TOKEN_INITIALIZED`).
+    pub fn initialized(&self) -> bool {
+        self.emu.world().ok().flatten().is_some()
+    }
+
+    /// The label shown in `CK_TOKEN_INFO`.
+    pub fn label(&self) -> String {
+        match (&self.record, self.emu.world().ok().flatten()) {
+            (Some(r), _) => r.label.clone(),
+            (None, Some(w)) => format!("hsmkit {}", w.name()),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// An open session.
+pub struct Session {
+    /// Its handle.
+    pub handle: CK_SESSION_HANDLE,
+    /// Index of its slot in [`Library::slots`].
+    pub slot: usize,
+    /// `CKF_RW_SESSION`.
+    pub rw: bool,
+    state: Mutex<SessionState>,
+}
+
+/// What a session holds: its emulator session (which owns its session objects) and its active
+/// operations.
+pub struct SessionState {
+    /// The emulator's session.
+    pub emu: EmulatorSession<'static>,
+    /// Active operations.
+    pub ops: Ops,
+}
+
+impl Session {
+    /// Locks the session's state.
+    pub fn lock(&self) -> Result<MutexGuard<'_, SessionState>> {
+        self.state.lock().map_err(|_| rv::GENERAL_ERROR)
+    }
+}
+
+fn poisoned<T>(_: T) -> Rv {
+    rv::GENERAL_ERROR
+}
+
+impl Slot {
+    /// Reads the token state.
+    pub fn token(&self) -> Result<RwLockReadGuard<'_, Token>> {
+        self.token.read().map_err(poisoned)
+    }
+
+    /// Changes the token state.
+    pub fn token_mut(&self) -> Result<RwLockWriteGuard<'_, Token>> {
+        self.token.write().map_err(poisoned)
+    }
+
+    /// Opens the emulated module of `kmdata`, making the folder if needed.
+    pub fn open_module(kmdata: &std::path::Path) -> Result<Emulator> {
+        if !kmdata.is_dir() {
+            hsmkit_emulator::fsio::create_private_dir(kmdata).map_err(|e| {
+                crate::log(&format!("cannot create the kmdata folder {}: {e}", kmdata.display()));
+                Rv(ck::CKR_DEVICE_ERROR)
+            })?;
+        }
+        Emulator::open(Config::beside(kmdata)).map_err(|e| {
+            crate::log_error(&e);
+            Rv::from(e)
+        })
+    }
+}
+
+impl Library {
+    /// Opens every slot of `config`.
+    pub fn open(config: &ModuleConfig) -> Result<Library> {
+        let mut slots = Vec::new();
+        for s in &config.slots {
+            let emu = Slot::open_module(&s.kmdata)?;
+            let record = TokenRecord::load(&s.kmdata).map_err(|e| {
+                crate::log_error(&e);
+                Rv::from(e)
+            })?;
+            slots.push(Slot {
+                id: s.id,
+                kmdata: s.kmdata.clone(),
+                token: RwLock::new(Token { emu: Arc::new(emu), record, login: None }),
+            });
+        }
+        Ok(Library { slots, sessions: RwLock::new(HashMap::new()), next_session: AtomicU64::new(1) })
+    }
+
+    /// The slot with id `id`.
+    pub fn slot(&self, id: CK_SLOT_ID) -> Result<(usize, &Slot)> {
+        self.slots.iter().enumerate().find(|(_, s)| s.id == id).ok_or(rv::SLOT_ID_INVALID)
+    }
+
+    /// The session `h`.
+    pub fn session(&self, h: CK_SESSION_HANDLE) -> Result<Arc<Session>> {
+        self.sessions.read().map_err(poisoned)?.get(&h).cloned().ok_or(rv::SESSION_HANDLE_INVALID)
+    }
+
+    /// Adds a session on slot index `slot`.
+    pub fn add_session(&self, slot: usize, rw: bool, emu: EmulatorSession<'static>) -> Result<CK_SESSION_HANDLE> {
+        let handle = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let s = Session { handle, slot, rw, state: Mutex::new(SessionState { emu, ops: Ops::default() }) };
+        self.sessions.write().map_err(poisoned)?.insert(handle, Arc::new(s));
+        Ok(handle)
+    }
+
+    /// Removes sessions matching `pred`; returns them (their session objects go when the last
+    /// reference does). When a slot's last session closes, its login ends (PKCS#11 §5.6).
+    pub fn remove_sessions(&self, pred: impl Fn(&Session) -> bool) -> Result<Vec<Arc<Session>>> {
+        let (removed, remaining_slots): (Vec<Arc<Session>>, Vec<usize>) = {
+            let mut map = self.sessions.write().map_err(poisoned)?;
+            let gone: Vec<CK_SESSION_HANDLE> = map.values().filter(|s| pred(s)).map(|s| s.handle).collect();
+            let removed = gone.iter().filter_map(|h| map.remove(h)).collect();
+            (removed, map.values().map(|s| s.slot).collect())
+        };
+        for (i, slot) in self.slots.iter().enumerate() {
+            if removed.iter().any(|s| s.slot == i) && !remaining_slots.contains(&i) {
+                slot.token_mut()?.login = None;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The sessions of slot index `slot`: (all, read-write).
+    pub fn session_counts(&self, slot: usize) -> Result<(usize, usize)> {
+        let map = self.sessions.read().map_err(poisoned)?;
+        let of_slot = map.values().filter(|s| s.slot == slot);
+        Ok(of_slot.fold((0, 0), |(all, rw), s| (all + 1, rw + usize::from(s.rw))))
+    }
+}
+
+/// Makes the library live (`C_Initialize`).
+pub fn initialize() -> Result<()> {
+    let mut g = LIBRARY.write().map_err(poisoned)?;
+    if g.is_some() {
+        return Err(Rv(ck::CKR_CRYPTOKI_ALREADY_INITIALIZED));
+    }
+    let config = ModuleConfig::from_env().map_err(|e| {
+        crate::log(&e.0);
+        Rv(ck::CKR_GENERAL_ERROR)
+    })?;
+    *g = Some(Arc::new(Library::open(&config)?));
+    Ok(())
+}
+
+/// Ends the library (`C_Finalize`): every session closes, every session object goes.
+pub fn finalize() -> Result<()> {
+    let lib = LIBRARY.write().map_err(poisoned)?.take().ok_or(rv::NOT_INITIALIZED)?;
+    lib.remove_sessions(|_| true)?;
+    Ok(())
+}
+
+/// The live library.
+pub fn library() -> Result<Arc<Library>> {
+    LIBRARY.read().map_err(poisoned)?.clone().ok_or(rv::NOT_INITIALIZED)
+}
+
+/// The session `h` and its slot.
+pub fn session(h: CK_SESSION_HANDLE) -> Result<(Arc<Library>, Arc<Session>)> {
+    let lib = library()?;
+    let s = lib.session(h)?;
+    Ok((lib, s))
+}
+
+/// A key handle as the emulator names it.
+pub fn key(h: ck::CK_OBJECT_HANDLE) -> KeyHandle {
+    KeyHandle(h)
+}

@@ -1,0 +1,50 @@
+//! Shared set-up for the tests that load `libhsmkit_pkcs11.so`: where the library is, and a
+//! throwaway slot configuration the test process runs under.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+/// The token label the tests give the slot.
+pub const LABEL: &str = "hsmkit-test";
+/// The user PIN.
+pub const USER_PIN: &str = "1234";
+/// The security officer's PIN (the world's one Administrator card).
+pub const SO_PIN: &str = "5678";
+
+/// The built module, beside the test executable's `deps/` folder.
+pub fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    dir.join("libhsmkit_pkcs11.so")
+}
+
+/// Runs `body` under `HSMKIT_CONF` naming a fresh one-slot configuration: when it is not set, makes
+/// one in a temporary folder and runs this test executable again with it.
+pub fn with_throwaway_conf(body: impl FnOnce() -> ExitCode) -> ExitCode {
+    if std::env::var_os("HSMKIT_CONF").is_some() {
+        return body();
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kmdata = dir.path().join("kmdata");
+    let conf = dir.path().join("hsmkit.conf");
+    std::fs::write(&conf, format!("# throwaway test slot\nslot 0 {}\n", kmdata.display())).expect("conf");
+    let me = std::env::current_exe().expect("current exe");
+    match Command::new(me).args(std::env::args_os().skip(1)).env("HSMKIT_CONF", &conf).status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Initialises the token of slot 0 with [`LABEL`], the SO PIN and the user PIN, through the module.
+pub fn init_token(pkcs11: &cryptoki::context::Pkcs11) {
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let slot = pkcs11.get_all_slots().expect("slots")[0];
+    pkcs11.init_token(slot, &AuthPin::new(SO_PIN.into()), LABEL).expect("C_InitToken");
+    let session = pkcs11.open_rw_session(slot).expect("session");
+    session.login(UserType::So, Some(&AuthPin::new(SO_PIN.into()))).expect("SO login");
+    session.init_pin(&AuthPin::new(USER_PIN.into())).expect("C_InitPIN");
+    session.logout().expect("logout");
+}

@@ -1,0 +1,59 @@
+//! The conformance suite through `libhsmkit_pkcs11.so`, loaded by the pkcs11-client backend, and
+//! the same suite on the in-process emulator: the two must agree case by case, except where an
+//! expectation file declares why they differ.
+
+mod common;
+
+use std::process::ExitCode;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use hsmkit_backend::Pin;
+use hsmkit_conformance::{Ctx, Expectations, Outcome, run};
+use hsmkit_emulator::suite::CipherSuite;
+use hsmkit_emulator::world::Quorum;
+use hsmkit_emulator::{Config, Emulator, SLOT};
+use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
+
+fn main() -> ExitCode {
+    common::with_throwaway_conf(|| {
+        let path = common::module_path();
+        {
+            let pkcs11 = Pkcs11::new(&path).expect("load the module");
+            pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
+            common::init_token(&pkcs11);
+            pkcs11.finalize().expect("C_Finalize");
+        }
+        let backend = Pkcs11Backend::open(&path, TokenChoice::Label(common::LABEL.into())).expect("open the module");
+        let ctx =
+            Ctx { backend: &backend, slot: backend.slot(), user_pin: Some(Pin::from(common::USER_PIN.to_string())) };
+        let module = run("libhsmkit_pkcs11.so", &ctx, &Expectations::builtin("pkcs11-module").expect("expectations"));
+        print!("{module}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kmdata = dir.path().join("kmdata");
+        std::fs::create_dir(&kmdata).expect("kmdata");
+        let emu = Emulator::open(Config::beside(&kmdata)).expect("emulator");
+        emu.create_world(
+            CipherSuite::DLf3072s256mAEScSP800131Ar1,
+            Quorum { k: 1, n: 1 },
+            &[Pin::from("card".to_string())],
+        )
+        .expect("world");
+        let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: None };
+        let in_process =
+            run("the in-process emulator", &ctx, &Expectations::builtin("emulator").expect("expectations"));
+
+        // Agreement: a case conforms on both or on neither, unless one side declares why not.
+        let conforms = |o: &Outcome| matches!(o, Outcome::Pass | Outcome::UnexpectedPass(_));
+        let declared = |o: &Outcome| matches!(o, Outcome::ExpectedFailure(_) | Outcome::Skip(_));
+        let mut agree = true;
+        for ((id, a), (_, b)) in module.results.iter().zip(&in_process.results) {
+            if conforms(a) != conforms(b) && !declared(a) && !declared(b) {
+                println!("  DIFFER {id}: through the .so {a:?}, in process {b:?}");
+                agree = false;
+            }
+        }
+        println!("the module and the in-process emulator {}", if agree { "agree" } else { "DISAGREE" });
+        if module.ok() && in_process.ok() && agree { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    })
+}
