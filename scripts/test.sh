@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Every test of the workspace, from a fresh clone: unit, integration, CLI, the conformance suite on
-# the emulator and on SoftHSM2 (installed here when missing), and a smoke run of each bench.
+# the emulator, on SoftHSM2 and through libhsmkit_pkcs11.so (SoftHSM2 and OpenSC's pkcs11-tool are
+# installed here when missing), and a smoke run of each bench.
 # Another PKCS#11 module runs the same suite when HSMKIT_PKCS11_MODULE names it (see README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f /usr/lib/softhsm/libsofthsm2.so ] || ! command -v softhsm2-util >/dev/null; then
-  echo "== installing SoftHSM2 (Debian package softhsm2)"
+# The independent peers the tests check against: SoftHSM2 (a second PKCS#11 module) and OpenSC's
+# pkcs11-tool (a PKCS#11 application that loads libhsmkit_pkcs11.so).
+missing=()
+{ [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null; } || missing+=(softhsm2)
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 export INSTA_UPDATE=no

@@ -190,8 +190,8 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
         }
     }
     if is_private && t.bool(ck::CKA_PRIVATE)? == Some(false) {
-        crate::log("private and secret keys of the module are private objects (CKA_PRIVATE true)");
-        return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        // Stricter than asked, never looser: the key stays a private object.
+        crate::log("private and secret keys of the module are always private objects; CKA_PRIVATE false is ignored");
     }
     if let Some(v) = t.bool(ck::CKA_SENSITIVE)? {
         base.sensitive = v;

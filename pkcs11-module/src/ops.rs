@@ -25,8 +25,9 @@ pub struct MechRow {
 const SV: CK_FLAGS = ck::CKF_SIGN | ck::CKF_VERIFY;
 const WU: CK_FLAGS = ck::CKF_WRAP | ck::CKF_UNWRAP;
 
+/// Every mechanism runs inside the (emulated) device: `CKF_HW`.
 const fn row(ty: CK_MECHANISM_TYPE, min: CK_ULONG, max: CK_ULONG, flags: CK_FLAGS) -> MechRow {
-    MechRow { ty, min, max, flags }
+    MechRow { ty, min, max, flags: flags | ck::CKF_HW }
 }
 
 /// The mechanism list (`C_GetMechanismList`, `C_GetMechanismInfo`).
@@ -110,6 +111,14 @@ fn oaep(p: &OaepIn) -> Result<HashAlg> {
 
 /// The seam's mechanism for a caller's sign, verify, encrypt, decrypt, wrap or unwrap mechanism.
 pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
+    let r = mechanism_of(m);
+    if r.is_err() {
+        crate::log(&format!("mechanism 0x{:x} with parameter {:?} is not supported", m.ty, m.param));
+    }
+    r
+}
+
+fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
     let pkcs1 = |hash| match &m.param {
         Param::None => Ok(Mechanism::RsaPkcs1v15 { hash }),
         _ => Err(rv::MECHANISM_PARAM_INVALID),
@@ -134,6 +143,9 @@ pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
         ck::CKM_SHA512_RSA_PKCS_PSS => pss(HashAlg::Sha512),
         ck::CKM_RSA_PKCS_OAEP => match &m.param {
             Param::Oaep(p) => Ok(Mechanism::RsaOaep { hash: oaep(p)? }),
+            // No parameter: PKCS #1's default parameters (SHA-1, MGF1 with SHA-1, no label), as
+            // callers such as `pkcs11-tool --wrap` expect.
+            Param::None => Ok(Mechanism::RsaOaep { hash: HashAlg::Sha1 }),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
         ck::CKM_AES_KEY_WRAP => match &m.param {

@@ -1,0 +1,160 @@
+//! OpenSC's `pkcs11-tool` drives `libhsmkit_pkcs11.so` as it would any module: token and PIN set-up,
+//! its own `--test`, key generation, signing, and wrapping, each result checked with OpenSSL.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Tool {
+    conf: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Tool {
+    fn new() -> Tool {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("hsmkit.conf");
+        std::fs::write(&conf, format!("slot 0 {}\n", dir.path().join("kmdata").display())).expect("conf");
+        Tool { conf, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs pkcs11-tool on the module; panics with its output unless it succeeds.
+    fn run(&self, args: &[&str]) -> String {
+        let module = common::module_path();
+        let out = Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(&module)
+            .args(args)
+            .env("HSMKIT_CONF", &self.conf)
+            .env("HSMKIT_PKCS11_LOG", "1")
+            .output()
+            .expect("pkcs11-tool is installed (scripts/test.sh installs the Debian package opensc)");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "pkcs11-tool {args:?} failed:\n{text}");
+        text
+    }
+
+    fn user(&self, args: &[&str]) -> String {
+        let mut all = vec!["--login", "--pin", common::USER_PIN];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let out = Command::new("openssl").args(args).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
+    let t = Tool::new();
+    let info = t.run(&["--list-slots"]);
+    assert!(info.contains("uninitialized"), "a fresh slot shows an uninitialised token:\n{info}");
+    t.run(&["--init-token", "--label", common::LABEL, "--so-pin", common::SO_PIN]);
+    t.run(&["--init-pin", "--so-pin", common::SO_PIN, "--pin", common::USER_PIN]);
+    let slots = t.run(&["--list-slots"]);
+    assert!(slots.contains(common::LABEL) && slots.contains("PIN initialized"), "{slots}");
+
+    // A key pair, then pkcs11-tool's own self-test over it.
+    t.user(&["--keypairgen", "--key-type", "rsa:2048", "--label", "rsa1", "--id", "01"]);
+    let test = t.user(&["--test"]);
+    assert!(test.contains("No errors"), "{test}");
+    assert!(test.contains("all 4 signature functions seem to work"), "{test}");
+    assert!(test.contains("all 4 digest functions seem to work"), "{test}");
+
+    // Signatures made on the command line verify with OpenSSL, PKCS #1 v1.5 and PSS.
+    let data = t.path("data.txt");
+    std::fs::write(&data, b"hsmkit through pkcs11-tool\n").expect("data");
+    let public = t.path("rsa1.der");
+    t.run(&["--read-object", "--type", "pubkey", "--id", "01", "-o", s(&public)]);
+    let sig = t.path("sig.bin");
+    t.user(&["--sign", "-m", "SHA256-RSA-PKCS", "--id", "01", "-i", s(&data), "-o", s(&sig)]);
+    openssl(&["dgst", "-sha256", "-verify", s(&public), "-keyform", "DER", "-signature", s(&sig), s(&data)]);
+    let pss = t.path("pss.bin");
+    t.user(&["--sign", "-m", "SHA256-RSA-PKCS-PSS", "--id", "01", "-i", s(&data), "-o", s(&pss)]);
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        s(&public),
+        "-keyform",
+        "DER",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        "-signature",
+        s(&pss),
+        s(&data),
+    ]);
+    // A flipped byte does not verify: OpenSSL is really checking.
+    let mut bad = std::fs::read(&sig).expect("sig");
+    bad[10] ^= 1;
+    std::fs::write(&sig, bad).expect("bad sig");
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", s(&public), "-keyform", "DER", "-signature", s(&sig), s(&data)])
+        .output()
+        .expect("openssl");
+    assert!(!out.status.success(), "a damaged signature must not verify");
+
+    // Wrapping: a known AES key, wrapped under an OpenSSL RSA key with OAEP and under a known AES
+    // key with RFC 3394, comes back out of OpenSSL unchanged.
+    let (secret, kek) = (t.path("secret.bin"), t.path("kek.bin"));
+    std::fs::write(&secret, (0u8..32).collect::<Vec<_>>()).expect("secret");
+    std::fs::write(&kek, (100u8..132).collect::<Vec<_>>()).expect("kek");
+    let (private, peer) = (t.path("peer.pem"), t.path("peer.der"));
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", s(&private)]);
+    openssl(&["pkey", "-in", s(&private), "-pubout", "-outform", "DER", "-out", s(&peer)]);
+    let write = |file: &Path, kind: &str, extra: &[&str], id: &str| {
+        let mut a = vec!["--write-object", s(file), "--type", kind, "--id", id];
+        a.extend_from_slice(extra);
+        t.user(&a);
+    };
+    write(&secret, "secrkey", &["--key-type", "AES:32", "--extractable"], "05");
+    write(&kek, "secrkey", &["--key-type", "AES:32"], "07");
+    write(&peer, "pubkey", &[], "06");
+    let oaep = t.path("oaep.bin");
+    t.user(&["--wrap", "-m", "RSA-PKCS-OAEP", "--id", "06", "--application-id", "05", "-o", s(&oaep)]);
+    let out =
+        openssl(&["pkeyutl", "-decrypt", "-inkey", s(&private), "-pkeyopt", "rsa_padding_mode:oaep", "-in", s(&oaep)]);
+    assert_eq!(out.stdout, std::fs::read(&secret).expect("secret"), "OAEP-wrapped key as OpenSSL unwraps it");
+    let kw = t.path("kw.bin");
+    t.user(&["--wrap", "-m", "AES-KEY-WRAP", "--id", "07", "--application-id", "05", "-o", s(&kw)]);
+    let kek_hex = hex::encode(std::fs::read(&kek).expect("kek"));
+    let out = openssl(&["enc", "-d", "-id-aes256-wrap", "-K", &kek_hex, "-iv", "A6A6A6A6A6A6A6A6", "-in", s(&kw)]);
+    assert_eq!(out.stdout, std::fs::read(&secret).expect("secret"), "RFC 3394 output as OpenSSL unwraps it");
+
+    // The non-extractable key generated on the token cannot be wrapped.
+    let denied = Command::new("pkcs11-tool")
+        .arg("--module")
+        .arg(common::module_path())
+        .args([
+            "--login",
+            "--pin",
+            common::USER_PIN,
+            "--wrap",
+            "-m",
+            "AES-KEY-WRAP",
+            "--id",
+            "07",
+            "--application-id",
+            "07",
+        ])
+        .args(["-o", s(&t.path("no.bin"))])
+        .env("HSMKIT_CONF", &t.conf)
+        .output()
+        .expect("pkcs11-tool");
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("CKR_KEY_UNEXTRACTABLE"), "{denied:?}");
+}
