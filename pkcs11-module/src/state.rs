@@ -22,12 +22,15 @@ use crate::token::TokenRecord;
 
 static LIBRARY: RwLock<Option<Arc<Library>>> = RwLock::new(None);
 
+/// Session handles are unique for the life of the process, so a handle kept across `C_Finalize`
+/// and `C_Initialize` never names a new session by accident.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 /// The initialised library.
 pub struct Library {
     /// The slots, in configuration order.
     pub slots: Vec<Slot>,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
-    next_session: AtomicU64,
 }
 
 /// A slot and the token in it.
@@ -140,7 +143,7 @@ impl Library {
                 token: RwLock::new(Token { emu: Arc::new(emu), record, login: None }),
             });
         }
-        Ok(Library { slots, sessions: RwLock::new(HashMap::new()), next_session: AtomicU64::new(1) })
+        Ok(Library { slots, sessions: RwLock::new(HashMap::new()) })
     }
 
     /// The slot with id `id`.
@@ -155,7 +158,7 @@ impl Library {
 
     /// Adds a session on slot index `slot`.
     pub fn add_session(&self, slot: usize, rw: bool, emu: EmulatorSession<'static>) -> Result<CK_SESSION_HANDLE> {
-        let handle = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let handle = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let s = Session { handle, slot, rw, state: Mutex::new(SessionState { emu, ops: Ops::default() }) };
         self.sessions.write().map_err(poisoned)?.insert(handle, Arc::new(s));
         Ok(handle)

@@ -1,0 +1,684 @@
+//! Raw ABI tests: `libhsmkit_pkcs11.so` loaded with `dlopen` and called through its function
+//! list with `cryptoki-sys` types, the way a C application calls it. Each check asserts the
+//! specification's return codes for calls made in the wrong order, with null or bad arguments,
+//! with short buffers, and after errors; results are checked with RustCrypto, not the module.
+#![allow(unsafe_code, clippy::missing_safety_doc)]
+
+mod common;
+
+use std::ffi::c_void;
+use std::process::ExitCode;
+use std::ptr::null_mut;
+
+use cryptoki_sys::*;
+use rsa::BoxedUint;
+use sha2::Digest as _;
+
+struct P11 {
+    _lib: libloading::Library,
+    f: &'static CK_FUNCTION_LIST,
+}
+
+macro_rules! call {
+    ($p:expr, $f:ident ( $($a:expr),* $(,)? )) => {
+        unsafe { ($p.f.$f.expect(stringify!($f)))($($a),*) }
+    };
+}
+
+fn load() -> P11 {
+    // SAFETY: loading the module built by this package; its initialisers are Rust statics.
+    let lib = unsafe { libloading::Library::new(common::module_path()) }.expect("dlopen libhsmkit_pkcs11.so");
+    let mut list: *mut CK_FUNCTION_LIST = null_mut();
+    // SAFETY: the exported symbol has the C_GetFunctionList signature.
+    let rv = unsafe {
+        let get: libloading::Symbol<'_, unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
+            lib.get(b"C_GetFunctionList").expect("C_GetFunctionList");
+        get(&mut list)
+    };
+    assert_eq!(rv, CKR_OK);
+    // SAFETY: the list is a static of the library, which `P11` keeps loaded.
+    let f = unsafe { &*list };
+    P11 { _lib: lib, f }
+}
+
+fn b(v: bool) -> CK_BBOOL {
+    CK_BBOOL::from(v)
+}
+
+fn attr<T>(ty: CK_ATTRIBUTE_TYPE, v: &T) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE { type_: ty, pValue: v as *const T as *mut c_void, ulValueLen: size_of::<T>() as CK_ULONG }
+}
+
+fn bytes_attr(ty: CK_ATTRIBUTE_TYPE, v: &[u8]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE { type_: ty, pValue: v.as_ptr() as *mut c_void, ulValueLen: v.len() as CK_ULONG }
+}
+
+fn mech(ty: CK_MECHANISM_TYPE) -> CK_MECHANISM {
+    CK_MECHANISM { mechanism: ty, pParameter: null_mut(), ulParameterLen: 0 }
+}
+
+impl P11 {
+    fn init(&self) {
+        assert_eq!(call!(self, C_Initialize(null_mut())), CKR_OK);
+    }
+
+    fn fin(&self) {
+        assert_eq!(call!(self, C_Finalize(null_mut())), CKR_OK);
+    }
+
+    fn open(&self, rw: bool) -> CK_SESSION_HANDLE {
+        let mut h = 0;
+        let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
+        assert_eq!(call!(self, C_OpenSession(0, flags, null_mut(), None, &mut h)), CKR_OK);
+        h
+    }
+
+    fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &str) -> CK_RV {
+        call!(self, C_Login(h, user, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG))
+    }
+
+    fn state(&self, h: CK_SESSION_HANDLE) -> CK_STATE {
+        let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+        assert_eq!(call!(self, C_GetSessionInfo(h, &mut info)), CKR_OK);
+        info.state
+    }
+
+    /// An RSA-2048 pair (sign/verify, decrypt/encrypt), session objects. (public, private)
+    fn rsa_pair(&self, h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+        let bits: CK_ULONG = 2048;
+        let yes = b(true);
+        let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), attr(CKA_ENCRYPT, &yes)];
+        let private = [attr(CKA_SIGN, &yes), attr(CKA_DECRYPT, &yes)];
+        let (mut pubh, mut privh) = (0, 0);
+        let mut m = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+        let rv = call!(
+            self,
+            C_GenerateKeyPair(
+                h,
+                &mut m,
+                public.as_ptr() as *mut _,
+                public.len() as CK_ULONG,
+                private.as_ptr() as *mut _,
+                private.len() as CK_ULONG,
+                &mut pubh,
+                &mut privh
+            )
+        );
+        assert_eq!(rv, CKR_OK, "C_GenerateKeyPair");
+        (pubh, privh)
+    }
+
+    fn get(&self, h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, ty: CK_ATTRIBUTE_TYPE) -> (CK_RV, Vec<u8>) {
+        let mut buf = vec![0u8; 1024];
+        let mut a = [CK_ATTRIBUTE { type_: ty, pValue: buf.as_mut_ptr() as *mut c_void, ulValueLen: 1024 }];
+        let rv = call!(self, C_GetAttributeValue(h, o, a.as_mut_ptr(), 1));
+        if a[0].ulValueLen <= 1024 {
+            buf.truncate(a[0].ulValueLen as usize);
+        }
+        (rv, buf)
+    }
+
+    fn public_key(&self, h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE) -> rsa::PublicKey {
+        let n = self.get(h, o, CKA_MODULUS).1;
+        let e = self.get(h, o, CKA_PUBLIC_EXPONENT).1;
+        rsa::PublicKey::new(BoxedUint::from_be_slice_vartime(&n), BoxedUint::from_be_slice_vartime(&e))
+            .expect("RSA key")
+    }
+}
+
+fn check_rv(what: &str, got: CK_RV, want: CK_RV) {
+    assert_eq!(got, want, "{what}: got 0x{got:x}, want 0x{want:x}");
+}
+
+fn before_initialize(p: &P11) {
+    let mut info: CK_INFO = unsafe { std::mem::zeroed() };
+    check_rv("C_GetInfo", call!(p, C_GetInfo(&mut info)), CKR_CRYPTOKI_NOT_INITIALIZED);
+    let mut n: CK_ULONG = 0;
+    check_rv("C_GetSlotList", call!(p, C_GetSlotList(0, null_mut(), &mut n)), CKR_CRYPTOKI_NOT_INITIALIZED);
+    let mut h = 0;
+    let rv = call!(p, C_OpenSession(0, CKF_SERIAL_SESSION, null_mut(), None, &mut h));
+    check_rv("C_OpenSession", rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+    check_rv("C_CloseSession", call!(p, C_CloseSession(1)), CKR_CRYPTOKI_NOT_INITIALIZED);
+    check_rv("C_DigestKey", call!(p, C_DigestKey(1, 1)), CKR_CRYPTOKI_NOT_INITIALIZED);
+    check_rv("C_Finalize", call!(p, C_Finalize(null_mut())), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+fn initialize_arguments(p: &P11) {
+    p.init();
+    check_rv("second C_Initialize", call!(p, C_Initialize(null_mut())), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    let mut x = 0u8;
+    check_rv("C_Finalize(non-null)", call!(p, C_Finalize(&mut x as *mut u8 as *mut c_void)), CKR_ARGUMENTS_BAD);
+    p.fin();
+    unsafe extern "C" fn create(_: *mut *mut c_void) -> CK_RV {
+        CKR_OK
+    }
+    unsafe extern "C" fn other(_: *mut c_void) -> CK_RV {
+        CKR_OK
+    }
+    let try_init = |reserved: *mut c_void, all: bool, some: bool, flags: CK_FLAGS| {
+        let mut args = CK_C_INITIALIZE_ARGS {
+            CreateMutex: if some || all { Some(create) } else { None },
+            DestroyMutex: if all { Some(other) } else { None },
+            LockMutex: if all { Some(other) } else { None },
+            UnlockMutex: if all { Some(other) } else { None },
+            flags,
+            pReserved: reserved,
+        };
+        call!(p, C_Initialize(&mut args as *mut CK_C_INITIALIZE_ARGS as *mut c_void))
+    };
+    let reserved = &mut x as *mut u8 as *mut c_void;
+    check_rv("pReserved set", try_init(reserved, false, false, CKF_OS_LOCKING_OK), CKR_ARGUMENTS_BAD);
+    check_rv("some mutex functions", try_init(null_mut(), false, true, CKF_OS_LOCKING_OK), CKR_ARGUMENTS_BAD);
+    check_rv("caller's mutexes only", try_init(null_mut(), true, true, 0), CKR_CANT_LOCK);
+    check_rv("caller's mutexes or OS locking", try_init(null_mut(), true, true, CKF_OS_LOCKING_OK), CKR_OK);
+    p.fin();
+    check_rv("C_Finalize twice", call!(p, C_Finalize(null_mut())), CKR_CRYPTOKI_NOT_INITIALIZED);
+}
+
+fn null_arguments(p: &P11) {
+    p.init();
+    check_rv("C_GetInfo(NULL)", call!(p, C_GetInfo(null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetFunctionList(NULL)", call!(p, C_GetFunctionList(null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetSlotList(NULL count)", call!(p, C_GetSlotList(0, null_mut(), null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetSlotInfo(NULL)", call!(p, C_GetSlotInfo(0, null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetTokenInfo(NULL)", call!(p, C_GetTokenInfo(0, null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetMechanismList(NULL)", call!(p, C_GetMechanismList(0, null_mut(), null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv(
+        "C_GetMechanismInfo(NULL)",
+        call!(p, C_GetMechanismInfo(0, CKM_AES_KEY_WRAP, null_mut())),
+        CKR_ARGUMENTS_BAD,
+    );
+    let rv = call!(p, C_OpenSession(0, CKF_SERIAL_SESSION, null_mut(), None, null_mut()));
+    check_rv("C_OpenSession(NULL)", rv, CKR_ARGUMENTS_BAD);
+    let h = p.open(true);
+    check_rv("C_GetSessionInfo(NULL)", call!(p, C_GetSessionInfo(h, null_mut())), CKR_ARGUMENTS_BAD);
+    check_rv("C_Login(NULL PIN)", call!(p, C_Login(h, CKU_USER, null_mut(), 4)), CKR_ARGUMENTS_BAD);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    check_rv("C_FindObjectsInit(NULL, 1)", call!(p, C_FindObjectsInit(h, null_mut(), 1)), CKR_ARGUMENTS_BAD);
+    check_rv("C_FindObjectsInit(NULL, 0)", call!(p, C_FindObjectsInit(h, null_mut(), 0)), CKR_OK);
+    let mut n: CK_ULONG = 0;
+    check_rv("C_FindObjects(NULL)", call!(p, C_FindObjects(h, null_mut(), 1, &mut n)), CKR_ARGUMENTS_BAD);
+    let mut o = 0;
+    check_rv("C_FindObjects(NULL count)", call!(p, C_FindObjects(h, &mut o, 1, null_mut())), CKR_ARGUMENTS_BAD);
+    assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+    check_rv("C_SignInit(NULL)", call!(p, C_SignInit(h, null_mut(), 1)), CKR_ARGUMENTS_BAD);
+    check_rv("C_GenerateRandom(NULL)", call!(p, C_GenerateRandom(h, null_mut(), 4)), CKR_ARGUMENTS_BAD);
+    check_rv("C_GetAttributeValue(NULL)", call!(p, C_GetAttributeValue(h, 1, null_mut(), 1)), CKR_ARGUMENTS_BAD);
+    let (pubh, privh) = p.rsa_pair(h);
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    let data = *b"abc";
+    let rv = call!(p, C_Sign(h, data.as_ptr() as *mut u8, 3, null_mut(), null_mut()));
+    check_rv("C_Sign(NULL length)", rv, CKR_ARGUMENTS_BAD);
+    check_rv("C_Sign(NULL data, length 3)", call!(p, C_Sign(h, null_mut(), 3, null_mut(), &mut n)), CKR_ARGUMENTS_BAD);
+    let mut wrapped = [0u8; 512];
+    let mut len = 512;
+    let rv = call!(p, C_WrapKey(h, null_mut(), pubh, privh, wrapped.as_mut_ptr(), &mut len));
+    check_rv("C_WrapKey(NULL mechanism)", rv, CKR_ARGUMENTS_BAD);
+    let rv = call!(p, C_GenerateKeyPair(h, null_mut(), null_mut(), 0, null_mut(), 0, null_mut(), null_mut()));
+    check_rv("C_GenerateKeyPair(NULL)", rv, CKR_ARGUMENTS_BAD);
+    p.fin();
+}
+
+fn bad_handles(p: &P11) {
+    p.init();
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    check_rv("unknown session", call!(p, C_GetSessionInfo(999_999, &mut info)), CKR_SESSION_HANDLE_INVALID);
+    let mut si: CK_SLOT_INFO = unsafe { std::mem::zeroed() };
+    check_rv("unknown slot", call!(p, C_GetSlotInfo(77, &mut si)), CKR_SLOT_ID_INVALID);
+    let mut mi: CK_MECHANISM_INFO = unsafe { std::mem::zeroed() };
+    check_rv("unknown mechanism", call!(p, C_GetMechanismInfo(0, CKM_MD5, &mut mi)), CKR_MECHANISM_INVALID);
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    check_rv("unknown key", call!(p, C_SignInit(h, &mut m, 424_242)), CKR_KEY_HANDLE_INVALID);
+    check_rv("unknown object", p.get(h, 424_242, CKA_CLASS).0, CKR_OBJECT_HANDLE_INVALID);
+    // A session object of another session is not this session's.
+    let other = p.open(true);
+    let (_, privh) = p.rsa_pair(other);
+    check_rv("another session's key", call!(p, C_SignInit(h, &mut m, privh)), CKR_KEY_HANDLE_INVALID);
+    assert_eq!(call!(p, C_CloseSession(other)), CKR_OK);
+    check_rv("closed session", call!(p, C_CloseSession(other)), CKR_SESSION_HANDLE_INVALID);
+    // Sessions of a finalized library are gone, and stay gone after a new C_Initialize.
+    p.fin();
+    p.init();
+    check_rv("session of a finalized library", call!(p, C_GetSessionInfo(h, &mut info)), CKR_SESSION_HANDLE_INVALID);
+    let fresh = p.open(false);
+    assert_ne!(fresh, h, "session handles are not reused across C_Initialize");
+    check_rv("old session after reopen", call!(p, C_GetSessionInfo(h, &mut info)), CKR_SESSION_HANDLE_INVALID);
+    p.fin();
+}
+
+fn short_buffers(p: &P11) {
+    p.init();
+    // Lists: a zero-length buffer says how long it must be.
+    let mut n: CK_ULONG = 0;
+    let mut slots = [0 as CK_SLOT_ID; 4];
+    check_rv("slot list, no room", call!(p, C_GetSlotList(0, slots.as_mut_ptr(), &mut n)), CKR_BUFFER_TOO_SMALL);
+    assert_eq!(n, 1);
+    assert_eq!(call!(p, C_GetSlotList(0, slots.as_mut_ptr(), &mut n)), CKR_OK);
+    let mut count: CK_ULONG = 0;
+    assert_eq!(call!(p, C_GetMechanismList(0, null_mut(), &mut count)), CKR_OK);
+    let mut mechs = vec![0 as CK_MECHANISM_TYPE; count as usize];
+    let mut short = 2;
+    check_rv(
+        "mechanism list, short",
+        call!(p, C_GetMechanismList(0, mechs.as_mut_ptr(), &mut short)),
+        CKR_BUFFER_TOO_SMALL,
+    );
+    assert_eq!(short, count);
+    assert_eq!(call!(p, C_GetMechanismList(0, mechs.as_mut_ptr(), &mut count)), CKR_OK);
+    assert!(mechs.contains(&CKM_RSA_AES_KEY_WRAP) && mechs.contains(&CKM_AES_KEY_WRAP_KWP));
+
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (pubh, privh) = p.rsa_pair(h);
+    // C_Sign: length query, short buffer, right buffer; the operation lives until the copy.
+    let data = b"the size-query protocol".to_vec();
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    let mut len: CK_ULONG = 0;
+    assert_eq!(call!(p, C_Sign(h, data.as_ptr() as *mut u8, data.len() as CK_ULONG, null_mut(), &mut len)), CKR_OK);
+    assert_eq!(len, 256);
+    let mut sig = vec![0u8; 256];
+    let mut small: CK_ULONG = 10;
+    let rv = call!(p, C_Sign(h, data.as_ptr() as *mut u8, data.len() as CK_ULONG, sig.as_mut_ptr(), &mut small));
+    check_rv("C_Sign, short buffer", rv, CKR_BUFFER_TOO_SMALL);
+    assert_eq!(small, 256);
+    let rv = call!(p, C_Sign(h, data.as_ptr() as *mut u8, data.len() as CK_ULONG, sig.as_mut_ptr(), &mut len));
+    assert_eq!(rv, CKR_OK);
+    let rv = call!(p, C_Sign(h, data.as_ptr() as *mut u8, data.len() as CK_ULONG, sig.as_mut_ptr(), &mut len));
+    check_rv("C_Sign after the signature was handed out", rv, CKR_OPERATION_NOT_INITIALIZED);
+    // RustCrypto verifies the signature the module made.
+    use rsa::signature::Verifier as _;
+    let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(p.public_key(h, pubh));
+    let parsed = rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("signature");
+    vk.verify(&data, &parsed).expect("the module's signature verifies with RustCrypto");
+
+    // C_DigestFinal: short, then right; the digest matches RustCrypto's.
+    let mut m = mech(CKM_SHA384);
+    assert_eq!(call!(p, C_DigestInit(h, &mut m)), CKR_OK);
+    assert_eq!(call!(p, C_DigestUpdate(h, data.as_ptr() as *mut u8, 5)), CKR_OK);
+    assert_eq!(call!(p, C_DigestUpdate(h, data[5..].as_ptr() as *mut u8, (data.len() - 5) as CK_ULONG)), CKR_OK);
+    let mut out = [0u8; 64];
+    let mut olen: CK_ULONG = 8;
+    check_rv("C_DigestFinal, short", call!(p, C_DigestFinal(h, out.as_mut_ptr(), &mut olen)), CKR_BUFFER_TOO_SMALL);
+    assert_eq!(olen, 48);
+    assert_eq!(call!(p, C_DigestFinal(h, out.as_mut_ptr(), &mut olen)), CKR_OK);
+    assert_eq!(&out[..48], &sha2::Sha384::digest(&data)[..]);
+
+    // C_GetAttributeValue: length first, then a short buffer marks the attribute unavailable.
+    let mut a = [CK_ATTRIBUTE { type_: CKA_MODULUS, pValue: null_mut(), ulValueLen: 0 }];
+    assert_eq!(call!(p, C_GetAttributeValue(h, pubh, a.as_mut_ptr(), 1)), CKR_OK);
+    assert_eq!(a[0].ulValueLen, 256);
+    let mut buf = [0u8; 8];
+    a[0].pValue = buf.as_mut_ptr() as *mut c_void;
+    a[0].ulValueLen = 8;
+    check_rv("attribute, short", call!(p, C_GetAttributeValue(h, pubh, a.as_mut_ptr(), 1)), CKR_BUFFER_TOO_SMALL);
+    assert_eq!(a[0].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+
+    // C_WrapKey: length query, then the wrap; RustCrypto's AES-KWP unwraps it.
+    let kek_bytes: Vec<u8> = (1..=32).collect();
+    let kek = aes_key(p, h, &kek_bytes, false, true);
+    let target_bytes: Vec<u8> = (40..56).collect();
+    let target = aes_key(p, h, &target_bytes, true, false);
+    let mut m = mech(CKM_AES_KEY_WRAP_KWP);
+    let mut wlen: CK_ULONG = 0;
+    assert_eq!(call!(p, C_WrapKey(h, &mut m, kek, target, null_mut(), &mut wlen)), CKR_OK);
+    assert_eq!(wlen, 24);
+    let mut wrapped = vec![0u8; wlen as usize];
+    let mut tiny: CK_ULONG = 4;
+    check_rv(
+        "wrap, short",
+        call!(p, C_WrapKey(h, &mut m, kek, target, wrapped.as_mut_ptr(), &mut tiny)),
+        CKR_BUFFER_TOO_SMALL,
+    );
+    assert_eq!(call!(p, C_WrapKey(h, &mut m, kek, target, wrapped.as_mut_ptr(), &mut wlen)), CKR_OK);
+    let kw = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).expect("32 bytes");
+    let mut plain = [0u8; 24];
+    let unwrapped = kw.unwrap_key(&wrapped, &mut plain).expect("RustCrypto unwraps the module's KWP");
+    assert_eq!(unwrapped, &target_bytes[..]);
+    p.fin();
+}
+
+/// Imports an AES key with a known value.
+fn aes_key(p: &P11, h: CK_SESSION_HANDLE, value: &[u8], extractable: bool, wrap: bool) -> CK_OBJECT_HANDLE {
+    let class: CK_OBJECT_CLASS = CKO_SECRET_KEY;
+    let kt: CK_KEY_TYPE = CKK_AES;
+    let (x, w, s) = (b(extractable), b(wrap), b(!extractable));
+    let t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        bytes_attr(CKA_VALUE, value),
+        attr(CKA_EXTRACTABLE, &x),
+        attr(CKA_SENSITIVE, &s),
+        attr(CKA_WRAP, &w),
+        attr(CKA_UNWRAP, &w),
+    ];
+    let mut o = 0;
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut o)), CKR_OK);
+    o
+}
+
+fn operation_state(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (pubh, privh) = p.rsa_pair(h);
+    let data = *b"operation state";
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    let dp = data.as_ptr() as *mut u8;
+    // A failed C_SignInit starts nothing.
+    let mut bad = mech(CKM_MD5_RSA_PKCS);
+    check_rv("unsupported mechanism", call!(p, C_SignInit(h, &mut bad, privh)), CKR_MECHANISM_INVALID);
+    check_rv(
+        "sign without init",
+        call!(p, C_Sign(h, dp, 15, sig.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_NOT_INITIALIZED,
+    );
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    check_rv("wrong key class", call!(p, C_SignInit(h, &mut m, pubh)), CKR_KEY_TYPE_INCONSISTENT);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    check_rv("second C_SignInit", call!(p, C_SignInit(h, &mut m, privh)), CKR_OPERATION_ACTIVE);
+    // Multi-part signing matches single-part (PKCS #1 v1.5 is deterministic).
+    assert_eq!(call!(p, C_SignUpdate(h, dp, 5)), CKR_OK);
+    assert_eq!(call!(p, C_SignUpdate(h, data[5..].as_ptr() as *mut u8, 10)), CKR_OK);
+    let mut multi = [0u8; 256];
+    let mut mlen: CK_ULONG = 256;
+    assert_eq!(call!(p, C_SignFinal(h, multi.as_mut_ptr(), &mut mlen)), CKR_OK);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    assert_eq!(call!(p, C_Sign(h, dp, 15, sig.as_mut_ptr(), &mut len)), CKR_OK);
+    assert_eq!(sig, multi, "multi-part and single-part signatures agree");
+    // A failed verification ends the operation.
+    assert_eq!(call!(p, C_VerifyInit(h, &mut m, pubh)), CKR_OK);
+    sig[0] ^= 1;
+    let rv = call!(p, C_Verify(h, dp, 15, sig.as_mut_ptr(), 256));
+    check_rv("damaged signature", rv, CKR_SIGNATURE_INVALID);
+    check_rv(
+        "verify after failure",
+        call!(p, C_Verify(h, dp, 15, sig.as_mut_ptr(), 256)),
+        CKR_OPERATION_NOT_INITIALIZED,
+    );
+    sig[0] ^= 1;
+    assert_eq!(call!(p, C_VerifyInit(h, &mut m, pubh)), CKR_OK);
+    assert_eq!(call!(p, C_VerifyUpdate(h, dp, 15)), CKR_OK);
+    assert_eq!(call!(p, C_VerifyFinal(h, sig.as_mut_ptr(), 256)), CKR_OK);
+    // A failed decryption ends the operation, and says nothing about why.
+    let mut params = CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: null_mut(),
+        ulSourceDataLen: 0,
+    };
+    let mut oaep = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut params as *mut _ as *mut c_void,
+        ulParameterLen: size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
+    };
+    assert_eq!(call!(p, C_DecryptInit(h, &mut oaep, privh)), CKR_OK);
+    let mut junk = [7u8; 256];
+    let mut out = [0u8; 256];
+    let mut olen: CK_ULONG = 256;
+    let rv = call!(p, C_Decrypt(h, junk.as_mut_ptr(), 256, out.as_mut_ptr(), &mut olen));
+    check_rv("undecryptable", rv, CKR_ENCRYPTED_DATA_INVALID);
+    let rv = call!(p, C_Decrypt(h, junk.as_mut_ptr(), 256, out.as_mut_ptr(), &mut olen));
+    check_rv("decrypt after failure", rv, CKR_OPERATION_NOT_INITIALIZED);
+    // A mismatched OAEP parameter length is the caller's mistake.
+    oaep.ulParameterLen = 3;
+    check_rv("short OAEP parameters", call!(p, C_DecryptInit(h, &mut oaep, privh)), CKR_MECHANISM_PARAM_INVALID);
+    p.fin();
+}
+
+fn login_state_machine(p: &P11) {
+    p.init();
+    let ro = p.open(false);
+    assert_eq!(p.state(ro), CKS_RO_PUBLIC_SESSION);
+    check_rv("SO with a read-only session open", p.login(ro, CKU_SO, common::SO_PIN), CKR_SESSION_READ_ONLY_EXISTS);
+    check_rv("wrong user PIN", p.login(ro, CKU_USER, "0000"), CKR_PIN_INCORRECT);
+    check_rv("bad user type", p.login(ro, 7, common::USER_PIN), CKR_USER_TYPE_INVALID);
+    check_rv("logout, nobody in", call!(p, C_Logout(ro)), CKR_USER_NOT_LOGGED_IN);
+    // Private objects are not visible before the user logs in.
+    let rw = p.open(true);
+    assert_eq!(p.login(rw, CKU_USER, common::USER_PIN), CKR_OK);
+    assert_eq!(p.state(ro), CKS_RO_USER_FUNCTIONS, "login is per token: every session sees it");
+    assert_eq!(p.state(rw), CKS_RW_USER_FUNCTIONS);
+    check_rv("user twice", p.login(rw, CKU_USER, common::USER_PIN), CKR_USER_ALREADY_LOGGED_IN);
+    check_rv("SO while user", p.login(rw, CKU_SO, common::SO_PIN), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+    let (pubh, privh) = p.rsa_pair(rw);
+    assert_eq!(call!(p, C_Logout(rw)), CKR_OK);
+    assert_eq!(p.state(rw), CKS_RW_PUBLIC_SESSION);
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    check_rv("private key after logout", call!(p, C_SignInit(rw, &mut m, privh)), CKR_USER_NOT_LOGGED_IN);
+    check_rv("private object hidden", p.get(rw, privh, CKA_CLASS).0, CKR_OBJECT_HANDLE_INVALID);
+    assert_eq!(p.get(rw, pubh, CKA_CLASS).0, CKR_OK, "public objects stay visible");
+    // Closing every session ends the login.
+    assert_eq!(p.login(rw, CKU_USER, common::USER_PIN), CKR_OK);
+    assert_eq!(call!(p, C_CloseAllSessions(0)), CKR_OK);
+    let again = p.open(true);
+    assert_eq!(p.state(again), CKS_RW_PUBLIC_SESSION);
+    // The SO (the world's Administrator card) logs in on read-write sessions only.
+    assert_eq!(p.login(again, CKU_SO, common::SO_PIN), CKR_OK);
+    assert_eq!(p.state(again), CKS_RW_SO_FUNCTIONS);
+    let mut h = 0;
+    let rv = call!(p, C_OpenSession(0, CKF_SERIAL_SESSION, null_mut(), None, &mut h));
+    check_rv("read-only session while SO", rv, CKR_SESSION_READ_WRITE_SO_EXISTS);
+    let rv = call!(p, C_OpenSession(0, CKF_RW_SESSION, null_mut(), None, &mut h));
+    check_rv("not serial", rv, CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+    assert_eq!(call!(p, C_Logout(again)), CKR_OK);
+    p.fin();
+}
+
+fn interfaces(p: &P11) {
+    // SAFETY: the v3.0 exports have these signatures.
+    unsafe {
+        let list: libloading::Symbol<'_, unsafe extern "C" fn(*mut CK_INTERFACE, *mut CK_ULONG) -> CK_RV> =
+            p._lib.get(b"C_GetInterfaceList").expect("C_GetInterfaceList");
+        let mut n: CK_ULONG = 0;
+        assert_eq!(list(null_mut(), &mut n), CKR_OK);
+        assert_eq!(n, 2);
+        let get: libloading::Symbol<
+            '_,
+            unsafe extern "C" fn(*mut u8, *mut CK_VERSION, *mut *mut CK_INTERFACE, CK_FLAGS) -> CK_RV,
+        > = p._lib.get(b"C_GetInterface").expect("C_GetInterface");
+        let mut iface: *mut CK_INTERFACE = null_mut();
+        assert_eq!(get(null_mut(), null_mut(), &mut iface, 0), CKR_OK);
+        let v = *((*iface).pFunctionList as *const CK_VERSION);
+        assert_eq!((v.major, v.minor), (3, 0), "no version asked: the newest");
+        let mut want = CK_VERSION { major: 2, minor: 40 };
+        let name = b"PKCS 11\0";
+        assert_eq!(get(name.as_ptr() as *mut u8, &mut want, &mut iface, 0), CKR_OK);
+        let v = *((*iface).pFunctionList as *const CK_VERSION);
+        assert_eq!((v.major, v.minor), (2, 40));
+        assert_eq!(std::ffi::CStr::from_ptr((*iface).pInterfaceName as *const _).to_bytes(), b"PKCS 11");
+        let other = b"Vendor X\0";
+        assert_eq!(get(other.as_ptr() as *mut u8, null_mut(), &mut iface, 0), CKR_ARGUMENTS_BAD);
+        assert_eq!(get(null_mut(), null_mut(), null_mut(), 0), CKR_ARGUMENTS_BAD);
+        let v3 = &*((*iface).pFunctionList as *const CK_FUNCTION_LIST_3_0);
+        assert!(v3.C_Initialize.is_some());
+    }
+}
+
+fn attribute_rules(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let class: CK_OBJECT_CLASS = CKO_SECRET_KEY;
+    let kt: CK_KEY_TYPE = CKK_AES;
+    let yes = b(true);
+    let value = [9u8; 32];
+    let mut o = 0;
+    let with_local =
+        [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &value), attr(CKA_LOCAL, &yes)];
+    let rv = call!(p, C_CreateObject(h, with_local.as_ptr() as *mut _, 4, &mut o));
+    check_rv("CKA_LOCAL in a template", rv, CKR_ATTRIBUTE_READ_ONLY);
+    let with_unknown =
+        [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &value), attr(CKA_MODULUS_BITS, &kt)];
+    let rv = call!(p, C_CreateObject(h, with_unknown.as_ptr() as *mut _, 4, &mut o));
+    check_rv("RSA attribute on an AES key", rv, CKR_ATTRIBUTE_TYPE_INVALID);
+    let twice = [attr(CKA_CLASS, &class), attr(CKA_CLASS, &class)];
+    check_rv(
+        "attribute twice",
+        call!(p, C_CreateObject(h, twice.as_ptr() as *mut _, 2, &mut o)),
+        CKR_TEMPLATE_INCONSISTENT,
+    );
+    let short = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &value[..5])];
+    check_rv(
+        "5-byte AES key",
+        call!(p, C_CreateObject(h, short.as_ptr() as *mut _, 3, &mut o)),
+        CKR_ATTRIBUTE_VALUE_INVALID,
+    );
+    let no_value = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt)];
+    check_rv(
+        "no CKA_VALUE",
+        call!(p, C_CreateObject(h, no_value.as_ptr() as *mut _, 2, &mut o)),
+        CKR_TEMPLATE_INCOMPLETE,
+    );
+
+    // A generated sensitive key is always sensitive and never extractable; an imported one is not.
+    let len: CK_ULONG = 32;
+    let gen_t = [attr(CKA_VALUE_LEN, &len), attr(CKA_WRAP, &yes)];
+    let mut m = mech(CKM_AES_KEY_GEN);
+    let mut generated = 0;
+    assert_eq!(call!(p, C_GenerateKey(h, &mut m, gen_t.as_ptr() as *mut _, 2, &mut generated)), CKR_OK);
+    assert_eq!(p.get(h, generated, CKA_ALWAYS_SENSITIVE).1, [1]);
+    assert_eq!(p.get(h, generated, CKA_NEVER_EXTRACTABLE).1, [1]);
+    assert_eq!(p.get(h, generated, CKA_LOCAL).1, [1]);
+    assert_eq!(p.get(h, generated, CKA_KEY_GEN_MECHANISM).1, CKM_AES_KEY_GEN.to_ne_bytes());
+    let (rv, _) = p.get(h, generated, CKA_VALUE);
+    check_rv("value of a sensitive key", rv, CKR_ATTRIBUTE_SENSITIVE);
+    let imported = aes_key(p, h, &value, true, false);
+    assert_eq!(p.get(h, imported, CKA_ALWAYS_SENSITIVE).1, [0]);
+    assert_eq!(p.get(h, imported, CKA_NEVER_EXTRACTABLE).1, [0]);
+    assert_eq!(p.get(h, imported, CKA_LOCAL).1, [0]);
+    assert_eq!(p.get(h, imported, CKA_KEY_GEN_MECHANISM).1, CK_UNAVAILABLE_INFORMATION.to_ne_bytes());
+
+    // C_SetAttributeValue: a new label; rights only narrow; fixed attributes are read-only.
+    let label = b"renamed";
+    let t = [bytes_attr(CKA_LABEL, label)];
+    assert_eq!(call!(p, C_SetAttributeValue(h, imported, t.as_ptr() as *mut _, 1)), CKR_OK);
+    assert_eq!(p.get(h, imported, CKA_LABEL).1, label);
+    let no = b(false);
+    let t = [attr(CKA_SENSITIVE, &no)];
+    check_rv(
+        "sensitive back to false",
+        call!(p, C_SetAttributeValue(h, generated, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    let other: CK_OBJECT_CLASS = CKO_PUBLIC_KEY;
+    let t = [attr(CKA_CLASS, &other)];
+    check_rv("class", call!(p, C_SetAttributeValue(h, imported, t.as_ptr() as *mut _, 1)), CKR_ATTRIBUTE_READ_ONLY);
+    let t = [attr(CKA_EXTRACTABLE, &no)];
+    assert_eq!(call!(p, C_SetAttributeValue(h, imported, t.as_ptr() as *mut _, 1)), CKR_OK);
+    assert_eq!(p.get(h, imported, CKA_EXTRACTABLE).1, [0]);
+    let mut kw = mech(CKM_AES_KEY_WRAP);
+    let mut wl: CK_ULONG = 64;
+    let mut out = [0u8; 64];
+    let rv = call!(p, C_WrapKey(h, &mut kw, generated, imported, out.as_mut_ptr(), &mut wl));
+    check_rv("wrap after CKA_EXTRACTABLE went false", rv, CKR_KEY_UNEXTRACTABLE);
+    p.fin();
+}
+
+fn cli_and_module_share_keys(p: &P11) {
+    // A key generated the way `hsmkit generatekey` does appears as objects of the token, and a
+    // token key made through PKCS#11 is an emulator key blob the CLI lists.
+    let conf = std::fs::read_to_string(std::env::var("HSMKIT_CONF").expect("conf")).expect("conf text");
+    let kmdata = std::path::PathBuf::from(conf.lines().find_map(|l| l.strip_prefix("slot 0 ")).expect("slot 0"));
+    {
+        let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata)).expect("emulator");
+        emu.generate_rsa("simple", "clikey", "made-by-cli", 2048, 65537).expect("generatekey");
+    }
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let label = b"made-by-cli";
+    let class: CK_OBJECT_CLASS = CKO_PRIVATE_KEY;
+    let t = [bytes_attr(CKA_LABEL, label), attr(CKA_CLASS, &class)];
+    assert_eq!(call!(p, C_FindObjectsInit(h, t.as_ptr() as *mut _, 2)), CKR_OK);
+    let mut found = [0; 4];
+    let mut n: CK_ULONG = 0;
+    assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 4, &mut n)), CKR_OK);
+    assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+    assert_eq!(n, 1, "the CLI's key is found by its label");
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, found[0])), CKR_OK);
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    assert_eq!(call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)), CKR_OK);
+    // The generatekey default ACL does not allow export: wrapping it is refused by its ACL.
+
+    let bits: CK_ULONG = 2048;
+    let yes = b(true);
+    let tok_label = b"made-by-pkcs11";
+    let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_TOKEN, &yes)];
+    let private = [attr(CKA_TOKEN, &yes), bytes_attr(CKA_LABEL, tok_label)];
+    let (mut a, mut bb) = (0, 0);
+    let mut g = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+    let rv = call!(
+        p,
+        C_GenerateKeyPair(h, &mut g, public.as_ptr() as *mut _, 2, private.as_ptr() as *mut _, 2, &mut a, &mut bb)
+    );
+    assert_eq!(rv, CKR_OK);
+    p.fin();
+    let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata)).expect("emulator");
+    let keys = emu.list_keys().expect("nkminfo -k");
+    assert!(
+        keys.iter().any(|k| k.header.appname == "pkcs11" && k.header.name == "made-by-pkcs11"),
+        "the PKCS#11 token key is an emulator key blob: {:?}",
+        keys.iter().map(|k| (&k.header.appname, &k.header.name)).collect::<Vec<_>>()
+    );
+}
+
+/// A named check.
+type Check = (&'static str, fn(&P11));
+
+fn main() -> ExitCode {
+    common::with_throwaway_conf(|| {
+        let p = load();
+        let checks: &[Check] = &[
+            ("calls before C_Initialize", before_initialize),
+            ("C_Initialize arguments and double initialisation", initialize_arguments),
+            ("token set-up", |p| {
+                p.init();
+                let pkcs11_slot = 0;
+                let label = format!("{:<32}", common::LABEL);
+                let so = common::SO_PIN;
+                let rv = call!(
+                    p,
+                    C_InitToken(pkcs11_slot, so.as_ptr() as *mut u8, so.len() as CK_ULONG, label.as_ptr() as *mut u8)
+                );
+                assert_eq!(rv, CKR_OK);
+                let h = p.open(true);
+                assert_eq!(p.login(h, CKU_SO, so), CKR_OK);
+                let pin = common::USER_PIN;
+                assert_eq!(call!(p, C_InitPIN(h, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)), CKR_OK);
+                let rv = call!(
+                    p,
+                    C_InitToken(pkcs11_slot, so.as_ptr() as *mut u8, so.len() as CK_ULONG, label.as_ptr() as *mut u8)
+                );
+                check_rv("C_InitToken with a session open", rv, CKR_SESSION_EXISTS);
+                p.fin();
+            }),
+            ("null arguments", null_arguments),
+            ("bad handles and finalized sessions", bad_handles),
+            ("buffer too small, then right", short_buffers),
+            ("operation state after errors", operation_state),
+            ("login state machine", login_state_machine),
+            ("v3.0 interfaces", interfaces),
+            ("attribute rules", attribute_rules),
+            ("the CLI and the module share keys", cli_and_module_share_keys),
+        ];
+        let mut ok = true;
+        for (name, check) in checks {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&p)));
+            println!("{} {name}", if r.is_ok() { "ok  " } else { "FAIL" });
+            if r.is_err() {
+                ok = false;
+                // Leave the library finalised for the next check.
+                let _ = call!(p, C_Finalize(null_mut()));
+            }
+        }
+        if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    })
+}
