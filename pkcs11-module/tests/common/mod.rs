@@ -13,11 +13,11 @@ pub const USER_PIN: &str = "1234";
 /// The security officer's PIN (the world's one Administrator card).
 pub const SO_PIN: &str = "5678";
 
-/// The built module, beside the test executable's `deps/` folder.
+/// The module cargo built for this test or bench: beside the executable, in `target/<profile>/deps/`
+/// (cargo copies it up to `target/<profile>/` only for `cargo build`, so that copy may be stale).
 pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("libhsmkit_pkcs11.so")
+    exe.parent().expect("deps folder").join("libhsmkit_pkcs11.so")
 }
 
 /// Runs `body` under `HSMKIT_CONF` naming a fresh one-slot configuration: when it is not set, makes
