@@ -7,13 +7,17 @@
 //! - `CKM_RSA_AES_KEY_WRAP` on a module that does not list it is composed inside the module: an
 //!   ephemeral extractable AES-256 key, the target wrapped under it with RFC 5649, the AES key wrapped
 //!   with RSA-OAEP, the ephemeral key destroyed. The capability list says which path is used
-//!   ([`MechanismInfo::composed`](hsmkit_backend::MechanismInfo::composed)).
+//!   ([`MechanismInfo::composed`](hsmkit_backend::MechanismInfo::composed)). On a module that lists
+//!   it, the single mechanism is called natively with `CK_RSA_AES_KEY_WRAP_PARAMS`, through the
+//!   module's own function list (`cryptoki` has no type for it).
 
 pub mod convert;
 mod error;
+mod raw;
 mod session;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::slot::Slot;
@@ -44,6 +48,7 @@ pub struct Pkcs11Backend {
     path: PathBuf,
     slot: Slot,
     capabilities: Capabilities,
+    raw: Arc<raw::Raw>,
 }
 
 impl std::fmt::Debug for Pkcs11Backend {
@@ -68,8 +73,9 @@ impl Pkcs11Backend {
             Err(e) => return Err(map_error(e, Op::Initialize)),
         }
         let slot = Self::choose(&ctx, &token)?;
-        let capabilities = Self::read_capabilities(&ctx, slot)?;
-        Ok(Pkcs11Backend { ctx, path, slot, capabilities })
+        let raw = Arc::new(raw::Raw::open(&path)?);
+        let capabilities = Self::read_capabilities(&raw, slot)?;
+        Ok(Pkcs11Backend { ctx, path, slot, capabilities, raw })
     }
 
     fn choose(ctx: &Pkcs11, token: &TokenChoice) -> Result<Slot> {
@@ -100,31 +106,34 @@ impl Pkcs11Backend {
         })
     }
 
-    fn read_capabilities(ctx: &Pkcs11, slot: Slot) -> Result<Capabilities> {
+    /// The module's mechanisms, read raw: `cryptoki` drops types it has no name for, among them
+    /// `CKM_RSA_AES_KEY_WRAP` and `CKM_AES_KEY_WRAP_KWP`.
+    fn read_capabilities(raw: &raw::Raw, slot: Slot) -> Result<Capabilities> {
+        use cryptoki_sys as ck;
         let mut mechanisms = Vec::new();
-        for t in ctx.get_mechanism_list(slot).or_op(Op::Info)? {
-            let Some(kind) = MechanismKind::from_ckm(*t) else { continue };
-            let Ok(info) = ctx.get_mechanism_info(slot, t) else { continue };
+        for t in raw.mechanism_list(slot.id())? {
+            let Some(kind) = MechanismKind::from_ckm(t) else { continue };
+            let Ok(info) = raw.mechanism_info(slot.id(), t) else { continue };
             let mut flags = MechanismFlags::empty();
-            for (yes, f) in [
-                (info.encrypt(), MechanismFlags::ENCRYPT),
-                (info.decrypt(), MechanismFlags::DECRYPT),
-                (info.sign(), MechanismFlags::SIGN),
-                (info.verify(), MechanismFlags::VERIFY),
-                (info.generate(), MechanismFlags::GENERATE),
-                (info.generate_key_pair(), MechanismFlags::GENERATE_KEY_PAIR),
-                (info.wrap(), MechanismFlags::WRAP),
-                (info.unwrap(), MechanismFlags::UNWRAP),
+            for (ckf, f) in [
+                (ck::CKF_ENCRYPT, MechanismFlags::ENCRYPT),
+                (ck::CKF_DECRYPT, MechanismFlags::DECRYPT),
+                (ck::CKF_SIGN, MechanismFlags::SIGN),
+                (ck::CKF_VERIFY, MechanismFlags::VERIFY),
+                (ck::CKF_GENERATE, MechanismFlags::GENERATE),
+                (ck::CKF_GENERATE_KEY_PAIR, MechanismFlags::GENERATE_KEY_PAIR),
+                (ck::CKF_WRAP, MechanismFlags::WRAP),
+                (ck::CKF_UNWRAP, MechanismFlags::UNWRAP),
             ] {
-                if yes {
+                if info.flags & ckf != 0 {
                     flags |= f;
                 }
             }
-            let bits = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            let bits = |n: ck::CK_ULONG| u32::try_from(n).unwrap_or(u32::MAX);
             mechanisms.push(MechanismInfo {
                 kind,
-                min_bits: bits(info.min_key_size()),
-                max_bits: bits(info.max_key_size()),
+                min_bits: bits(info.ulMinKeySize),
+                max_bits: bits(info.ulMaxKeySize),
                 flags,
                 composed: false,
             });
@@ -169,7 +178,7 @@ impl Pkcs11Backend {
             SessionMode::ReadWrite => self.ctx.open_rw_session(self.slot),
         }
         .or_op(Op::OpenSession)?;
-        Ok(Pkcs11Session::new(s, self.capabilities.clone()))
+        Ok(Pkcs11Session::new(s, self.capabilities.clone(), self.raw.clone()))
     }
 }
 

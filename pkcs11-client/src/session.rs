@@ -20,6 +20,7 @@ pub struct Pkcs11Session {
     s: cryptoki::session::Session,
     handles: RefCell<HashMap<u64, ObjectHandle>>,
     capabilities: Capabilities,
+    raw: std::sync::Arc<crate::raw::Raw>,
 }
 
 impl std::fmt::Debug for Pkcs11Session {
@@ -29,8 +30,12 @@ impl std::fmt::Debug for Pkcs11Session {
 }
 
 impl Pkcs11Session {
-    pub(crate) fn new(s: cryptoki::session::Session, capabilities: Capabilities) -> Self {
-        Pkcs11Session { s, handles: RefCell::new(HashMap::new()), capabilities }
+    pub(crate) fn new(
+        s: cryptoki::session::Session,
+        capabilities: Capabilities,
+        raw: std::sync::Arc<crate::raw::Raw>,
+    ) -> Self {
+        Pkcs11Session { s, handles: RefCell::new(HashMap::new()), capabilities, raw }
     }
 
     /// The PKCS#11 session handle (`CK_SESSION_HANDLE`), for raw calls beside this session.
@@ -78,14 +83,13 @@ impl Pkcs11Session {
         self.capabilities.mechanism(MechanismKind::RsaAesKeyWrap).is_some_and(|m| m.composed)
     }
 
-    fn native_rsa_aes_unsupported(&self, op: Op) -> Error {
+    fn native_rsa_aes(&self, op: Op) -> Result<()> {
         if self.capabilities.mechanism(MechanismKind::RsaAesKeyWrap).is_some() {
-            Error::new(ErrorKind::Unsupported, op)
-                .detail("the module lists CKM_RSA_AES_KEY_WRAP, but calling it natively is not implemented yet")
+            Ok(())
         } else {
-            Error::new(ErrorKind::MechanismInvalid, op).detail(
+            Err(Error::new(ErrorKind::MechanismInvalid, op).detail(
                 "CKM_RSA_AES_KEY_WRAP: the module has neither the mechanism nor RSA-OAEP with CKM_AES_KEY_WRAP_PAD to compose it",
-            )
+            ))
         }
     }
 
@@ -412,7 +416,12 @@ impl Session for Pkcs11Session {
                 Err(Error::new(ErrorKind::MechanismParamInvalid, Op::WrapKey)
                     .detail(format!("the composed RSA-AES key wrap uses AES-256, not AES-{aes_bits}")))
             }
-            Mechanism::RsaAesKeyWrap { .. } => Err(self.native_rsa_aes_unsupported(Op::WrapKey)),
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                self.native_rsa_aes(Op::WrapKey)?;
+                self.raw
+                    .rsa_aes_wrap(self.s.handle(), aes_bits, hash, w.handle(), t.handle())
+                    .map_err(|e| named(e, mech))
+            }
             _ => self
                 .s
                 .wrap_key(&convert::mechanism(mech, Op::WrapKey)?, w, t)
@@ -435,7 +444,18 @@ impl Session for Pkcs11Session {
             Mechanism::RsaAesKeyWrap { hash, .. } if self.composed_rsa_aes() => {
                 self.rsa_aes_unwrap_composed(hash, u, wrapped, &template)?
             }
-            Mechanism::RsaAesKeyWrap { .. } => return Err(self.native_rsa_aes_unsupported(Op::UnwrapKey)),
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                self.native_rsa_aes(Op::UnwrapKey)?;
+                let h = self
+                    .raw
+                    .rsa_aes_unwrap(self.s.handle(), aes_bits, hash, u.handle(), wrapped, &template)
+                    .map_err(|e| named(e, mech))?;
+                // SAFETY: the handle the module just returned for this session's new key.
+                #[allow(unsafe_code)]
+                unsafe {
+                    ObjectHandle::new_from_raw(h)
+                }
+            }
             _ => self
                 .s
                 .unwrap_key(&convert::mechanism(mech, Op::UnwrapKey)?, u, wrapped, &template)

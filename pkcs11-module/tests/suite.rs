@@ -7,7 +7,7 @@ mod common;
 use std::process::ExitCode;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use hsmkit_backend::Pin;
+use hsmkit_backend::{Backend as _, MechanismKind, Pin};
 use hsmkit_conformance::{Ctx, Expectations, Outcome, run};
 use hsmkit_emulator::suite::CipherSuite;
 use hsmkit_emulator::world::Quorum;
@@ -24,6 +24,12 @@ fn main() -> ExitCode {
             pkcs11.finalize().expect("C_Finalize");
         }
         let backend = Pkcs11Backend::open(&path, TokenChoice::Label(common::LABEL.into())).expect("open the module");
+        // The module lists CKM_RSA_AES_KEY_WRAP itself: the client calls it natively (with
+        // CK_RSA_AES_KEY_WRAP_PARAMS through the raw function list), not composed.
+        let caps = backend.capabilities().expect("capabilities");
+        let rsa_aes = caps.mechanism(MechanismKind::RsaAesKeyWrap).expect("CKM_RSA_AES_KEY_WRAP is listed");
+        assert!(!rsa_aes.composed, "the single mechanism is used where the module has it");
+        assert!(caps.mechanism(MechanismKind::AesKeyWrapKwp).is_some(), "CKM_AES_KEY_WRAP_KWP is listed");
         let ctx =
             Ctx { backend: &backend, slot: backend.slot(), user_pin: Some(Pin::from(common::USER_PIN.to_string())) };
         let module = run("libhsmkit_pkcs11.so", &ctx, &Expectations::builtin("pkcs11-module").expect("expectations"));
