@@ -51,6 +51,9 @@ impl HashAlg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mechanism {
+    /// RSASSA-PKCS1-v1_5 padding of data the caller prepared (`CKM_RSA_PKCS` signing): the input
+    /// is the DER `DigestInfo` of a hash computed outside, as OpenSSL's PKCS#11 engine sends it.
+    RsaPkcs1v15Raw,
     /// RSASSA-PKCS1-v1_5 with the data hashed inside (`CKM_SHA256_RSA_PKCS` and kin; RFC 8017 §8.2).
     RsaPkcs1v15 {
         /// Digest applied to the data.
@@ -87,6 +90,7 @@ impl Mechanism {
     pub fn kind(&self) -> MechanismKind {
         use HashAlg::*;
         match *self {
+            Mechanism::RsaPkcs1v15Raw => MechanismKind::RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha1 } => MechanismKind::Sha1RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha256 } => MechanismKind::Sha256RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha384 } => MechanismKind::Sha384RsaPkcs,
@@ -150,6 +154,8 @@ mechanism_kinds! {
     RsaPkcsKeyPairGen => CKM_RSA_PKCS_KEY_PAIR_GEN, "RSA-PKCS-KEY-PAIR-GEN";
     /// `CKM_AES_KEY_GEN`.
     AesKeyGen => CKM_AES_KEY_GEN, "AES-KEY-GEN";
+    /// `CKM_RSA_PKCS` (signing a caller's `DigestInfo`).
+    RsaPkcs => CKM_RSA_PKCS, "RSA-PKCS";
     /// `CKM_SHA1_RSA_PKCS`.
     Sha1RsaPkcs => CKM_SHA1_RSA_PKCS, "SHA1-RSA-PKCS";
     /// `CKM_SHA256_RSA_PKCS`.

@@ -28,6 +28,16 @@ pub fn cases() -> Vec<Case> {
             clause: "PKCS#11 3.1 §2.1.10 CKM_SHA256_RSA_PKCS_PSS; RFC 8017 §8.1",
             run: rsa_sign_pss,
         },
+        Case {
+            id: "rsa-sign-pkcs1-digestinfo",
+            clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (signing a DigestInfo); RFC 8017 §9.2",
+            run: rsa_sign_pkcs1_digestinfo,
+        },
+        Case {
+            id: "rsa-sign-pkcs1-too-long",
+            clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS: input over k - 11 bytes is CKR_DATA_LEN_RANGE",
+            run: rsa_sign_pkcs1_too_long,
+        },
         Case { id: "rsa-verify", clause: "PKCS#11 3.1 §5.13 C_Verify", run: rsa_verify },
         Case {
             id: "rsa-oaep-decrypt",
@@ -162,6 +172,41 @@ fn rsa_sign_pkcs1v15(ctx: &Ctx<'_>) -> R {
         ok.map_err(|_| format!("the {} signature does not verify in RustCrypto", hash.name()))?;
     }
     Ok(())
+}
+
+/// `CKM_RSA_PKCS` over a SHA-256 `DigestInfo` made outside (as OpenSSL's PKCS#11 engine does) is
+/// the same signature RustCrypto checks as RSASSA-PKCS1-v1_5 with SHA-256.
+fn rsa_sign_pkcs1_digestinfo(ctx: &Ctx<'_>) -> R {
+    use sha2::Digest as _;
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    // DER DigestInfo prefix for SHA-256 (RFC 8017 §9.2, note 1).
+    let mut info = hex_bytes("3031300d060960864801650304020105000420");
+    info.extend_from_slice(&sha2::Sha256::digest(b"conformance"));
+    let raw = s.sign(&Mechanism::RsaPkcs1v15Raw, private, &info).map_err(err("sign"))?;
+    let sig = rsa::pkcs1v15::Signature::try_from(raw.as_slice()).map_err(err("signature encoding"))?;
+    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone())
+        .verify(b"conformance", &sig)
+        .map_err(|_| "the CKM_RSA_PKCS signature does not verify as SHA-256 RSASSA-PKCS1-v1_5 in RustCrypto")?;
+    s.verify(&Mechanism::RsaPkcs1v15Raw, public, &info, &raw).map_err(err("verify"))
+}
+
+/// `CKM_RSA_PKCS` refuses input longer than its padding allows, with the specification's code.
+fn rsa_sign_pkcs1_too_long(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    let too_long = vec![1u8; key.size() - 10];
+    match s.sign(&Mechanism::RsaPkcs1v15Raw, private, &too_long) {
+        Err(e) if matches!(e.kind(), ErrorKind::DataLenRange) => Ok(()),
+        Err(e) => Err(format!("input longer than k - 11 bytes gave {:?}, not CKR_DATA_LEN_RANGE", e.kind())),
+        Ok(_) => Err("input longer than k - 11 bytes was signed".into()),
+    }
+}
+
+fn hex_bytes(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect()
 }
 
 fn rsa_sign_pss(ctx: &Ctx<'_>) -> R {

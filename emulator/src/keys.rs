@@ -84,6 +84,20 @@ impl RsaPrivate {
             };
         }
         match mech {
+            Mechanism::RsaPkcs1v15Raw => {
+                // Blinded private operation; the input must fit the padding (k - 11 bytes).
+                if data.len() + 11 > self.rc.size() {
+                    return Err(Error::new(ErrorKind::DataLenRange, Op::Sign).detail(format!(
+                        "CKM_RSA_PKCS signs at most {} bytes with this key, not {}",
+                        self.rc.size().saturating_sub(11),
+                        data.len()
+                    )));
+                }
+                return self
+                    .rc
+                    .sign_with_rng(rng.as_rng(), rsa::pkcs1v15::Pkcs1v15Sign::new_unprefixed(), data)
+                    .map_err(|_| fail());
+            }
             Mechanism::RsaPkcs1v15 { hash } => match hash {
                 HashAlg::Sha1 => pkcs1!(sha1::Sha1),
                 HashAlg::Sha256 => pkcs1!(sha2::Sha256),
@@ -158,6 +172,9 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
         }};
     }
     match mech {
+        Mechanism::RsaPkcs1v15Raw => {
+            public.verify(rsa::pkcs1v15::Pkcs1v15Sign::new_unprefixed(), data, sig).map_err(|_| bad())
+        }
         Mechanism::RsaPkcs1v15 { hash } => match hash {
             HashAlg::Sha1 => check!(pkcs1v15, sha1::Sha1),
             HashAlg::Sha256 => check!(pkcs1v15, sha2::Sha256),

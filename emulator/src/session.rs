@@ -44,6 +44,7 @@ impl Backend for Emulator {
         let mut mechanisms = vec![
             row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
+            row(K::RsaPkcs, 1024, 4096, sv),
         ];
         for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
             mechanisms.push(row(k, 1024, 4096, sv));

@@ -259,6 +259,7 @@ pub fn oaep(h: HashAlg) -> CkMechanism<'static> {
 pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
     let pss = |h: HashAlg| PkcsPssParams { hash_alg: hash_type(h), mgf: mgf(h), s_len: (h.output_len() as u64).into() };
     Ok(match *m {
+        Mechanism::RsaPkcs1v15Raw => CkMechanism::RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcs,

@@ -34,6 +34,7 @@ const fn row(ty: CK_MECHANISM_TYPE, min: CK_ULONG, max: CK_ULONG, flags: CK_FLAG
 pub const MECHANISMS: &[MechRow] = &[
     row(ck::CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, ck::CKF_GENERATE_KEY_PAIR),
     row(ck::CKM_AES_KEY_GEN, 16, 32, ck::CKF_GENERATE),
+    row(ck::CKM_RSA_PKCS, 1024, 4096, SV),
     row(ck::CKM_SHA1_RSA_PKCS, 1024, 4096, SV),
     row(ck::CKM_SHA256_RSA_PKCS, 1024, 4096, SV),
     row(ck::CKM_SHA384_RSA_PKCS, 1024, 4096, SV),
@@ -133,6 +134,10 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
         _ => Err(rv::MECHANISM_PARAM_INVALID),
     };
     match m.ty {
+        ck::CKM_RSA_PKCS => match &m.param {
+            Param::None => Ok(Mechanism::RsaPkcs1v15Raw),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_SHA1_RSA_PKCS => pkcs1(HashAlg::Sha1),
         ck::CKM_SHA256_RSA_PKCS => pkcs1(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS => pkcs1(HashAlg::Sha384),
