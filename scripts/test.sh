@@ -6,11 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The independent peers the tests check against: SoftHSM2 (a second PKCS#11 module) and OpenSC's
-# pkcs11-tool (a PKCS#11 application that loads libhsmkit_pkcs11.so).
+# The independent peers the tests check against: SoftHSM2 (a second PKCS#11 module), OpenSC's
+# pkcs11-tool and OpenSSL's PKCS#11 engine (PKCS#11 applications that load libhsmkit_pkcs11.so).
 missing=()
 { [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null; } || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
+dpkg -s libengine-pkcs11-openssl >/dev/null 2>&1 || missing+=(libengine-pkcs11-openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

@@ -173,11 +173,6 @@ pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
     let mut st = s.lock()?;
     let slot = if verify { &mut st.ops.verify } else { &mut st.ops.sign };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if op.mech == Mechanism::RsaPkcs1v15Raw {
-        // CKM_RSA_PKCS is single-part.
-        *slot = None;
-        return Err(rv::MECHANISM_INVALID);
-    }
     if op.result.is_some() || (!op.multipart && !op.data.is_empty()) {
         *slot = None;
         return Err(rv::OPERATION_ACTIVE);

@@ -104,7 +104,8 @@ fn hash_of(ckm: CK_MECHANISM_TYPE) -> Option<(HashAlg, CK_ULONG)> {
 fn oaep(p: &OaepIn) -> Result<HashAlg> {
     let (hash, mgf) = hash_of(p.hash).ok_or(rv::MECHANISM_PARAM_INVALID)?;
     // The emulator's OAEP uses MGF1 with the same hash and an empty label, as the BYOK formats do.
-    if p.mgf != mgf || p.source != ck::CKZ_DATA_SPECIFIED || !p.label.is_empty() {
+    // An empty label may come with source 0 (callers such as pkcs11-tool leave it unset).
+    if p.mgf != mgf || !matches!(p.source, 0 | ck::CKZ_DATA_SPECIFIED) || !p.label.is_empty() {
         return Err(rv::MECHANISM_PARAM_INVALID);
     }
     Ok(hash)

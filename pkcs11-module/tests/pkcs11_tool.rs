@@ -98,6 +98,23 @@ fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
         s(&pss),
         s(&data),
     ]);
+    // OpenSSL signs with the token's key through its PKCS#11 engine (libp11, which sends
+    // CKM_RSA_PKCS over the DigestInfo it makes), and verifies with the public key alone.
+    let engine_sig = t.path("engine.sig");
+    let uri = format!("pkcs11:token={};object=rsa1;type=private;pin-value={}", common::LABEL, common::USER_PIN);
+    let out = Command::new("openssl")
+        .args(["dgst", "-engine", "pkcs11", "-keyform", "engine", "-sign", &uri, "-sha256", "-out", s(&engine_sig)])
+        .arg(&data)
+        .env("PKCS11_MODULE_PATH", common::module_path())
+        .env("HSMKIT_CONF", &t.conf)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl with the pkcs11 engine (Debian package libengine-pkcs11-openssl): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    openssl(&["dgst", "-sha256", "-verify", s(&public), "-keyform", "DER", "-signature", s(&engine_sig), s(&data)]);
     // A flipped byte does not verify: OpenSSL is really checking.
     let mut bad = std::fs::read(&sig).expect("sig");
     bad[10] ^= 1;
