@@ -154,6 +154,8 @@ mechanism_kinds! {
     RsaPkcsKeyPairGen => CKM_RSA_PKCS_KEY_PAIR_GEN, "RSA-PKCS-KEY-PAIR-GEN";
     /// `CKM_AES_KEY_GEN`.
     AesKeyGen => CKM_AES_KEY_GEN, "AES-KEY-GEN";
+    /// `CKM_GENERIC_SECRET_KEY_GEN`.
+    GenericSecretKeyGen => CKM_GENERIC_SECRET_KEY_GEN, "GENERIC-SECRET-KEY-GEN";
     /// `CKM_RSA_PKCS` (signing a caller's `DigestInfo`).
     RsaPkcs => CKM_RSA_PKCS, "RSA-PKCS";
     /// `CKM_SHA1_RSA_PKCS`.

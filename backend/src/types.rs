@@ -67,6 +67,8 @@ pub enum KeyType {
     Rsa,
     /// AES (`CKK_AES`).
     Aes,
+    /// A generic secret (`CKK_GENERIC_SECRET`): bytes of any length, to be wrapped and unwrapped.
+    GenericSecret,
 }
 
 /// Object class (`CKO_*`).
@@ -88,6 +90,11 @@ pub enum KeySpec {
     Aes {
         /// Key size in bits.
         bits: u32,
+    },
+    /// A generic secret of 1 to 512 bytes (`CKM_GENERIC_SECRET_KEY_GEN`).
+    GenericSecret {
+        /// Length in bytes (`CKA_VALUE_LEN`).
+        bytes: u32,
     },
 }
 
@@ -113,6 +120,8 @@ pub enum KeyMaterial {
     RsaPublicSpki(Vec<u8>),
     /// An AES key's raw bytes.
     Aes(Zeroizing<Vec<u8>>),
+    /// A generic secret's bytes.
+    GenericSecret(Zeroizing<Vec<u8>>),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -121,6 +130,7 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::RsaPrivatePkcs8(_) => f.write_str("RsaPrivatePkcs8(<redacted>)"),
             KeyMaterial::RsaPublicSpki(d) => write!(f, "RsaPublicSpki({} bytes)", d.len()),
             KeyMaterial::Aes(k) => write!(f, "Aes(<{} bits redacted>)", k.len() * 8),
+            KeyMaterial::GenericSecret(k) => write!(f, "GenericSecret(<{} bytes redacted>)", k.len()),
         }
     }
 }

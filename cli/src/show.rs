@@ -64,6 +64,7 @@ pub fn key_type(h: &KeyHeader) -> &'static str {
     match h.key_type {
         BlobKeyType::Rsa => "RSA",
         BlobKeyType::Aes => "AES",
+        BlobKeyType::Generic => "generic secret",
     }
 }
 

@@ -40,6 +40,11 @@ pub fn cases() -> Vec<Case> {
         },
         Case { id: "rsa-verify", clause: "PKCS#11 3.1 §5.13 C_Verify", run: rsa_verify },
         Case {
+            id: "generic-secret",
+            clause: "PKCS#11 3.1 §6.8 generic secret keys; CKM_GENERIC_SECRET_KEY_GEN; RFC 5649",
+            run: generic_secret,
+        },
+        Case {
             id: "rsa-oaep-decrypt",
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP; RFC 8017 §7.1",
             run: rsa_oaep_decrypt,
@@ -367,6 +372,54 @@ fn aes_key_wrap_pad(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
     let (soft, _, unwrapped) = wrap_known_rsa(s.as_ref(), &[0x22u8; 32], 3)?;
     ensure(pkcs8_key(&unwrapped)?.to_public_key() == soft.to_public_key(), "RFC 5649 output unwraps to another key")
+}
+
+/// A generic secret is generated with its length, and a known one wraps under RFC 5649 to what
+/// RustCrypto unwraps, then unwraps back into the backend as a generic secret of the same length.
+fn generic_secret(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let bits_of = |h: KeyHandle| -> Result<(Option<KeyType>, Option<u64>), String> {
+        let attrs = s.attributes(h, &[AttrKind::KeyType, AttrKind::Bits]).map_err(err("attributes"))?;
+        let (mut t, mut b) = (None, None);
+        for a in attrs {
+            match a {
+                Attr::Value(_, AttrValue::KeyType(k)) => t = Some(k),
+                Attr::Value(_, AttrValue::Number(n)) => b = Some(n),
+                _ => {}
+            }
+        }
+        Ok((t, b))
+    };
+    let made =
+        s.generate_key(&KeySpec::GenericSecret { bytes: 32 }, &policy(Usage::empty())).map_err(err("generate"))?;
+    ensure(bits_of(made)? == (Some(KeyType::GenericSecret), Some(256)), "a generated 32-byte generic secret")?;
+    let kek_bytes = [0x5au8; 32];
+    let kek = s
+        .import_key(&KeyMaterial::Aes(Zeroizing::new(kek_bytes.to_vec())), &policy(Usage::WRAP | Usage::UNWRAP))
+        .map_err(err("import KEK"))?;
+    let secret: Vec<u8> = (1..=20).collect();
+    let known = s
+        .import_key(
+            &KeyMaterial::GenericSecret(Zeroizing::new(secret.clone())),
+            &policy(Usage::empty()).extractable(true),
+        )
+        .map_err(err("import secret"))?;
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, known).map_err(err("wrap"))?;
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let mut buf = vec![0u8; wrapped.len()];
+    let plain = kwp.unwrap_key(&wrapped, &mut buf).map_err(|_| "the wrapped secret is not RFC 5649".to_string())?;
+    if plain != &secret[..] {
+        return Err(format!(
+            "the wrapped 20-byte generic secret unwraps to {} other bytes ({}the original followed by {:02x?})",
+            plain.len(),
+            if plain.starts_with(&secret) { "" } else { "not " },
+            plain.get(secret.len()..).unwrap_or_default()
+        ));
+    }
+    let back = s
+        .unwrap_key(&Mechanism::AesKeyWrapPad, kek, &wrapped, KeyType::GenericSecret, &policy(Usage::empty()))
+        .map_err(err("unwrap"))?;
+    ensure(bits_of(back)? == (Some(KeyType::GenericSecret), Some(160)), "the unwrapped secret is 20 bytes")
 }
 
 fn rsa_aes_key_wrap(ctx: &Ctx<'_>) -> R {

@@ -60,7 +60,7 @@ impl Config {
 pub enum Material {
     /// An RSA private key.
     Rsa(Box<RsaPrivate>),
-    /// An AES key.
+    /// A secret key's bytes: an AES key or a generic secret (the header's key type says which).
     Aes(Zeroizing<Vec<u8>>),
     /// A public key alone.
     PublicOnly,
@@ -586,12 +586,12 @@ impl Emulator {
     ) -> Result<Arc<LoadedKey>> {
         let material = match (header.key_type, header.has_private) {
             (BlobKeyType::Rsa, true) => Material::Rsa(Box::new(RsaPrivate::from_pkcs8(private, Op::LoadKey)?)),
-            (BlobKeyType::Aes, true) => Material::Aes(Zeroizing::new(private.to_vec())),
+            (BlobKeyType::Aes | BlobKeyType::Generic, true) => Material::Aes(Zeroizing::new(private.to_vec())),
             (_, false) => Material::PublicOnly,
         };
         let public = match header.key_type {
             BlobKeyType::Rsa => Some(crate::keys::public_from_spki(&header.public, Op::LoadKey)?),
-            BlobKeyType::Aes => None,
+            BlobKeyType::Aes | BlobKeyType::Generic => None,
         };
         let allowed =
             header.allowed_mechanisms.as_ref().map(|v| v.iter().filter_map(|c| MechanismKind::from_ckm(*c)).collect());

@@ -29,6 +29,9 @@ pub enum BlobKeyType {
     /// An AES key.
     #[serde(rename = "AES")]
     Aes,
+    /// A generic secret.
+    #[serde(rename = "GenericSecret")]
+    Generic,
 }
 
 /// How a key is protected (nShield protection levels).

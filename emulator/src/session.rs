@@ -23,6 +23,9 @@ use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, KeyOrigin, Protection};
 use crate::keys::{self, mechanism_invalid};
 use crate::world::World;
 
+/// The longest generic secret, in bytes.
+pub const MAX_GENERIC_SECRET: usize = 512;
+
 /// The emulator's one slot: module 1.
 pub const SLOT: SlotId = SlotId(1);
 
@@ -44,6 +47,7 @@ impl Backend for Emulator {
         let mut mechanisms = vec![
             row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
+            row(K::GenericSecretKeyGen, 8, MAX_GENERIC_SECRET as u32 * 8, MechanismFlags::GENERATE),
             row(K::RsaPkcs, 1024, 4096, sv),
         ];
         for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
@@ -281,7 +285,7 @@ impl EmulatorSession<'_> {
 
     fn aes<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
         match &o.key.material {
-            Material::Aes(k) if o.class == ObjectClass::SecretKey => Ok(k),
+            Material::Aes(k) if o.class == ObjectClass::SecretKey && o.key.header.key_type == BlobKeyType::Aes => Ok(k),
             _ => Err(Error::new(ErrorKind::WrappingKeyTypeInconsistent, op)
                 .detail(format!("{} needs an AES key", mech.describe()))),
         }
@@ -344,14 +348,23 @@ impl EmulatorSession<'_> {
     }
 
     fn aes_header(&self, world: &World, policy: &KeyPolicy, key: &[u8]) -> Result<KeyHeader> {
-        let bits = match key.len() {
-            16 | 24 | 32 => key.len() as u32 * 8,
-            n => {
+        self.secret_header(world, policy, key, BlobKeyType::Aes)
+    }
+
+    /// The header of a secret key (AES: 16, 24 or 32 bytes; generic secret: 1 to 512 bytes).
+    fn secret_header(&self, world: &World, policy: &KeyPolicy, key: &[u8], kind: BlobKeyType) -> Result<KeyHeader> {
+        let bits = match (kind, key.len()) {
+            (BlobKeyType::Aes, 16 | 24 | 32) | (BlobKeyType::Generic, 1..=MAX_GENERIC_SECRET) => key.len() as u32 * 8,
+            (BlobKeyType::Generic, n) => {
+                return Err(Error::new(ErrorKind::KeySizeRange, Op::ImportKey)
+                    .detail(format!("generic secrets are 1 to {MAX_GENERIC_SECRET} bytes, not {n}")));
+            }
+            (_, n) => {
                 return Err(Error::new(ErrorKind::KeySizeRange, Op::ImportKey)
                     .detail(format!("AES keys are 128, 192 or 256 bits, not {}", n * 8)));
             }
         };
-        let mut h = self.header(world, policy, BlobKeyType::Aes, bits)?;
+        let mut h = self.header(world, policy, kind, bits)?;
         // The hash of a secret key must not reveal it: hash a random identity instead.
         let id: [u8; 16] = self.emu.rng(Op::GenerateKey)?.array();
         h.hash = world.suite().hash(&[b"hsmkit AES key", &id]);
@@ -419,16 +432,25 @@ impl Session for EmulatorSession<'_> {
 
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
         let (world, km) = self.emu.module_key(Op::GenerateKey)?;
-        let KeySpec::Aes { bits } = *spec else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey).detail("only AES secret keys"));
+        let (len, kind) = match *spec {
+            KeySpec::Aes { bits: bits @ (128 | 192 | 256) } => (bits as usize / 8, BlobKeyType::Aes),
+            KeySpec::Aes { bits } => {
+                return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
+                    .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
+            }
+            KeySpec::GenericSecret { bytes } => (bytes as usize, BlobKeyType::Generic),
+            _ => {
+                return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey)
+                    .detail("only AES keys and generic secrets"));
+            }
         };
-        if !matches!(bits, 128 | 192 | 256) {
+        if len > MAX_GENERIC_SECRET {
             return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
-                .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
+                .detail(format!("generic secrets are 1 to {MAX_GENERIC_SECRET} bytes, not {len}")));
         }
-        let mut key = Zeroizing::new(vec![0u8; bits as usize / 8]);
+        let mut key = Zeroizing::new(vec![0u8; len]);
         self.emu.rng(Op::GenerateKey)?.fill(&mut key);
-        let mut header = self.aes_header(&world, policy, &key)?;
+        let mut header = self.secret_header(&world, policy, &key, kind)?;
         header.origin = Some(KeyOrigin::generated(policy));
         let handles = self.store(&world, &km, header, &key, policy.token, Op::GenerateKey)?;
         handles.first().copied().ok_or_else(|| crate::emulator::poisoned(Op::GenerateKey))
@@ -453,6 +475,7 @@ impl Session for EmulatorSession<'_> {
         let (header, private): (KeyHeader, Zeroizing<Vec<u8>>) = match material {
             KeyMaterial::RsaPrivatePkcs8(der) => (self.rsa_private_header(&world, policy, der)?, der.clone()),
             KeyMaterial::Aes(k) => (self.aes_header(&world, policy, k)?, k.clone()),
+            KeyMaterial::GenericSecret(k) => (self.secret_header(&world, policy, k, BlobKeyType::Generic)?, k.clone()),
             KeyMaterial::RsaPublicSpki(spki) => {
                 use rsa::traits::PublicKeyParts;
                 let public = keys::public_from_spki(spki, Op::ImportKey)?;
@@ -497,6 +520,7 @@ impl Session for EmulatorSession<'_> {
                 let key_type = match h.key_type {
                     BlobKeyType::Rsa => KeyType::Rsa,
                     BlobKeyType::Aes => KeyType::Aes,
+                    BlobKeyType::Generic => KeyType::GenericSecret,
                 };
                 filter.class.is_none_or(|c| c == o.class)
                     && filter.key_type.is_none_or(|t| t == key_type)
@@ -524,6 +548,9 @@ impl Session for EmulatorSession<'_> {
                 match (kind, &o.key.public) {
                     (AttrKind::Class, _) => v(AttrValue::Class(o.class)),
                     (AttrKind::KeyType, Some(_)) => v(AttrValue::KeyType(KeyType::Rsa)),
+                    (AttrKind::KeyType, None) if h.key_type == BlobKeyType::Generic => {
+                        v(AttrValue::KeyType(KeyType::GenericSecret))
+                    }
                     (AttrKind::KeyType, None) => v(AttrValue::KeyType(KeyType::Aes)),
                     (AttrKind::Label, _) => v(AttrValue::Text(h.name.clone())),
                     (AttrKind::Id, _) => v(AttrValue::Bytes(h.id.clone())),
@@ -702,6 +729,7 @@ impl Session for EmulatorSession<'_> {
         let material = match key_type {
             KeyType::Rsa => KeyMaterial::RsaPrivatePkcs8(bytes),
             KeyType::Aes => KeyMaterial::Aes(bytes),
+            KeyType::GenericSecret => KeyMaterial::GenericSecret(bytes),
         };
         self.import_key(&material, policy).map_err(|e| match e.kind() {
             ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),

@@ -84,9 +84,14 @@ pub fn rsa_pair_templates(policy: &KeyPolicy, bits: u32, public_exponent: u64) -
 
 /// Template for an AES key (generate: with its length; unwrap or import: without).
 pub fn aes_template(policy: &KeyPolicy, bits: Option<u32>) -> Vec<Attribute> {
+    secret_template(policy, CkKeyType::AES, bits)
+}
+
+/// Template for a secret key of `key_type` (generate: with its length in bits; else without).
+pub fn secret_template(policy: &KeyPolicy, key_type: CkKeyType, bits: Option<u32>) -> Vec<Attribute> {
     let mut t = common(policy);
     t.push(Attribute::Class(CkClass::SECRET_KEY));
-    t.push(Attribute::KeyType(CkKeyType::AES));
+    t.push(Attribute::KeyType(key_type));
     if let Some(bits) = bits {
         t.push(Attribute::ValueLen(u64::from(bits / 8).into()));
     }
@@ -115,6 +120,7 @@ pub fn unwrap_template(policy: &KeyPolicy, key_type: KeyType) -> Vec<Attribute> 
     match key_type {
         KeyType::Rsa => rsa_private_template(policy),
         KeyType::Aes => aes_template(policy, None),
+        KeyType::GenericSecret => secret_template(policy, CkKeyType::GENERIC_SECRET, None),
     }
 }
 

@@ -204,17 +204,24 @@ impl Session for Pkcs11Session {
     }
 
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
-        let KeySpec::Aes { bits } = *spec else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey).detail("only AES secret keys"));
+        let (mechanism, template) = match *spec {
+            KeySpec::Aes { bits: bits @ (128 | 192 | 256) } => {
+                (CkMechanism::AesKeyGen, convert::aes_template(policy, Some(bits)))
+            }
+            KeySpec::Aes { bits } => {
+                return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
+                    .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
+            }
+            KeySpec::GenericSecret { bytes } => (
+                CkMechanism::GenericSecretKeyGen,
+                convert::secret_template(policy, CkKeyType::GENERIC_SECRET, Some(bytes.saturating_mul(8))),
+            ),
+            _ => {
+                return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey)
+                    .detail("only AES keys and generic secrets"));
+            }
         };
-        if !matches!(bits, 128 | 192 | 256) {
-            return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
-                .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
-        }
-        let h = self
-            .s
-            .generate_key(&CkMechanism::AesKeyGen, &convert::aes_template(policy, Some(bits)))
-            .or_op(Op::GenerateKey)?;
+        let h = self.s.generate_key(&mechanism, &template).or_op(Op::GenerateKey)?;
         Ok(self.register(h))
     }
 
@@ -233,6 +240,11 @@ impl Session for Pkcs11Session {
             KeyMaterial::RsaPrivatePkcs8(der) => rsa_components_template(der, policy)?,
             KeyMaterial::Aes(k) => {
                 let mut t = convert::aes_template(policy, None);
+                t.push(Attribute::Value(k.to_vec()));
+                t
+            }
+            KeyMaterial::GenericSecret(k) => {
+                let mut t = convert::secret_template(policy, CkKeyType::GENERIC_SECRET, None);
                 t.push(Attribute::Value(k.to_vec()));
                 t
             }
@@ -265,6 +277,7 @@ impl Session for Pkcs11Session {
             t.push(Attribute::KeyType(match k {
                 KeyType::Rsa => CkKeyType::RSA,
                 KeyType::Aes => CkKeyType::AES,
+                KeyType::GenericSecret => CkKeyType::GENERIC_SECRET,
             }));
         }
         if let Some(l) = &filter.label {
@@ -322,9 +335,11 @@ impl Session for Pkcs11Session {
             }
             let value = self.s.get_attributes(h, &[ty]).or_op(op)?.into_iter().next();
             let v = match (kind, value) {
-                (AttrKind::KeyType, Some(Attribute::KeyType(t))) => {
-                    AttrValue::KeyType(if t == CkKeyType::AES { KeyType::Aes } else { KeyType::Rsa })
-                }
+                (AttrKind::KeyType, Some(Attribute::KeyType(t))) => AttrValue::KeyType(match t {
+                    CkKeyType::AES => KeyType::Aes,
+                    CkKeyType::GENERIC_SECRET => KeyType::GenericSecret,
+                    _ => KeyType::Rsa,
+                }),
                 (AttrKind::Label, Some(Attribute::Label(l))) => {
                     AttrValue::Text(String::from_utf8_lossy(&l).into_owned())
                 }

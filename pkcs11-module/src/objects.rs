@@ -16,8 +16,8 @@ use hsmkit_backend::{
     Attr, AttrKind, AttrValue, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec, KeyType,
     MechanismKind, ObjectClass, Session as _, Usage,
 };
-use hsmkit_emulator::EmulatorSession;
 use hsmkit_emulator::keyblob::KeyOrigin;
+use hsmkit_emulator::{EmulatorSession, MAX_GENERIC_SECRET};
 
 use crate::ffi::{Answer, InAttr, Result, Rv, rv};
 use crate::ops::{FindOp, MechIn, Param};
@@ -92,6 +92,7 @@ impl<'a> Template<'a> {
             .map(|k| match k {
                 ck::CKK_RSA => Ok(KeyType::Rsa),
                 ck::CKK_AES => Ok(KeyType::Aes),
+                ck::CKK_GENERIC_SECRET => Ok(KeyType::GenericSecret),
                 _ => Err(rv::ATTRIBUTE_VALUE_INVALID),
             })
             .transpose()
@@ -316,7 +317,11 @@ impl View {
                 ObjectClass::PublicKey => ck::CKO_PUBLIC_KEY,
                 ObjectClass::SecretKey => ck::CKO_SECRET_KEY,
             }),
-            ck::CKA_KEY_TYPE => n(if rsa { ck::CKK_RSA } else { ck::CKK_AES }),
+            ck::CKA_KEY_TYPE => n(match self.key_type {
+                KeyType::Rsa => ck::CKK_RSA,
+                KeyType::Aes => ck::CKK_AES,
+                KeyType::GenericSecret => ck::CKK_GENERIC_SECRET,
+            }),
             ck::CKA_TOKEN => b(p.token),
             ck::CKA_PRIVATE => b(self.private()),
             ck::CKA_MODIFIABLE | ck::CKA_COPYABLE | ck::CKA_DESTROYABLE => b(true),
@@ -325,9 +330,10 @@ impl View {
             ck::CKA_START_DATE | ck::CKA_END_DATE => Answer::Value(Vec::new()),
             ck::CKA_DERIVE => b(false),
             ck::CKA_LOCAL => b(self.origin().local),
-            ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, rsa) {
-                (true, true) => ck::CKM_RSA_PKCS_KEY_PAIR_GEN,
-                (true, false) => ck::CKM_AES_KEY_GEN,
+            ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, self.key_type) {
+                (true, KeyType::Rsa) => ck::CKM_RSA_PKCS_KEY_PAIR_GEN,
+                (true, KeyType::Aes) => ck::CKM_AES_KEY_GEN,
+                (true, KeyType::GenericSecret) => ck::CKM_GENERIC_SECRET_KEY_GEN,
                 (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
             }),
             ck::CKA_ALLOWED_MECHANISMS => {
@@ -476,6 +482,18 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
                 return Err(rv::ATTRIBUTE_VALUE_INVALID);
             }
             KeyMaterial::Aes(Zeroizing::new(value.to_vec()))
+        }
+        (ObjectClass::SecretKey, KeyType::GenericSecret) => {
+            t.only(&[COMMON, SECRET, &[ck::CKA_VALUE]])?;
+            apply(t, side(class), &mut policy, true)?;
+            let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
+            if t.ulong(ck::CKA_VALUE_LEN)?.is_some_and(|l| l as usize != value.len()) {
+                return Err(rv::TEMPLATE_INCONSISTENT);
+            }
+            if value.is_empty() || value.len() > MAX_GENERIC_SECRET {
+                return Err(rv::ATTRIBUTE_VALUE_INVALID);
+            }
+            KeyMaterial::GenericSecret(Zeroizing::new(value.to_vec()))
         }
         (ObjectClass::PublicKey, KeyType::Rsa) => {
             t.only(&[COMMON, PUBLIC, RSA_PUBLIC])?;
@@ -633,28 +651,38 @@ pub fn find_final(h: CK_SESSION_HANDLE) -> Result<()> {
     s.lock()?.ops.find.take().map(|_| ()).ok_or(rv::OPERATION_NOT_INITIALIZED)
 }
 
-/// `C_GenerateKey`: AES keys (`CKM_AES_KEY_GEN`, `CKA_VALUE_LEN` in bytes).
+/// `C_GenerateKey`: AES keys (`CKM_AES_KEY_GEN`) and generic secrets
+/// (`CKM_GENERIC_SECRET_KEY_GEN`), `CKA_VALUE_LEN` in bytes.
 pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
     let (lib, s) = state::session(h)?;
-    if m.ty != ck::CKM_AES_KEY_GEN {
-        return Err(rv::MECHANISM_INVALID);
-    }
+    let key_type = match m.ty {
+        ck::CKM_AES_KEY_GEN => KeyType::Aes,
+        ck::CKM_GENERIC_SECRET_KEY_GEN => KeyType::GenericSecret,
+        _ => return Err(rv::MECHANISM_INVALID),
+    };
     if m.param != Param::None {
         return Err(rv::MECHANISM_PARAM_INVALID);
     }
     t.only(&[COMMON, SECRET])?;
-    if t.class()?.is_some_and(|c| c != ObjectClass::SecretKey) || t.key_type()?.is_some_and(|k| k != KeyType::Aes) {
+    if t.class()?.is_some_and(|c| c != ObjectClass::SecretKey) || t.key_type()?.is_some_and(|k| k != key_type) {
         return Err(rv::TEMPLATE_INCONSISTENT);
     }
     let len = t.ulong(ck::CKA_VALUE_LEN)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
-    if !matches!(len, 16 | 24 | 32) {
+    let fits = match key_type {
+        KeyType::Aes => matches!(len, 16 | 24 | 32),
+        _ => (1..=MAX_GENERIC_SECRET as CK_ULONG).contains(&len),
+    };
+    if !fits {
         return Err(rv::ATTRIBUTE_VALUE_INVALID);
     }
     let mut policy = default_policy(Usage::all());
     apply(t, Usage::all(), &mut policy, true)?;
     may_create(&lib, &s, &policy, true)?;
     let st = s.lock()?;
-    let spec = KeySpec::Aes { bits: len as u32 * 8 };
+    let spec = match key_type {
+        KeyType::Aes => KeySpec::Aes { bits: len as u32 * 8 },
+        _ => KeySpec::GenericSecret { bytes: len as u32 },
+    };
     Ok(st.emu.generate_key(&spec, &policy).map_err(crate::emu_err)?.0)
 }
 
@@ -713,7 +741,7 @@ pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(
     let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     match (class, key_type) {
-        (ObjectClass::SecretKey, KeyType::Aes) => t.only(&[COMMON, SECRET])?,
+        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret) => t.only(&[COMMON, SECRET])?,
         (ObjectClass::PrivateKey, KeyType::Rsa) => t.only(&[COMMON, PRIVATE])?,
         _ => return Err(rv::TEMPLATE_INCONSISTENT),
     }

@@ -34,6 +34,7 @@ const fn row(ty: CK_MECHANISM_TYPE, min: CK_ULONG, max: CK_ULONG, flags: CK_FLAG
 pub const MECHANISMS: &[MechRow] = &[
     row(ck::CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, ck::CKF_GENERATE_KEY_PAIR),
     row(ck::CKM_AES_KEY_GEN, 16, 32, ck::CKF_GENERATE),
+    row(ck::CKM_GENERIC_SECRET_KEY_GEN, 8, 4096, ck::CKF_GENERATE),
     row(ck::CKM_RSA_PKCS, 1024, 4096, SV),
     row(ck::CKM_SHA1_RSA_PKCS, 1024, 4096, SV),
     row(ck::CKM_SHA256_RSA_PKCS, 1024, 4096, SV),

@@ -152,6 +152,10 @@ fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
     let out = openssl(&["enc", "-d", "-id-aes256-wrap", "-K", &kek_hex, "-iv", "A6A6A6A6A6A6A6A6", "-in", s(&kw)]);
     assert_eq!(out.stdout, std::fs::read(&secret).expect("secret"), "RFC 3394 output as OpenSSL unwraps it");
 
+    // Generic secrets are generated with their length.
+    let generic = t.user(&["--keygen", "--key-type", "GENERIC:48", "--label", "gen", "--id", "08"]);
+    assert!(generic.contains("Generic secret length 48"), "{generic}");
+
     // The non-extractable key generated on the token cannot be wrapped.
     let denied = Command::new("pkcs11-tool")
         .arg("--module")
