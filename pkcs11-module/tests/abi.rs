@@ -470,6 +470,32 @@ fn login_state_machine(p: &P11) {
     p.fin();
 }
 
+fn set_pin(p: &P11) {
+    p.init();
+    let set = |h, old: &str, new: &str| {
+        call!(
+            p,
+            C_SetPIN(h, old.as_ptr() as *mut u8, old.len() as CK_ULONG, new.as_ptr() as *mut u8, new.len() as CK_ULONG)
+        )
+    };
+    let ro = p.open(false);
+    check_rv("C_SetPIN in a read-only session", set(ro, common::USER_PIN, "4321"), CKR_SESSION_READ_ONLY);
+    let h = p.open(true);
+    check_rv("wrong old PIN", set(h, "9999", "4321"), CKR_PIN_INCORRECT);
+    check_rv("new PIN too short", set(h, common::USER_PIN, "12"), CKR_PIN_LEN_RANGE);
+    assert_eq!(set(h, common::USER_PIN, "4321"), CKR_OK);
+    check_rv("old PIN after the change", p.login(h, CKU_USER, common::USER_PIN), CKR_PIN_INCORRECT);
+    assert_eq!(p.login(h, CKU_USER, "4321"), CKR_OK);
+    assert_eq!(set(h, "4321", common::USER_PIN), CKR_OK);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    // The wrong PINs above were counted, and the right one reset the count.
+    let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(p, C_GetTokenInfo(0, &mut info)), CKR_OK);
+    assert_eq!(info.flags & CKF_USER_PIN_COUNT_LOW, 0, "a right PIN resets the failure count");
+    p.fin();
+}
+
 fn interfaces(p: &P11) {
     // SAFETY: the v3.0 exports have these signatures.
     unsafe {
@@ -606,7 +632,16 @@ fn cli_and_module_share_keys(p: &P11) {
     let mut sig = [0u8; 256];
     let mut len: CK_ULONG = 256;
     assert_eq!(call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)), CKR_OK);
-    // The generatekey default ACL does not allow export: wrapping it is refused by its ACL.
+    // The generatekey default ACL grants no export: its ACL refuses the wrap, and says so.
+    let kek = aes_key(p, h, &[3u8; 32], false, true);
+    let mut kw = mech(CKM_AES_KEY_WRAP_KWP);
+    let mut out = vec![0u8; 4096];
+    let mut olen = out.len() as CK_ULONG;
+    let rv = call!(p, C_WrapKey(h, &mut kw, kek, found[0], out.as_mut_ptr(), &mut olen));
+    check_rv("wrapping the CLI's key", rv, CKR_KEY_UNEXTRACTABLE);
+    // Its attributes say the same: sensitive and not extractable.
+    assert_eq!(p.get(h, found[0], CKA_EXTRACTABLE).1, [0]);
+    assert_eq!(p.get(h, found[0], CKA_SENSITIVE).1, [1]);
 
     let bits: CK_ULONG = 2048;
     let yes = b(true);
@@ -665,6 +700,7 @@ fn main() -> ExitCode {
             ("buffer too small, then right", short_buffers),
             ("operation state after errors", operation_state),
             ("login state machine", login_state_machine),
+            ("C_SetPIN", set_pin),
             ("v3.0 interfaces", interfaces),
             ("attribute rules", attribute_rules),
             ("the CLI and the module share keys", cli_and_module_share_keys),
