@@ -255,8 +255,9 @@ fn short_buffers(p: &P11) {
     let mut n: CK_ULONG = 0;
     let mut slots = [0 as CK_SLOT_ID; 4];
     check_rv("slot list, no room", call!(p, C_GetSlotList(0, slots.as_mut_ptr(), &mut n)), CKR_BUFFER_TOO_SMALL);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     assert_eq!(call!(p, C_GetSlotList(0, slots.as_mut_ptr(), &mut n)), CKR_OK);
+    assert_eq!(&slots[..2], &[0, 7], "the slots of the configuration, in its order");
     let mut count: CK_ULONG = 0;
     assert_eq!(call!(p, C_GetMechanismList(0, null_mut(), &mut count)), CKR_OK);
     let mut mechs = vec![0 as CK_MECHANISM_TYPE; count as usize];
@@ -609,8 +610,7 @@ fn attribute_rules(p: &P11) {
 fn cli_and_module_share_keys(p: &P11) {
     // A key generated the way `hsmkit generatekey` does appears as objects of the token, and a
     // token key made through PKCS#11 is an emulator key blob the CLI lists.
-    let conf = std::fs::read_to_string(std::env::var("HSMKIT_CONF").expect("conf")).expect("conf text");
-    let kmdata = std::path::PathBuf::from(conf.lines().find_map(|l| l.strip_prefix("slot 0 ")).expect("slot 0"));
+    let kmdata = common::kmdata_of(0);
     {
         let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata)).expect("emulator");
         emu.generate_rsa("simple", "clikey", "made-by-cli", 2048, 65537).expect("generatekey");
@@ -665,6 +665,81 @@ fn cli_and_module_share_keys(p: &P11) {
     );
 }
 
+/// A world made by the CLI with a 2-of-3 card set, in slot 7: the token is initialised with the
+/// world's name as its label and no user PIN; the SO logs in with cards 1 and 2's PINs.
+fn cli_world_in_second_slot(p: &P11) {
+    let kmdata = common::kmdata_of(7);
+    std::fs::create_dir_all(&kmdata).expect("kmdata");
+    {
+        let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata)).expect("emulator");
+        let pins: Vec<hsmkit_backend::Pin> =
+            ["card-one", "card-two", "card-three"].map(|p| p.to_string().into()).into();
+        emu.create_world(
+            hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
+            hsmkit_emulator::world::Quorum { k: 2, n: 3 },
+            &pins,
+        )
+        .expect("2/3 world");
+    }
+    p.init();
+    let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(p, C_GetTokenInfo(7, &mut info)), CKR_OK);
+    assert!(info.flags & CKF_TOKEN_INITIALIZED != 0);
+    assert_eq!(info.flags & CKF_USER_PIN_INITIALIZED, 0);
+    assert!(String::from_utf8_lossy(&info.label).starts_with("hsmkit "), "{:?}", String::from_utf8_lossy(&info.label));
+    let mut h = 0;
+    assert_eq!(call!(p, C_OpenSession(7, CKF_SERIAL_SESSION | CKF_RW_SESSION, null_mut(), None, &mut h)), CKR_OK);
+    check_rv("user PIN not set", p.login(h, CKU_USER, "1234"), CKR_USER_PIN_NOT_INITIALIZED);
+    check_rv("one card of two", p.login(h, CKU_SO, "card-one"), CKR_PIN_INCORRECT);
+    check_rv("a wrong card PIN", p.login(h, CKU_SO, "card-one,card-xxx"), CKR_PIN_INCORRECT);
+    assert_eq!(p.login(h, CKU_SO, "card-one,card-two"), CKR_OK);
+    let pin = "slot7pin";
+    assert_eq!(call!(p, C_InitPIN(h, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)), CKR_OK);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.login(h, CKU_USER, pin), CKR_OK);
+    // Slot 0's login is its own.
+    let h0 = p.open(true);
+    assert_eq!(p.state(h0), CKS_RW_PUBLIC_SESSION);
+    p.fin();
+}
+
+/// `C_InitToken` on an initialised token: a wrong SO PIN changes nothing; the right one destroys the
+/// keys made through PKCS#11, keeps the world and the CLI's keys, and resets the user PIN.
+fn reinitialise(p: &P11) {
+    let count = |p: &P11, h, label: &[u8]| {
+        let t = [bytes_attr(CKA_LABEL, label)];
+        assert_eq!(call!(p, C_FindObjectsInit(h, t.as_ptr() as *mut _, 1)), CKR_OK);
+        let mut found = [0; 8];
+        let mut n: CK_ULONG = 0;
+        assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 8, &mut n)), CKR_OK);
+        assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+        n
+    };
+    p.init();
+    let label = format!("{:<32}", "renewed");
+    let init =
+        |so: &str| call!(p, C_InitToken(0, so.as_ptr() as *mut u8, so.len() as CK_ULONG, label.as_ptr() as *mut u8));
+    check_rv("wrong SO PIN", init("0000"), CKR_PIN_INCORRECT);
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK, "a failed C_InitToken changes nothing");
+    assert_eq!(count(p, h, b"made-by-pkcs11"), 2);
+    assert_eq!(call!(p, C_CloseAllSessions(0)), CKR_OK);
+    assert_eq!(init(common::SO_PIN), CKR_OK);
+    let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(p, C_GetTokenInfo(0, &mut info)), CKR_OK);
+    assert_eq!(&info.label[..], label.as_bytes());
+    assert_eq!(info.flags & CKF_USER_PIN_INITIALIZED, 0, "the user PIN is reset");
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_SO, common::SO_PIN), CKR_OK);
+    let pin = common::USER_PIN;
+    assert_eq!(call!(p, C_InitPIN(h, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)), CKR_OK);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.login(h, CKU_USER, pin), CKR_OK);
+    assert_eq!(count(p, h, b"made-by-pkcs11"), 0, "the PKCS#11 token keys are destroyed");
+    assert_eq!(count(p, h, b"made-by-cli"), 2, "the CLI's key stays");
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -704,6 +779,8 @@ fn main() -> ExitCode {
             ("v3.0 interfaces", interfaces),
             ("attribute rules", attribute_rules),
             ("the CLI and the module share keys", cli_and_module_share_keys),
+            ("a CLI world with a 2-of-3 quorum in a second slot", cli_world_in_second_slot),
+            ("C_InitToken on an initialised token", reinitialise),
         ];
         let mut ok = true;
         for (name, check) in checks {

@@ -13,6 +13,13 @@ pub const USER_PIN: &str = "1234";
 /// The security officer's PIN (the world's one Administrator card).
 pub const SO_PIN: &str = "5678";
 
+/// The kmdata folder of slot `n` in the configuration `HSMKIT_CONF` names.
+pub fn kmdata_of(n: u64) -> PathBuf {
+    let conf = std::fs::read_to_string(std::env::var("HSMKIT_CONF").expect("HSMKIT_CONF")).expect("conf text");
+    let prefix = format!("slot {n} ");
+    PathBuf::from(conf.lines().find_map(|l| l.strip_prefix(prefix.as_str())).expect("slot in conf"))
+}
+
 /// The module cargo built for this test or bench: beside the executable, in `target/<profile>/deps/`
 /// (cargo copies it up to `target/<profile>/` only for `cargo build`, so that copy may be stale).
 pub fn module_path() -> PathBuf {
@@ -28,8 +35,11 @@ pub fn with_throwaway_conf(body: impl FnOnce() -> ExitCode) -> ExitCode {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let kmdata = dir.path().join("kmdata");
+    // Slot 7: a second module, in a folder of its own (its nvram/ and cards/ sit beside it).
+    let second = dir.path().join("second").join("kmdata");
     let conf = dir.path().join("hsmkit.conf");
-    std::fs::write(&conf, format!("# throwaway test slot\nslot 0 {}\n", kmdata.display())).expect("conf");
+    let text = format!("# throwaway test slots\nslot 0 {}\nslot 7 {}\n", kmdata.display(), second.display());
+    std::fs::write(&conf, text).expect("conf");
     let me = std::env::current_exe().expect("current exe");
     match Command::new(me).args(std::env::args_os().skip(1)).env("HSMKIT_CONF", &conf).status() {
         Ok(s) if s.success() => ExitCode::SUCCESS,
