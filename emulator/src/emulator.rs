@@ -99,6 +99,10 @@ pub struct Object {
     pub class: ObjectClass,
     /// The session that owns a session object; `None` for token objects.
     pub owner: Option<u64>,
+    /// The application the owning session belongs to, when its sessions share session objects
+    /// (PKCS#11 §4.4: every session of an application sees them); `None` for the seam's
+    /// one-session view.
+    pub group: Option<u64>,
 }
 
 /// A key listed by `nkminfo -k`.
@@ -628,6 +632,11 @@ impl Emulator {
 
     /// Registers a loaded key as objects; returns the handles (private/secret first).
     pub(crate) fn register(&self, key: Arc<LoadedKey>, owner: Option<u64>) -> Vec<KeyHandle> {
+        self.register_in(key, owner, None)
+    }
+
+    /// Registers a loaded key as objects of session `owner` in application `group`.
+    pub(crate) fn register_in(&self, key: Arc<LoadedKey>, owner: Option<u64>, group: Option<u64>) -> Vec<KeyHandle> {
         let classes: &[ObjectClass] = match (&key.material, key.header.key_type) {
             (Material::Rsa(_), _) => &[ObjectClass::PrivateKey, ObjectClass::PublicKey],
             (Material::Aes(_), _) => &[ObjectClass::SecretKey],
@@ -637,18 +646,27 @@ impl Emulator {
         if let Ok(mut objects) = self.objects.write() {
             for class in classes {
                 let h = self.next_handle.fetch_add(1, Ordering::Relaxed);
-                objects.insert(h, Object { key: key.clone(), class: *class, owner });
+                objects.insert(h, Object { key: key.clone(), class: *class, owner, group });
                 handles.push(KeyHandle(h));
             }
         }
         handles
     }
 
-    /// The object behind `handle`, if `session` may use it.
-    pub(crate) fn object(&self, handle: KeyHandle, session: Option<u64>, op: Op) -> Result<Object> {
+    /// The object behind `handle`, if `session` (of application `group`) may use it: a token
+    /// object, its own session object, or a session object of its application.
+    pub(crate) fn object_in(
+        &self,
+        handle: KeyHandle,
+        session: Option<u64>,
+        group: Option<u64>,
+        op: Op,
+    ) -> Result<Object> {
         let objects = self.objects.read().map_err(|_| poisoned(op))?;
         match objects.get(&handle.0) {
-            Some(o) if o.owner.is_none() || o.owner == session => Ok(o.clone()),
+            Some(o) if o.owner.is_none() || o.owner == session || (group.is_some() && o.group == group) => {
+                Ok(o.clone())
+            }
             _ => Err(Error::new(ErrorKind::KeyHandleInvalid, op)
                 .detail(format!("handle {} names no key of this session", handle.0))),
         }

@@ -76,6 +76,7 @@ impl Backend for Emulator {
         self.require_world(Op::OpenSession)?;
         Ok(Box::new(EmulatorSession {
             emu: EmuRef::Borrowed(self),
+            group: None,
             id: self.new_session_id(),
             mode,
             _not_sync: PhantomData,
@@ -119,6 +120,7 @@ impl std::ops::Deref for EmuRef<'_> {
 /// A session with the emulated module. Closing it (dropping it) destroys its session keys.
 pub struct EmulatorSession<'a> {
     emu: EmuRef<'a>,
+    group: Option<u64>,
     id: u64,
     mode: SessionMode,
     _not_sync: PhantomData<Cell<()>>,
@@ -167,10 +169,14 @@ impl EmulatorSession<'static> {
     /// A session on a shared module, for holders that keep sessions beyond any borrow (the
     /// PKCS#11 module keeps its sessions in a table). Like [`Backend::open_session`], it needs the
     /// world in kmdata.
-    pub fn shared(emu: Arc<Emulator>, mode: SessionMode) -> Result<EmulatorSession<'static>> {
+    ///
+    /// Sessions opened with the same `application` see each other's session objects, as the
+    /// sessions of one PKCS#11 application do; a session object still goes when the session that
+    /// made it closes.
+    pub fn shared(emu: Arc<Emulator>, mode: SessionMode, application: u64) -> Result<EmulatorSession<'static>> {
         emu.require_world(Op::OpenSession)?;
         let id = emu.new_session_id();
-        Ok(EmulatorSession { emu: EmuRef::Shared(emu), id, mode, _not_sync: PhantomData })
+        Ok(EmulatorSession { emu: EmuRef::Shared(emu), group: Some(application), id, mode, _not_sync: PhantomData })
     }
 }
 
@@ -178,6 +184,12 @@ impl EmulatorSession<'_> {
     /// Whether this is a read-write session.
     pub fn mode(&self) -> SessionMode {
         self.mode
+    }
+
+    /// Whether the key behind `key` holds private or secret material (true for the public half of a
+    /// pair, which shares its blob with the private key).
+    pub fn holds_secret(&self, key: KeyHandle) -> Result<bool> {
+        Ok(!matches!(self.object(key, Op::GetAttributes)?.key.material, Material::PublicOnly))
     }
 
     /// How the key behind `key` came to be (`None` when its history was not recorded).
@@ -245,7 +257,7 @@ impl EmulatorSession<'_> {
     }
 
     fn object(&self, h: KeyHandle, op: Op) -> Result<Object> {
-        self.emu.object(h, Some(self.id), op)
+        self.emu.object_in(h, Some(self.id), self.group, op)
     }
 
     fn require_rw(&self, token: bool, op: Op) -> Result<()> {
@@ -309,7 +321,7 @@ impl EmulatorSession<'_> {
             let file = self.emu.seal_key(world, km, header, private, true)?;
             file.write_new(path, &self.emu.config().faults)?;
         }
-        Ok(self.emu.register(key, (!token).then_some(self.id)))
+        Ok(self.emu.register_in(key, (!token).then_some(self.id), if token { None } else { self.group }))
     }
 
     fn new_ident(&self) -> Result<String> {
@@ -514,7 +526,9 @@ impl Session for EmulatorSession<'_> {
             .emu
             .all_objects()
             .into_iter()
-            .filter(|(_, o)| o.owner.is_none() || o.owner == Some(self.id))
+            .filter(|(_, o)| {
+                o.owner.is_none() || o.owner == Some(self.id) || (self.group.is_some() && o.group == self.group)
+            })
             .filter(|(_, o)| {
                 let h = &o.key.header;
                 let key_type = match h.key_type {
@@ -599,12 +613,17 @@ impl Session for EmulatorSession<'_> {
         }
         header.cng = None;
         header.acl_certificate = None;
-        let private = key_material_bytes(&o.key).unwrap_or_default();
+        // A copy of the public half is a public key: the private half it shares a blob with stays
+        // where it is.
+        let private = if o.class == ObjectClass::PublicKey {
+            header.has_private = false;
+            Zeroizing::new(Vec::new())
+        } else {
+            key_material_bytes(&o.key).unwrap_or_default()
+        };
         let handles = self.store(&world, &km, header, &private, policy.token, Op::CopyKey)?;
-        let new_objects: Vec<(KeyHandle, ObjectClass)> = handles
-            .iter()
-            .filter_map(|h| self.emu.object(*h, Some(self.id), Op::CopyKey).ok().map(|n| (*h, n.class)))
-            .collect();
+        let new_objects: Vec<(KeyHandle, ObjectClass)> =
+            handles.iter().filter_map(|h| self.object(*h, Op::CopyKey).ok().map(|n| (*h, n.class))).collect();
         new_objects
             .iter()
             .find(|(_, c)| *c == o.class)

@@ -130,14 +130,46 @@ pub fn decrypt_init(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE) -> 
     start(h, m, key, Purpose::Decrypt)
 }
 
+/// Which active operation a call belongs to.
+#[derive(Clone, Copy)]
+pub enum Which {
+    /// `C_Sign*`.
+    Sign,
+    /// `C_Verify*`.
+    Verify,
+    /// `C_Encrypt*`.
+    Encrypt,
+    /// `C_Decrypt*`.
+    Decrypt,
+    /// `C_Digest*`.
+    Digest,
+}
+
+/// Runs a call of operation `which`; an error other than `CKR_BUFFER_TOO_SMALL` ends the
+/// operation (PKCS#11 §5.2), argument errors found before the operation was reached included.
+pub fn ending_on_error(h: CK_SESSION_HANDLE, which: Which, call: impl FnOnce() -> Result<()>) -> Result<()> {
+    let r = call();
+    if let Err(e) = r {
+        if e != rv::BUFFER_TOO_SMALL && e != rv::SESSION_HANDLE_INVALID && e != rv::NOT_INITIALIZED {
+            if let Ok((_, s)) = state::session(h) {
+                if let Ok(mut st) = s.lock() {
+                    match which {
+                        Which::Sign => st.ops.sign = None,
+                        Which::Verify => st.ops.verify = None,
+                        Which::Encrypt => st.ops.encrypt = None,
+                        Which::Decrypt => st.ops.decrypt = None,
+                        Which::Digest => st.ops.digest = None,
+                    }
+                }
+            }
+        }
+    }
+    r
+}
+
 /// Hands `result` out; the operation ends unless this was a length query or the buffer was short.
 fn hand_out(out: OutBuf<'_>, result: &[u8]) -> Result<bool> {
-    match out.put(result) {
-        Ok(Wrote::Copied) => Ok(true),
-        Ok(Wrote::LengthOnly) => Ok(false),
-        Err(e) if e == rv::BUFFER_TOO_SMALL => Err(e),
-        Err(e) => Err(e),
-    }
+    Ok(out.put(result)? == Wrote::Copied)
 }
 
 /// `C_Sign` (`final_` false) and `C_SignFinal` (`final_` true, `data` empty).
@@ -146,7 +178,9 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
     let mut st = s.lock()?;
     let st = &mut *st;
     let op = st.ops.sign.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if op.multipart != final_ && op.result.is_none() {
+    // C_Sign after C_SignUpdate is out of order; C_SignFinal right after C_SignInit signs the
+    // empty message.
+    if !final_ && op.multipart {
         st.ops.sign = None;
         return Err(rv::OPERATION_ACTIVE);
     }
@@ -187,7 +221,7 @@ pub fn verify(h: CK_SESSION_HANDLE, data: &[u8], signature: &[u8], final_: bool)
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
     let op = st.ops.verify.take().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if op.multipart != final_ {
+    if !final_ && op.multipart {
         return Err(rv::OPERATION_ACTIVE);
     }
     let message: &[u8] = if final_ { &op.data } else { data };
@@ -244,7 +278,7 @@ pub fn digest(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) 
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
     let op = st.ops.digest.as_ref().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if op.multipart != final_ {
+    if !final_ && op.multipart {
         st.ops.digest = None;
         return Err(rv::OPERATION_ACTIVE);
     }

@@ -11,8 +11,10 @@ use cryptoki_sys::{
     CK_UTF8CHAR_PTR,
 };
 
+use crate::crypto::Which;
 use crate::ffi::{
-    Answer, OutBuf, Rv, answer_template, in_bytes, in_mechanism, in_struct, in_template, out_struct, put_list, rv, shim,
+    Answer, OutBuf, Rv, answer_template, checked_len, in_bytes, in_bytes_owned, in_mechanism, in_struct, in_template,
+    out_struct, put_list, rv, shim,
 };
 use crate::objects::Template;
 use crate::{crypto, general, objects, state};
@@ -316,7 +318,10 @@ pub unsafe extern "C" fn C_Encrypt(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::crypt(h, unsafe { in_bytes(data, len) }?, unsafe { OutBuf::new(out, out_len) }?, false)
+        crypto::ending_on_error(h, Which::Encrypt, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::crypt(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
+        })
     })
 }
 
@@ -354,7 +359,10 @@ pub unsafe extern "C" fn C_Decrypt(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::crypt(h, unsafe { in_bytes(data, len) }?, unsafe { OutBuf::new(out, out_len) }?, true)
+        crypto::ending_on_error(h, Which::Decrypt, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::crypt(h, &input, unsafe { OutBuf::new(out, out_len) }?, true)
+        })
     })
 }
 
@@ -392,7 +400,10 @@ pub unsafe extern "C" fn C_Digest(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::digest(h, unsafe { in_bytes(data, len) }?, unsafe { OutBuf::new(out, out_len) }?, false)
+        crypto::ending_on_error(h, Which::Digest, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::digest(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
+        })
     })
 }
 
@@ -400,7 +411,7 @@ pub unsafe extern "C" fn C_Digest(
 pub unsafe extern "C" fn C_DigestUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::digest_update(h, unsafe { in_bytes(data, len) }?)
+        crypto::ending_on_error(h, Which::Digest, || crypto::digest_update(h, unsafe { in_bytes(data, len) }?))
     })
 }
 
@@ -408,7 +419,9 @@ pub unsafe extern "C" fn C_DigestUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR,
 pub unsafe extern "C" fn C_DigestFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out_len: CK_ULONG_PTR) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::digest(h, &[], unsafe { OutBuf::new(out, out_len) }?, true)
+        crypto::ending_on_error(h, Which::Digest, || {
+            crypto::digest(h, &[], unsafe { OutBuf::new(out, out_len) }?, true)
+        })
     })
 }
 
@@ -430,7 +443,10 @@ pub unsafe extern "C" fn C_Sign(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::sign(h, unsafe { in_bytes(data, len) }?, unsafe { OutBuf::new(out, out_len) }?, false)
+        crypto::ending_on_error(h, Which::Sign, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::sign(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
+        })
     })
 }
 
@@ -438,7 +454,7 @@ pub unsafe extern "C" fn C_Sign(
 pub unsafe extern "C" fn C_SignUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::update(h, unsafe { in_bytes(data, len) }?, false)
+        crypto::ending_on_error(h, Which::Sign, || crypto::update(h, unsafe { in_bytes(data, len) }?, false))
     })
 }
 
@@ -446,7 +462,7 @@ pub unsafe extern "C" fn C_SignUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, l
 pub unsafe extern "C" fn C_SignFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out_len: CK_ULONG_PTR) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::sign(h, &[], unsafe { OutBuf::new(out, out_len) }?, true)
+        crypto::ending_on_error(h, Which::Sign, || crypto::sign(h, &[], unsafe { OutBuf::new(out, out_len) }?, true))
     })
 }
 
@@ -468,7 +484,9 @@ pub unsafe extern "C" fn C_Verify(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::verify(h, unsafe { in_bytes(data, len) }?, unsafe { in_bytes(sig, sig_len) }?, false)
+        crypto::ending_on_error(h, Which::Verify, || {
+            crypto::verify(h, unsafe { in_bytes(data, len) }?, unsafe { in_bytes(sig, sig_len) }?, false)
+        })
     })
 }
 
@@ -476,7 +494,7 @@ pub unsafe extern "C" fn C_Verify(
 pub unsafe extern "C" fn C_VerifyUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::update(h, unsafe { in_bytes(data, len) }?, true)
+        crypto::ending_on_error(h, Which::Verify, || crypto::update(h, unsafe { in_bytes(data, len) }?, true))
     })
 }
 
@@ -484,7 +502,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR,
 pub unsafe extern "C" fn C_VerifyFinal(h: CK_SESSION_HANDLE, sig: CK_BYTE_PTR, sig_len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
-        crypto::verify(h, &[], unsafe { in_bytes(sig, sig_len) }?, true)
+        crypto::ending_on_error(h, Which::Verify, || crypto::verify(h, &[], unsafe { in_bytes(sig, sig_len) }?, true))
     })
 }
 
@@ -582,8 +600,8 @@ pub unsafe extern "C" fn C_GenerateRandom(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR
         if out.is_null() {
             return Err(rv::ARGUMENTS_BAD);
         }
-        let n = usize::try_from(len).map_err(|_| rv::ARGUMENTS_BAD)?;
-        // SAFETY: the caller gave `len` writable bytes at `out`.
+        let n = checked_len::<u8>(len)?;
+        // SAFETY: the caller gave `len` writable bytes at `out`; `n` passed the size bound.
         let buf = unsafe { std::slice::from_raw_parts_mut(out, n) };
         general::generate_random(h, buf)
     })

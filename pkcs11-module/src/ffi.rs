@@ -114,9 +114,29 @@ pub unsafe fn in_bytes<'a, T>(p: *const T, len: CK_ULONG) -> Result<&'a [T]> {
     if p.is_null() {
         return if len == 0 { Ok(&[]) } else { Err(rv::ARGUMENTS_BAD) };
     }
-    let len = usize::try_from(len).map_err(|_| rv::ARGUMENTS_BAD)?;
-    // SAFETY: non-null; the caller promises `len` elements.
+    let len = checked_len::<T>(len)?;
+    // SAFETY: non-null; the caller promises `len` elements, and `len` passed the size bound.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// A caller's element count as `usize`, refused (`CKR_ARGUMENTS_BAD`) when no real buffer could
+/// hold it (more than `isize::MAX` bytes), so a garbage length never reaches `from_raw_parts`.
+pub fn checked_len<T>(len: CK_ULONG) -> Result<usize> {
+    let len = usize::try_from(len).map_err(|_| rv::ARGUMENTS_BAD)?;
+    if len > isize::MAX as usize / size_of::<T>().max(1) {
+        return Err(rv::ARGUMENTS_BAD);
+    }
+    Ok(len)
+}
+
+/// Copies a caller's input bytes, so that no Rust reference to caller memory is alive while the
+/// module writes the caller's output (PKCS#11 lets the two buffers be the same memory).
+///
+/// # Safety
+/// As for [`in_bytes`].
+pub unsafe fn in_bytes_owned(p: *const u8, len: CK_ULONG) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    // SAFETY: as documented.
+    Ok(zeroize::Zeroizing::new(unsafe { in_bytes(p, len) }?.to_vec()))
 }
 
 /// An output buffer with the size-query protocol of PKCS#11 section 5.2.
@@ -192,13 +212,20 @@ pub unsafe fn put_list<T: Copy>(buf: *mut T, count: *mut CK_ULONG, items: &[T]) 
     Ok(())
 }
 
-/// One attribute of a caller's template, read.
-#[derive(Debug, Clone, Copy)]
+/// One attribute of a caller's template, read. Its value may be key material: `Debug` shows its
+/// type and length only.
+#[derive(Clone, Copy)]
 pub struct InAttr<'a> {
     /// `CKA_*`.
     pub kind: ck::CK_ATTRIBUTE_TYPE,
     /// The value's bytes.
     pub value: &'a [u8],
+}
+
+impl std::fmt::Debug for InAttr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InAttr(0x{:x}, {} bytes)", self.kind, self.value.len())
+    }
 }
 
 /// Reads a caller's template.
@@ -218,15 +245,33 @@ pub unsafe fn in_template<'a>(p: *const ck::CK_ATTRIBUTE, count: CK_ULONG) -> Re
         .collect()
 }
 
-/// What to answer for one attribute of `C_GetAttributeValue`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to answer for one attribute of `C_GetAttributeValue`. A value may be key material: it is
+/// zeroized when dropped and `Debug` shows its length only.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Answer {
     /// The value.
-    Value(Vec<u8>),
+    Value(zeroize::Zeroizing<Vec<u8>>),
     /// Sensitive or unextractable (`CKR_ATTRIBUTE_SENSITIVE`).
     Sensitive,
     /// Not an attribute of this object (`CKR_ATTRIBUTE_TYPE_INVALID`).
     Invalid,
+}
+
+impl Answer {
+    /// A value.
+    pub fn value(v: Vec<u8>) -> Answer {
+        Answer::Value(zeroize::Zeroizing::new(v))
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Value(v) => write!(f, "Value({} bytes)", v.len()),
+            Answer::Sensitive => f.write_str("Sensitive"),
+            Answer::Invalid => f.write_str("Invalid"),
+        }
+    }
 }
 
 /// Fills a caller's `C_GetAttributeValue` template per section 5.7: each attribute answered on its
@@ -242,8 +287,8 @@ pub unsafe fn answer_template(
     if p.is_null() {
         return Err(rv::ARGUMENTS_BAD);
     }
-    let n = usize::try_from(count).map_err(|_| rv::ARGUMENTS_BAD)?;
-    // SAFETY: as documented.
+    let n = checked_len::<ck::CK_ATTRIBUTE>(count)?;
+    // SAFETY: as documented; `n` passed the size bound.
     let attrs = unsafe { std::slice::from_raw_parts_mut(p, n) };
     let mut result = Ok(());
     for a in attrs {
@@ -335,10 +380,15 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
         ck::CKM_RSA_AES_KEY_WRAP => {
             // SAFETY: as documented.
             let w: ck::CK_RSA_AES_KEY_WRAP_PARAMS = unsafe { param_struct(ptr, len) }?;
-            // SAFETY: the OAEP parameters the wrap parameters point to, as documented.
-            let o = unsafe { (w.pOAEPParams as *const ck::CK_RSA_PKCS_OAEP_PARAMS).as_ref() }
-                .ok_or(rv::MECHANISM_PARAM_INVALID)?;
-            Param::RsaAes(w.ulAESKeyBits, unsafe { oaep_in(o) }?)
+            // SAFETY: the OAEP parameters the wrap parameters point to, as documented; read
+            // unaligned, like the outer structure.
+            let o: ck::CK_RSA_PKCS_OAEP_PARAMS = unsafe {
+                param_struct(
+                    w.pOAEPParams as *const std::ffi::c_void,
+                    size_of::<ck::CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
+                )
+            }?;
+            Param::RsaAes(w.ulAESKeyBits, unsafe { oaep_in(&o) }?)
         }
         _ => {
             // SAFETY: as documented.

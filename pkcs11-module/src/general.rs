@@ -143,12 +143,13 @@ fn so_cards(emu: &Emulator, pin: &Pin) -> Result<Vec<(PathBuf, Pin)>> {
 pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> {
     let lib = state::library()?;
     let (index, s) = lib.slot(slot)?;
+    let pin = token::check_pin_shape(pin)?;
+    let label = std::str::from_utf8(label).map_err(|_| rv::ARGUMENTS_BAD)?.trim_end_matches(' ');
+    // The token lock is held from the session check on: no session can open meanwhile.
+    let mut t = s.token_mut()?;
     if lib.session_counts(index)?.0 > 0 {
         return Err(Rv(ck::CKR_SESSION_EXISTS));
     }
-    let pin = token::check_pin_shape(pin)?;
-    let label = std::str::from_utf8(label).map_err(|_| rv::ARGUMENTS_BAD)?.trim_end_matches(' ');
-    let mut t = s.token_mut()?;
     if t.initialized() {
         let cards = so_cards(&t.emu, &pin)?;
         t.emu.authorize(&cards).map_err(emu_err)?;
@@ -188,9 +189,11 @@ pub fn open_session(slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HAND
         return Err(Rv(ck::CKR_SESSION_READ_WRITE_SO_EXISTS));
     }
     let mode = if rw { SessionMode::ReadWrite } else { SessionMode::ReadOnly };
-    let emu = EmulatorSession::shared(t.emu.clone(), mode).map_err(emu_err)?;
+    let emu = EmulatorSession::shared(t.emu.clone(), mode, lib.application).map_err(emu_err)?;
+    // Added with the token lock held, so `C_InitToken` and the last session's logout see it.
+    let h = lib.add_session(index, rw, emu);
     drop(t);
-    lib.add_session(index, rw, emu)
+    h
 }
 
 /// `C_CloseSession`.
@@ -254,18 +257,28 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     if user == ck::CKU_SO && lib.session_counts(s.slot)?.1 < lib.session_counts(s.slot)?.0 {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
-    // The slow PIN check runs without the token lock, so other sessions keep working.
+    // The slow PIN check runs without the token lock, so other sessions keep working; PIN checks
+    // on the slot run one at a time, so every wrong guess is counted before the next is tried.
+    let _one_at_a_time = slot.pin_check()?;
     let pin = token::check_pin_shape(pin).map_err(|_| rv::PIN_INCORRECT)?;
     if user == ck::CKU_SO {
         emu.authorize(&so_cards(&emu, &pin)?).map_err(emu_err)?;
     } else {
-        let record = record.ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
+        // Read again under the PIN lock: the snapshot above may predate other guesses.
+        let record = slot.token()?.record.clone().or(record).ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
         let check = record.user_pin.as_ref().ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
         if record.user_locked() {
             return Err(Rv(ck::CKR_PIN_LOCKED));
         }
         let ok = check.matches(&pin).map_err(emu_err)?;
         let mut t = slot.token_mut()?;
+        if ok && t.login.is_some() {
+            return Err(Rv(if t.login == Some(user) {
+                ck::CKR_USER_ALREADY_LOGGED_IN
+            } else {
+                ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN
+            }));
+        }
         if let Some(r) = t.record.as_mut() {
             let before = r.user_failures;
             r.user_failures = if ok { 0 } else { r.user_failures.saturating_add(1) };
@@ -337,7 +350,8 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
         crate::log("the SO PIN is the Administrator cards' PINs; change it on the cards");
         return Err(rv::FUNCTION_NOT_SUPPORTED);
     }
-    let record = record.ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
+    let _one_at_a_time = slot.pin_check()?;
+    let record = slot.token()?.record.clone().or(record).ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
     let check = record.user_pin.as_ref().ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
     if record.user_locked() {
         return Err(Rv(ck::CKR_PIN_LOCKED));

@@ -303,8 +303,8 @@ impl View {
 
     /// The answer for attribute `t`; `value` reads the secret value when it may be revealed.
     pub fn answer(&self, t: CK_ATTRIBUTE_TYPE, value: &dyn Fn() -> Option<Zeroizing<Vec<u8>>>) -> Answer {
-        let b = |on: bool| Answer::Value(vec![u8::from(on)]);
-        let n = |x: CK_ULONG| Answer::Value(x.to_ne_bytes().to_vec());
+        let b = |on: bool| Answer::value(vec![u8::from(on)]);
+        let n = |x: CK_ULONG| Answer::value(x.to_ne_bytes().to_vec());
         let p = &self.policy;
         let public = self.class == ObjectClass::PublicKey;
         let private = self.class == ObjectClass::PrivateKey;
@@ -325,9 +325,9 @@ impl View {
             ck::CKA_TOKEN => b(p.token),
             ck::CKA_PRIVATE => b(self.private()),
             ck::CKA_MODIFIABLE | ck::CKA_COPYABLE | ck::CKA_DESTROYABLE => b(true),
-            ck::CKA_LABEL => Answer::Value(p.label.clone().unwrap_or_default().into_bytes()),
-            ck::CKA_ID => Answer::Value(p.id.clone().unwrap_or_default()),
-            ck::CKA_START_DATE | ck::CKA_END_DATE => Answer::Value(Vec::new()),
+            ck::CKA_LABEL => Answer::value(p.label.clone().unwrap_or_default().into_bytes()),
+            ck::CKA_ID => Answer::value(p.id.clone().unwrap_or_default()),
+            ck::CKA_START_DATE | ck::CKA_END_DATE => Answer::value(Vec::new()),
             ck::CKA_DERIVE => b(false),
             ck::CKA_LOCAL => b(self.origin().local),
             ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, self.key_type) {
@@ -337,7 +337,7 @@ impl View {
                 (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
             }),
             ck::CKA_ALLOWED_MECHANISMS => {
-                Answer::Value(p.allowed_mechanisms.iter().flatten().flat_map(|k| k.ckm().to_ne_bytes()).collect())
+                Answer::value(p.allowed_mechanisms.iter().flatten().flat_map(|k| k.ckm().to_ne_bytes()).collect())
             }
             ck::CKA_SIGN => usage(Usage::SIGN),
             ck::CKA_VERIFY => usage(Usage::VERIFY),
@@ -348,17 +348,17 @@ impl View {
             ck::CKA_SIGN_RECOVER if private => b(false),
             ck::CKA_VERIFY_RECOVER if public => b(false),
             ck::CKA_ALWAYS_AUTHENTICATE if private => b(false),
-            ck::CKA_SUBJECT if !secret => Answer::Value(Vec::new()),
+            ck::CKA_SUBJECT if !secret => Answer::value(Vec::new()),
             ck::CKA_TRUSTED if !private => b(p.trusted),
             ck::CKA_SENSITIVE if !public => b(p.sensitive),
             ck::CKA_EXTRACTABLE if !public => b(p.extractable),
             ck::CKA_WRAP_WITH_TRUSTED if !public => b(p.wrap_with_trusted),
             ck::CKA_ALWAYS_SENSITIVE if !public => b(self.origin().always_sensitive && p.sensitive),
             ck::CKA_NEVER_EXTRACTABLE if !public => b(self.origin().never_extractable && !p.extractable),
-            ck::CKA_MODULUS if rsa => self.modulus.clone().map_or(Answer::Invalid, Answer::Value),
-            ck::CKA_PUBLIC_EXPONENT if rsa => self.exponent.clone().map_or(Answer::Invalid, Answer::Value),
+            ck::CKA_MODULUS if rsa => self.modulus.clone().map_or(Answer::Invalid, Answer::value),
+            ck::CKA_PUBLIC_EXPONENT if rsa => self.exponent.clone().map_or(Answer::Invalid, Answer::value),
             ck::CKA_MODULUS_BITS if rsa && public => n(self.bits as CK_ULONG),
-            ck::CKA_PUBLIC_KEY_INFO if rsa => self.spki.clone().map_or(Answer::Invalid, Answer::Value),
+            ck::CKA_PUBLIC_KEY_INFO if rsa => self.spki.clone().map_or(Answer::Invalid, Answer::value),
             ck::CKA_PRIVATE_EXPONENT
             | ck::CKA_PRIME_1
             | ck::CKA_PRIME_2
@@ -370,14 +370,14 @@ impl View {
                 if p.sensitive || !p.extractable {
                     return Answer::Sensitive;
                 }
-                value().and_then(|der| rsa_component(&der, t)).map_or(Answer::Sensitive, Answer::Value)
+                value().and_then(|der| rsa_component(&der, t)).map_or(Answer::Sensitive, Answer::value)
             }
             ck::CKA_VALUE_LEN if secret => n(self.bits as CK_ULONG / 8),
             ck::CKA_VALUE if secret => {
                 if p.sensitive || !p.extractable {
                     return Answer::Sensitive;
                 }
-                value().map_or(Answer::Sensitive, |v| Answer::Value(v.to_vec()))
+                value().map_or(Answer::Sensitive, |v| Answer::value(v.to_vec()))
             }
             _ => Answer::Invalid,
         }
@@ -572,12 +572,17 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
         }
         match v.answer(a.kind, &value) {
             Answer::Invalid => return Err(rv::ATTRIBUTE_TYPE_INVALID),
-            Answer::Value(now) if now == a.value => {}
+            Answer::Value(now) if now.as_slice() == a.value => {}
             _ => return Err(rv::ATTRIBUTE_READ_ONLY),
         }
     }
     if v.policy.token && !s.rw {
         return Err(rv::SESSION_READ_ONLY);
+    }
+    // The public half of a pair shares its blob (label, id, ACL) with the private key: changing
+    // it changes a private object, which needs the user.
+    if !v.private() && st.emu.holds_secret(state::key(obj)).map_err(object_err)? && !logged_in_user(&lib, &s)? {
+        return Err(rv::USER_NOT_LOGGED_IN);
     }
     let mut policy = v.policy.clone();
     let changes = Template { attrs: t.attrs.iter().filter(|a| CHANGEABLE.contains(&a.kind)).copied().collect() };
@@ -625,7 +630,7 @@ pub fn find_init(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<()> {
                 continue;
             }
             let value = || secret_value(&st.emu, k);
-            if t.attrs.iter().all(|a| v.answer(a.kind, &value) == Answer::Value(a.value.to_vec())) {
+            if t.attrs.iter().all(|a| v.answer(a.kind, &value) == Answer::value(a.value.to_vec())) {
                 found.push(k);
             }
         }

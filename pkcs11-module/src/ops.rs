@@ -116,7 +116,14 @@ fn oaep(p: &OaepIn) -> Result<HashAlg> {
 pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
     let r = mechanism_of(m);
     if r.is_err() {
-        crate::log(&format!("mechanism 0x{:x} with parameter {:?} is not supported", m.ty, m.param));
+        let param = match &m.param {
+            Param::None => "no parameter".to_string(),
+            Param::Bytes(b) => format!("a {}-byte parameter", b.len()),
+            Param::Oaep(_) => "OAEP parameters".into(),
+            Param::Pss(..) => "PSS parameters".into(),
+            Param::RsaAes(..) => "RSA-AES key wrap parameters".into(),
+        };
+        crate::log(&format!("mechanism 0x{:x} with {param} is not supported", m.ty));
     }
     r
 }

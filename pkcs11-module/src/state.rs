@@ -26,10 +26,19 @@ static LIBRARY: RwLock<Option<Arc<Library>>> = RwLock::new(None);
 /// and `C_Initialize` never names a new session by accident.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Each `C_Initialize` starts a new application: its sessions share their session objects.
+static NEXT_APPLICATION: AtomicU64 = AtomicU64::new(1);
+
 /// The initialised library.
+///
+/// Lock order: a slot's token lock before the sessions map, never the reverse; a session's
+/// mutex may be taken with a token read lock held, never while waiting for a token write lock.
 pub struct Library {
     /// The slots, in configuration order.
     pub slots: Vec<Slot>,
+    /// This application's number in the emulator (sessions of one application see each other's
+    /// session objects).
+    pub application: u64,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
 }
 
@@ -41,6 +50,9 @@ pub struct Slot {
     pub kmdata: PathBuf,
     /// The token: module, record and login state.
     pub token: RwLock<Token>,
+    /// Held while a PIN is checked and its failure count updated, so parallel guesses are
+    /// counted one by one (the slow check runs without the token lock).
+    pub pin_check: Mutex<()>,
 }
 
 /// The token in a slot.
@@ -112,6 +124,11 @@ impl Slot {
         self.token.write().map_err(poisoned)
     }
 
+    /// Serialises PIN checks on this slot.
+    pub fn pin_check(&self) -> Result<MutexGuard<'_, ()>> {
+        self.pin_check.lock().map_err(poisoned)
+    }
+
     /// Opens the emulated module of `kmdata`, making the folder if needed.
     pub fn open_module(kmdata: &std::path::Path) -> Result<Emulator> {
         if !kmdata.is_dir() {
@@ -141,9 +158,11 @@ impl Library {
                 id: s.id,
                 kmdata: s.kmdata.clone(),
                 token: RwLock::new(Token { emu: Arc::new(emu), record, login: None }),
+                pin_check: Mutex::new(()),
             });
         }
-        Ok(Library { slots, sessions: RwLock::new(HashMap::new()) })
+        let application = NEXT_APPLICATION.fetch_add(1, Ordering::Relaxed);
+        Ok(Library { slots, application, sessions: RwLock::new(HashMap::new()) })
     }
 
     /// The slot with id `id`.
@@ -167,15 +186,19 @@ impl Library {
     /// Removes sessions matching `pred`; returns them (their session objects go when the last
     /// reference does). When a slot's last session closes, its login ends (PKCS#11 §5.6).
     pub fn remove_sessions(&self, pred: impl Fn(&Session) -> bool) -> Result<Vec<Arc<Session>>> {
-        let (removed, remaining_slots): (Vec<Arc<Session>>, Vec<usize>) = {
+        let removed: Vec<Arc<Session>> = {
             let mut map = self.sessions.write().map_err(poisoned)?;
             let gone: Vec<CK_SESSION_HANDLE> = map.values().filter(|s| pred(s)).map(|s| s.handle).collect();
-            let removed = gone.iter().filter_map(|h| map.remove(h)).collect();
-            (removed, map.values().map(|s| s.slot).collect())
+            gone.iter().filter_map(|h| map.remove(h)).collect()
         };
         for (i, slot) in self.slots.iter().enumerate() {
-            if removed.iter().any(|s| s.slot == i) && !remaining_slots.contains(&i) {
-                slot.token_mut()?.login = None;
+            if removed.iter().any(|s| s.slot == i) {
+                // Decided under the token lock (which `C_OpenSession` holds while it adds a
+                // session), so a session opened meanwhile keeps its login.
+                let mut t = slot.token_mut()?;
+                if self.session_counts(i)?.0 == 0 {
+                    t.login = None;
+                }
             }
         }
         Ok(removed)
@@ -189,30 +212,45 @@ impl Library {
     }
 }
 
-/// Makes the library live (`C_Initialize`).
+// The global holds only an `Option<Arc<_>>`, which is consistent whatever a panicking thread was
+// doing: a poisoned lock is used as it is, so one caught panic cannot disable the library.
+fn global_read() -> RwLockReadGuard<'static, Option<Arc<Library>>> {
+    LIBRARY.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn global_write() -> RwLockWriteGuard<'static, Option<Arc<Library>>> {
+    LIBRARY.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Makes the library live (`C_Initialize`). The slots are opened without the global lock held.
 pub fn initialize() -> Result<()> {
-    let mut g = LIBRARY.write().map_err(poisoned)?;
-    if g.is_some() {
+    if global_read().is_some() {
         return Err(Rv(ck::CKR_CRYPTOKI_ALREADY_INITIALIZED));
     }
     let config = ModuleConfig::from_env().map_err(|e| {
         crate::log(&e.0);
         Rv(ck::CKR_GENERAL_ERROR)
     })?;
-    *g = Some(Arc::new(Library::open(&config)?));
+    let lib = Arc::new(Library::open(&config)?);
+    let mut g = global_write();
+    if g.is_some() {
+        // Another thread initialised the library meanwhile.
+        return Err(Rv(ck::CKR_CRYPTOKI_ALREADY_INITIALIZED));
+    }
+    *g = Some(lib);
     Ok(())
 }
 
 /// Ends the library (`C_Finalize`): every session closes, every session object goes.
 pub fn finalize() -> Result<()> {
-    let lib = LIBRARY.write().map_err(poisoned)?.take().ok_or(rv::NOT_INITIALIZED)?;
+    let lib = global_write().take().ok_or(rv::NOT_INITIALIZED)?;
     lib.remove_sessions(|_| true)?;
     Ok(())
 }
 
 /// The live library.
 pub fn library() -> Result<Arc<Library>> {
-    LIBRARY.read().map_err(poisoned)?.clone().ok_or(rv::NOT_INITIALIZED)
+    global_read().clone().ok_or(rv::NOT_INITIALIZED)
 }
 
 /// The session `h` and its slot.

@@ -233,12 +233,26 @@ fn bad_handles(p: &P11) {
     let mut m = mech(CKM_SHA256_RSA_PKCS);
     check_rv("unknown key", call!(p, C_SignInit(h, &mut m, 424_242)), CKR_KEY_HANDLE_INVALID);
     check_rv("unknown object", p.get(h, 424_242, CKA_CLASS).0, CKR_OBJECT_HANDLE_INVALID);
-    // A session object of another session is not this session's.
+    // Session objects belong to the application: every session of it may use them, until the
+    // session that made them closes (PKCS#11 §4.4).
     let other = p.open(true);
     let (_, privh) = p.rsa_pair(other);
-    check_rv("another session's key", call!(p, C_SignInit(h, &mut m, privh)), CKR_KEY_HANDLE_INVALID);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK, "another session's session key");
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    assert_eq!(call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)), CKR_OK);
     assert_eq!(call!(p, C_CloseSession(other)), CKR_OK);
     check_rv("closed session", call!(p, C_CloseSession(other)), CKR_SESSION_HANDLE_INVALID);
+    check_rv("key of a closed session", call!(p, C_SignInit(h, &mut m, privh)), CKR_KEY_HANDLE_INVALID);
+    // Garbage lengths are refused, never used to size a slice.
+    let mut byte = 0u8;
+    check_rv("huge random length", call!(p, C_GenerateRandom(h, &mut byte, CK_ULONG::MAX)), CKR_ARGUMENTS_BAD);
+    let one = attr(CKA_TOKEN, &byte);
+    check_rv(
+        "huge template count",
+        call!(p, C_FindObjectsInit(h, &one as *const _ as *mut _, CK_ULONG::MAX)),
+        CKR_ARGUMENTS_BAD,
+    );
     // Sessions of a finalized library are gone, and stay gone after a new C_Initialize.
     p.fin();
     p.init();
@@ -391,6 +405,30 @@ fn operation_state(p: &P11) {
     assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
     assert_eq!(call!(p, C_Sign(h, dp, 15, sig.as_mut_ptr(), &mut len)), CKR_OK);
     assert_eq!(sig, multi, "multi-part and single-part signatures agree");
+    // An argument error ends the operation too.
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    check_rv(
+        "C_Sign with no length pointer",
+        call!(p, C_Sign(h, dp, 15, sig.as_mut_ptr(), null_mut())),
+        CKR_ARGUMENTS_BAD,
+    );
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK, "the failed call ended the operation");
+    // C_SignFinal straight after C_SignInit signs the empty message; C_DigestFinal likewise.
+    let mut empty_sig = [0u8; 256];
+    let mut elen: CK_ULONG = 256;
+    assert_eq!(call!(p, C_SignFinal(h, empty_sig.as_mut_ptr(), &mut elen)), CKR_OK);
+    {
+        use rsa::signature::Verifier as _;
+        let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(p.public_key(h, pubh));
+        let parsed = rsa::pkcs1v15::Signature::try_from(&empty_sig[..]).expect("signature");
+        vk.verify(b"", &parsed).expect("the empty message's signature verifies with RustCrypto");
+    }
+    let mut d = mech(CKM_SHA256);
+    assert_eq!(call!(p, C_DigestInit(h, &mut d)), CKR_OK);
+    let mut digest = [0u8; 32];
+    let mut dlen: CK_ULONG = 32;
+    assert_eq!(call!(p, C_DigestFinal(h, digest.as_mut_ptr(), &mut dlen)), CKR_OK);
+    assert_eq!(&digest[..], &sha2::Sha256::digest(b"")[..]);
     // A failed verification ends the operation.
     assert_eq!(call!(p, C_VerifyInit(h, &mut m, pubh)), CKR_OK);
     sig[0] ^= 1;
@@ -426,6 +464,18 @@ fn operation_state(p: &P11) {
     check_rv("undecryptable", rv, CKR_ENCRYPTED_DATA_INVALID);
     let rv = call!(p, C_Decrypt(h, junk.as_mut_ptr(), 256, out.as_mut_ptr(), &mut olen));
     check_rv("decrypt after failure", rv, CKR_OPERATION_NOT_INITIALIZED);
+    // In-place encryption and decryption (the same buffer for input and output), which the
+    // specification allows.
+    let mut buf = [0u8; 256];
+    buf[..11].copy_from_slice(b"in one room");
+    let mut blen: CK_ULONG = 256;
+    oaep.ulParameterLen = size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG;
+    assert_eq!(call!(p, C_EncryptInit(h, &mut oaep, pubh)), CKR_OK);
+    assert_eq!(call!(p, C_Encrypt(h, buf.as_mut_ptr(), 11, buf.as_mut_ptr(), &mut blen)), CKR_OK);
+    assert_eq!(blen, 256);
+    assert_eq!(call!(p, C_DecryptInit(h, &mut oaep, privh)), CKR_OK);
+    assert_eq!(call!(p, C_Decrypt(h, buf.as_mut_ptr(), 256, buf.as_mut_ptr(), &mut blen)), CKR_OK);
+    assert_eq!(&buf[..blen as usize], b"in one room");
     // A mismatched OAEP parameter length is the caller's mistake.
     oaep.ulParameterLen = 3;
     check_rv("short OAEP parameters", call!(p, C_DecryptInit(h, &mut oaep, privh)), CKR_MECHANISM_PARAM_INVALID);
@@ -468,6 +518,65 @@ fn login_state_machine(p: &P11) {
     let rv = call!(p, C_OpenSession(0, CKF_RW_SESSION, null_mut(), None, &mut h));
     check_rv("not serial", rv, CKR_SESSION_PARALLEL_NOT_SUPPORTED);
     assert_eq!(call!(p, C_Logout(again)), CKR_OK);
+    p.fin();
+}
+
+/// Wrong PINs tried from many threads at once are each counted: the PIN locks, and only the
+/// security officer unlocks it.
+fn parallel_wrong_pins(p: &P11) {
+    p.init();
+    let sessions: Vec<CK_SESSION_HANDLE> = (0..12).map(|_| p.open(false)).collect();
+    let codes: Vec<CK_RV> = std::thread::scope(|scope| {
+        let threads: Vec<_> =
+            sessions.iter().map(|h| scope.spawn(move || p.login(*h, CKU_USER, "wrong-pin"))).collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).collect()
+    });
+    // Exactly ten guesses were checked; the rest found the PIN locked.
+    assert_eq!(codes.iter().filter(|c| **c == CKR_PIN_INCORRECT).count(), 10, "{codes:x?}");
+    assert_eq!(codes.iter().filter(|c| **c == CKR_PIN_LOCKED).count(), 2, "{codes:x?}");
+    check_rv("the right PIN after ten wrong ones", p.login(sessions[0], CKU_USER, common::USER_PIN), CKR_PIN_LOCKED);
+    let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(p, C_GetTokenInfo(0, &mut info)), CKR_OK);
+    assert!(info.flags & CKF_USER_PIN_LOCKED != 0);
+    assert_eq!(call!(p, C_CloseAllSessions(0)), CKR_OK);
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_SO, common::SO_PIN), CKR_OK);
+    let pin = common::USER_PIN;
+    assert_eq!(call!(p, C_InitPIN(h, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)), CKR_OK);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.login(h, CKU_USER, pin), CKR_OK, "C_InitPIN unlocks");
+    p.fin();
+}
+
+/// The public half of a pair is a public object, but it shares its blob with the private key:
+/// changing it needs the user, and a copy of it is a public key only.
+fn public_half(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (pubh, _) = p.rsa_pair(h);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    let label = b"renamed";
+    let t = [bytes_attr(CKA_LABEL, label)];
+    check_rv(
+        "renaming a pair without the user",
+        call!(p, C_SetAttributeValue(h, pubh, t.as_ptr() as *mut _, 1)),
+        CKR_USER_NOT_LOGGED_IN,
+    );
+    let copy_label = b"public-copy";
+    let t = [bytes_attr(CKA_LABEL, copy_label)];
+    let mut copy = 0;
+    assert_eq!(call!(p, C_CopyObject(h, pubh, t.as_ptr() as *mut _, 1, &mut copy)), CKR_OK);
+    assert_eq!(p.get(h, copy, CKA_CLASS).1, CKO_PUBLIC_KEY.to_ne_bytes());
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let class: CK_OBJECT_CLASS = CKO_PRIVATE_KEY;
+    let find = [bytes_attr(CKA_LABEL, copy_label), attr(CKA_CLASS, &class)];
+    assert_eq!(call!(p, C_FindObjectsInit(h, find.as_ptr() as *mut _, 2)), CKR_OK);
+    let mut found = [0; 2];
+    let mut n: CK_ULONG = 9;
+    assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 2, &mut n)), CKR_OK);
+    assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+    assert_eq!(n, 0, "copying the public half made no private key");
     p.fin();
 }
 
@@ -776,6 +885,8 @@ fn main() -> ExitCode {
             ("operation state after errors", operation_state),
             ("login state machine", login_state_machine),
             ("C_SetPIN", set_pin),
+            ("parallel wrong PINs", parallel_wrong_pins),
+            ("the public half of a pair", public_half),
             ("v3.0 interfaces", interfaces),
             ("attribute rules", attribute_rules),
             ("the CLI and the module share keys", cli_and_module_share_keys),
