@@ -344,7 +344,11 @@ fn run_pkcs11(
         println!(
             "Transfer package: {}{}",
             path.display(),
-            if composed { " (RSA-AES key wrap composed in the module)" } else { "" }
+            if composed {
+                " (RSA-AES key wrap composed in the module)"
+            } else {
+                " (the module's own CKM_RSA_AES_KEY_WRAP)"
+            }
         );
         Ok(())
     })?;

@@ -778,6 +778,52 @@ fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
     assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
 }
 
+/// The same ceremony with the customer's side on the emulator behind the PKCS#11 ABI
+/// (`libhsmkit_pkcs11.so`, built as a dev-dependency): the security officer's login presents the
+/// world's card, so the KEK becomes a trusted wrapping key, and the module wraps natively.
+#[test]
+fn the_ceremony_runs_with_the_customer_side_on_libhsmkit_pkcs11() {
+    let e = Env::new();
+    let d = e.dir.path();
+    let module = std::env::current_exe().expect("exe").parent().expect("deps").join("libhsmkit_pkcs11.so");
+    assert!(module.is_file(), "{} is built with the tests (a dev-dependency)", module.display());
+    let conf = d.join("hsmkit.conf");
+    std::fs::write(&conf, format!("slot 0 {}\n", d.join("token-kmdata").display())).expect("conf");
+    for args in [
+        &["--init-token", "--label", "ceremony", "--so-pin", "5678"][..],
+        &["--init-pin", "--so-pin", "5678", "--pin", "1234"][..],
+    ] {
+        let out = Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(&module)
+            .args(args)
+            .env("HSMKIT_CONF", &conf)
+            .output()
+            .expect("pkcs11-tool (bash scripts/test.sh installs OpenSC)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::write(d.join("token-pins"), "1234\n5678\n").expect("pins");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .arg("--pin-file")
+        .arg(d.join("token-pins"))
+        .args(["ceremony", "--token", "ceremony", "--backend"])
+        .arg(format!("pkcs11:{}", module.display()))
+        .arg("--dir")
+        .arg(d.join("run"))
+        .env("HSMKIT_CONF", &conf)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("KEK imported as byok-kek, CKA_TRUSTED"), "{text}");
+    assert!(text.contains("extractable under trusted keys only"), "{text}");
+    assert!(text.contains("the module's own CKM_RSA_AES_KEY_WRAP"), "{text}");
+    assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
+    // The token's keys are emulator key blobs in the token's kmdata.
+    let listed = std::fs::read_dir(d.join("token-kmdata").join("local")).expect("local").flatten().count();
+    assert!(listed > 3, "world, module, token record and key blobs: {listed} files");
+}
+
 #[test]
 fn a_vendor_init_that_fails_midway_leaves_nothing_behind() {
     let e = Env::new();

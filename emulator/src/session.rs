@@ -77,6 +77,7 @@ impl Backend for Emulator {
         Ok(Box::new(EmulatorSession {
             emu: EmuRef::Borrowed(self),
             group: None,
+            officer: Cell::new(false),
             id: self.new_session_id(),
             mode,
             _not_sync: PhantomData,
@@ -121,6 +122,8 @@ impl std::ops::Deref for EmuRef<'_> {
 pub struct EmulatorSession<'a> {
     emu: EmuRef<'a>,
     group: Option<u64>,
+    /// Set while a key is made with the quorum's authority (see [`Self::import_key_with_quorum`]).
+    officer: Cell<bool>,
     id: u64,
     mode: SessionMode,
     _not_sync: PhantomData<Cell<()>>,
@@ -176,7 +179,14 @@ impl EmulatorSession<'static> {
     pub fn shared(emu: Arc<Emulator>, mode: SessionMode, application: u64) -> Result<EmulatorSession<'static>> {
         emu.require_world(Op::OpenSession)?;
         let id = emu.new_session_id();
-        Ok(EmulatorSession { emu: EmuRef::Shared(emu), group: Some(application), id, mode, _not_sync: PhantomData })
+        Ok(EmulatorSession {
+            emu: EmuRef::Shared(emu),
+            group: Some(application),
+            officer: Cell::new(false),
+            id,
+            mode,
+            _not_sync: PhantomData,
+        })
     }
 }
 
@@ -249,6 +259,26 @@ impl EmulatorSession<'_> {
         }
         self.emu.replace_key(&o.key, &fresh);
         Ok(())
+    }
+
+    /// Imports a key with the authority of the world's Administrator Card Set quorum, which alone
+    /// may make a trusted wrapping key (`CKA_TRUSTED`): the PKCS#11 security officer's login is
+    /// that quorum. The quorum must be this world's.
+    pub fn import_key_with_quorum(
+        &self,
+        material: &KeyMaterial,
+        policy: &KeyPolicy,
+        quorum: &crate::world::QuorumAuth,
+    ) -> Result<KeyHandle> {
+        let world = self.emu.require_world(Op::ImportKey)?;
+        if quorum.hknso() != world.hknso() {
+            return Err(Error::new(ErrorKind::TokenNotRecognized, Op::ImportKey)
+                .detail("the quorum was collected for another security world"));
+        }
+        self.officer.set(true);
+        let r = self.import_key(material, policy);
+        self.officer.set(false);
+        r
     }
 
     /// This session's number inside the module.
@@ -330,7 +360,7 @@ impl EmulatorSession<'_> {
     }
 
     fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
-        if policy.trusted {
+        if policy.trusted && !self.officer.get() {
             return Err(Error::new(ErrorKind::ActionProhibited, Op::GenerateKey)
                 .detail("CKA_TRUSTED (a trusted wrapping key) is granted only by the security officer")
                 .hint("on an nShield world that is the ACS quorum: change the key's ACL with the quorum"));

@@ -169,7 +169,7 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
     let record = TokenRecord::new(label);
     record.save(&s.kmdata).map_err(emu_err)?;
     t.record = Some(record);
-    t.login = None;
+    t.logout();
     Ok(())
 }
 
@@ -261,8 +261,8 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     // on the slot run one at a time, so every wrong guess is counted before the next is tried.
     let _one_at_a_time = slot.pin_check()?;
     let pin = token::check_pin_shape(pin).map_err(|_| rv::PIN_INCORRECT)?;
-    if user == ck::CKU_SO {
-        emu.authorize(&so_cards(&emu, &pin)?).map_err(emu_err)?;
+    let quorum = if user == ck::CKU_SO {
+        emu.authorize(&so_cards(&emu, &pin)?).map_err(emu_err)?
     } else {
         // Read again under the PIN lock: the snapshot above may predate other guesses.
         let record = slot.token()?.record.clone().or(record).ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
@@ -291,12 +291,14 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
         }
         t.login = Some(user);
         return Ok(());
-    }
+    };
     let mut t = slot.token_mut()?;
     if t.login.is_some() {
         return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
     }
     t.login = Some(user);
+    // The cards stay presented while the security officer is logged in.
+    t.quorum = Some(Arc::new(quorum));
     Ok(())
 }
 
@@ -304,9 +306,10 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
 pub fn logout(h: CK_SESSION_HANDLE) -> Result<()> {
     let (lib, s) = state::session(h)?;
     let mut t = lib.slots[s.slot].token_mut()?;
-    if t.login.take().is_none() {
+    if t.login.is_none() {
         return Err(rv::USER_NOT_LOGGED_IN);
     }
+    t.logout();
     Ok(())
 }
 

@@ -519,6 +519,16 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
         _ => return Err(rv::TEMPLATE_INCONSISTENT),
     };
     may_create(&lib, &s, &policy, class != ObjectClass::PublicKey)?;
+    if policy.trusted {
+        // Only the security officer, whose login presented the world's cards, makes a trusted
+        // wrapping key.
+        let quorum = lib.slots[s.slot].token()?.quorum.clone().ok_or_else(|| {
+            crate::log("CKA_TRUSTED is set by the security officer only (the world's Administrator cards)");
+            rv::ATTRIBUTE_READ_ONLY
+        })?;
+        let st = s.lock()?;
+        return Ok(st.emu.import_key_with_quorum(&material, &policy, &quorum).map_err(crate::emu_err)?.0);
+    }
     let st = s.lock()?;
     Ok(st.emu.import_key(&material, &policy).map_err(crate::emu_err)?.0)
 }

@@ -13,6 +13,7 @@ use cryptoki_sys as ck;
 use cryptoki_sys::{CK_SESSION_HANDLE, CK_SLOT_ID, CK_USER_TYPE};
 
 use hsmkit_backend::KeyHandle;
+use hsmkit_emulator::world::QuorumAuth;
 use hsmkit_emulator::{Config, Emulator, EmulatorSession};
 
 use crate::config::ModuleConfig;
@@ -64,9 +65,17 @@ pub struct Token {
     pub record: Option<TokenRecord>,
     /// Who is logged in (`CKU_USER` or `CKU_SO`), for every session of the slot.
     pub login: Option<CK_USER_TYPE>,
+    /// The world's quorum, while the security officer (who presented the cards) is logged in.
+    pub quorum: Option<Arc<QuorumAuth>>,
 }
 
 impl Token {
+    /// Ends the login; the security officer's cards are withdrawn.
+    pub fn logout(&mut self) {
+        self.login = None;
+        self.quorum = None;
+    }
+
     /// Whether the token has a world (`CKF_TOKEN_INITIALIZED`).
     pub fn initialized(&self) -> bool {
         self.emu.world().ok().flatten().is_some()
@@ -157,7 +166,7 @@ impl Library {
             slots.push(Slot {
                 id: s.id,
                 kmdata: s.kmdata.clone(),
-                token: RwLock::new(Token { emu: Arc::new(emu), record, login: None }),
+                token: RwLock::new(Token { emu: Arc::new(emu), record, login: None, quorum: None }),
                 pin_check: Mutex::new(()),
             });
         }
@@ -197,7 +206,7 @@ impl Library {
                 // session), so a session opened meanwhile keeps its login.
                 let mut t = slot.token_mut()?;
                 if self.session_counts(i)?.0 == 0 {
-                    t.login = None;
+                    t.logout();
                 }
             }
         }

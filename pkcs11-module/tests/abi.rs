@@ -580,6 +580,48 @@ fn public_half(p: &P11) {
     p.fin();
 }
 
+/// Only the security officer (whose login presents the world's cards) makes a trusted wrapping
+/// key; the cards are withdrawn at logout.
+fn trusted_by_the_officer_only(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    let (pubh, _) = {
+        assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+        p.rsa_pair(h)
+    };
+    let n = p.get(h, pubh, CKA_MODULUS).1;
+    let e = p.get(h, pubh, CKA_PUBLIC_EXPONENT).1;
+    let class: CK_OBJECT_CLASS = CKO_PUBLIC_KEY;
+    let kt: CK_KEY_TYPE = CKK_RSA;
+    let yes = b(true);
+    let t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        bytes_attr(CKA_MODULUS, &n),
+        bytes_attr(CKA_PUBLIC_EXPONENT, &e),
+        attr(CKA_WRAP, &yes),
+        attr(CKA_TRUSTED, &yes),
+    ];
+    let mut o = 0;
+    check_rv(
+        "CKA_TRUSTED by the user",
+        call!(p, C_CreateObject(h, t.as_ptr() as *mut _, 6, &mut o)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.login(h, CKU_SO, common::SO_PIN), CKR_OK);
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, 6, &mut o)), CKR_OK, "CKA_TRUSTED by the SO");
+    assert_eq!(p.get(h, o, CKA_TRUSTED).1, [1]);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert_eq!(p.get(h, o, CKA_TRUSTED).1, [1], "the key stays trusted");
+    check_rv(
+        "CKA_TRUSTED after the SO left",
+        call!(p, C_CreateObject(h, t.as_ptr() as *mut _, 6, &mut o)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    p.fin();
+}
+
 fn set_pin(p: &P11) {
     p.init();
     let set = |h, old: &str, new: &str| {
@@ -887,6 +929,7 @@ fn main() -> ExitCode {
             ("C_SetPIN", set_pin),
             ("parallel wrong PINs", parallel_wrong_pins),
             ("the public half of a pair", public_half),
+            ("CKA_TRUSTED by the security officer only", trusted_by_the_officer_only),
             ("v3.0 interfaces", interfaces),
             ("attribute rules", attribute_rules),
             ("the CLI and the module share keys", cli_and_module_share_keys),
