@@ -134,6 +134,9 @@ pub struct Emulator {
     next_session: AtomicU64,
     /// Whether the module is in operational mode, read on every key operation.
     operational: std::sync::atomic::AtomicBool,
+    /// Serialises changes to the set of loaded keys (loading token keys, changing a key in place,
+    /// destroying one), so no change is lost to another or undone by a stale copy.
+    key_changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -172,6 +175,7 @@ impl Emulator {
             objects: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
+            key_changes: Mutex::new(()),
         };
         Ok(emu)
     }
@@ -685,13 +689,20 @@ impl Emulator {
         removed
     }
 
-    /// Points every handle of `old` at `new` (both halves of a pair keep their handles).
+    /// Points every handle of `old` at `new` (both halves of a pair keep their handles); for a
+    /// token key, every handle of the same blob file.
     pub(crate) fn replace_key(&self, old: &Arc<LoadedKey>, new: &Arc<LoadedKey>) {
         if let Ok(mut objects) = self.objects.write() {
-            for o in objects.values_mut().filter(|o| Arc::ptr_eq(&o.key, old)) {
+            let same = |o: &Object| Arc::ptr_eq(&o.key, old) || (old.path.is_some() && o.key.path == old.path);
+            for o in objects.values_mut().filter(|o| same(o)) {
                 o.key = new.clone();
             }
         }
+    }
+
+    /// Held while the set of loaded keys changes (see the field).
+    pub(crate) fn key_changes(&self, op: Op) -> Result<MutexGuard<'_, ()>> {
+        self.key_changes.lock().map_err(|_| poisoned(op))
     }
 
     pub(crate) fn all_objects(&self) -> Vec<(u64, Object)> {

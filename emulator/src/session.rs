@@ -210,10 +210,20 @@ impl EmulatorSession<'_> {
     /// Changes a key in place (`C_SetAttributeValue`): its label and id freely, its rights only
     /// downwards (fewer usages, sensitive, not extractable), under its ACL's `ReduceACL`. A token
     /// key's blob is rewritten crash-safely; every handle to the key keeps working. Keys with use
-    /// limits are refused, so a change can never reset a limit.
+    /// limits are refused, even for a new label, so a change can never restart a limit.
     pub fn modify(&self, key: KeyHandle, policy: &KeyPolicy) -> Result<()> {
         let op = Op::ChangeAcl;
+        // One change at a time, destruction included: none is lost or undone by another.
+        let _serial = self.emu.key_changes(op)?;
         let o = self.object(key, op)?;
+        if o.key.header.acl.groups.iter().any(|g| !g.limits.is_empty()) {
+            return Err(Error::new(ErrorKind::ActionProhibited, op)
+                .detail("the key has use limits; changing it in place would restart them")
+                .hint("copy the key with the new label or narrower policy instead"));
+        }
+        if o.key.path.as_ref().is_some_and(|p| !p.exists()) {
+            return Err(Error::new(ErrorKind::KeyHandleInvalid, op).detail("the key was destroyed"));
+        }
         let original = policy_of(&o);
         if policy.token != original.token {
             return Err(Error::new(ErrorKind::ActionProhibited, op)
@@ -230,11 +240,6 @@ impl EmulatorSession<'_> {
             != KeyPolicy { label: None, id: None, ..original.clone() };
         if rights_change {
             policy.check_narrowing_of(&original)?;
-            if header.acl.groups.iter().any(|g| !g.limits.is_empty()) {
-                return Err(Error::new(ErrorKind::ActionProhibited, op)
-                    .detail("the key has use limits; changing its ACL in place would restart them")
-                    .hint("copy the key with the narrower policy instead"));
-            }
             self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
             let mut full = policy.clone();
             full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
@@ -275,10 +280,16 @@ impl EmulatorSession<'_> {
             return Err(Error::new(ErrorKind::TokenNotRecognized, Op::ImportKey)
                 .detail("the quorum was collected for another security world"));
         }
+        /// Lowers the flag however the import ends, a panic included.
+        struct Lower<'c>(&'c Cell<bool>);
+        impl Drop for Lower<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
         self.officer.set(true);
-        let r = self.import_key(material, policy);
-        self.officer.set(false);
-        r
+        let _lower = Lower(&self.officer);
+        self.import_key(material, policy)
     }
 
     /// This session's number inside the module.
@@ -538,7 +549,9 @@ impl Session for EmulatorSession<'_> {
 
     fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyHandle>> {
         let world = self.emu.require_world(Op::FindKeys)?;
-        // Load the token keys of this world that match, once each.
+        // Load the token keys of this world that match, once each (one loader at a time, so two
+        // searches never load the same blob twice).
+        let serial = self.emu.key_changes(Op::FindKeys)?;
         let loaded: Vec<std::path::PathBuf> =
             self.emu.all_objects().into_iter().filter_map(|(_, o)| o.key.path.clone()).collect();
         for listing in self.emu.list_keys()? {
@@ -552,6 +565,7 @@ impl Session for EmulatorSession<'_> {
                 self.emu.register(key, None);
             }
         }
+        drop(serial);
         let mut out: Vec<KeyHandle> = self
             .emu
             .all_objects()
@@ -662,6 +676,7 @@ impl Session for EmulatorSession<'_> {
     }
 
     fn destroy(&self, key: KeyHandle) -> Result<()> {
+        let _serial = self.emu.key_changes(Op::DestroyKey)?;
         let o = self.object(key, Op::DestroyKey)?;
         self.require_rw(o.key.path.is_some(), Op::DestroyKey)?;
         let holds_private = !matches!(o.key.material, Material::PublicOnly);

@@ -400,6 +400,30 @@ fn a_global_use_limit_holds_under_concurrent_signing() {
 }
 
 #[test]
+fn a_key_with_a_use_limit_is_never_changed_in_place() {
+    // Changing a key in place loads it afresh: for a limited key that would restart its count, so
+    // even a new label is refused; the key keeps its name and its limit.
+    let f = legacy_2_of_3();
+    let w = f.emu.world().expect("w").expect("world");
+    let mut acl = Acl::generatekey_default(true, w.hkm(), w.hkre(), w.hknso());
+    acl.groups[0].limits.push(hsmkit_emulator::acl::UseLimit::Global { max: 2 });
+    f.emu.generate_rsa_with_acl("simple", "limited", "limited", 1024, 65537, Some(acl)).expect("generate");
+    let emu = std::sync::Arc::new(hsmkit_emulator::Emulator::open(f.emu.config().clone()).expect("reopen"));
+    let s = hsmkit_emulator::EmulatorSession::shared(emu, SessionMode::ReadWrite, 1).expect("session");
+    use hsmkit_backend::Session as _;
+    let found =
+        s.find_keys(&hsmkit_backend::KeyFilter { label: Some("limited".into()), ..Default::default() }).expect("find");
+    let private = found[0];
+    let mech = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
+    s.sign(&mech, private, b"one").expect("first use");
+    let policy = hsmkit_backend::KeyPolicy { label: Some("renamed".into()), ..Default::default() };
+    let err = s.modify(private, &policy).expect_err("a limited key is not changed in place");
+    assert_eq!(err.kind(), &ErrorKind::ActionProhibited);
+    s.sign(&mech, private, b"two").expect("second use");
+    assert_eq!(s.sign(&mech, private, b"three").expect_err("limit").kind(), &ErrorKind::UseLimitExceeded);
+}
+
+#[test]
 fn loaded_keys_stop_working_outside_operational_mode() {
     let f = legacy_2_of_3();
     f.emu.generate_rsa("simple", "k", "k", 1024, 65537).expect("generate");

@@ -145,7 +145,9 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
     let (index, s) = lib.slot(slot)?;
     let pin = token::check_pin_shape(pin)?;
     let label = std::str::from_utf8(label).map_err(|_| rv::ARGUMENTS_BAD)?.trim_end_matches(' ');
-    // The token lock is held from the session check on: no session can open meanwhile.
+    // PIN checks on the slot run one at a time (the card's failure count included); the token lock
+    // is held from the session check on, so no session can open meanwhile.
+    let _one_at_a_time = s.pin_check()?;
     let mut t = s.token_mut()?;
     if lib.session_counts(index)?.0 > 0 {
         return Err(Rv(ck::CKR_SESSION_EXISTS));
@@ -272,6 +274,7 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
         }
         let ok = check.matches(&pin).map_err(emu_err)?;
         let mut t = slot.token_mut()?;
+        still_open(&lib, h)?;
         if ok && t.login.is_some() {
             return Err(Rv(if t.login == Some(user) {
                 ck::CKR_USER_ALREADY_LOGGED_IN
@@ -293,6 +296,12 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
         return Ok(());
     };
     let mut t = slot.token_mut()?;
+    // Checked again under the token lock, which C_OpenSession and the last C_CloseSession hold:
+    // the login must not outlive its session, nor meet a read-only session.
+    still_open(&lib, h)?;
+    if lib.session_counts(s.slot)?.1 < lib.session_counts(s.slot)?.0 {
+        return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
+    }
     if t.login.is_some() {
         return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN));
     }
@@ -300,6 +309,11 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     // The cards stay presented while the security officer is logged in.
     t.quorum = Some(Arc::new(quorum));
     Ok(())
+}
+
+/// The session still exists (checked with the token lock held, after a slow PIN check).
+fn still_open(lib: &Library, h: CK_SESSION_HANDLE) -> Result<()> {
+    lib.session(h).map(|_| ())
 }
 
 /// `C_Logout`.
@@ -329,6 +343,11 @@ pub fn init_pin(h: CK_SESSION_HANDLE, pin: &[u8]) -> Result<()> {
     let pin = token::check_pin_shape(pin)?;
     let check = new_pin_check(&s, &pin)?;
     let mut t = slot.token_mut()?;
+    // The security officer may have logged out meanwhile.
+    still_open(&lib, h)?;
+    if t.login != Some(ck::CKU_SO) {
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
     let mut record = t.record.clone().unwrap_or_else(|| TokenRecord::new(&t.label()));
     record.user_pin = Some(check);
     record.user_failures = 0;

@@ -32,8 +32,9 @@ static NEXT_APPLICATION: AtomicU64 = AtomicU64::new(1);
 
 /// The initialised library.
 ///
-/// Lock order: a slot's token lock before the sessions map, never the reverse; a session's
-/// mutex may be taken with a token read lock held, never while waiting for a token write lock.
+/// Lock order: a slot's PIN-check mutex, then its token lock, then the sessions map, never the
+/// reverse. A token lock may be taken (to read) while a session's mutex is held; no code takes a
+/// session's mutex while it holds a token lock.
 pub struct Library {
     /// The slots, in configuration order.
     pub slots: Vec<Slot>,
