@@ -42,13 +42,35 @@ fn missing(function: &str, op: Op) -> Error {
     Error::new(ErrorKind::Unsupported, op).detail(format!("the module's function list has no C_{function}"))
 }
 
+/// Opens the library at `path` that is already loaded. On Linux `RTLD_NOLOAD` makes this refuse
+/// rather than load a second copy (a file replaced on disk since `cryptoki` opened it would
+/// otherwise give an uninitialised instance with its own state).
+///
+/// # Safety
+/// As for any `dlopen`: the library's initialisers run (they already ran when it was loaded).
+unsafe fn open_loaded(path: &Path) -> std::result::Result<libloading::Library, libloading::Error> {
+    #[cfg(target_os = "linux")]
+    {
+        /// glibc's and musl's `RTLD_NOLOAD`.
+        const RTLD_NOLOAD: std::ffi::c_int = 4;
+        let flags = libloading::os::unix::RTLD_NOW | RTLD_NOLOAD;
+        // SAFETY: as documented.
+        unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map(libloading::Library::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // SAFETY: as documented.
+        unsafe { libloading::Library::new(path) }
+    }
+}
+
 impl Raw {
     /// Opens the module at `path` (already loaded by `cryptoki`) and reads its function list.
     pub fn open(path: &Path) -> Result<Raw> {
         let op = Op::Initialize;
         // SAFETY: the same library `cryptoki` loaded successfully; dlopen returns that instance.
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
-            Error::new(ErrorKind::ArgumentsBad, op).detail(format!("cannot load the module again: {e}"))
+        let lib = unsafe { open_loaded(path) }.map_err(|e| {
+            Error::new(ErrorKind::ArgumentsBad, op).detail(format!("cannot open the loaded module again: {e}"))
         })?;
         let mut list: *mut CK_FUNCTION_LIST = null_mut();
         // SAFETY: C_GetFunctionList has this signature in every PKCS#11 module; the out pointer
