@@ -209,6 +209,30 @@ bitflags::bitflags! {
     }
 }
 
+impl MechanismFlags {
+    /// Each flag and its `CKF_*`: the one table both PKCS#11 edges read.
+    pub const CKF: &'static [(MechanismFlags, ck::CK_FLAGS)] = &[
+        (MechanismFlags::ENCRYPT, ck::CKF_ENCRYPT),
+        (MechanismFlags::DECRYPT, ck::CKF_DECRYPT),
+        (MechanismFlags::SIGN, ck::CKF_SIGN),
+        (MechanismFlags::VERIFY, ck::CKF_VERIFY),
+        (MechanismFlags::GENERATE, ck::CKF_GENERATE),
+        (MechanismFlags::GENERATE_KEY_PAIR, ck::CKF_GENERATE_KEY_PAIR),
+        (MechanismFlags::WRAP, ck::CKF_WRAP),
+        (MechanismFlags::UNWRAP, ck::CKF_UNWRAP),
+    ];
+
+    /// The flags set in a `CK_MECHANISM_INFO.flags`.
+    pub fn from_ckf(ckf: ck::CK_FLAGS) -> MechanismFlags {
+        Self::CKF.iter().filter(|(_, c)| ckf & c != 0).fold(MechanismFlags::empty(), |acc, (f, _)| acc | *f)
+    }
+
+    /// These flags as `CKF_*`.
+    pub fn ckf(self) -> ck::CK_FLAGS {
+        Self::CKF.iter().filter(|(f, _)| self.contains(*f)).fold(0, |acc, (_, c)| acc | c)
+    }
+}
+
 /// One row of a backend's mechanism list (`C_GetMechanismInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MechanismInfo {

@@ -42,6 +42,17 @@ impl Usage {
         (Usage::DERIVE, cryptoki_sys::CKA_DERIVE),
     ];
 
+    /// The usages an object of `class` carries: a private key the private side, a public key the
+    /// public side, a secret key all of them.
+    pub fn of_class(class: crate::types::ObjectClass) -> Usage {
+        use crate::types::ObjectClass;
+        match class {
+            ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
+            ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
+            ObjectClass::SecretKey => Usage::all(),
+        }
+    }
+
     /// The PKCS#11 attribute name of a single usage flag.
     pub fn attribute_name(self) -> &'static str {
         match self {

@@ -142,19 +142,17 @@ impl Drop for EmulatorSession<'_> {
     }
 }
 
-/// Which usages a handle of `class` carries.
-fn side(class: ObjectClass) -> Usage {
-    match class {
-        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
-        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
-        ObjectClass::SecretKey => Usage::all(),
-    }
+/// `policy` for the object `o` names, with the usages of the other half of its pair kept (a
+/// pair's two halves share one ACL).
+fn with_other_half(policy: &KeyPolicy, o: &Object) -> KeyPolicy {
+    let side = Usage::of_class(o.class);
+    KeyPolicy { usage: (policy.usage & side) | (o.key.header.acl.policy().usage - side), ..policy.clone() }
 }
 
 /// The seam policy of an object.
 fn policy_of(o: &Object) -> KeyPolicy {
     let mut p = o.key.header.acl.policy();
-    p.usage &= side(o.class);
+    p.usage &= Usage::of_class(o.class);
     if o.class == ObjectClass::PublicKey {
         // A public key is not secret.
         p.sensitive = false;
@@ -241,9 +239,7 @@ impl EmulatorSession<'_> {
         if rights_change {
             policy.check_narrowing_of(&original)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
-            let mut full = policy.clone();
-            full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
-            header.acl = o.key.header.acl.narrowed_to(&full);
+            header.acl = o.key.header.acl.narrowed_to(&with_other_half(policy, &o));
             if let Some(m) = &policy.allowed_mechanisms {
                 header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
             }
@@ -639,9 +635,7 @@ impl Session for EmulatorSession<'_> {
         if policy.token {
             self.emu.enforce(&o.key, &Need::MakeBlob(world.hkm()), None, Op::CopyKey)?;
         }
-        // The other half of a pair keeps its usages.
-        let mut full = policy.clone();
-        full.usage = (policy.usage & side(o.class)) | (o.key.header.acl.policy().usage - side(o.class));
+        let full = with_other_half(policy, &o);
         let mut header = o.key.header.clone();
         header.appname = "pkcs11".into();
         header.ident = self.new_ident()?;

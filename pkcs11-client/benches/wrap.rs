@@ -36,15 +36,7 @@ fn keys(s: &dyn Session) -> (hsmkit_backend::KeyHandle, hsmkit_backend::KeyHandl
 fn bench(c: &mut Criterion) {
     // The emulator, in a throwaway world.
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir(dir.path().join("kmdata")).expect("kmdata");
-    let emu =
-        hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(dir.path().join("kmdata"))).expect("emulator");
-    emu.create_world(
-        hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
-        hsmkit_emulator::world::Quorum { k: 1, n: 1 },
-        &[Pin::from("p".to_string())],
-    )
-    .expect("world");
+    let emu = common::emulator_world(dir.path());
     let es = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite).expect("session");
     let (ekek, etarget) = keys(es.as_ref());
     // SoftHSM2.

@@ -11,7 +11,8 @@ use hsmkit_backend::{
 /// Makes a boolean attribute.
 pub type MakeBool = fn(bool) -> Attribute;
 
-/// Usage flags and the attributes that carry them.
+/// Usage flags and the attributes that carry them, as `cryptoki` types them: the backend's
+/// [`Usage::ATTRIBUTES`] with a constructor each (a test keeps the two equal).
 pub const USAGE_ATTRIBUTES: &[(Usage, AttributeType, MakeBool)] = &[
     (Usage::SIGN, AttributeType::Sign, Attribute::Sign),
     (Usage::VERIFY, AttributeType::Verify, Attribute::Verify),
@@ -128,11 +129,7 @@ pub fn unwrap_template(policy: &KeyPolicy, key_type: KeyType) -> Vec<Attribute> 
 /// refuses the others), plus label, id and persistence.
 pub fn narrowing_template(new: &KeyPolicy, old: &KeyPolicy, class: ObjectClass) -> Vec<Attribute> {
     let mut t = common(new);
-    let side = match class {
-        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
-        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
-        ObjectClass::SecretKey => Usage::all(),
-    };
+    let side = Usage::of_class(class);
     for (u, _, make) in USAGE_ATTRIBUTES {
         if side.contains(*u) && old.usage.contains(*u) && !new.usage.contains(*u) {
             t.push(make(false));
@@ -282,4 +279,19 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
                 .detail(format!("{} has no single-call form here", other.describe())));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usage_table_is_the_backends() {
+        let ours: Vec<(Usage, cryptoki_sys::CK_ATTRIBUTE_TYPE)> =
+            USAGE_ATTRIBUTES.iter().map(|(u, at, _)| (*u, cryptoki_sys::CK_ATTRIBUTE_TYPE::from(*at))).collect();
+        assert_eq!(ours, Usage::ATTRIBUTES.to_vec());
+        for (u, at, make) in USAGE_ATTRIBUTES {
+            assert_eq!(make(true).attribute_type(), *at, "{u:?}");
+        }
+    }
 }

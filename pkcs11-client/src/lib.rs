@@ -114,21 +114,7 @@ impl Pkcs11Backend {
         for t in raw.mechanism_list(slot.id())? {
             let Some(kind) = MechanismKind::from_ckm(t) else { continue };
             let Ok(info) = raw.mechanism_info(slot.id(), t) else { continue };
-            let mut flags = MechanismFlags::empty();
-            for (ckf, f) in [
-                (ck::CKF_ENCRYPT, MechanismFlags::ENCRYPT),
-                (ck::CKF_DECRYPT, MechanismFlags::DECRYPT),
-                (ck::CKF_SIGN, MechanismFlags::SIGN),
-                (ck::CKF_VERIFY, MechanismFlags::VERIFY),
-                (ck::CKF_GENERATE, MechanismFlags::GENERATE),
-                (ck::CKF_GENERATE_KEY_PAIR, MechanismFlags::GENERATE_KEY_PAIR),
-                (ck::CKF_WRAP, MechanismFlags::WRAP),
-                (ck::CKF_UNWRAP, MechanismFlags::UNWRAP),
-            ] {
-                if info.flags & ckf != 0 {
-                    flags |= f;
-                }
-            }
+            let flags = MechanismFlags::from_ckf(info.flags);
             let bits = |n: ck::CK_ULONG| u32::try_from(n).unwrap_or(u32::MAX);
             mechanisms.push(MechanismInfo {
                 kind,

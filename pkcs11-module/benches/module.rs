@@ -17,7 +17,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use hsmkit_backend::{
     Backend, HashAlg, KeyHandle, KeyMaterial, KeyPolicy, Mechanism, Pin, Session, SessionMode, Usage, UserKind,
 };
@@ -39,32 +38,18 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let path = module_common::module_path();
-    {
-        let pkcs11 = Pkcs11::new(&path).expect("load the module");
-        pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
-        module_common::init_token(&pkcs11);
-        pkcs11.finalize().expect("C_Finalize");
-    }
+    let module = module_common::initialised_backend();
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
     let key = rsa::PrivateKey::new(&mut rng, 2048).expect("key");
     let pkcs8 = key.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec();
     let user = Pin::from(module_common::USER_PIN.to_string());
 
-    let module = Pkcs11Backend::open(&path, TokenChoice::Label(module_common::LABEL.into())).expect("the .so");
     let ms = module.session(SessionMode::ReadWrite).expect("session");
     ms.login(UserKind::User, &user).expect("login");
     let mk = import(&ms, &pkcs8);
 
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir(dir.path().join("kmdata")).expect("kmdata");
-    let emu =
-        hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(dir.path().join("kmdata"))).expect("emulator");
-    emu.create_world(
-        hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
-        hsmkit_emulator::world::Quorum { k: 1, n: 1 },
-        &[Pin::from("p".to_string())],
-    )
-    .expect("world");
+    let emu = softhsm_common::emulator_world(dir.path());
     let es = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite).expect("session");
     let ek = import(es.as_ref(), &pkcs8);
 

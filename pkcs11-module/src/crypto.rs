@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use hsmkit_backend::{KeyType, Mechanism, ObjectClass, Session as _, Usage};
 
 use crate::ffi::{OutBuf, Result, Rv, Wrote, rv};
-use crate::objects::{Template, View, unwrap_template};
+use crate::objects::{Template, View, logged_in_user, unwrap_template};
 use crate::ops::{CipherOp, DigestOp, Hasher, MechIn, SignOp, mechanism};
 use crate::state::{self, Library, Session, SessionState};
 
@@ -60,10 +60,7 @@ fn check_key(
     m: &Mechanism,
     p: Purpose,
 ) -> Result<()> {
-    let v = View::read(&st.emu, h).map_err(|_| rv::KEY_HANDLE_INVALID)?;
-    if v.private() && lib.slots[s.slot].token()?.login != Some(ck::CKU_USER) {
-        return Err(rv::USER_NOT_LOGGED_IN);
-    }
+    let v = visible_key(lib, s, st, h, rv::KEY_HANDLE_INVALID)?;
     let (class, key_type, policy) = v.parts();
     if class != p.class() || key_type != KeyType::Rsa {
         return Err(rv::KEY_TYPE_INCONSISTENT);
@@ -306,13 +303,14 @@ fn key_or(e: Rv, instead: Rv) -> Rv {
     if e == rv::OBJECT_HANDLE_INVALID || e == rv::KEY_HANDLE_INVALID { instead } else { e }
 }
 
-/// Checks that the user is logged in when `h` names a private object.
-fn check_visible(lib: &Library, s: &Session, st: &SessionState, h: CK_OBJECT_HANDLE, invalid: Rv) -> Result<()> {
+/// Reads key `h` as the session may use it: a bad handle is `invalid`, a private key without the
+/// user `CKR_USER_NOT_LOGGED_IN`.
+fn visible_key(lib: &Library, s: &Session, st: &SessionState, h: CK_OBJECT_HANDLE, invalid: Rv) -> Result<View> {
     let v = View::read(&st.emu, h).map_err(|e| key_or(e, invalid))?;
-    if v.private() && lib.slots[s.slot].token()?.login != Some(ck::CKU_USER) {
+    if v.private() && !logged_in_user(lib, s)? {
         return Err(rv::USER_NOT_LOGGED_IN);
     }
-    Ok(())
+    Ok(v)
 }
 
 /// `C_WrapKey`.
@@ -332,8 +330,8 @@ pub fn wrap_key(
     ) {
         return Err(rv::MECHANISM_INVALID);
     }
-    check_visible(&lib, &s, &st, wrapping, Rv(ck::CKR_WRAPPING_KEY_HANDLE_INVALID))?;
-    check_visible(&lib, &s, &st, key, rv::KEY_HANDLE_INVALID)?;
+    visible_key(&lib, &s, &st, wrapping, Rv(ck::CKR_WRAPPING_KEY_HANDLE_INVALID))?;
+    visible_key(&lib, &s, &st, key, rv::KEY_HANDLE_INVALID)?;
     let wrapped = st.emu.wrap_key(&mech, state::key(wrapping), state::key(key)).map_err(crate::emu_err)?;
     out.put(&wrapped).map(|_| ())
 }
@@ -349,7 +347,7 @@ pub fn unwrap_key(
     let (lib, s) = state::session(h)?;
     let st = s.lock()?;
     let mech = mechanism(m)?;
-    check_visible(&lib, &s, &st, unwrapping, Rv(ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID))?;
+    visible_key(&lib, &s, &st, unwrapping, Rv(ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID))?;
     let (key_type, policy) = unwrap_template(&lib, &s, t)?;
     let k = st.emu.unwrap_key(&mech, state::key(unwrapping), wrapped, key_type, &policy).map_err(crate::emu_err)?;
     Ok(k.0)

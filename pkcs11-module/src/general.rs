@@ -13,7 +13,7 @@ use hsmkit_emulator::world::Quorum;
 use hsmkit_emulator::{Emulator, EmulatorSession};
 
 use crate::ffi::{Result, Rv, padded, rv};
-use crate::ops::MECHANISMS;
+use crate::ops::mechanisms;
 use crate::state::{self, Library, Session, Slot, Token};
 use crate::token::{self, MAX_PIN_LEN, MAX_USER_FAILURES, MIN_PIN_LEN, PinCheck, TokenRecord};
 
@@ -106,14 +106,16 @@ pub fn get_token_info(slot: CK_SLOT_ID, info: &mut ck::CK_TOKEN_INFO) -> Result<
 
 /// `C_GetMechanismList`.
 pub fn mechanism_list(slot: CK_SLOT_ID) -> Result<Vec<ck::CK_MECHANISM_TYPE>> {
-    state::library()?.slot(slot)?;
-    Ok(MECHANISMS.iter().map(|m| m.ty).collect())
+    let lib = state::library()?;
+    let emu = lib.slot(slot)?.1.token()?.emu.clone();
+    Ok(mechanisms(&emu)?.iter().map(|m| m.ty).collect())
 }
 
 /// `C_GetMechanismInfo`.
 pub fn mechanism_info(slot: CK_SLOT_ID, ty: ck::CK_MECHANISM_TYPE, info: &mut ck::CK_MECHANISM_INFO) -> Result<()> {
-    state::library()?.slot(slot)?;
-    let m = MECHANISMS.iter().find(|m| m.ty == ty).ok_or(rv::MECHANISM_INVALID)?;
+    let lib = state::library()?;
+    let emu = lib.slot(slot)?.1.token()?.emu.clone();
+    let m = mechanisms(&emu)?.into_iter().find(|m| m.ty == ty).ok_or(rv::MECHANISM_INVALID)?;
     info.ulMinKeySize = m.min;
     info.ulMaxKeySize = m.max;
     info.flags = m.flags;
@@ -256,7 +258,7 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
         }
         (t.emu.clone(), t.record.clone())
     };
-    if user == ck::CKU_SO && lib.session_counts(s.slot)?.1 < lib.session_counts(s.slot)?.0 {
+    if user == ck::CKU_SO && read_only_open(&lib, s.slot)? {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
     // The slow PIN check runs without the token lock, so other sessions keep working; PIN checks
@@ -299,7 +301,7 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     // Checked again under the token lock, which C_OpenSession and the last C_CloseSession hold:
     // the login must not outlive its session, nor meet a read-only session.
     still_open(&lib, h)?;
-    if lib.session_counts(s.slot)?.1 < lib.session_counts(s.slot)?.0 {
+    if read_only_open(&lib, s.slot)? {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
     if t.login.is_some() {
@@ -309,6 +311,12 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     // The cards stay presented while the security officer is logged in.
     t.quorum = Some(Arc::new(quorum));
     Ok(())
+}
+
+/// Whether a read-only session is open on slot index `slot`.
+fn read_only_open(lib: &Library, slot: usize) -> Result<bool> {
+    let (all, read_write) = lib.session_counts(slot)?;
+    Ok(read_write < all)
 }
 
 /// The session still exists (checked with the token lock held, after a slow PIN check).

@@ -155,15 +155,6 @@ const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
     ck::CKA_VALUE_LEN,
 ];
 
-/// Which usages an object of `class` carries.
-fn side(class: ObjectClass) -> Usage {
-    match class {
-        ObjectClass::PrivateKey => Usage::PRIVATE_SIDE,
-        ObjectClass::PublicKey => Usage::PUBLIC_SIDE,
-        ObjectClass::SecretKey => Usage::all(),
-    }
-}
-
 /// Reads the policy a template asks for on top of `base`: usage flags of `side`, protection,
 /// persistence, label and id. Capabilities the module does not have (recover, derive, per-use
 /// authentication, public private keys) are `CKR_ATTRIBUTE_VALUE_INVALID`.
@@ -229,6 +220,14 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
         base.allowed_mechanisms = Some(kinds);
     }
     Ok(())
+}
+
+/// Whether a secret key of `key_type` may be `len` bytes long.
+fn secret_len_fits(key_type: KeyType, len: usize) -> bool {
+    match key_type {
+        KeyType::Aes => matches!(len, 16 | 24 | 32),
+        _ => (1..=MAX_GENERIC_SECRET).contains(&len),
+    }
 }
 
 /// The default policy of a new key: every usage of its side, sensitive, not extractable, a
@@ -310,7 +309,8 @@ impl View {
         let private = self.class == ObjectClass::PrivateKey;
         let secret = self.class == ObjectClass::SecretKey;
         let rsa = self.key_type == KeyType::Rsa;
-        let usage = |u: Usage| if side(self.class).contains(u) { b(p.usage.contains(u)) } else { Answer::Invalid };
+        let usage =
+            |u: Usage| if Usage::of_class(self.class).contains(u) { b(p.usage.contains(u)) } else { Answer::Invalid };
         match t {
             ck::CKA_CLASS => n(match self.class {
                 ObjectClass::PrivateKey => ck::CKO_PRIVATE_KEY,
@@ -409,7 +409,8 @@ fn object_err(e: hsmkit_backend::Error) -> Rv {
     }
 }
 
-fn logged_in_user(lib: &Library, s: &Session) -> Result<bool> {
+/// Whether the user is logged in on the session's token.
+pub fn logged_in_user(lib: &Library, s: &Session) -> Result<bool> {
     Ok(lib.slots[s.slot].token()?.login == Some(ck::CKU_USER))
 }
 
@@ -469,42 +470,31 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
     let (lib, s) = state::session(h)?;
     let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
-    let mut policy = default_policy(side(class));
+    let mut policy = default_policy(Usage::of_class(class));
     let material = match (class, key_type) {
-        (ObjectClass::SecretKey, KeyType::Aes) => {
+        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret) => {
             t.only(&[COMMON, SECRET, &[ck::CKA_VALUE]])?;
-            apply(t, side(class), &mut policy, true)?;
+            apply(t, Usage::of_class(class), &mut policy, true)?;
             let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
             if t.ulong(ck::CKA_VALUE_LEN)?.is_some_and(|l| l as usize != value.len()) {
                 return Err(rv::TEMPLATE_INCONSISTENT);
             }
-            if !matches!(value.len(), 16 | 24 | 32) {
+            if !secret_len_fits(key_type, value.len()) {
                 return Err(rv::ATTRIBUTE_VALUE_INVALID);
             }
-            KeyMaterial::Aes(Zeroizing::new(value.to_vec()))
-        }
-        (ObjectClass::SecretKey, KeyType::GenericSecret) => {
-            t.only(&[COMMON, SECRET, &[ck::CKA_VALUE]])?;
-            apply(t, side(class), &mut policy, true)?;
-            let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
-            if t.ulong(ck::CKA_VALUE_LEN)?.is_some_and(|l| l as usize != value.len()) {
-                return Err(rv::TEMPLATE_INCONSISTENT);
-            }
-            if value.is_empty() || value.len() > MAX_GENERIC_SECRET {
-                return Err(rv::ATTRIBUTE_VALUE_INVALID);
-            }
-            KeyMaterial::GenericSecret(Zeroizing::new(value.to_vec()))
+            let value = Zeroizing::new(value.to_vec());
+            if key_type == KeyType::Aes { KeyMaterial::Aes(value) } else { KeyMaterial::GenericSecret(value) }
         }
         (ObjectClass::PublicKey, KeyType::Rsa) => {
             t.only(&[COMMON, PUBLIC, RSA_PUBLIC])?;
-            apply(t, side(class), &mut policy, false)?;
+            apply(t, Usage::of_class(class), &mut policy, false)?;
             let key = rsa::PublicKey::new(big(t, ck::CKA_MODULUS)?, big(t, ck::CKA_PUBLIC_EXPONENT)?)
                 .map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
             KeyMaterial::RsaPublicSpki(key.to_public_key_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?.into_vec())
         }
         (ObjectClass::PrivateKey, KeyType::Rsa) => {
             t.only(&[COMMON, PRIVATE, RSA_PRIVATE])?;
-            apply(t, side(class), &mut policy, true)?;
+            apply(t, Usage::of_class(class), &mut policy, true)?;
             let primes = vec![big(t, ck::CKA_PRIME_1)?, big(t, ck::CKA_PRIME_2)?];
             let key = rsa::PrivateKey::from_components(
                 big(t, ck::CKA_MODULUS)?,
@@ -544,7 +534,7 @@ pub fn copy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>
         return Err(rv::TEMPLATE_INCONSISTENT);
     }
     let mut policy = v.policy.clone();
-    apply(t, side(v.class), &mut policy, v.private())?;
+    apply(t, Usage::of_class(v.class), &mut policy, v.private())?;
     if policy.check_narrowing_of(&v.policy).is_err() {
         crate::log("a copy may only narrow the original: fewer usages, sensitive, not extractable");
         return Err(rv::ATTRIBUTE_READ_ONLY);
@@ -596,7 +586,7 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
     }
     let mut policy = v.policy.clone();
     let changes = Template { attrs: t.attrs.iter().filter(|a| CHANGEABLE.contains(&a.kind)).copied().collect() };
-    apply(&changes, side(v.class), &mut policy, v.private())?;
+    apply(&changes, Usage::of_class(v.class), &mut policy, v.private())?;
     if policy.check_narrowing_of(&v.policy).is_err() {
         crate::log("an attribute change may only narrow the key; widening needs the security officer's quorum");
         return Err(rv::ATTRIBUTE_READ_ONLY);
@@ -683,11 +673,7 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
         return Err(rv::TEMPLATE_INCONSISTENT);
     }
     let len = t.ulong(ck::CKA_VALUE_LEN)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
-    let fits = match key_type {
-        KeyType::Aes => matches!(len, 16 | 24 | 32),
-        _ => (1..=MAX_GENERIC_SECRET as CK_ULONG).contains(&len),
-    };
-    if !fits {
+    if !usize::try_from(len).is_ok_and(|l| secret_len_fits(key_type, l)) {
         return Err(rv::ATTRIBUTE_VALUE_INVALID);
     }
     let mut policy = default_policy(Usage::all());
@@ -760,8 +746,8 @@ pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(
         (ObjectClass::PrivateKey, KeyType::Rsa) => t.only(&[COMMON, PRIVATE])?,
         _ => return Err(rv::TEMPLATE_INCONSISTENT),
     }
-    let mut policy = default_policy(side(class));
-    apply(t, side(class), &mut policy, true)?;
+    let mut policy = default_policy(Usage::of_class(class));
+    apply(t, Usage::of_class(class), &mut policy, true)?;
     may_create(lib, s, &policy, true)?;
     Ok((key_type, policy))
 }

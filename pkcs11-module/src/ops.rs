@@ -22,38 +22,32 @@ pub struct MechRow {
     pub flags: CK_FLAGS,
 }
 
-const SV: CK_FLAGS = ck::CKF_SIGN | ck::CKF_VERIFY;
-const WU: CK_FLAGS = ck::CKF_WRAP | ck::CKF_UNWRAP;
+/// The digests the module computes itself (they need no key, so the emulator does not list them).
+const DIGESTS: [CK_MECHANISM_TYPE; 4] = [ck::CKM_SHA_1, ck::CKM_SHA256, ck::CKM_SHA384, ck::CKM_SHA512];
 
-/// Every mechanism runs inside the (emulated) device: `CKF_HW`.
-const fn row(ty: CK_MECHANISM_TYPE, min: CK_ULONG, max: CK_ULONG, flags: CK_FLAGS) -> MechRow {
-    MechRow { ty, min, max, flags: flags | ck::CKF_HW }
+/// The mechanism list (`C_GetMechanismList`, `C_GetMechanismInfo`): the emulator's capabilities,
+/// with AES key sizes in bytes as PKCS#11 gives them, then the digests. Every mechanism runs inside
+/// the (emulated) device: `CKF_HW`.
+pub fn mechanisms(emu: &hsmkit_emulator::Emulator) -> Result<Vec<MechRow>> {
+    use hsmkit_backend::{Backend as _, MechanismKind as K};
+    let caps = emu.capabilities().map_err(crate::emu_err)?;
+    let mut rows: Vec<MechRow> = caps
+        .mechanisms
+        .iter()
+        .map(|m| {
+            let aes = matches!(m.kind, K::AesKeyGen | K::AesKeyWrap | K::AesKeyWrapPad | K::AesKeyWrapKwp);
+            let unit = if aes { 8 } else { 1 };
+            MechRow {
+                ty: m.kind.ckm(),
+                min: CK_ULONG::from(m.min_bits / unit),
+                max: CK_ULONG::from(m.max_bits / unit),
+                flags: m.flags.ckf() | ck::CKF_HW,
+            }
+        })
+        .collect();
+    rows.extend(DIGESTS.map(|ty| MechRow { ty, min: 0, max: 0, flags: ck::CKF_DIGEST | ck::CKF_HW }));
+    Ok(rows)
 }
-
-/// The mechanism list (`C_GetMechanismList`, `C_GetMechanismInfo`).
-pub const MECHANISMS: &[MechRow] = &[
-    row(ck::CKM_RSA_PKCS_KEY_PAIR_GEN, 1024, 4096, ck::CKF_GENERATE_KEY_PAIR),
-    row(ck::CKM_AES_KEY_GEN, 16, 32, ck::CKF_GENERATE),
-    row(ck::CKM_GENERIC_SECRET_KEY_GEN, 8, 4096, ck::CKF_GENERATE),
-    row(ck::CKM_RSA_PKCS, 1024, 4096, SV),
-    row(ck::CKM_SHA1_RSA_PKCS, 1024, 4096, SV),
-    row(ck::CKM_SHA256_RSA_PKCS, 1024, 4096, SV),
-    row(ck::CKM_SHA384_RSA_PKCS, 1024, 4096, SV),
-    row(ck::CKM_SHA512_RSA_PKCS, 1024, 4096, SV),
-    row(ck::CKM_SHA1_RSA_PKCS_PSS, 1024, 4096, SV),
-    row(ck::CKM_SHA256_RSA_PKCS_PSS, 1024, 4096, SV),
-    row(ck::CKM_SHA384_RSA_PKCS_PSS, 1024, 4096, SV),
-    row(ck::CKM_SHA512_RSA_PKCS_PSS, 1024, 4096, SV),
-    row(ck::CKM_RSA_PKCS_OAEP, 1024, 4096, ck::CKF_ENCRYPT | ck::CKF_DECRYPT | WU),
-    row(ck::CKM_RSA_AES_KEY_WRAP, 1024, 4096, WU),
-    row(ck::CKM_AES_KEY_WRAP, 16, 32, WU),
-    row(ck::CKM_AES_KEY_WRAP_PAD, 16, 32, WU),
-    row(ck::CKM_AES_KEY_WRAP_KWP, 16, 32, WU),
-    row(ck::CKM_SHA_1, 0, 0, ck::CKF_DIGEST),
-    row(ck::CKM_SHA256, 0, 0, ck::CKF_DIGEST),
-    row(ck::CKM_SHA384, 0, 0, ck::CKF_DIGEST),
-    row(ck::CKM_SHA512, 0, 0, ck::CKF_DIGEST),
-];
 
 /// OAEP parameters as the caller gave them.
 #[derive(Debug, Clone, PartialEq, Eq)]

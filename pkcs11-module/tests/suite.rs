@@ -6,24 +6,15 @@ mod common;
 
 use std::process::ExitCode;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use hsmkit_backend::{Backend as _, MechanismKind, Pin};
 use hsmkit_conformance::{Ctx, Expectations, Outcome, run};
 use hsmkit_emulator::suite::CipherSuite;
 use hsmkit_emulator::world::Quorum;
 use hsmkit_emulator::{Config, Emulator, SLOT};
-use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
 
 fn main() -> ExitCode {
     common::with_throwaway_conf(|| {
-        let path = common::module_path();
-        {
-            let pkcs11 = Pkcs11::new(&path).expect("load the module");
-            pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
-            common::init_token(&pkcs11);
-            pkcs11.finalize().expect("C_Finalize");
-        }
-        let backend = Pkcs11Backend::open(&path, TokenChoice::Label(common::LABEL.into())).expect("open the module");
+        let backend = common::initialised_backend();
         // The module lists CKM_RSA_AES_KEY_WRAP itself: the client calls it natively (with
         // CK_RSA_AES_KEY_WRAP_PARAMS through the raw function list), not composed.
         let caps = backend.capabilities().expect("capabilities");

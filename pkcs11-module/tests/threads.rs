@@ -7,12 +7,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use hsmkit_backend::{
     Attr, AttrKind, AttrValue, Backend as _, HashAlg, KeyFilter, KeyMaterial, KeyPairSpec, KeyPolicy, Mechanism, Pin,
     SessionMode, Usage, UserKind,
 };
-use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
 use rsa::signature::Verifier as _;
 use zeroize::Zeroizing;
 
@@ -21,14 +19,7 @@ const RUN_FOR: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     common::with_throwaway_conf(|| {
-        let path = common::module_path();
-        {
-            let pkcs11 = Pkcs11::new(&path).expect("load the module");
-            pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
-            common::init_token(&pkcs11);
-            pkcs11.finalize().expect("C_Finalize");
-        }
-        let backend = Pkcs11Backend::open(&path, TokenChoice::Label(common::LABEL.into())).expect("open the module");
+        let backend = common::initialised_backend();
         let pin = Pin::from(common::USER_PIN.to_string());
         let kek_bytes: Vec<u8> = (0..32).map(|i| i * 7).collect();
         let secret: Vec<u8> = (0..32).map(|i| 255 - i).collect();

@@ -26,6 +26,20 @@ pub fn softhsm_token(label: &str) {
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
 }
 
+/// An emulator with a fresh world (1/1 Administrator card set) in `dir`.
+#[allow(dead_code)]
+pub fn emulator_world(dir: &std::path::Path) -> hsmkit_emulator::Emulator {
+    std::fs::create_dir(dir.join("kmdata")).expect("kmdata");
+    let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(dir.join("kmdata"))).expect("emulator");
+    emu.create_world(
+        hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
+        hsmkit_emulator::world::Quorum { k: 1, n: 1 },
+        &[hsmkit_backend::Pin::from("p".to_string())],
+    )
+    .expect("world");
+    emu
+}
+
 /// Makes the token, then runs `bench` under criterion (5 s per row) and prints the summary.
 pub fn run(label: &str, bench: fn(&mut criterion::Criterion)) {
     softhsm_token(label);

@@ -47,6 +47,21 @@ pub fn with_throwaway_conf(body: impl FnOnce() -> ExitCode) -> ExitCode {
     }
 }
 
+/// Initialises slot 0's token through the module (see [`init_token`]), then opens it with the
+/// pkcs11-client backend.
+pub fn initialised_backend() -> hsmkit_pkcs11_client::Pkcs11Backend {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let path = module_path();
+    {
+        let pkcs11 = Pkcs11::new(&path).expect("load the module");
+        pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).expect("C_Initialize");
+        init_token(&pkcs11);
+        pkcs11.finalize().expect("C_Finalize");
+    }
+    let token = hsmkit_pkcs11_client::TokenChoice::Label(LABEL.into());
+    hsmkit_pkcs11_client::Pkcs11Backend::open(&path, token).expect("open the module")
+}
+
 /// Initialises the token of slot 0 with [`LABEL`], the SO PIN and the user PIN, through the module.
 pub fn init_token(pkcs11: &cryptoki::context::Pkcs11) {
     use cryptoki::session::UserType;
