@@ -22,7 +22,7 @@ mod types;
 pub use error::{Error, ErrorKind, Op, Result};
 pub use mechanism::{HashAlg, Mechanism, MechanismFlags, MechanismInfo, MechanismKind};
 pub use policy::{KeyPolicy, Usage};
-pub use session::{Backend, Session, WorldAdmin, WorldSummary};
+pub use session::{Attestation, Attested, Backend, Session, TransferTarget, WorldAuthority, WorldSummary};
 pub use signer::{RsaSigner, SignerHash};
 pub use types::{
     Attr, AttrKind, AttrValue, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeySpec,

@@ -23,10 +23,6 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn slots(&self) -> Result<Vec<SlotId>>;
     /// Opens a session on `slot` (`C_OpenSession`). It closes when dropped.
     fn open_session(&self, slot: SlotId, mode: SessionMode) -> Result<Box<dyn Session + '_>>;
-    /// nShield-only administration (worlds, cards, quorum), where the backend has it.
-    fn world_admin(&self) -> Option<&dyn WorldAdmin> {
-        None
-    }
 }
 
 /// A session with a module: the operations the transfer engine, the kit and the benches need.
@@ -76,26 +72,88 @@ pub trait Session: Send + fmt::Debug {
     ) -> Result<KeyHandle>;
     /// `C_GenerateRandom`.
     fn random(&self, out: &mut [u8]) -> Result<()>;
+    /// The security world's authority over this session's keys, where the backend models one
+    /// (the nShield-style emulator); `None` on a plain PKCS#11 module, whose security officer acts
+    /// through [`Session::login`], `CKA_TRUSTED` and `CKA_WRAP_WITH_TRUSTED` instead.
+    fn world_authority(&self) -> Option<&dyn WorldAuthority> {
+        None
+    }
 }
 
-/// A summary of a security world, for status displays.
+/// A summary of a security world, for status displays and for the provider's checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorldSummary {
     /// The cipher suite name (`DLf3072s256mAEScSP800131Ar1`).
     pub cipher_suite: String,
     /// Administrator Card Set quorum: k of n.
     pub quorum: (u8, u8),
-    /// Hash of the security officer's key KNSO, in hex: the world's identity.
-    pub hknso: String,
-    /// Hash of the module key KM, in hex.
-    pub hkm: String,
+    /// Hash of the security officer's key KNSO: the world's identity.
+    pub hknso: Vec<u8>,
+    /// Hash of the module key KM: what a key bound to this world names in `MakeBlob`.
+    pub hkm: Vec<u8>,
 }
 
-/// nShield-only administration, reached through [`Backend::world_admin`].
+/// Where a key narrowed for transfer may go (nShield `KeyTransferRemote -ModifyAcls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferTarget {
+    /// The Key Exchange Key's SubjectPublicKeyInfo (DER): the copy may leave the module only
+    /// wrapped under it.
+    pub kek_spki: Vec<u8>,
+    /// The provider world's module-key hash: the copy may be saved only under it. `None`: this
+    /// module's own world (the copy stays here until it is wrapped).
+    pub provider_hkm: Option<Vec<u8>>,
+    /// The copy's label (`CKA_LABEL`); `None` keeps the source key's name.
+    pub label: Option<String>,
+}
+
+/// A security world's quorum certificate over a narrowed key's rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestation {
+    /// The key's identity as the certificate names it: the hash of its SubjectPublicKeyInfo under
+    /// the world's cipher suite (SHA-1 or SHA-256).
+    pub key_hash: Vec<u8>,
+    /// The certified rights: the nShield ACL, as JSON.
+    pub rights: String,
+    /// The quorum's certificate (the world's KNSO signature), as JSON.
+    pub certificate: String,
+}
+
+/// What a verified [`Attestation`] establishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attested {
+    /// The identity (`hknso`) of the world whose quorum certified the rights.
+    pub source_world: Vec<u8>,
+    /// The usages the certified rights allow.
+    pub usage: crate::Usage,
+}
+
+/// The capability a generic PKCS#11 module lacks: proving that a security world's Administrator
+/// Card Set quorum approved narrowing a key for transfer, and checking such proofs.
 ///
-/// The full API (creating worlds, presenting cards, narrowing ACLs with the quorum) lives on the
-/// emulator's own types; this trait exposes what a generic caller can use.
-pub trait WorldAdmin: Send + Sync {
+/// Reached through [`Session::world_authority`]; it acts on that session's handles. On a PKCS#11
+/// module the same step is the security officer's login, a `CKA_TRUSTED` KEK and a
+/// `CKA_WRAP_WITH_TRUSTED` copy, which prove nothing to a third party.
+pub trait WorldAuthority {
     /// The loaded world.
-    fn world_summary(&self) -> Result<WorldSummary>;
+    fn world(&self) -> Result<WorldSummary>;
+    /// Presents Administrator cards by number with their PINs; once they make the quorum, the
+    /// session holds the quorum's authority until [`Session::logout`]. (`login(SecurityOfficer)`
+    /// presents cards 1 to k, their PINs joined by commas.)
+    fn present_cards(&self, cards: &[(u8, Pin)]) -> Result<()>;
+    /// The key named `app`/`ident` (nShield's naming: `key_<app>_<ident>`), loaded: its private
+    /// (or secret) half.
+    fn find_named(&self, app: &str, ident: &str) -> Result<KeyHandle>;
+    /// With the quorum's authority, makes a copy of `key` that can only be used, saved under the
+    /// target world's module key, and exported wrapped under the target KEK (no recovery, no ACL
+    /// change), certified by the quorum. Returns the copy's private half; the original is
+    /// untouched.
+    fn narrow_for_transfer(&self, key: KeyHandle, target: &TransferTarget) -> Result<KeyHandle>;
+    /// The narrowed copy of `key` made by [`Self::narrow_for_transfer`], if there is one.
+    fn transfer_copy(&self, key: KeyHandle) -> Result<Option<KeyHandle>>;
+    /// The quorum's certificate of `copy`, after checking that its rights are narrowed for
+    /// `target`; an error names what is missing.
+    fn attestation(&self, copy: KeyHandle, target: &TransferTarget) -> Result<Attestation>;
+    /// As the provider's module: checks that `attestation` certifies rights for the key whose
+    /// SubjectPublicKeyInfo is `public` that bind it to this world and to the KEK `kek_spki`.
+    fn check_attestation(&self, public: &[u8], attestation: &Attestation, kek_spki: &[u8]) -> Result<Attested>;
 }

@@ -7,7 +7,7 @@ use hsmkit_backend::{Error, ErrorKind, Op, Result};
 
 use crate::commands::{self, CngimportArgs, GeneratekeyArgs, NewWorldArgs, NkminfoArgs};
 use crate::tenant::{TenantArgs, TenantCommand};
-use crate::transfer::{ModifyAclsArgs, PackageArgs};
+use crate::transfer::{KeyArgs, ModifyAclsArgs, PackageArgs};
 use crate::vendor::{VendorInitArgs, VerifyArgs};
 use crate::{Global, tenant, transfer, vendor};
 
@@ -137,8 +137,7 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
         transfer::modify_acls(
             &g,
             &ModifyAclsArgs {
-                app: "simple".into(),
-                ident: "contosokey".into(),
+                key: KeyArgs::named("simple", "contosokey"),
                 kek_package: Some(kek.clone()),
                 world_package: Some(world.clone()),
                 kek_public_key: None,
@@ -149,24 +148,7 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
     })?;
     step(8, "inspect the copy (aclprint)", || commands::aclprint(&g, "xferacld", "contosokey"))?;
     step(9, "encrypt the key with the provider's KEK (KeyTransferRemote -Package)", || {
-        transfer::package(
-            &g,
-            &PackageArgs {
-                app: "simple".into(),
-                ident: "contosokey".into(),
-                format: "hsmkit".into(),
-                kek_package: Some(kek.clone()),
-                world_package: Some(world.clone()),
-                tenant: Some(TENANT.into()),
-                friendly_name: Some("ContosoFirstkey".into()),
-                kek_public_key: None,
-                kid: None,
-                aws_algorithm: None,
-                gcp_method: None,
-                out: Some(dir.clone()),
-                root_hash: None,
-            },
-        )
+        transfer::package(&g, &package_args(KeyArgs::named("simple", "contosokey"), &kek, &world, &dir))
     })?;
     let original = hsmkit_emulator::keyblob::KeyFile::read(&dir.join("kmdata/local/key_simple_contosokey"))?;
     provider_steps(&g, &dir, 10, false, &original.header.public, started)
@@ -201,9 +183,10 @@ fn provider_steps(
     Ok(())
 }
 
-/// The ceremony with the customer's side on a PKCS#11 module: the security officer's login
-/// stands in for the quorum (it imports the KEK as a trusted wrapping key), `C_CopyObject` makes
-/// the narrowed copy, and the module wraps it (natively or composed).
+/// The ceremony with the customer's side on a PKCS#11 module, through the same engine: the
+/// key is generated on the token, the security officer makes the KEK a trusted wrapping key and
+/// the user a narrowed copy (`transfer modify-acls`), and the module wraps it (`transfer
+/// package`, natively or composed).
 fn run_pkcs11(
     g: &Global,
     a: &CeremonyArgs,
@@ -213,144 +196,74 @@ fn run_pkcs11(
     world: &Path,
     started: Instant,
 ) -> Result<()> {
-    use hsmkit_backend::{
-        Backend, KeyFilter, KeyMaterial, KeyPairSpec, KeyPolicy, ObjectClass, SessionMode, Usage, UserKind,
+    use hsmkit_backend::{KeyPairSpec, KeyPolicy, SessionMode, Usage, UserKind};
+    let key_args = KeyArgs {
+        backend: spec.to_string(),
+        token: a.token.clone(),
+        app: "simple".into(),
+        ident: None,
+        label: Some("contosokey".into()),
+        id: None,
     };
-    use hsmkit_pkcs11_client::{Pkcs11Backend, TokenChoice};
-    use hsmkit_transfer::byok::{self, TransferBody, TransferPackage};
-    use rsa::pkcs8::EncodePublicKey;
-    let module = spec.strip_prefix("pkcs11:").ok_or_else(|| {
-        Error::new(ErrorKind::ArgumentsBad, Op::Initialize)
-            .detail(format!("unknown backend '{spec}'"))
-            .hint("use --backend pkcs11:/path/to/module.so")
-    })?;
-    let mut pins = crate::pins::PinSource::from(g)?;
-    let user_pin = pins.next("the token's user", false)?;
-    let so_pin = pins.next("the token's security officer", false)?;
-    let g = Global { kmdata: Some(dir.join("kmdata")), cards: None, nvram: None, pin_file: None, seed: g.seed };
-    println!("hsmkit ceremony in {}, the customer's side on {module}", dir.display());
+    // The token's PINs (user, then security officer) come from the caller's --pin-file.
+    let g = Global { kmdata: Some(dir.join("kmdata")), ..g.clone() };
+    println!("hsmkit ceremony in {}, the customer's side on {spec}", dir.display());
     step(1, "the provider's toolset (vendor init)", || {
         vendor::init(
             &g,
             &VendorInitArgs { region: a.region.clone(), dir: dir.join("provider"), out: dir.to_path_buf() },
         )
     })?;
-    let mut verified = None;
     step(2, "validate the packages (verifykeypackage)", || {
-        verified = Some(vendor::verified_toolset(kek, world, None)?);
-        println!("Result: SUCCESS");
-        Ok(())
+        vendor::verify(&VerifyArgs { kek: kek.to_path_buf(), world: world.to_path_buf(), root_hash: None })
     })?;
-    let verified = verified.ok_or_else(|| Error::new(ErrorKind::Device, Op::Verify))?;
-    let backend = Pkcs11Backend::open(module, a.token.clone().map_or(TokenChoice::First, TokenChoice::Label))?;
-    let kek_spki = verified.kek.body.kek.spki.clone();
-    step(3, "the security officer imports the KEK as a trusted wrapping key (stands in for the quorum)", || {
-        let so = backend.session(SessionMode::ReadWrite)?;
-        hsmkit_backend::Session::login(&so, UserKind::SecurityOfficer, &so_pin)?;
-        let mut p = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("byok-kek");
-        p.trusted = true;
-        hsmkit_backend::Session::import_key(&so, &KeyMaterial::RsaPublicSpki(kek_spki.clone()), &p)?;
-        hsmkit_backend::Session::logout(&so)?;
-        println!("KEK imported as byok-kek, CKA_TRUSTED");
-        Ok(())
-    })?;
-    let s = backend.open_session(backend.slot(), SessionMode::ReadWrite)?;
-    s.login(UserKind::User, &user_pin)?;
-    let mut original = None;
-    step(4, "create the tenant key (C_GenerateKeyPair, RSA-2048)", || {
+    let mut original = Vec::new();
+    step(3, "create the tenant key on the token (C_GenerateKeyPair, RSA-2048)", || {
+        let backend = crate::backends::open(spec, &g, a.token.as_deref())?;
+        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::OpenSession))?;
+        let s = backend.open_session(slot, SessionMode::ReadWrite)?;
+        s.login(UserKind::User, &crate::pins::PinSource::from(&g)?.next("the token's user", false)?)?;
         let p = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT)
             .with_label("contosokey")
             .extractable(true);
-        original = Some(s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &p)?);
-        println!("contosokey generated on the token");
+        let (_, private) = s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &p)?;
+        original = hsmkit_transfer::engine::Engine::new(backend.as_ref(), s.as_ref())?.public_key(private)?;
+        println!("contosokey generated on the token (extractable, so that a narrowed copy can be wrapped)");
         Ok(())
     })?;
-    let (public, private) = original.ok_or_else(|| Error::new(ErrorKind::Device, Op::GenerateKeyPair))?;
-    let composed =
-        backend.capabilities()?.mechanism(hsmkit_backend::MechanismKind::RsaAesKeyWrap).is_some_and(|m| m.composed);
-    let mut narrowed = None;
-    step(5, "a copy with reduced permissions (C_CopyObject)", || {
-        let mut p = KeyPolicy::new(Usage::SIGN).with_label("xferacld-contosokey").extractable(true);
-        // A composed RSA-AES wrap goes through an ephemeral AES key that only the security
-        // officer could mark trusted, so there the copy cannot also be wrap-with-trusted.
-        p.wrap_with_trusted = !composed;
-        narrowed = Some(s.copy_narrowed(private, &p)?);
-        println!(
-            "xferacld-contosokey: sign only, extractable{}",
-            if composed { "" } else { " under trusted keys only" }
-        );
-        Ok(())
-    })?;
-    let narrowed = narrowed.ok_or_else(|| Error::new(ErrorKind::Device, Op::CopyKey))?;
-    let spki = {
-        let attrs =
-            s.attributes(public, &[hsmkit_backend::AttrKind::Modulus, hsmkit_backend::AttrKind::PublicExponent])?;
-        let bytes = |a: &hsmkit_backend::Attr| match a {
-            hsmkit_backend::Attr::Value(_, hsmkit_backend::AttrValue::Bytes(b)) => Ok(b.clone()),
-            _ => Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes).detail("no public key")),
-        };
-        let key = rsa::PublicKey::new(
-            rsa::BoxedUint::from_be_slice_vartime(&bytes(&attrs[0])?),
-            rsa::BoxedUint::from_be_slice_vartime(&bytes(&attrs[1])?),
+    step(4, "a copy with reduced permissions (transfer modify-acls)", || {
+        transfer::modify_acls(
+            &g,
+            &ModifyAclsArgs {
+                key: key_args.clone(),
+                kek_package: Some(kek.to_path_buf()),
+                world_package: Some(world.to_path_buf()),
+                kek_public_key: None,
+                card: Vec::new(),
+                root_hash: None,
+            },
         )
-        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
-        key.to_public_key_der()
-            .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?
-            .as_bytes()
-            .to_vec()
-    };
-    step(6, "encrypt the key with the provider's KEK (CKM_RSA_AES_KEY_WRAP)", || {
-        let kek_h = *s
-            .find_keys(&KeyFilter {
-                label: Some("byok-kek".into()),
-                class: Some(ObjectClass::PublicKey),
-                ..KeyFilter::default()
-            })?
-            .first()
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, Op::FindKeys).detail("the KEK is not on the token"))?;
-        let wrapped = s.wrap_key(&byok::WRAP, kek_h, narrowed)?;
-        let sha = |d: &[u8]| {
-            use sha2::Digest;
-            sha2::Sha256::digest(d).to_vec()
-        };
-        let body = TransferBody {
-            tenant: TENANT.into(),
-            friendly_name: "ContosoFirstkey".into(),
-            kek_spki_sha256: sha(&kek_spki),
-            world_hknso: verified.world.body.hknso.clone(),
-            world_hkm: verified.world.body.hkm.clone(),
-            public: spki.clone(),
-            key_hash: sha(&spki),
-            acl: serde_json::json!({
-                "source": "pkcs11",
-                "label": "xferacld-contosokey",
-                "usage": ["CKA_SIGN"],
-                "extractable": true,
-                "wrap_with_trusted": !composed,
-                "wrapped_by": if composed { "composed RSA-OAEP + AES-KWP" } else { "CKM_RSA_AES_KEY_WRAP" },
-            }),
-            acl_certificate: serde_json::Value::Null,
-            wrap_mechanism: "CKM_RSA_AES_KEY_WRAP".into(),
-            wrapped,
-        };
-        let package = TransferPackage::sign(body, s.as_ref(), narrowed)?;
-        let path = dir.join("TransferPackage-ContosoFirstkey.byok");
-        hsmkit_emulator::fsio::write_atomic_new(
-            &path,
-            &package.to_bytes()?,
-            &hsmkit_emulator::fsio::FaultHook::default(),
-        )
-        .map_err(|e| Error::new(ErrorKind::Io, Op::WrapKey).detail(e.to_string()))?;
-        println!(
-            "Transfer package: {}{}",
-            path.display(),
-            if composed {
-                " (RSA-AES key wrap composed in the module)"
-            } else {
-                " (the module's own CKM_RSA_AES_KEY_WRAP)"
-            }
-        );
-        Ok(())
     })?;
-    provider_steps(&g, dir, 7, true, &spki, started)
+    step(5, "encrypt the key with the provider's KEK (transfer package)", || {
+        transfer::package(&g, &package_args(key_args.clone(), kek, world, dir))
+    })?;
+    provider_steps(&g, dir, 6, true, &original, started)
+}
+
+/// `transfer package` of contosokey for the ceremony's tenant.
+fn package_args(key: KeyArgs, kek: &Path, world: &Path, out: &Path) -> PackageArgs {
+    PackageArgs {
+        key,
+        format: "hsmkit".into(),
+        kek_package: Some(kek.to_path_buf()),
+        world_package: Some(world.to_path_buf()),
+        tenant: Some(TENANT.into()),
+        friendly_name: Some("ContosoFirstkey".into()),
+        kek_public_key: None,
+        kid: None,
+        aws_algorithm: None,
+        gcp_method: None,
+        out: Some(out.to_path_buf()),
+        root_hash: None,
+    }
 }

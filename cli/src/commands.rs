@@ -441,7 +441,3 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The private (first) handle of a key loaded by name.
-pub fn private_handle(handles: &[hsmkit_backend::KeyHandle]) -> Result<hsmkit_backend::KeyHandle> {
-    handles.first().copied().ok_or_else(|| Error::new(ErrorKind::Device, Op::LoadKey).detail("the key did not load"))
-}

@@ -3,19 +3,95 @@
 
 use std::path::PathBuf;
 
-use hsmkit_backend::{Error, ErrorKind, Op, Result};
+use hsmkit_backend::{Error, ErrorKind, Op, Pin, Result, TransferTarget};
+use hsmkit_transfer::engine::{Approval, Engine, KeyRef, Officer};
 
-use crate::{Global, env, quorum, vendor};
+use crate::pins::PinSource;
+use crate::{Global, vendor};
+
+/// The module the key is on, and how it is named there.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// The module: `emulator`, `emulator:KMDATA` or `pkcs11:/path/to/module.so`.
+    #[arg(long, default_value = "emulator")]
+    pub backend: String,
+    /// The token label, with `--backend pkcs11:…` (default: the first token).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// nShield naming: the key's application (with `--ident`).
+    #[arg(long = "app", default_value = "simple")]
+    pub app: String,
+    /// nShield naming: the key's ident (`key_<app>_<ident>`).
+    #[arg(long = "ident", conflicts_with_all = ["label", "id"])]
+    pub ident: Option<String>,
+    /// PKCS#11 naming: the key's `CKA_LABEL`.
+    #[arg(long, conflicts_with = "id")]
+    pub label: Option<String>,
+    /// PKCS#11 naming: the key's `CKA_ID`, in hex.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+impl KeyArgs {
+    /// The key on the emulator, as nShield names it.
+    pub fn named(app: &str, ident: &str) -> KeyArgs {
+        KeyArgs {
+            backend: "emulator".into(),
+            token: None,
+            app: app.into(),
+            ident: Some(ident.into()),
+            label: None,
+            id: None,
+        }
+    }
+
+    fn key(&self) -> Result<KeyRef> {
+        match (&self.ident, &self.label, &self.id) {
+            (Some(ident), None, None) => Ok(KeyRef::Named { app: self.app.clone(), ident: ident.clone() }),
+            (None, Some(label), None) => Ok(KeyRef::Label(label.clone())),
+            (None, None, Some(id)) => hex::decode(id).map(KeyRef::Id).map_err(|_| {
+                bad(format!("--id {id} is not hex")).hint("give the CKA_ID in hex, for example --id 01")
+            }),
+            _ => Err(bad("name the key with --ident (nShield), --label or --id (PKCS#11)".into())),
+        }
+    }
+}
+
+/// A backend, a read-write session on its first slot, and the engine on it.
+struct Opened {
+    backend: Box<dyn hsmkit_backend::Backend>,
+}
+
+impl Opened {
+    fn open(g: &Global, k: &KeyArgs) -> Result<Opened> {
+        Ok(Opened { backend: crate::backends::open(&k.backend, g, k.token.as_deref())? })
+    }
+
+    fn session(&self) -> Result<Box<dyn hsmkit_backend::Session + '_>> {
+        let slot = *self.backend.slots()?.first().ok_or_else(|| {
+            Error::new(ErrorKind::TokenNotPresent, Op::OpenSession).detail("the module has no token")
+        })?;
+        self.backend.open_session(slot, hsmkit_backend::SessionMode::ReadWrite)
+    }
+}
+
+/// Logs the user in where the module has no security world (a PKCS#11 token shows its private
+/// keys only to the user); returns the PIN source, positioned after the user PIN.
+fn user_login(g: &Global, session: &dyn hsmkit_backend::Session) -> Result<Option<Pin>> {
+    if session.world_authority().is_some() {
+        return Ok(None);
+    }
+    let pin = PinSource::from(g)?.next("the token's user", false)?;
+    session.login(hsmkit_backend::UserKind::User, &pin)?;
+    Ok(Some(pin))
+}
 
 /// `transfer modify-acls` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModifyAclsArgs {
-    /// The key's application name.
-    #[arg(long = "app", default_value = "simple")]
-    pub app: String,
-    /// The key's ident.
-    #[arg(long = "ident")]
-    pub ident: String,
+    /// The key and its module.
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The provider's KEK package.
     #[arg(long = "kek-package", requires = "world_package", conflicts_with = "kek_public_key")]
     pub kek_package: Option<PathBuf>,
@@ -78,8 +154,10 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
         [s] if s == "modifyacls" => modify_acls(
             g,
             &ModifyAclsArgs {
-                app: get("keyappname").unwrap_or_else(|| "simple".into()),
-                ident: need("keyidentifier", "KeyIdentifier")?,
+                key: KeyArgs::named(
+                    &get("keyappname").unwrap_or_else(|| "simple".into()),
+                    &need("keyidentifier", "KeyIdentifier")?,
+                ),
                 kek_package: Some(need("exchangekeypackage", "ExchangeKeyPackage")?.into()),
                 world_package: Some(need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into()),
                 kek_public_key: None,
@@ -90,8 +168,7 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
         [s] if s == "package" => package(
             g,
             &PackageArgs {
-                app: "simple".into(),
-                ident: need("keyidentifier", "KeyIdentifier")?,
+                key: KeyArgs::named("simple", &need("keyidentifier", "KeyIdentifier")?),
                 kek_package: Some(need("exchangekeypackage", "ExchangeKeyPackage")?.into()),
                 world_package: Some(need("newsecurityworldpackage", "NewSecurityWorldPackage")?.into()),
                 tenant: Some(need("tenantbposid", "TenantBposId")?),
@@ -112,12 +189,9 @@ pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> 
 /// `transfer package` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PackageArgs {
-    /// The key's application (its narrowed copy is `xferacld/<ident>`).
-    #[arg(long = "app", default_value = "simple")]
-    pub app: String,
-    /// The narrowed key's ident (the key `xferacld/<ident>`).
-    #[arg(long = "ident")]
-    pub ident: String,
+    /// The key (its narrowed copy is wrapped) and its module.
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The format: hsmkit (the toolset's `.byok`), azure-kv, aws or gcp.
     #[arg(long = "format", default_value = "hsmkit")]
     pub format: String,
@@ -153,10 +227,19 @@ pub struct PackageArgs {
     pub root_hash: Option<String>,
 }
 
+fn write_new(path: &std::path::Path, bytes: &[u8], op: Op) -> Result<()> {
+    hsmkit_emulator::fsio::write_atomic_new(path, bytes, &hsmkit_emulator::fsio::FaultHook::default())
+        .map_err(|e| Error::new(ErrorKind::Io, op).detail(format!("cannot write {}: {e}", path.display())))
+}
+
+/// How the module wrapped, for messages.
+fn how(w: &hsmkit_transfer::engine::Wrapped) -> &'static str {
+    if w.composed { " (composed in the module from RSA-OAEP and AES-KWP)" } else { " (the module's own mechanism)" }
+}
+
 /// Packages a narrowed key for the provider: `TransferPackage-<name>.byok`.
 pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
-    use hsmkit_backend::{Backend, SessionMode};
-    use hsmkit_transfer::byok::{self, TransferBody, TransferPackage};
+    use hsmkit_transfer::byok;
     if a.format != "hsmkit" {
         return export(g, a);
     }
@@ -173,65 +256,63 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
             .detail(format!("{} already exists", path.display()))
             .hint("choose another -KeyFriendlyName, or move the existing package away"));
     }
+    let key = a.key.key()?;
     let verified = vendor::verified_toolset(&kek_package, &world_package, a.root_hash.as_deref())?;
-    let emu = env::emulator(g)?;
-    let world = emu.require_world(Op::WrapKey)?;
-    let key =
-        load_narrowed(&emu, &a.ident, "run `hsmkit KeyTransferRemote -ModifyAcls …` with the same packages first")?;
-    let spki = &verified.kek.body.kek.spki;
-    let kek_hash = world.suite().hash(&[spki]);
-    if !key.header.acl.is_narrowed_for(&verified.world.body.hkm, &kek_hash) {
-        return Err(Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey)
-            .detail(format!("xferacld/{} is not narrowed for this KEK and provider world", a.ident))
-            .hint("narrow the key again with -ModifyAcls and these packages"));
+    let opened = Opened::open(g, &a.key)?;
+    let session = opened.session()?;
+    user_login(g, session.as_ref())?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    let (package, wrapped) = engine.package(&key, &verified, &tenant, &friendly_name)?;
+    write_new(&path, &package.to_bytes()?, Op::WrapKey)?;
+    println!(
+        "Key {key} wrapped under the provider's KEK with CKM_RSA_AES_KEY_WRAP (OAEP SHA-1, AES-256 KWP){}",
+        how(&wrapped)
+    );
+    if package.body.acl_certificate.is_null() {
+        println!("The package carries the token's attributes, not a quorum certificate: the provider must accept it as unattested.");
     }
-    let Some(certificate) = key.header.acl_certificate.clone() else {
-        return Err(Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey)
-            .detail("the narrowed key carries no quorum certificate for its ACL")
-            .hint("narrow the key with -ModifyAcls (which asks for the quorum)"));
-    };
-    let handles = emu.load_key("xferacld", &a.ident)?;
-    let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
-    let kek = import_kek(session.as_ref(), spki.clone())?;
-    let wrapped = session.wrap_key(&byok::WRAP, kek, crate::commands::private_handle(&handles)?)?;
-    let to_value = |v: serde_json::Result<serde_json::Value>| {
-        v.map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
-    };
-    let body = TransferBody {
-        tenant: tenant.to_ascii_lowercase(),
-        friendly_name: friendly_name.clone(),
-        kek_spki_sha256: sha256(spki),
-        world_hknso: verified.world.body.hknso.clone(),
-        world_hkm: verified.world.body.hkm.clone(),
-        public: key.header.public.clone(),
-        key_hash: key.header.hash.clone(),
-        acl: to_value(serde_json::to_value(&key.header.acl))?,
-        acl_certificate: to_value(serde_json::to_value(&certificate))?,
-        wrap_mechanism: "CKM_RSA_AES_KEY_WRAP".into(),
-        wrapped,
-    };
-    let package = TransferPackage::sign(body, session.as_ref(), crate::commands::private_handle(&handles)?)?;
-    hsmkit_emulator::fsio::write_atomic_new(&path, &package.to_bytes()?, &hsmkit_emulator::fsio::FaultHook::default())
-        .map_err(|e| Error::new(ErrorKind::Io, Op::WrapKey).detail(format!("cannot write {}: {e}", path.display())))?;
-    println!("Key {} wrapped under the provider's KEK with CKM_RSA_AES_KEY_WRAP (OAEP SHA-1, AES-256 KWP)", a.ident);
     println!("Transfer package: {}", path.display());
     println!("Keep it safe: it holds your private key, wrapped for the provider's HSMs only.");
     println!("Result: SUCCESS");
     Ok(())
 }
 
-fn sha256(data: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).to_vec()
+/// Collects the security officer: on a security world, its Administrator cards (`--card`, else
+/// the first k) with their PINs; on a PKCS#11 token, the user PIN and then the SO PIN.
+fn officer(g: &Global, session: &dyn hsmkit_backend::Session, numbers: &[u8]) -> Result<(Officer, Option<Pin>)> {
+    let mut source = PinSource::from(g)?;
+    match session.world_authority() {
+        Some(authority) => {
+            let world = authority.world()?;
+            let (k, n) = world.quorum;
+            let numbers: Vec<u8> = if numbers.is_empty() { (1..=k).collect() } else { numbers.to_vec() };
+            if let Some(c) = numbers.iter().find(|c| **c == 0 || **c > n) {
+                return Err(bad(format!("the world has cards 1 to {n}, not {c}")));
+            }
+            let mut cards = Vec::new();
+            for c in numbers {
+                println!("Presenting card {c} of {n}");
+                cards.push((c, source.next(&format!("card {c} of {n}"), false)?));
+            }
+            Ok((Officer::Cards(cards), None))
+        }
+        None => {
+            let user = source.next("the token's user", false)?;
+            let so = source.next("the token's security officer", false)?;
+            Ok((Officer::Pin(so), Some(user)))
+        }
+    }
 }
 
-/// Narrows a key for transfer: a copy `key_xferacld_<ident>` whose ACL cannot recover the key or
-/// change the ACL, is bound to the provider's world, and exports only under the provider's KEK.
+/// Narrows a key for transfer: on a security world a copy `key_xferacld_<ident>` whose ACL
+/// cannot recover the key or change the ACL, is bound to the provider's world, and exports only
+/// under the provider's KEK, certified by the quorum; on a PKCS#11 token a copy
+/// `xferacld-<label>` that wraps only under the KEK the security officer made trusted.
 pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
     // The KEK, and the world the key may be saved under: the provider's, from its toolset; or,
     // for a cloud KMS that gives only a public key, this world (the copy stays here until it is
     // wrapped).
-    let (kek_spki, target_hkm, target_name) = match (&a.kek_package, &a.world_package, &a.kek_public_key) {
+    let (kek_spki, provider_hkm, target_name) = match (&a.kek_package, &a.world_package, &a.kek_public_key) {
         (Some(k), Some(w), None) => {
             let verified = vendor::verified_toolset(k, w, a.root_hash.as_deref())?;
             let name = format!("the provider world {}", crate::commands::hex(&verified.world.body.hknso));
@@ -240,24 +321,39 @@ pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
         (None, None, Some(pem)) => (read_kek_pem(pem)?, None, format!("the KEK in {}", pem.display())),
         _ => return Err(bad("give the toolset's --kek-package and --world-package, or --kek-public-key".into())),
     };
-    let emu = env::emulator(g)?;
-    let world = emu.require_world(Op::ChangeAcl)?;
-    let key = emu.load_named(&a.app, &a.ident)?;
-    // The KEK as this module will know it once imported: the suite hash of its public key.
-    let kek_hash = world.suite().hash(&[&kek_spki]);
-    let target_hkm = target_hkm.unwrap_or_else(|| world.hkm().to_vec());
-    let narrowed = key.header.acl.narrowed_for_transfer(&target_hkm, &kek_hash);
-    println!("Narrowing {}/{} for {target_name}", a.app, a.ident);
-    let auth = quorum::collect(g, &emu, &a.card)?;
-    let (path, header) = emu.copy_with_acl((&a.app, &a.ident), ("xferacld", &a.ident), narrowed, Some(&auth))?;
-    println!("Copy with reduced permissions: {}", path.display());
-    println!(
-        " no recovery, no ACL changes, blobs only under the provider's module key, export only under KEK {}",
-        crate::commands::hex(&kek_hash)
-    );
-    println!(" key hash {} (the same key as {}/{})", crate::commands::hex(&header.hash), a.app, a.ident);
+    let key = a.key.key()?;
+    let opened = Opened::open(g, &a.key)?;
+    let session = opened.session()?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    println!("Narrowing {key} for {target_name}");
+    let (officer, user) = officer(g, session.as_ref(), &a.card)?;
+    let target = TransferTarget { kek_spki: kek_spki.clone(), provider_hkm, label: None };
+    let narrowed = engine.narrow(&key, &target, &officer, user.as_ref())?;
+    match &narrowed.approval {
+        Approval::Quorum => {
+            println!("Copy with reduced permissions: {} (certified by the Administrator Card Set quorum)", narrowed.label);
+            println!(
+                " no recovery, no ACL changes, blobs only under the provider's module key, export only under KEK {}",
+                crate::commands::hex(&sha256(&kek_spki))
+            );
+        }
+        Approval::SecurityOfficer { kek_label, wrap_with_trusted } => {
+            println!("The security officer made the KEK a trusted wrapping key: {kek_label} (CKA_TRUSTED)");
+            println!(
+                "Copy with reduced permissions: {} (use only, no new rights, extractable{})",
+                narrowed.label,
+                if *wrap_with_trusted { " under trusted keys only" } else { "" }
+            );
+        }
+    }
+    println!(" public key SHA-256 {} (the same key as {key})", crate::commands::hex(&sha256(&narrowed.public)));
     println!("Result: SUCCESS");
     Ok(())
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
 }
 
 /// Reads an RSA public key (SubjectPublicKeyInfo PEM) and returns its DER.
@@ -278,9 +374,7 @@ fn read_kek_pem(path: &std::path::Path) -> Result<Vec<u8>> {
 
 /// `transfer package --format azure-kv|aws|gcp`: the narrowed key wrapped for a cloud KMS.
 fn export(g: &Global, a: &PackageArgs) -> Result<()> {
-    use hsmkit_backend::{Backend, SessionMode};
-    use hsmkit_transfer::formats::{self, Format};
-    use rsa::traits::PublicKeyParts;
+    use hsmkit_transfer::formats::Format;
     let format = Format::parse(&a.format, a.aws_algorithm.as_deref(), a.gcp_method)?;
     let pem =
         a.kek_public_key.as_ref().ok_or_else(|| bad(format!("the {} format needs --kek-public-key", a.format)))?;
@@ -290,40 +384,20 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
             .detail(format!("{} already exists", out.display()))
             .hint("give a new file name with --out"));
     }
-    let kek_spki = read_kek_pem(pem)?;
-    let kek_bits = <rsa::PublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&kek_spki)
-        .map(|k| k.n().bit_width())
-        .map_err(|_| Error::new(ErrorKind::DataInvalid, Op::WrapKey).detail("the KEK is not an RSA key"))?;
-    let emu = env::emulator(g)?;
-    let world = emu.require_world(Op::WrapKey)?;
-    let key = load_narrowed(&emu, &a.ident, "run `hsmkit transfer modify-acls --kek-public-key KEK.pem …` first")?;
-    let kek_hash = world.suite().hash(&[&kek_spki]);
-    if !key.header.acl.is_narrowed_for(world.hkm(), &kek_hash) {
-        return Err(Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey)
-            .detail(format!("xferacld/{} is not narrowed for the KEK in {}", a.ident, pem.display()))
-            .hint("narrow it with `hsmkit transfer modify-acls --kek-public-key` and this KEK"));
+    if format == Format::AzureKeyVault && a.kid.is_none() {
+        return Err(bad("the azure-kv format needs --kid (the KEK's key identifier)".into()));
     }
-    let mechanism = format.mechanism_for_rsa(kek_bits, key.header.bits)?;
-    let kid = match format {
-        Format::AzureKeyVault => Some(
-            a.kid.clone().ok_or_else(|| bad("the azure-kv format needs --kid (the KEK's key identifier)".into()))?,
-        ),
-        _ => None,
-    };
-    let handles = emu.load_key("xferacld", &a.ident)?;
-    let session = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
-    let kek = import_kek(session.as_ref(), kek_spki)?;
-    let wrapped = session.wrap_key(&mechanism, kek, crate::commands::private_handle(&handles)?)?;
-    let bytes = match kid {
-        Some(kid) => {
-            let generator = format!("hsmkit {}; hsmkit emulator module {}", env!("CARGO_PKG_VERSION"), emu.esn()?);
-            formats::azure_byok(&kid, &wrapped, &generator)?
-        }
-        None => wrapped,
-    };
-    hsmkit_emulator::fsio::write_atomic_new(&out, &bytes, &hsmkit_emulator::fsio::FaultHook::default())
-        .map_err(|e| Error::new(ErrorKind::Io, Op::WrapKey).detail(format!("cannot write {}: {e}", out.display())))?;
-    println!("Key {}/{} wrapped for {} with {}", a.app, a.ident, format.name(), mechanism.describe());
+    let kek_spki = read_kek_pem(pem)?;
+    let key = a.key.key()?;
+    let opened = Opened::open(g, &a.key)?;
+    let session = opened.session()?;
+    user_login(g, session.as_ref())?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    let info = opened.backend.info()?;
+    let generator = format!("hsmkit {}; {} {} {}", env!("CARGO_PKG_VERSION"), info.vendor, info.model, info.serial);
+    let (bytes, mechanism, wrapped) = engine.export(&key, format, &kek_spki, a.kid.as_deref(), &generator)?;
+    write_new(&out, &bytes, Op::WrapKey)?;
+    println!("Key {key} wrapped for {} with {}{}", format.name(), mechanism.describe(), how(&wrapped));
     println!("Written: {}", out.display());
     println!("Result: SUCCESS");
     Ok(())
@@ -332,12 +406,9 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
 /// `transfer public-key` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PublicKeyArgs {
-    /// The key's application.
-    #[arg(long = "app", default_value = "simple")]
-    pub app: String,
-    /// The key's ident.
-    #[arg(long = "ident")]
-    pub ident: String,
+    /// The key and its module.
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The PEM file to write.
     #[arg(long = "out")]
     pub out: PathBuf,
@@ -345,42 +416,13 @@ pub struct PublicKeyArgs {
 
 /// Writes a key's public half as PEM, so a recipient can check what it received.
 pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
-    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
-    let emu = env::emulator(g)?;
-    let key = emu.load_named(&a.app, &a.ident)?;
-    let pem = rsa::PublicKey::from_public_key_der(&key.header.public)
-        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?
-        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-        .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
-    hsmkit_emulator::fsio::write_atomic_new(&a.out, pem.as_bytes(), &hsmkit_emulator::fsio::FaultHook::default())
-        .map_err(|e| {
-            Error::new(ErrorKind::Io, Op::GetAttributes).detail(format!("cannot write {}: {e}", a.out.display()))
-        })?;
-    println!("Public key of {}/{} written to {}", a.app, a.ident, a.out.display());
+    let key = a.key.key()?;
+    let opened = Opened::open(g, &a.key)?;
+    let session = opened.session()?;
+    user_login(g, session.as_ref())?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    let pem = engine.public_key_pem(&key)?;
+    write_new(&a.out, pem.as_bytes(), Op::GetAttributes)?;
+    println!("Public key of {key} written to {}", a.out.display());
     Ok(())
-}
-
-/// The narrowed copy `xferacld/<ident>`; if there is none, an error saying how to make it.
-fn load_narrowed(
-    emu: &hsmkit_emulator::Emulator,
-    ident: &str,
-    hint: &str,
-) -> Result<std::sync::Arc<hsmkit_emulator::LoadedKey>> {
-    emu.load_named("xferacld", ident).map_err(|e| {
-        if e.kind() == &ErrorKind::NotFound {
-            Error::new(ErrorKind::KeyUnextractable, Op::WrapKey)
-                .detail(format!("the key {ident} has not been narrowed for transfer (there is no xferacld/{ident})"))
-                .hint(hint.to_string())
-        } else {
-            e
-        }
-    })
-}
-
-/// The KEK's public key, imported into the session as a wrapping key for this session only.
-fn import_kek(session: &dyn hsmkit_backend::Session, spki: Vec<u8>) -> Result<hsmkit_backend::KeyHandle> {
-    use hsmkit_backend::{KeyMaterial, KeyPolicy, Usage};
-    let mut policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("transfer KEK");
-    policy.token = false;
-    session.import_key(&KeyMaterial::RsaPublicSpki(spki), &policy)
 }

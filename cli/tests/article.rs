@@ -773,8 +773,9 @@ fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("KEK imported as byok-kek, CKA_TRUSTED"), "{text}");
+    assert!(text.contains("The security officer made the KEK a trusted wrapping key: hsmkit-kek-"), "{text}");
     assert!(text.contains("composed in the module"), "SoftHSM2 has no CKM_RSA_AES_KEY_WRAP: {text}");
+    assert!(text.contains("(from \"ContosoFirstkey\", unattested)"), "{text}");
     assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
 }
 
@@ -815,9 +816,9 @@ fn the_ceremony_runs_with_the_customer_side_on_libhsmkit_pkcs11() {
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("KEK imported as byok-kek, CKA_TRUSTED"), "{text}");
+    assert!(text.contains("The security officer made the KEK a trusted wrapping key: hsmkit-kek-"), "{text}");
     assert!(text.contains("extractable under trusted keys only"), "{text}");
-    assert!(text.contains("the module's own CKM_RSA_AES_KEY_WRAP"), "{text}");
+    assert!(text.contains("(the module's own mechanism)"), "{text}");
     assert!(text.contains("verifies under contosokey's public key") && text.ends_with("Result: SUCCESS\n"), "{text}");
     // The token's keys are emulator key blobs in the token's kmdata.
     let listed = std::fs::read_dir(d.join("token-kmdata").join("local")).expect("local").flatten().count();

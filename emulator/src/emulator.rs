@@ -803,8 +803,21 @@ impl Emulator {
     /// another world's module key) needs ExpandACL, granted only by the quorum's certificate.
     pub fn copy_with_acl(
         &self,
+        source: (&str, &str),
+        target: (&str, &str),
+        acl: Acl,
+        quorum: Option<&QuorumAuth>,
+    ) -> Result<(PathBuf, KeyHeader)> {
+        self.copy_with_acl_as(source, target, None, acl, quorum)
+    }
+
+    /// [`Self::copy_with_acl`], the copy named `name` (its plain name, `CKA_LABEL`) instead of the
+    /// source's name when one is given.
+    pub fn copy_with_acl_as(
+        &self,
         (appname, ident): (&str, &str),
         (new_appname, new_ident): (&str, &str),
+        name: Option<&str>,
         acl: Acl,
         quorum: Option<&QuorumAuth>,
     ) -> Result<(PathBuf, KeyHeader)> {
@@ -851,6 +864,9 @@ impl Emulator {
         header.ident = new_ident.into();
         header.acl = acl;
         header.cng = None;
+        if let Some(name) = name {
+            header.name = name.to_string();
+        }
         header.acl_certificate = quorum.map(|_| crate::keyblob::AclCertificate {
             cipher_suite: world.suite(),
             knso_pub: world.body().knso_pub.clone(),

@@ -24,4 +24,4 @@ pub mod suite;
 pub mod world;
 
 pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
-pub use session::{EmulatorSession, MAX_GENERIC_SECRET, SLOT};
+pub use session::{EmulatorSession, MAX_GENERIC_SECRET, SLOT, TRANSFER_APP};

@@ -4,7 +4,7 @@
 //! names them), with an ident `ua<16 hex digits>`; token keys are saved in kmdata, session keys
 //! live only in memory. Every operation goes through the key's ACL.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use hsmkit_backend::{
     Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial,
     KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags, MechanismInfo, MechanismKind, ObjectClass, Op,
-    Pin, Result, Session, SessionMode, SlotId, Usage, UserKind, WorldAdmin, WorldSummary,
+    Pin, Result, Session, SessionMode, SlotId, Usage, UserKind,
 };
 
 use crate::acl::{Acl, DeriveRole, Need, OpPerms};
@@ -22,6 +22,9 @@ use crate::emulator::{Emulator, LoadedKey, Material, Object};
 use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, KeyOrigin, Protection};
 use crate::keys::{self, mechanism_invalid};
 use crate::world::World;
+
+mod authority;
+pub use authority::TRANSFER_APP;
 
 /// The longest generic secret, in bytes.
 pub const MAX_GENERIC_SECRET: usize = 512;
@@ -78,26 +81,11 @@ impl Backend for Emulator {
             emu: EmuRef::Borrowed(self),
             group: None,
             officer: Cell::new(false),
+            quorum: RefCell::new(None),
             id: self.new_session_id(),
             mode,
             _not_sync: PhantomData,
         }))
-    }
-
-    fn world_admin(&self) -> Option<&dyn WorldAdmin> {
-        Some(self)
-    }
-}
-
-impl WorldAdmin for Emulator {
-    fn world_summary(&self) -> Result<WorldSummary> {
-        let w = self.require_world(Op::Info)?;
-        Ok(WorldSummary {
-            cipher_suite: w.suite().name().into(),
-            quorum: (w.body().acs.k, w.body().acs.n),
-            hknso: hex::encode(w.hknso()),
-            hkm: hex::encode(w.hkm()),
-        })
     }
 }
 
@@ -124,6 +112,8 @@ pub struct EmulatorSession<'a> {
     group: Option<u64>,
     /// Set while a key is made with the quorum's authority (see [`Self::import_key_with_quorum`]).
     officer: Cell<bool>,
+    /// The Administrator Card Set quorum, while the security officer is logged in (cards presented).
+    quorum: RefCell<Option<crate::world::QuorumAuth>>,
     id: u64,
     mode: SessionMode,
     _not_sync: PhantomData<Cell<()>>,
@@ -181,6 +171,7 @@ impl EmulatorSession<'static> {
             emu: EmuRef::Shared(emu),
             group: Some(application),
             officer: Cell::new(false),
+            quorum: RefCell::new(None),
             id,
             mode,
             _not_sync: PhantomData,
@@ -367,7 +358,7 @@ impl EmulatorSession<'_> {
     }
 
     fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
-        if policy.trusted && !self.officer.get() {
+        if policy.trusted && !self.officer.get() && self.quorum.borrow().is_none() {
             return Err(Error::new(ErrorKind::ActionProhibited, Op::GenerateKey)
                 .detail("CKA_TRUSTED (a trusted wrapping key) is granted only by the security officer")
                 .hint("on an nShield world that is the ACS quorum: change the key's ACL with the quorum"));
@@ -469,14 +460,35 @@ impl Session for EmulatorSession<'_> {
         match user {
             // Module-protected keys need no authorisation: the user login is accepted and changes nothing.
             UserKind::User => Ok(()),
-            UserKind::SecurityOfficer => Err(Error::new(ErrorKind::UserTypeInvalid, Op::Login)
-                .detail("the security officer of an nShield world is the Administrator Card Set quorum, not a PIN")
-                .hint("present the ACS cards (for example through `hsmkit KeyTransferRemote -ModifyAcls`)")),
+            // The security officer of an nShield world is the Administrator Card Set quorum: the PIN
+            // is the PINs of cards 1 to k joined by commas (the PIN of card 1 for a 1-card quorum).
+            UserKind::SecurityOfficer => {
+                let world = self.emu.require_world(Op::Login)?;
+                let k = world.body().acs.k;
+                let pins: Vec<Pin> = if k <= 1 {
+                    vec![pin.clone()]
+                } else {
+                    pin.expose_secret().split(',').map(|p| Pin::from(p.to_owned())).collect()
+                };
+                if pins.len() != usize::from(k) {
+                    return Err(Error::new(ErrorKind::PinIncorrect, Op::Login)
+                        .detail(format!("the security officer of this world is {k} Administrator cards"))
+                        .hint(format!("give the PINs of cards 1 to {k}, joined by commas")));
+                }
+                let cards: Vec<(u8, Pin)> = pins.into_iter().enumerate().map(|(i, p)| (i as u8 + 1, p)).collect();
+                hsmkit_backend::WorldAuthority::present_cards(self, &cards)
+            }
         }
     }
 
     fn logout(&self) -> Result<()> {
+        // The security officer's cards are withdrawn.
+        self.quorum.replace(None);
         Ok(())
+    }
+
+    fn world_authority(&self) -> Option<&dyn hsmkit_backend::WorldAuthority> {
+        Some(self)
     }
 
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {

@@ -113,9 +113,25 @@ fn bad_sizes_slots_and_logins_are_refused() {
     let err =
         s.generate_key_pair(&KeyPairSpec::Rsa { bits: 768, public_exponent: 65537 }, &KeyPolicy::new(Usage::SIGN));
     assert_eq!(err.expect_err("rsa size").kind(), &ErrorKind::KeySizeRange);
-    let so = s.login(UserKind::SecurityOfficer, &hsmkit_backend::Pin::from("x".to_string())).expect_err("so");
-    assert_eq!(so.kind(), &ErrorKind::UserTypeInvalid);
-    assert!(so.to_string().contains("quorum"), "{so}");
+    // The security officer is the 2-of-3 quorum: one PIN is not enough, a wrong card PIN is
+    // refused, cards 1 and 2 with their PINs are the officer.
+    let pin = |p: &str| hsmkit_backend::Pin::from(p.to_string());
+    let so = s.login(UserKind::SecurityOfficer, &pin("pin-1")).expect_err("one card");
+    assert_eq!(so.kind(), &ErrorKind::PinIncorrect);
+    assert!(so.to_string().contains("2 Administrator cards"), "{so}");
+    let so = s.login(UserKind::SecurityOfficer, &pin("pin-1,wrong")).expect_err("wrong card PIN");
+    assert_eq!(so.kind(), &ErrorKind::PinIncorrect, "{so}");
+    let trusted = || {
+        let mut p = KeyPolicy::new(Usage::WRAP).with_label("trusted");
+        p.trusted = true;
+        p.token = false;
+        s.generate_key(&KeySpec::Aes { bits: 256 }, &p)
+    };
+    assert_eq!(trusted().expect_err("not the officer").kind(), &ErrorKind::ActionProhibited);
+    s.login(UserKind::SecurityOfficer, &pin("pin-1,pin-2")).expect("the quorum");
+    trusted().expect("the officer makes a trusted key");
+    s.logout().expect("logout");
+    assert_eq!(trusted().expect_err("cards withdrawn").kind(), &ErrorKind::ActionProhibited);
 }
 
 #[test]
@@ -150,6 +166,8 @@ fn the_mechanism_list_covers_the_seams_mechanisms() {
     }
     let info = f.emu.info().expect("info");
     assert_eq!(info.serial.len(), 14, "ESN XXXX-XXXX-XXXX: {}", info.serial);
-    let summary = f.emu.world_admin().expect("admin").world_summary().expect("summary");
+    let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+    let summary = s.world_authority().expect("an nShield world").world().expect("summary");
     assert_eq!(summary.quorum, (2, 3));
+    assert_eq!(summary.hknso, f.emu.require_world(hsmkit_backend::Op::Info).expect("world").hknso());
 }
