@@ -7,7 +7,7 @@ use hsmkit_backend::{Error, ErrorKind, Op, Result};
 
 use crate::commands::{self, CngimportArgs, GeneratekeyArgs, NewWorldArgs, NkminfoArgs};
 use crate::tenant::{TenantArgs, TenantCommand};
-use crate::transfer::{KeyArgs, ModifyAclsArgs, PackageArgs};
+use crate::transfer::{GenerateKeyArgs, KeyArgs, ModifyAclsArgs, PackageArgs};
 use crate::vendor::{VendorInitArgs, VerifyArgs};
 use crate::{Global, tenant, transfer, vendor};
 
@@ -196,7 +196,6 @@ fn run_pkcs11(
     world: &Path,
     started: Instant,
 ) -> Result<()> {
-    use hsmkit_backend::{KeyPairSpec, KeyPolicy, SessionMode, Usage, UserKind};
     let key_args = KeyArgs {
         backend: spec.to_string(),
         token: a.token.clone(),
@@ -217,20 +216,10 @@ fn run_pkcs11(
     step(2, "validate the packages (verifykeypackage)", || {
         vendor::verify(&VerifyArgs { kek: kek.to_path_buf(), world: world.to_path_buf(), root_hash: None })
     })?;
-    let mut original = Vec::new();
-    step(3, "create the tenant key on the token (C_GenerateKeyPair, RSA-2048)", || {
-        let backend = crate::backends::open(spec, &g, a.token.as_deref())?;
-        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::OpenSession))?;
-        let s = backend.open_session(slot, SessionMode::ReadWrite)?;
-        s.login(UserKind::User, &crate::pins::PinSource::from(&g)?.next("the token's user", false)?)?;
-        let p = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT)
-            .with_label("contosokey")
-            .extractable(true);
-        let (_, private) = s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &p)?;
-        original = hsmkit_transfer::engine::Engine::new(backend.as_ref(), s.as_ref())?.public_key(private)?;
-        println!("contosokey generated on the token (extractable, so that a narrowed copy can be wrapped)");
-        Ok(())
+    step(3, "create the tenant key on the token (transfer generate-key: C_GenerateKeyPair, RSA-2048)", || {
+        transfer::generate_key(&g, &GenerateKeyArgs { key: key_args.clone(), bits: 2048 })
     })?;
+    let original = transfer::public_spki(&g, &key_args)?;
     step(4, "a copy with reduced permissions (transfer modify-acls)", || {
         transfer::modify_acls(
             &g,

@@ -110,6 +110,9 @@ enum TransferCommand {
     /// Write a key's public half as PEM.
     #[command(name = "public-key")]
     PublicKey(transfer::PublicKeyArgs),
+    /// Generate an RSA key to transfer on any module (sensitive, extractable).
+    #[command(name = "generate-key")]
+    GenerateKey(transfer::GenerateKeyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Command::Transfer(TransferCommand::ModifyAcls(a)) => transfer::modify_acls(&cli.global, a),
         Command::Transfer(TransferCommand::Package(a)) => transfer::package(&cli.global, a),
         Command::Transfer(TransferCommand::PublicKey(a)) => transfer::public_key(&cli.global, a),
+        Command::Transfer(TransferCommand::GenerateKey(a)) => transfer::generate_key(&cli.global, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,7 +25,7 @@ pub struct KeyArgs {
     #[arg(long = "ident", conflicts_with_all = ["label", "id"])]
     pub ident: Option<String>,
     /// PKCS#11 naming: the key's `CKA_LABEL`.
-    #[arg(long, conflicts_with = "id")]
+    #[arg(long)]
     pub label: Option<String>,
     /// PKCS#11 naming: the key's `CKA_ID`, in hex.
     #[arg(long)]
@@ -48,7 +48,7 @@ impl KeyArgs {
     fn key(&self) -> Result<KeyRef> {
         match (&self.ident, &self.label, &self.id) {
             (Some(ident), None, None) => Ok(KeyRef::Named { app: self.app.clone(), ident: ident.clone() }),
-            (None, Some(label), None) => Ok(KeyRef::Label(label.clone())),
+            (None, Some(label), _) => Ok(KeyRef::Label(label.clone())),
             (None, None, Some(id)) => hex::decode(id).map(KeyRef::Id).map_err(|_| {
                 bad(format!("--id {id} is not hex")).hint("give the CKA_ID in hex, for example --id 01")
             }),
@@ -414,6 +414,16 @@ pub struct PublicKeyArgs {
     pub out: PathBuf,
 }
 
+/// A key's SubjectPublicKeyInfo (DER), read through the engine.
+pub fn public_spki(g: &Global, k: &KeyArgs) -> Result<Vec<u8>> {
+    let key = k.key()?;
+    let opened = Opened::open(g, k)?;
+    let session = opened.session()?;
+    user_login(g, session.as_ref())?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    engine.public_key(engine.find(&key)?)
+}
+
 /// Writes a key's public half as PEM, so a recipient can check what it received.
 pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
     let key = a.key.key()?;
@@ -424,5 +434,38 @@ pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
     let pem = engine.public_key_pem(&key)?;
     write_new(&a.out, pem.as_bytes(), Op::GetAttributes)?;
     println!("Public key of {key} written to {}", a.out.display());
+    Ok(())
+}
+
+/// `transfer generate-key` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateKeyArgs {
+    /// The module, and the new key's `--label` (and optional `--id`).
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The modulus size.
+    #[arg(long, default_value_t = 2048)]
+    pub bits: u32,
+}
+
+/// Generates an RSA key pair to transfer on any module: sensitive and extractable (which
+/// `pkcs11-tool --keypairgen` cannot ask for), so that a narrowed copy of it can be wrapped.
+pub fn generate_key(g: &Global, a: &GenerateKeyArgs) -> Result<()> {
+    let label = match a.key.key()? {
+        KeyRef::Label(l) => l,
+        KeyRef::Id(_) | KeyRef::Named { .. } => {
+            return Err(bad("give the new key's --label (and --id HEX if you want one)".into())
+                .hint("on an nShield world, `hsmkit generatekey` makes app/ident keys"));
+        }
+    };
+    let id = a.key.id.as_deref().map(hex::decode).transpose().map_err(|_| bad("--id is not hex".into()))?;
+    let opened = Opened::open(g, &a.key)?;
+    let session = opened.session()?;
+    user_login(g, session.as_ref())?;
+    let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
+    let (_, public) = engine.generate(&label, id.as_deref(), a.bits)?;
+    println!("RSA-{} key {label:?} generated on the token: sensitive, extractable (for transfer)", a.bits);
+    println!(" public key SHA-256 {}", crate::commands::hex(&sha256(&public)));
+    println!("Result: SUCCESS");
     Ok(())
 }

@@ -120,7 +120,18 @@ impl Pkcs11Session {
         let eph = self.ephemeral_aes(op)?;
         let result = (|| {
             let tail = self.s.wrap_key(&CkMechanism::AesKeyWrapPad, eph, target).or_op(op)?;
-            let mut out = self.s.wrap_key(&convert::oaep(hash), wrapping, eph).or_op(op)?;
+            let mut out = self.s.wrap_key(&convert::oaep(hash), wrapping, eph).or_op(op).map_err(|e| {
+                let refused = matches!(e.kind(), ErrorKind::ArgumentsBad | ErrorKind::MechanismParamInvalid);
+                if refused && hash != hsmkit_backend::HashAlg::Sha1 {
+                    Error::new(ErrorKind::MechanismParamInvalid, op)
+                        .detail(format!(
+                            "this module's RSA-OAEP refuses {hash:?} ({e}), so CKM_RSA_AES_KEY_WRAP with {hash:?} cannot be composed from it"
+                        ))
+                        .hint("use a format that wraps with OAEP SHA-1 (aws RSA_AES_KEY_WRAP_SHA_1, gcp method 1 or 2, azure-kv), or a module with OAEP SHA-256")
+                } else {
+                    e
+                }
+            })?;
             out.extend(tail);
             Ok(out)
         })();

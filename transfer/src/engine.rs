@@ -165,6 +165,25 @@ impl<'s> Engine<'s> {
         self.composed
     }
 
+    /// Generates an RSA key pair for transfer (`C_GenerateKeyPair`): a token key that signs,
+    /// verifies, encrypts and decrypts, sensitive and extractable, so that a narrowed copy of it can
+    /// later be wrapped. Returns its private half and its SubjectPublicKeyInfo.
+    pub fn generate(&self, label: &str, id: Option<&[u8]>, bits: u32) -> Result<(KeyHandle, Vec<u8>)> {
+        if self.session.find_keys(&KeyFilter { label: Some(label.to_string()), ..KeyFilter::default() })?.first().is_some() {
+            return Err(Error::new(ErrorKind::AlreadyExists, Op::GenerateKeyPair)
+                .detail(format!("the token already has a key labelled {label:?}"))
+                .hint("choose another --label"));
+        }
+        let mut policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT)
+            .with_label(label)
+            .extractable(true);
+        policy.id = id.map(<[u8]>::to_vec);
+        let (_, private) = self
+            .session
+            .generate_key_pair(&hsmkit_backend::KeyPairSpec::Rsa { bits, public_exponent: 65537 }, &policy)?;
+        Ok((private, self.public_key(private)?))
+    }
+
     /// The private key `key` names; an error names what was not found and why.
     pub fn find(&self, key: &KeyRef) -> Result<KeyHandle> {
         let filter = match key {
