@@ -440,4 +440,3 @@ pub fn kmfile_dump(a: &KmfileDumpArgs) -> Result<()> {
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-

@@ -83,12 +83,16 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     let checked = match &a.command {
         TenantCommand::AddKey { key_file, allow_unattested, .. } => {
             let bytes = std::fs::read(key_file).map_err(|e| {
-                Error::new(ErrorKind::NotFound, Op::UnwrapKey).detail(format!("cannot read {}: {e}", key_file.display()))
+                Error::new(ErrorKind::NotFound, Op::UnwrapKey)
+                    .detail(format!("cannot read {}: {e}", key_file.display()))
             })?;
             let name = key_file.display().to_string();
             let c = provider::check(session.as_ref(), &a.tenant, &name, &bytes, *allow_unattested)?;
             if c.provenance == Provenance::Unattested {
-                println!("{name}: narrowed by a PKCS#11 token's security officer; its attributes (not certified): {}", c.package.body.acl);
+                println!(
+                    "{name}: narrowed by a PKCS#11 token's security officer; its attributes (not certified): {}",
+                    c.package.body.acl
+                );
             }
             Some((name, c))
         }
@@ -165,10 +169,7 @@ fn add_key(
                 Provenance::Certified { source_world } => format!("source world {}", hex(source_world)),
                 Provenance::Unattested => "unattested".to_string(),
             };
-            println!(
-                "Key {identifier} (from {:?}, {source}) is the Active key",
-                checked.package.body.friendly_name
-            );
+            println!("Key {identifier} (from {:?}, {source}) is the Active key", checked.package.body.friendly_name);
             if let Some(old) = archived {
                 println!("Key {old} is now Archived");
             }

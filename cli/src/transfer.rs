@@ -49,9 +49,9 @@ impl KeyArgs {
         match (&self.ident, &self.label, &self.id) {
             (Some(ident), None, None) => Ok(KeyRef::Named { app: self.app.clone(), ident: ident.clone() }),
             (None, Some(label), _) => Ok(KeyRef::Label(label.clone())),
-            (None, None, Some(id)) => hex::decode(id).map(KeyRef::Id).map_err(|_| {
-                bad(format!("--id {id} is not hex")).hint("give the CKA_ID in hex, for example --id 01")
-            }),
+            (None, None, Some(id)) => hex::decode(id)
+                .map(KeyRef::Id)
+                .map_err(|_| bad(format!("--id {id} is not hex")).hint("give the CKA_ID in hex, for example --id 01")),
             _ => Err(bad("name the key with --ident (nShield), --label or --id (PKCS#11)".into())),
         }
     }
@@ -68,9 +68,10 @@ impl Opened {
     }
 
     fn session(&self) -> Result<Box<dyn hsmkit_backend::Session + '_>> {
-        let slot = *self.backend.slots()?.first().ok_or_else(|| {
-            Error::new(ErrorKind::TokenNotPresent, Op::OpenSession).detail("the module has no token")
-        })?;
+        let slot =
+            *self.backend.slots()?.first().ok_or_else(|| {
+                Error::new(ErrorKind::TokenNotPresent, Op::OpenSession).detail("the module has no token")
+            })?;
         self.backend.open_session(slot, hsmkit_backend::SessionMode::ReadWrite)
     }
 }
@@ -269,7 +270,9 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
         how(&wrapped)
     );
     if package.body.acl_certificate.is_null() {
-        println!("The package carries the token's attributes, not a quorum certificate: the provider must accept it as unattested.");
+        println!(
+            "The package carries the token's attributes, not a quorum certificate: the provider must accept it as unattested."
+        );
     }
     println!("Transfer package: {}", path.display());
     println!("Keep it safe: it holds your private key, wrapped for the provider's HSMs only.");
@@ -331,7 +334,10 @@ pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
     let narrowed = engine.narrow(&key, &target, &officer, user.as_ref())?;
     match &narrowed.approval {
         Approval::Quorum => {
-            println!("Copy with reduced permissions: {} (certified by the Administrator Card Set quorum)", narrowed.label);
+            println!(
+                "Copy with reduced permissions: {} (certified by the Administrator Card Set quorum)",
+                narrowed.label
+            );
             println!(
                 " no recovery, no ACL changes, blobs only under the provider's module key, export only under KEK {}",
                 crate::commands::hex(&sha256(&kek_spki))

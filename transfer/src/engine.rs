@@ -169,7 +169,7 @@ impl<'s> Engine<'s> {
     /// verifies, encrypts and decrypts, sensitive and extractable, so that a narrowed copy of it can
     /// later be wrapped. Returns its private half and its SubjectPublicKeyInfo.
     pub fn generate(&self, label: &str, id: Option<&[u8]>, bits: u32) -> Result<(KeyHandle, Vec<u8>)> {
-        if self.session.find_keys(&KeyFilter { label: Some(label.to_string()), ..KeyFilter::default() })?.first().is_some() {
+        if !self.session.find_keys(&KeyFilter { label: Some(label.to_string()), ..KeyFilter::default() })?.is_empty() {
             return Err(Error::new(ErrorKind::AlreadyExists, Op::GenerateKeyPair)
                 .detail(format!("the token already has a key labelled {label:?}"))
                 .hint("choose another --label"));
@@ -198,7 +198,17 @@ impl<'s> Engine<'s> {
             KeyRef::Label(l) => KeyFilter { label: Some(l.clone()), ..KeyFilter::default() },
             KeyRef::Id(id) => KeyFilter { id: Some(id.clone()), ..KeyFilter::default() },
         };
-        let found = self.session.find_keys(&KeyFilter { class: Some(ObjectClass::PrivateKey), ..filter })?;
+        let mut found = self.session.find_keys(&KeyFilter { class: Some(ObjectClass::PrivateKey), ..filter })?;
+        if found.len() > 1 && matches!(key, KeyRef::Id(_)) {
+            // A narrowed copy keeps its source's CKA_ID: the source is the one that is not a copy.
+            let mut sources = Vec::new();
+            for h in found.iter().copied() {
+                if !self.label(h)?.starts_with(COPY_PREFIX) {
+                    sources.push(h);
+                }
+            }
+            found = sources;
+        }
         match found.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::new(ErrorKind::NotFound, Op::FindKeys)
@@ -228,8 +238,9 @@ impl<'s> Engine<'s> {
                 .detail("the key has no RSA modulus and public exponent: only RSA keys are transferred")),
         };
         let (n, e) = (bytes(attrs.first())?, bytes(attrs.get(1))?);
-        let public = rsa::PublicKey::new(rsa::BoxedUint::from_be_slice_vartime(&n), rsa::BoxedUint::from_be_slice_vartime(&e))
-            .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
+        let public =
+            rsa::PublicKey::new(rsa::BoxedUint::from_be_slice_vartime(&n), rsa::BoxedUint::from_be_slice_vartime(&e))
+                .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
         public
             .to_public_key_der()
             .map(|d| d.as_bytes().to_vec())
@@ -249,7 +260,13 @@ impl<'s> Engine<'s> {
     /// Narrows a copy of `key` for `target` (`KeyTransferRemote -ModifyAcls`): with the world's
     /// quorum where the module models one, else with the PKCS#11 security officer, then the user
     /// (`user`, when the module needs a login to see private keys). The original is untouched.
-    pub fn narrow(&self, key: &KeyRef, target: &TransferTarget, officer: &Officer, user: Option<&Pin>) -> Result<Narrowed> {
+    pub fn narrow(
+        &self,
+        key: &KeyRef,
+        target: &TransferTarget,
+        officer: &Officer,
+        user: Option<&Pin>,
+    ) -> Result<Narrowed> {
         let s = self.session;
         if let Some(authority) = s.world_authority() {
             match officer {
@@ -297,7 +314,10 @@ impl<'s> Engine<'s> {
         let label = format!("{COPY_PREFIX}{}", target.label.clone().unwrap_or(self.label(source)?));
         let original = match s.attributes(source, &[AttrKind::Policy])?.pop() {
             Some(Attr::Value(_, AttrValue::Policy(p))) => p,
-            _ => return Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::CopyKey).detail("the key's attributes cannot be read")),
+            _ => {
+                return Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::CopyKey)
+                    .detail("the key's attributes cannot be read"));
+            }
         };
         if !original.extractable {
             return Err(Error::new(ErrorKind::KeyUnextractable, Op::CopyKey)
@@ -398,7 +418,10 @@ impl<'s> Engine<'s> {
         let label = self.label(copy)?;
         let p = match self.session.attributes(copy, &[AttrKind::Policy])?.pop() {
             Some(Attr::Value(_, AttrValue::Policy(p))) => p,
-            _ => return Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes).detail("the copy's attributes cannot be read")),
+            _ => {
+                return Err(Error::new(ErrorKind::AttributeTypeInvalid, Op::GetAttributes)
+                    .detail("the copy's attributes cannot be read"));
+            }
         };
         let mut attrs = serde_json::Map::new();
         attrs.insert("CKA_LABEL".into(), label.into());
@@ -414,7 +437,13 @@ impl<'s> Engine<'s> {
 
     /// `KeyTransferRemote -Package`: the narrowed copy of `key` wrapped under the toolset's KEK
     /// with `CKM_RSA_AES_KEY_WRAP`, in a transfer package for `tenant`, signed by the key itself.
-    pub fn package(&self, key: &KeyRef, toolset: &Verified, tenant: &str, friendly_name: &str) -> Result<(TransferPackage, Wrapped)> {
+    pub fn package(
+        &self,
+        key: &KeyRef,
+        toolset: &Verified,
+        tenant: &str,
+        friendly_name: &str,
+    ) -> Result<(TransferPackage, Wrapped)> {
         byok::check_tenant(tenant)?;
         byok::file_name(friendly_name)?;
         let target = TransferTarget {
@@ -422,11 +451,17 @@ impl<'s> Engine<'s> {
             provider_hkm: Some(toolset.world.body.hkm.clone()),
             label: None,
         };
-        let w = self.wrap(key, &target, &byok::WRAP, "narrow the key first (KeyTransferRemote -ModifyAcls) with the same packages")?;
+        let w = self.wrap(
+            key,
+            &target,
+            &byok::WRAP,
+            "narrow the key first (KeyTransferRemote -ModifyAcls) with the same packages",
+        )?;
         let (rights, certificate, key_hash) = match &w.rights {
             Rights::Attested(a) => {
                 let parse = |t: &str| {
-                    serde_json::from_str(t).map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
+                    serde_json::from_str(t)
+                        .map_err(|e| Error::new(ErrorKind::Device, Op::WrapKey).detail(e.to_string()))
                 };
                 (parse(&a.rights)?, parse(&a.certificate)?, a.key_hash.clone())
             }
@@ -451,21 +486,39 @@ impl<'s> Engine<'s> {
 
     /// Today's formats: the narrowed copy of `key` wrapped for a cloud KMS whose KEK is
     /// `kek_spki`, after that service's rules. Returns the file's bytes and what was wrapped.
-    pub fn export(&self, key: &KeyRef, format: Format, kek_spki: &[u8], kid: Option<&str>, generator: &str) -> Result<(Vec<u8>, Mechanism, Wrapped)> {
+    pub fn export(
+        &self,
+        key: &KeyRef,
+        format: Format,
+        kek_spki: &[u8],
+        kid: Option<&str>,
+        generator: &str,
+    ) -> Result<(Vec<u8>, Mechanism, Wrapped)> {
         let kek_bits = rsa::PublicKey::from_public_key_der(kek_spki)
             .map(|k| k.n().bit_width())
             .map_err(|_| Error::new(ErrorKind::DataInvalid, Op::WrapKey).detail("the KEK is not an RSA public key"))?;
         let kid = match format {
             Format::AzureKeyVault => Some(kid.ok_or_else(|| {
-                Error::new(ErrorKind::ArgumentsBad, Op::WrapKey).detail("the azure-kv format needs the KEK's key identifier (--kid)")
+                Error::new(ErrorKind::ArgumentsBad, Op::WrapKey)
+                    .detail("the azure-kv format needs the KEK's key identifier (--kid)")
             })?),
             _ => None,
         };
         let target = TransferTarget { kek_spki: kek_spki.to_vec(), provider_hkm: None, label: None };
-        let copy = self.narrowed_copy(key, "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK")?;
-        let key_bits = self.public_key(copy).ok().and_then(|p| rsa::PublicKey::from_public_key_der(&p).ok()).map_or(0, |k| k.n().bit_width());
+        let copy = self
+            .narrowed_copy(key, "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK")?;
+        let key_bits = self
+            .public_key(copy)
+            .ok()
+            .and_then(|p| rsa::PublicKey::from_public_key_der(&p).ok())
+            .map_or(0, |k| k.n().bit_width());
         let mechanism = format.mechanism_for_rsa(kek_bits, key_bits)?;
-        let w = self.wrap(key, &target, &mechanism, "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK")?;
+        let w = self.wrap(
+            key,
+            &target,
+            &mechanism,
+            "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK",
+        )?;
         let bytes = match kid {
             Some(kid) => formats::azure_byok(kid, &w.wrapped, generator)?,
             None => w.wrapped.clone(),

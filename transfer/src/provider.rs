@@ -71,8 +71,9 @@ pub fn check(session: &dyn Session, tenant: &str, name: &str, bytes: &[u8], allo
     let op = Op::UnwrapKey;
     let package = TransferPackage::from_bytes(name, bytes)?;
     let b = &package.body;
-    let refuse =
-        |why: String, hint: &str| Err(Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: {why}")).hint(hint.to_string()));
+    let refuse = |why: String, hint: &str| {
+        Err(Error::new(ErrorKind::DataInvalid, op).detail(format!("{name}: {why}")).hint(hint.to_string()))
+    };
     if b.tenant != tenant.to_ascii_lowercase() {
         return refuse(
             format!("it is for tenant {:?}, not {}", b.tenant, tenant.to_ascii_lowercase()),
@@ -80,7 +81,8 @@ pub fn check(session: &dyn Session, tenant: &str, name: &str, bytes: &[u8], allo
         );
     }
     let authority = session.world_authority().ok_or_else(|| {
-        Error::new(ErrorKind::Unsupported, op).detail("the provider's module models no security world; it cannot check packages")
+        Error::new(ErrorKind::Unsupported, op)
+            .detail("the provider's module models no security world; it cannot check packages")
     })?;
     let world = authority.world()?;
     if b.world_hknso != world.hknso || b.world_hkm != world.hkm {
@@ -113,11 +115,16 @@ pub fn check(session: &dyn Session, tenant: &str, name: &str, bytes: &[u8], allo
             certificate: b.acl_certificate.to_string(),
         };
         if b.key_hash != identity_hash(&b.public, Some(&attestation)) {
-            return refuse("its ACL certificate is for another key".into(), "make the package again from the narrowed key");
+            return refuse(
+                "its ACL certificate is for another key".into(),
+                "make the package again from the narrowed key",
+            );
         }
-        let attested = authority
-            .check_attestation(&b.public, &attestation, &kek_spki)
-            .map_err(|e| Error::new(e.kind().clone(), op).detail(format!("{name}: {}", e.detail_text().unwrap_or(""))).hint(e.hint_text().unwrap_or("").to_string()))?;
+        let attested = authority.check_attestation(&b.public, &attestation, &kek_spki).map_err(|e| {
+            Error::new(e.kind().clone(), op)
+                .detail(format!("{name}: {}", e.detail_text().unwrap_or("")))
+                .hint(e.hint_text().unwrap_or("").to_string())
+        })?;
         (attested.usage, Provenance::Certified { source_world: attested.source_world })
     };
     Ok(Checked { package_sha256: sha256_hex(bytes), package, usage, kek, provenance })
@@ -180,12 +187,16 @@ pub fn import(session: &dyn Session, store: &mut Store, checked: &Checked, name:
 pub fn initial_key(session: &dyn Session, tenant: &str) -> Result<(String, String, String)> {
     let tag: String = tenant.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_ascii_lowercase();
     let label = format!("tenant-{tag}-initial");
-    let existing =
-        session.find_keys(&KeyFilter { class: Some(ObjectClass::PrivateKey), label: Some(label.clone()), ..KeyFilter::default() })?;
+    let existing = session.find_keys(&KeyFilter {
+        class: Some(ObjectClass::PrivateKey),
+        label: Some(label.clone()),
+        ..KeyFilter::default()
+    })?;
     let key = match existing.first() {
         Some(k) => *k,
         None => {
-            let policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT).with_label(label.clone());
+            let policy =
+                KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT).with_label(label.clone());
             session.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &policy)?.1
         }
     };
@@ -200,16 +211,22 @@ pub fn active_key_signs_as(session: &dyn Session, store: &Store, tenant: &str, o
     let active = store.keys()?.into_iter().find(|k| k.status == "Active").ok_or_else(|| {
         Error::new(ErrorKind::NotFound, Op::Info).detail(format!("tenant {tenant} has no Active key"))
     })?;
-    let filter =
-        KeyFilter { class: Some(ObjectClass::PrivateKey), label: Some(active.identifier.clone()), ..KeyFilter::default() };
+    let filter = KeyFilter {
+        class: Some(ObjectClass::PrivateKey),
+        label: Some(active.identifier.clone()),
+        ..KeyFilter::default()
+    };
     let key = *session.find_keys(&filter)?.first().ok_or_else(|| {
-        Error::new(ErrorKind::NotFound, Op::FindKeys).detail(format!("the provider's module has no key {}", active.identifier))
+        Error::new(ErrorKind::NotFound, Op::FindKeys)
+            .detail(format!("the provider's module has no key {}", active.identifier))
     })?;
     let message = b"hsmkit ceremony: signed by the tenant's Active key";
     let sig = session.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, key, message)?;
-    let public = rsa::PublicKey::from_public_key_der(original_spki)
-        .map_err(|_| Error::new(ErrorKind::DataInvalid, Op::Verify).detail("the original key's public half is malformed"))?;
-    let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))?;
+    let public = rsa::PublicKey::from_public_key_der(original_spki).map_err(|_| {
+        Error::new(ErrorKind::DataInvalid, Op::Verify).detail("the original key's public half is malformed")
+    })?;
+    let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice())
+        .map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))?;
     rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public).verify(message, &sig).map_err(|_| {
         Error::new(ErrorKind::SignatureInvalid, Op::Verify)
             .detail("the tenant's Active key does not sign as the key generated at the start")

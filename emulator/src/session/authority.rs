@@ -18,8 +18,10 @@ use crate::keyblob::AclCertificate;
 pub const TRANSFER_APP: &str = "xferacld";
 
 fn not_named(key: &Object, op: Op) -> Error {
-    Error::new(ErrorKind::KeyHandleInvalid, op)
-        .detail(format!("the key {:?} is not a key of kmdata (a session key cannot be transferred)", key.key.header.name))
+    Error::new(ErrorKind::KeyHandleInvalid, op).detail(format!(
+        "the key {:?} is not a key of kmdata (a session key cannot be transferred)",
+        key.key.header.name
+    ))
 }
 
 impl EmulatorSession<'_> {
@@ -76,8 +78,10 @@ impl WorldAuthority for EmulatorSession<'_> {
             return Err(Error::new(ErrorKind::ArgumentsBad, Op::Quorum)
                 .detail(format!("world {} has cards 1 to {n}, not {c}", world.name())));
         }
-        let presented: Vec<(std::path::PathBuf, Pin)> =
-            cards.iter().map(|(c, pin)| (card_path(&self.emu.config().cards, world.hknso(), *c), pin.clone())).collect();
+        let presented: Vec<(std::path::PathBuf, Pin)> = cards
+            .iter()
+            .map(|(c, pin)| (card_path(&self.emu.config().cards, world.hknso(), *c), pin.clone()))
+            .collect();
         let auth = self.emu.authorize(&presented)?;
         self.quorum.replace(Some(auth));
         Ok(())
@@ -140,7 +144,8 @@ impl WorldAuthority for EmulatorSession<'_> {
                 .detail(format!("{name} carries no quorum certificate for its ACL"))
                 .hint("narrow the key with -ModifyAcls (which asks for the quorum)"));
         };
-        let json = |v: serde_json::Result<String>| v.map_err(|e| Error::new(ErrorKind::Device, op).detail(e.to_string()));
+        let json =
+            |v: serde_json::Result<String>| v.map_err(|e| Error::new(ErrorKind::Device, op).detail(e.to_string()));
         Ok(Attestation {
             key_hash: h.hash.clone(),
             rights: json(serde_json::to_string(&h.acl))?,
@@ -156,8 +161,9 @@ impl WorldAuthority for EmulatorSession<'_> {
             serde_json::from_str(&attestation.certificate).map_err(|_| bad("its ACL certificate is malformed"))?;
         // The certificate names a key by its hash: it must be this key.
         if attestation.key_hash != cert.cipher_suite.hash(&[public]) {
-            return Err(bad("its ACL certificate is for another key")
-                .hint("make the package again from the narrowed key"));
+            return Err(
+                bad("its ACL certificate is for another key").hint("make the package again from the narrowed key")
+            );
         }
         let Some(source_world) = cert.verify(&attestation.key_hash, &acl) else {
             return Err(bad("its ACL certificate does not verify").hint("make the package again from the narrowed key"));
