@@ -2,8 +2,8 @@
 //! narrowing a copy for the provider (`KeyTransferRemote -ModifyAcls`), wrapping it under the
 //! provider's KEK (`-Package`, and today's Key Vault, AWS and Google formats) and its public key.
 //!
-//! Every function takes a [`Session`]; none names a backend. Where a module models a security
-//! world ([`Session::world_authority`], the emulator), the narrowing is its Administrator Card Set
+//! Every function takes a [`hsmkit_backend::Session`]; none names a backend. Where a module models a security
+//! world ([`hsmkit_backend::Session::world_authority`], the emulator), the narrowing is its Administrator Card Set
 //! quorum's, certified; on any other PKCS#11 module it is the security officer's: a
 //! `CKA_TRUSTED` KEK and a `CKA_WRAP_WITH_TRUSTED` copy, which the module enforces but which
 //! prove nothing to a third party (the package is then *unattested*).
