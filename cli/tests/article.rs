@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -749,19 +751,7 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
 fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
     let e = Env::new();
     let d = e.dir.path();
-    std::fs::create_dir(d.join("tokens")).expect("tokens");
-    let conf = d.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\n", d.join("tokens").display()),
-    )
-    .expect("conf");
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "ceremony", "--pin", "1234", "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (bash scripts/test.sh installs SoftHSM2)");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let conf = common::softhsm2_token(d, "ceremony");
     std::fs::write(d.join("token-pins"), "1234\n5678\n").expect("pins");
     let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
         .arg("--pin-file")
@@ -786,23 +776,7 @@ fn the_ceremony_runs_with_the_customer_side_on_softhsm2() {
 fn the_ceremony_runs_with_the_customer_side_on_libhsmkit_pkcs11() {
     let e = Env::new();
     let d = e.dir.path();
-    let module = std::env::current_exe().expect("exe").parent().expect("deps").join("libhsmkit_pkcs11.so");
-    assert!(module.is_file(), "{} is built with the tests (a dev-dependency)", module.display());
-    let conf = d.join("hsmkit.conf");
-    std::fs::write(&conf, format!("slot 0 {}\n", d.join("token-kmdata").display())).expect("conf");
-    for args in [
-        &["--init-token", "--label", "ceremony", "--so-pin", "5678"][..],
-        &["--init-pin", "--so-pin", "5678", "--pin", "1234"][..],
-    ] {
-        let out = Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(&module)
-            .args(args)
-            .env("HSMKIT_CONF", &conf)
-            .output()
-            .expect("pkcs11-tool (bash scripts/test.sh installs OpenSC)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    let (module, conf) = common::libhsmkit_token(d, "ceremony");
     std::fs::write(d.join("token-pins"), "1234\n5678\n").expect("pins");
     let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
         .arg("--pin-file")

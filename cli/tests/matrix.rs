@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const TENANT: &str = "01234567-89ab-cdef-0123-456789abcdef";
 
 /// A backend under test: its spec, token, environment and PIN file.
@@ -106,23 +108,7 @@ fn emulator() -> Backend {
 /// `libhsmkit_pkcs11.so`, initialised by `pkcs11-tool` (user PIN 1234, SO PIN 5678).
 fn libhsmkit_pkcs11() -> Backend {
     let dir = tempfile::tempdir().expect("tmp");
-    let module = std::env::current_exe().expect("exe").parent().expect("deps").join("libhsmkit_pkcs11.so");
-    assert!(module.is_file(), "{} is built with the tests (a dev-dependency)", module.display());
-    let conf = dir.path().join("hsmkit.conf");
-    std::fs::write(&conf, format!("slot 0 {}\n", dir.path().join("token-kmdata").display())).expect("conf");
-    for args in [
-        &["--init-token", "--label", "matrix", "--so-pin", "5678"][..],
-        &["--init-pin", "--so-pin", "5678", "--pin", "1234"][..],
-    ] {
-        let out = Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(&module)
-            .args(args)
-            .env("HSMKIT_CONF", &conf)
-            .output()
-            .expect("pkcs11-tool (bash scripts/test.sh installs OpenSC)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    let (module, conf) = common::libhsmkit_token(dir.path(), "matrix");
     std::fs::write(dir.path().join("pins"), "1234\n5678\n").expect("pins");
     Backend {
         spec: format!("pkcs11:{}", module.display()),
@@ -137,19 +123,7 @@ fn libhsmkit_pkcs11() -> Backend {
 /// SoftHSM2 on a throwaway token (user PIN 1234, SO PIN 5678).
 fn softhsm2() -> Backend {
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::create_dir(dir.path().join("tokens")).expect("tokens");
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\n", dir.path().join("tokens").display()),
-    )
-    .expect("conf");
-    let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "matrix", "--pin", "1234", "--so-pin", "5678"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util (bash scripts/test.sh installs SoftHSM2)");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let conf = common::softhsm2_token(dir.path(), "matrix");
     std::fs::write(dir.path().join("pins"), "1234\n5678\n").expect("pins");
     Backend {
         spec: "pkcs11:/usr/lib/softhsm/libsofthsm2.so".into(),
