@@ -77,7 +77,7 @@ impl Opened {
 }
 
 /// Logs the user in where the module has no security world (a PKCS#11 token shows its private
-/// keys only to the user); returns the PIN source, positioned after the user PIN.
+/// keys only to the user); returns the user PIN it used, if any.
 fn user_login(g: &Global, session: &dyn hsmkit_backend::Session) -> Result<Option<Pin>> {
     if session.world_authority().is_some() {
         return Ok(None);

@@ -390,11 +390,10 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// Wraps the narrowed copy of `key` under `target`'s KEK with `mechanism` (after checking,
-    /// on a world, that the quorum narrowed it for exactly this target).
-    pub fn wrap(&self, key: &KeyRef, target: &TransferTarget, mechanism: &Mechanism, hint: &str) -> Result<Wrapped> {
+    /// Wraps `copy`, a narrowed copy ([`Self::narrowed_copy`]), under `target`'s KEK with
+    /// `mechanism` (after checking, on a world, that the quorum narrowed it for exactly this target).
+    pub fn wrap(&self, copy: KeyHandle, target: &TransferTarget, mechanism: &Mechanism) -> Result<Wrapped> {
         let s = self.session;
-        let copy = self.narrowed_copy(key, hint)?;
         let rights = match s.world_authority() {
             Some(authority) => Rights::Attested(authority.attestation(copy, target)?),
             None => Rights::Attributes(self.attributes_json(copy)?),
@@ -451,12 +450,9 @@ impl<'s> Engine<'s> {
             provider_hkm: Some(toolset.world.body.hkm.clone()),
             label: None,
         };
-        let w = self.wrap(
-            key,
-            &target,
-            &byok::WRAP,
-            "narrow the key first (KeyTransferRemote -ModifyAcls) with the same packages",
-        )?;
+        let copy =
+            self.narrowed_copy(key, "narrow the key first (KeyTransferRemote -ModifyAcls) with the same packages")?;
+        let w = self.wrap(copy, &target, &byok::WRAP)?;
         let (rights, certificate, key_hash) = match &w.rights {
             Rights::Attested(a) => {
                 let parse = |t: &str| {
@@ -513,12 +509,7 @@ impl<'s> Engine<'s> {
             .and_then(|p| rsa::PublicKey::from_public_key_der(&p).ok())
             .map_or(0, |k| k.n().bit_width());
         let mechanism = format.mechanism_for_rsa(kek_bits, key_bits)?;
-        let w = self.wrap(
-            key,
-            &target,
-            &mechanism,
-            "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK",
-        )?;
+        let w = self.wrap(copy, &target, &mechanism)?;
         let bytes = match kid {
             Some(kid) => formats::azure_byok(kid, &w.wrapped, generator)?,
             None => w.wrapped.clone(),
