@@ -81,6 +81,12 @@ error_kinds! {
     QuorumNotMet { have: usize, need: usize } => CKR_USER_NOT_LOGGED_IN, "the card quorum is not met";
     /// A user is already logged in (login state is shared by every session of an application).
     UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN, "a user is already logged in";
+    /// The other user (security officer or user) is logged in.
+    UserAnotherAlreadyLoggedIn => CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "another user is already logged in";
+    /// The token's user PIN has not been set.
+    UserPinNotInitialized => CKR_USER_PIN_NOT_INITIALIZED, "the user PIN is not initialized";
+    /// A new PIN is too short or too long.
+    PinLenRange => CKR_PIN_LEN_RANGE, "the PIN's length is out of range";
     /// The user type is not one this backend knows.
     UserTypeInvalid => CKR_USER_TYPE_INVALID, "invalid user type";
     /// A token or card belongs to another security world or token.

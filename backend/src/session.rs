@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::Pin;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Op, Result};
 use crate::mechanism::Mechanism;
 use crate::policy::KeyPolicy;
 use crate::types::{
@@ -34,6 +34,16 @@ pub trait Session: Send + fmt::Debug {
     fn login(&self, user: UserKind, pin: &Pin) -> Result<()>;
     /// `C_Logout`.
     fn logout(&self) -> Result<()>;
+    /// `C_InitPIN`: the security officer, logged in, sets the user PIN (and unlocks it).
+    fn init_pin(&self, pin: &Pin) -> Result<()> {
+        let _ = pin;
+        Err(Error::new(ErrorKind::Unsupported, Op::Login).detail("this backend cannot set the user PIN"))
+    }
+    /// `C_SetPIN`: the user changes the user PIN.
+    fn set_pin(&self, old: &Pin, new: &Pin) -> Result<()> {
+        let _ = (old, new);
+        Err(Error::new(ErrorKind::Unsupported, Op::Login).detail("this backend cannot change the user PIN"))
+    }
     /// `C_GenerateKey`: a secret key.
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle>;
     /// `C_GenerateKeyPair`: returns (public, private). The policy's usages are split between the

@@ -44,6 +44,9 @@ pub struct BackendInfo {
     pub firmware: String,
     /// Serial number (the nShield ESN).
     pub serial: String,
+    /// Whether private keys need the user's login (`CKF_LOGIN_REQUIRED`; on the emulator, whether
+    /// the token has a user PIN).
+    pub login_required: bool,
 }
 
 /// What a backend can do; drives skips in the kit and the composed RSA-AES wrap.

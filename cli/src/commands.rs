@@ -149,7 +149,7 @@ pub struct ConformArgs {
     /// The token label (PKCS#11 modules; default: the first token).
     #[arg(long)]
     pub(crate) token: Option<String>,
-    /// Log in as the user with the first PIN of the PIN file or prompt (PKCS#11 modules).
+    /// Log in as the user with the first PIN of the PIN file or prompt (a token with a user PIN).
     #[arg(long)]
     pub(crate) login: bool,
     /// An expectation file: declared deviations with reasons.
@@ -185,6 +185,47 @@ pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
         Err(Error::new(ErrorKind::FunctionFailed, Op::Info)
             .detail(format!("the backend {} does not conform (see the FAIL and XPASS lines)", a.backend)))
     }
+}
+
+/// `init-pin` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InitPinArgs {
+    /// The backend: emulator, emulator:KMDATA, pkcs11:/path/to/module.so
+    #[arg(long, default_value = "emulator")]
+    pub(crate) backend: String,
+    /// The token label (PKCS#11 modules; default: the first token).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+}
+
+/// `init-pin`: the security officer (on a security world, the Administrator cards 1 to k) sets
+/// the token's user PIN (`C_InitPIN`). From then on its private keys need the user's login, in
+/// process and through `libhsmkit_pkcs11.so` alike. PINs: the officer's (each card's), then the
+/// new user PIN.
+pub fn init_pin(g: &Global, a: &InitPinArgs) -> Result<()> {
+    use hsmkit_backend::{SessionMode, UserKind};
+    let backend = crate::backends::open(&a.backend, g, a.token.as_deref())?;
+    let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+    let session = backend.open_session(slot, SessionMode::ReadWrite)?;
+    let mut pins = PinSource::from(g)?;
+    match session.world_authority() {
+        Some(authority) => {
+            let (k, n) = authority.world()?.quorum;
+            let mut cards = Vec::new();
+            for c in 1..=k {
+                println!("Presenting card {c} of {n}");
+                cards.push((c, pins.next(&format!("card {c} of {n}"), false)?));
+            }
+            authority.present_cards(&cards)?;
+        }
+        None => session.login(UserKind::SecurityOfficer, &pins.next("the token's security officer", false)?)?,
+    }
+    let set = pins.next("the new user PIN", true).and_then(|pin| session.init_pin(&pin));
+    let _ = session.logout();
+    set?;
+    println!("User PIN set on {}: private keys now need the user's login", a.backend);
+    println!("Result: SUCCESS");
+    Ok(())
 }
 
 /// `kmfile-dump` arguments.
@@ -230,14 +271,14 @@ pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
             .hint("move the existing kmdata away (keep a backup) before creating a new world"));
     }
     let mut source = PinSource::from(g)?;
-    if let Some(have) = source.available() {
-        if have < usize::from(quorum.n) {
-            return Err(bad(
-                Op::CreateWorld,
-                format!("the PIN file has {have} PIN(s) for {} cards", quorum.n),
-                "give one PIN a line, card by card",
-            ));
-        }
+    if let Some(have) = source.available()
+        && have < usize::from(quorum.n)
+    {
+        return Err(bad(
+            Op::CreateWorld,
+            format!("the PIN file has {have} PIN(s) for {} cards", quorum.n),
+            "give one PIN a line, card by card",
+        ));
     }
     println!("Create Security World:");
     println!(" Module 1 ({}): switching to initialisation mode", emu.esn()?);

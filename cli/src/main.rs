@@ -94,6 +94,10 @@ enum Command {
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
     Conform(commands::ConformArgs),
+    /// The security officer sets the token's user PIN (`C_InitPIN`): private keys then need the
+    /// user's login.
+    #[command(name = "init-pin")]
+    InitPin(commands::InitPinArgs),
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::KmfileDump(a) => commands::kmfile_dump(a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
+        Command::InitPin(a) => commands::init_pin(&cli.global, a),
         Command::Tenant(a) => tenant::run(&cli.global, a),
         Command::Ceremony(a) => ceremony::run(&cli.global, a),
         Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),

@@ -76,10 +76,15 @@ impl Opened {
     }
 }
 
-/// Logs the user in where the module has no security world (a PKCS#11 token shows its private
-/// keys only to the user); returns the user PIN it used, if any.
-fn user_login(g: &Global, session: &dyn hsmkit_backend::Session) -> Result<Option<Pin>> {
-    if session.world_authority().is_some() {
+/// Logs the user in where the token needs it (`CKF_LOGIN_REQUIRED`: a PKCS#11 token, or an
+/// emulated world with a user PIN shows its private keys only to the user); returns the user PIN
+/// it used, if any. The user PIN is the PIN file's first line.
+fn user_login(
+    g: &Global,
+    backend: &dyn hsmkit_backend::Backend,
+    session: &dyn hsmkit_backend::Session,
+) -> Result<Option<Pin>> {
+    if !backend.info()?.login_required {
         return Ok(None);
     }
     let pin = PinSource::from(g)?.next("the token's user", false)?;
@@ -261,7 +266,7 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
     let verified = vendor::verified_toolset(&kek_package, &world_package, a.root_hash.as_deref())?;
     let opened = Opened::open(g, &a.key)?;
     let session = opened.session()?;
-    user_login(g, session.as_ref())?;
+    user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     let (package, wrapped) = engine.package(&key, &verified, &tenant, &friendly_name)?;
     write_new(&path, &package.to_bytes()?, Op::WrapKey)?;
@@ -282,10 +287,18 @@ pub fn package(g: &Global, a: &PackageArgs) -> Result<()> {
 
 /// Collects the security officer: on a security world, its Administrator cards (`--card`, else
 /// the first k) with their PINs; on a PKCS#11 token, the user PIN and then the SO PIN.
-fn officer(g: &Global, session: &dyn hsmkit_backend::Session, numbers: &[u8]) -> Result<(Officer, Option<Pin>)> {
+fn officer(
+    g: &Global,
+    backend: &dyn hsmkit_backend::Backend,
+    session: &dyn hsmkit_backend::Session,
+    numbers: &[u8],
+) -> Result<(Officer, Option<Pin>)> {
     let mut source = PinSource::from(g)?;
     match session.world_authority() {
         Some(authority) => {
+            // A world with a user PIN: the user's PIN first, then the cards.
+            let user =
+                if backend.info()?.login_required { Some(source.next("the token's user", false)?) } else { None };
             let world = authority.world()?;
             let (k, n) = world.quorum;
             let numbers: Vec<u8> = if numbers.is_empty() { (1..=k).collect() } else { numbers.to_vec() };
@@ -297,7 +310,7 @@ fn officer(g: &Global, session: &dyn hsmkit_backend::Session, numbers: &[u8]) ->
                 println!("Presenting card {c} of {n}");
                 cards.push((c, source.next(&format!("card {c} of {n}"), false)?));
             }
-            Ok((Officer::Cards(cards), None))
+            Ok((Officer::Cards(cards), user))
         }
         None => {
             let user = source.next("the token's user", false)?;
@@ -329,7 +342,7 @@ pub fn modify_acls(g: &Global, a: &ModifyAclsArgs) -> Result<()> {
     let session = opened.session()?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     println!("Narrowing {key} for {target_name}");
-    let (officer, user) = officer(g, session.as_ref(), &a.card)?;
+    let (officer, user) = officer(g, opened.backend.as_ref(), session.as_ref(), &a.card)?;
     let target = TransferTarget { kek_spki: kek_spki.clone(), provider_hkm, label: None };
     let narrowed = engine.narrow(&key, &target, &officer, user.as_ref())?;
     match &narrowed.approval {
@@ -397,7 +410,7 @@ fn export(g: &Global, a: &PackageArgs) -> Result<()> {
     let key = a.key.key()?;
     let opened = Opened::open(g, &a.key)?;
     let session = opened.session()?;
-    user_login(g, session.as_ref())?;
+    user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     let info = opened.backend.info()?;
     let generator = format!("hsmkit {}; {} {} {}", env!("CARGO_PKG_VERSION"), info.vendor, info.model, info.serial);
@@ -425,7 +438,7 @@ pub fn public_spki(g: &Global, k: &KeyArgs) -> Result<Vec<u8>> {
     let key = k.key()?;
     let opened = Opened::open(g, k)?;
     let session = opened.session()?;
-    user_login(g, session.as_ref())?;
+    user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     engine.public_key(engine.find(&key)?)
 }
@@ -435,7 +448,7 @@ pub fn public_key(g: &Global, a: &PublicKeyArgs) -> Result<()> {
     let key = a.key.key()?;
     let opened = Opened::open(g, &a.key)?;
     let session = opened.session()?;
-    user_login(g, session.as_ref())?;
+    user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     let pem = engine.public_key_pem(&key)?;
     write_new(&a.out, pem.as_bytes(), Op::GetAttributes)?;
@@ -467,7 +480,7 @@ pub fn generate_key(g: &Global, a: &GenerateKeyArgs) -> Result<()> {
     let id = a.key.id.as_deref().map(hex::decode).transpose().map_err(|_| bad("--id is not hex".into()))?;
     let opened = Opened::open(g, &a.key)?;
     let session = opened.session()?;
-    user_login(g, session.as_ref())?;
+    user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
     let (_, public) = engine.generate(&label, id.as_deref(), a.bits)?;
     println!("RSA-{} key {label:?} generated on the token: sensitive, extractable (for transfer)", a.bits);

@@ -79,12 +79,14 @@ impl Backend {
     }
 }
 
-/// The emulator in process: a 1/1 world whose card PIN is the officer's.
+/// The emulator in process: a 1/1 world whose card PIN (5678) is the officer's, with a user PIN
+/// (1234) set by `hsmkit init-pin`, so its keys need the user's login as on the PKCS#11 tokens.
 fn emulator() -> Backend {
     let dir = tempfile::tempdir().expect("tmp");
     let kmdata = dir.path().join("kmdata");
     std::fs::create_dir(&kmdata).expect("kmdata");
-    std::fs::write(dir.path().join("pins"), "5678\n").expect("pins");
+    // init-pin reads the card's PIN, then the new user PIN.
+    std::fs::write(dir.path().join("pins"), "5678\n1234\n").expect("pins");
     let b = Backend {
         spec: format!("emulator:{}", kmdata.display()),
         token: None,
@@ -102,6 +104,14 @@ fn emulator() -> Backend {
         "--module=1",
         "--acs-quorum=1/1",
     ]);
+    let spec = b.spec.clone();
+    let out = b.ok(&["init-pin", "--backend", &spec]);
+    assert!(out.contains("User PIN set"), "{out}");
+    // The matrix's PIN file: the user, then the card.
+    std::fs::write(b.dir.path().join("pins"), "0000\n").expect("pins");
+    let err = b.fails(&["transfer", "generate-key", "--backend", &spec, "--label", "x"]);
+    assert!(err.contains("wrong user PIN"), "{err}");
+    std::fs::write(b.dir.path().join("pins"), "1234\n5678\n").expect("pins");
     b
 }
 

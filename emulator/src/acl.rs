@@ -245,11 +245,11 @@ impl Acl {
             if !g.actions.iter().any(|a| a.grants(need)) {
                 continue;
             }
-            if let Some(c) = &g.certifier {
-                if certified_by != Some(c.as_slice()) {
-                    needs_quorum = true;
-                    continue;
-                }
+            if let Some(c) = &g.certifier
+                && certified_by != Some(c.as_slice())
+            {
+                needs_quorum = true;
+                continue;
             }
             if exhausted(i) {
                 limited = true;
@@ -279,13 +279,13 @@ impl Acl {
                     && o.limits.iter().all(|l| g.limits.contains(l))
                     && g.actions.iter().all(|a| o.actions.iter().any(|b| a.within(b)))
             });
-            if let Some(i) = covering {
-                if !original.groups[i].limits.is_empty() {
-                    if used_limited[i] {
-                        return Err(format!("a second copy of limited permission group {}", i + 1));
-                    }
-                    used_limited[i] = true;
+            if let Some(i) = covering
+                && !original.groups[i].limits.is_empty()
+            {
+                if used_limited[i] {
+                    return Err(format!("a second copy of limited permission group {}", i + 1));
                 }
+                used_limited[i] = true;
             }
         }
         for g in &self.groups {

@@ -137,6 +137,19 @@ pub struct Emulator {
     /// Serialises changes to the set of loaded keys (loading token keys, changing a key in place,
     /// destroying one), so no change is lost to another or undone by a stale copy.
     key_changes: Mutex<()>,
+    /// The login state of the in-process application: every session opened through
+    /// [`hsmkit_backend::Backend::open_session`] shares it, as the sessions of one PKCS#11
+    /// application do (§5.6).
+    pub(crate) app: Mutex<AppLogin>,
+}
+
+/// Who is logged in for the in-process application, and how many of its sessions are open.
+#[derive(Debug, Default)]
+pub(crate) struct AppLogin {
+    /// Open sessions (the login ends when the last one closes).
+    pub sessions: usize,
+    /// Who is logged in.
+    pub user: Option<hsmkit_backend::UserKind>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -176,6 +189,7 @@ impl Emulator {
             next_handle: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             key_changes: Mutex::new(()),
+            app: Mutex::new(AppLogin::default()),
         };
         Ok(emu)
     }
@@ -183,6 +197,41 @@ impl Emulator {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the token of this kmdata has a user PIN (`hsmkit init-pin`, `C_InitPIN`): then its
+    /// private and secret keys are private objects, used only after the user's login, in process
+    /// and through `libhsmkit_pkcs11.so` alike. Without one the world is module protection alone,
+    /// as nShield's module-protected keys need no login. Read from kmdata on each call, so a PIN
+    /// set by another process counts at once.
+    pub fn login_required(&self) -> Result<bool> {
+        crate::token::login_required(&self.config.kmdata)
+    }
+
+    /// Checks the token's user PIN (a wrong one is counted, across processes).
+    pub fn check_user_pin(&self, pin: &hsmkit_backend::Pin) -> Result<()> {
+        crate::token::check_user_pin(&self.config.kmdata, pin)
+    }
+
+    /// Sets the token's user PIN with the authority of the world's quorum (the security officer).
+    pub fn init_user_pin(&self, quorum: &crate::world::QuorumAuth, pin: &hsmkit_backend::Pin) -> Result<()> {
+        let world = self.require_world(Op::Login)?;
+        if quorum.hknso() != world.hknso() {
+            return Err(Error::new(ErrorKind::TokenNotRecognized, Op::Login)
+                .detail("the quorum was collected for another security world"));
+        }
+        let salt = self.salt()?;
+        crate::token::init_user_pin(&self.config.kmdata, pin, salt, &format!("hsmkit {}", world.name()))
+    }
+
+    /// Changes the token's user PIN (the old one is checked first).
+    pub fn change_user_pin(&self, old: &hsmkit_backend::Pin, new: &hsmkit_backend::Pin) -> Result<()> {
+        let salt = self.salt()?;
+        crate::token::change_user_pin(&self.config.kmdata, old, new, salt)
+    }
+
+    fn salt(&self) -> Result<[u8; 16]> {
+        Ok(self.rng(Op::Login)?.array::<16>())
     }
 
     /// Whether randomness is seeded (reproducible, not for real keys).

@@ -21,6 +21,7 @@ pub mod module;
 pub mod rng;
 mod session;
 pub mod suite;
+pub mod token;
 pub mod world;
 
 pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};

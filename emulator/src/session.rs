@@ -8,7 +8,6 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret as _;
 use zeroize::Zeroizing;
 
 use hsmkit_backend::{
@@ -39,6 +38,7 @@ impl Backend for Emulator {
             model: "nShield-style module emulator".into(),
             firmware: env!("CARGO_PKG_VERSION").into(),
             serial: self.esn()?,
+            login_required: self.login_required()?,
         })
     }
 
@@ -77,11 +77,13 @@ impl Backend for Emulator {
                 .detail(format!("the emulator has slot {} only, not {}", SLOT.0, slot.0)));
         }
         self.require_world(Op::OpenSession)?;
+        self.app.lock().map_err(|_| crate::emulator::poisoned(Op::OpenSession))?.sessions += 1;
         Ok(Box::new(EmulatorSession {
             emu: EmuRef::Borrowed(self),
             group: None,
             officer: Cell::new(false),
             quorum: RefCell::new(None),
+            quorum_by_login: Cell::new(false),
             id: self.new_session_id(),
             mode,
             _not_sync: PhantomData,
@@ -114,6 +116,9 @@ pub struct EmulatorSession<'a> {
     officer: Cell<bool>,
     /// The Administrator Card Set quorum, while the security officer is logged in (cards presented).
     quorum: RefCell<Option<crate::world::QuorumAuth>>,
+    /// Whether `quorum` came from the security officer's login (it ends with the application's
+    /// login) rather than from cards presented to this session.
+    quorum_by_login: Cell<bool>,
     id: u64,
     mode: SessionMode,
     _not_sync: PhantomData<Cell<()>>,
@@ -129,6 +134,14 @@ impl Drop for EmulatorSession<'_> {
     fn drop(&mut self) {
         let id = self.id;
         self.emu.remove_objects(|o| o.owner == Some(id));
+        if self.in_process() {
+            // When the application's last session closes, its login ends (PKCS#11 §5.6).
+            let mut app = self.emu.app.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            app.sessions = app.sessions.saturating_sub(1);
+            if app.sessions == 0 {
+                app.user = None;
+            }
+        }
     }
 }
 
@@ -172,6 +185,7 @@ impl EmulatorSession<'static> {
             group: Some(application),
             officer: Cell::new(false),
             quorum: RefCell::new(None),
+            quorum_by_login: Cell::new(false),
             id,
             mode,
             _not_sync: PhantomData,
@@ -285,7 +299,51 @@ impl EmulatorSession<'_> {
     }
 
     fn object(&self, h: KeyHandle, op: Op) -> Result<Object> {
-        self.emu.object_in(h, Some(self.id), self.group, op)
+        let o = self.emu.object_in(h, Some(self.id), self.group, op)?;
+        if o.class != ObjectClass::PublicKey {
+            self.require_private(op)?;
+        }
+        Ok(o)
+    }
+
+    /// Whether this session belongs to the in-process application (opened through
+    /// [`Backend::open_session`]), whose login state the emulator keeps. A holder of shared
+    /// sessions (the PKCS#11 module) keeps its own and applies the same rule before it calls in.
+    fn in_process(&self) -> bool {
+        matches!(self.emu, EmuRef::Borrowed(_))
+    }
+
+    fn app(&self, op: Op) -> Result<std::sync::MutexGuard<'_, crate::emulator::AppLogin>> {
+        self.emu.app.lock().map_err(|_| crate::emulator::poisoned(op))
+    }
+
+    /// Whether private and secret keys may be used now: always on a world without a user PIN
+    /// (module protection), else only while the user is logged in.
+    fn private_allowed(&self, op: Op) -> Result<bool> {
+        if !self.in_process() || self.app(op)?.user == Some(UserKind::User) {
+            return Ok(true);
+        }
+        Ok(!self.emu.login_required()?)
+    }
+
+    fn require_private(&self, op: Op) -> Result<()> {
+        if self.private_allowed(op)? {
+            return Ok(());
+        }
+        Err(Error::new(ErrorKind::NotLoggedIn, op)
+            .detail("this token has a user PIN: its private and secret keys are used only after the user's login")
+            .hint("log in as the user first (C_Login with CKU_USER)"))
+    }
+
+    /// The world's quorum, if this session holds it: cards presented to it, or the security
+    /// officer's login while it lasts.
+    pub(crate) fn quorum_now(&self, op: Op) -> Result<bool> {
+        if self.quorum_by_login.get() && self.in_process() && self.app(op)?.user != Some(UserKind::SecurityOfficer) {
+            // The officer logged out (from any session of the application): the cards went with it.
+            self.quorum.replace(None);
+            self.quorum_by_login.set(false);
+        }
+        Ok(self.quorum.borrow().is_some())
     }
 
     fn require_rw(&self, token: bool, op: Op) -> Result<()> {
@@ -342,6 +400,9 @@ impl EmulatorSession<'_> {
         op: Op,
     ) -> Result<Vec<KeyHandle>> {
         self.require_rw(token, op)?;
+        if header.has_private {
+            self.require_private(op)?;
+        }
         let path = token.then(|| self.emu.key_path(&header.appname, &header.ident));
         // Parse the key before anything is written, so a key that cannot load leaves no blob.
         let key = self.emu.loaded_from(header.clone(), private, path.clone())?;
@@ -358,7 +419,7 @@ impl EmulatorSession<'_> {
     }
 
     fn header(&self, world: &World, policy: &KeyPolicy, key_type: BlobKeyType, bits: u32) -> Result<KeyHeader> {
-        if policy.trusted && !self.officer.get() && self.quorum.borrow().is_none() {
+        if policy.trusted && !self.officer.get() && !self.quorum_now(Op::GenerateKey)? {
             return Err(Error::new(ErrorKind::ActionProhibited, Op::GenerateKey)
                 .detail("CKA_TRUSTED (a trusted wrapping key) is granted only by the security officer")
                 .hint("on an nShield world that is the ACS quorum: change the key's ACL with the quorum"));
@@ -456,35 +517,70 @@ fn key_material_bytes(key: &LoadedKey) -> Option<Zeroizing<Vec<u8>>> {
 
 impl Session for EmulatorSession<'_> {
     fn login(&self, user: UserKind, pin: &Pin) -> Result<()> {
-        let _ = pin.expose_secret();
+        let op = Op::Login;
+        if self.in_process() {
+            match self.app(op)?.user {
+                Some(u) if u == user => {
+                    return Err(Error::new(ErrorKind::UserAlreadyLoggedIn, op).detail(format!("{user:?} is logged in")));
+                }
+                Some(u) => {
+                    return Err(Error::new(ErrorKind::UserAnotherAlreadyLoggedIn, op)
+                        .detail(format!("{u:?} is logged in"))
+                        .hint("log out first"));
+                }
+                None => {}
+            }
+        }
         match user {
-            // Module-protected keys need no authorisation: the user login is accepted and changes nothing.
-            UserKind::User => Ok(()),
+            // The token's user PIN, kept in kmdata (`local/pkcs11_token`) as libhsmkit_pkcs11.so
+            // keeps it, wrong guesses counted across processes.
+            UserKind::User => self.emu.check_user_pin(pin)?,
             // The security officer of an nShield world is the Administrator Card Set quorum: the PIN
             // is the PINs of cards 1 to k joined by commas (the PIN of card 1 for a 1-card quorum).
             UserKind::SecurityOfficer => {
-                let world = self.emu.require_world(Op::Login)?;
+                let world = self.emu.require_world(op)?;
                 let k = world.body().acs.k;
-                let pins: Vec<Pin> = if k <= 1 {
-                    vec![pin.clone()]
-                } else {
-                    pin.expose_secret().split(',').map(|p| Pin::from(p.to_owned())).collect()
-                };
+                let pins = crate::token::so_pins(pin, k);
                 if pins.len() != usize::from(k) {
-                    return Err(Error::new(ErrorKind::PinIncorrect, Op::Login)
+                    return Err(Error::new(ErrorKind::PinIncorrect, op)
                         .detail(format!("the security officer of this world is {k} Administrator cards"))
                         .hint(format!("give the PINs of cards 1 to {k}, joined by commas")));
                 }
                 let cards: Vec<(u8, Pin)> = pins.into_iter().enumerate().map(|(i, p)| (i as u8 + 1, p)).collect();
-                hsmkit_backend::WorldAuthority::present_cards(self, &cards)
+                hsmkit_backend::WorldAuthority::present_cards(self, &cards)?;
+                self.quorum_by_login.set(true);
             }
         }
+        if self.in_process() {
+            self.app(op)?.user = Some(user);
+        }
+        Ok(())
     }
 
     fn logout(&self) -> Result<()> {
         // The security officer's cards are withdrawn.
-        self.quorum.replace(None);
+        let presented = self.quorum.replace(None).is_some();
+        self.quorum_by_login.set(false);
+        if self.in_process() && self.app(Op::Logout)?.user.take().is_none() && !presented {
+            return Err(Error::new(ErrorKind::NotLoggedIn, Op::Logout).detail("nobody is logged in"));
+        }
         Ok(())
+    }
+
+    fn init_pin(&self, pin: &Pin) -> Result<()> {
+        let op = Op::Login;
+        if !self.quorum_now(op)? {
+            return Err(Error::new(ErrorKind::NotLoggedIn, op)
+                .detail("setting the user PIN needs the security officer (the Administrator Card Set quorum)")
+                .hint("log in as the security officer first"));
+        }
+        let quorum = self.quorum.borrow();
+        let auth = quorum.as_ref().ok_or_else(|| crate::emulator::poisoned(op))?;
+        self.emu.init_user_pin(auth, pin)
+    }
+
+    fn set_pin(&self, old: &Pin, new: &Pin) -> Result<()> {
+        self.emu.change_user_pin(old, new)
     }
 
     fn world_authority(&self) -> Option<&dyn hsmkit_backend::WorldAuthority> {
@@ -574,6 +670,8 @@ impl Session for EmulatorSession<'_> {
             }
         }
         drop(serial);
+        // Private and secret keys are invisible until they may be used.
+        let private_visible = self.private_allowed(Op::FindKeys)?;
         let mut out: Vec<KeyHandle> = self
             .emu
             .all_objects()
@@ -581,6 +679,7 @@ impl Session for EmulatorSession<'_> {
             .filter(|(_, o)| {
                 o.owner.is_none() || o.owner == Some(self.id) || (self.group.is_some() && o.group == self.group)
             })
+            .filter(|(_, o)| private_visible || o.class == ObjectClass::PublicKey)
             .filter(|(_, o)| {
                 let h = &o.key.header;
                 let key_type = match h.key_type {

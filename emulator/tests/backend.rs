@@ -171,3 +171,67 @@ fn the_mechanism_list_covers_the_seams_mechanisms() {
     assert_eq!(summary.quorum, (2, 3));
     assert_eq!(summary.hknso, f.emu.require_world(hsmkit_backend::Op::Info).expect("world").hknso());
 }
+
+#[test]
+fn a_user_pin_makes_private_keys_need_the_login_and_logout_ends_their_use() {
+    let f = legacy_2_of_3();
+    let pin = |p: &str| hsmkit_backend::Pin::from(p.to_string());
+    let sign = Mechanism::RsaPkcs1v15 { hash: hsmkit_backend::HashAlg::Sha256 };
+    let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
+    // No user PIN yet: the world is module protection alone, and a user login is refused as such.
+    let e = s.login(UserKind::User, &pin("1234")).expect_err("no user PIN");
+    assert_eq!(e.kind(), &ErrorKind::UserPinNotInitialized, "{e}");
+    let mut p = KeyPolicy::new(Usage::SIGN | Usage::VERIFY).with_label("needs-the-user");
+    p.token = true;
+    let (_, private) = s.generate_key_pair(&RSA_1024, &p).expect("pair without a login");
+    s.sign(&sign, private, b"m").expect("module protection needs no login");
+    // Only the security officer (the quorum) sets the user PIN.
+    assert_eq!(s.init_pin(&pin("user-pin")).expect_err("not the officer").kind(), &ErrorKind::NotLoggedIn);
+    s.login(UserKind::SecurityOfficer, &pin("pin-1,pin-2")).expect("the quorum");
+    assert_eq!(
+        s.login(UserKind::User, &pin("x")).expect_err("officer in").kind(),
+        &ErrorKind::UserAnotherAlreadyLoggedIn
+    );
+    assert_eq!(s.init_pin(&pin("12")).expect_err("too short").kind(), &ErrorKind::PinLenRange);
+    s.init_pin(&pin("user-pin")).expect("init PIN");
+    s.logout().expect("logout");
+    // Now private keys are invisible and unusable until the user logs in.
+    let e = s.sign(&sign, private, b"m").expect_err("no login");
+    assert_eq!(e.kind(), &ErrorKind::NotLoggedIn, "{e}");
+    let privates = KeyFilter { class: Some(ObjectClass::PrivateKey), ..KeyFilter::default() };
+    assert!(s.find_keys(&privates).expect("find").is_empty());
+    assert!(
+        !s.find_keys(&KeyFilter { class: Some(ObjectClass::PublicKey), ..KeyFilter::default() })
+            .expect("find")
+            .is_empty()
+    );
+    let e = s.login(UserKind::User, &pin("wrong-pin")).expect_err("wrong PIN");
+    assert_eq!(e.kind(), &ErrorKind::PinIncorrect, "{e}");
+    assert!(e.to_string().contains("9 tries left"), "{e}");
+    s.login(UserKind::User, &pin("user-pin")).expect("user");
+    // The login belongs to the application: a second session shares it.
+    let other = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("second session");
+    assert_eq!(other.find_keys(&privates).expect("find").len(), 1);
+    s.sign(&sign, private, b"m").expect("logged in");
+    other.logout().expect("logout from the other session");
+    assert_eq!(s.sign(&sign, private, b"m").expect_err("logged out").kind(), &ErrorKind::NotLoggedIn);
+    assert_eq!(s.logout().expect_err("nobody is logged in").kind(), &ErrorKind::NotLoggedIn);
+    // The login ends when the application's last session closes.
+    s.login(UserKind::User, &pin("user-pin")).expect("user again");
+    drop(other);
+    drop(s);
+    let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("new session");
+    assert!(s.find_keys(&privates).expect("find").is_empty(), "the login outlived its sessions");
+    // The user changes the PIN; the old one stops working. The counter was reset by the right PIN.
+    s.set_pin(&pin("user-pin"), &pin("new-user-pin")).expect("set PIN");
+    assert_eq!(s.login(UserKind::User, &pin("user-pin")).expect_err("old").kind(), &ErrorKind::PinIncorrect);
+    s.login(UserKind::User, &pin("new-user-pin")).expect("new PIN");
+    // Ten wrong PINs in a row lock it, across emulator instances (processes) on the same kmdata.
+    s.logout().expect("logout");
+    let again = hsmkit_emulator::Emulator::open(f.emu.config().clone()).expect("second instance");
+    let s2 = again.open_session(SLOT, SessionMode::ReadOnly).expect("session");
+    for _ in 0..hsmkit_emulator::token::MAX_USER_FAILURES {
+        let _ = s2.login(UserKind::User, &pin("guess"));
+    }
+    assert_eq!(s.login(UserKind::User, &pin("new-user-pin")).expect_err("locked").kind(), &ErrorKind::PinLocked);
+}

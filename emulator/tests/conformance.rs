@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use hsmkit_backend::Pin;
+use hsmkit_backend::{Backend as _, Pin, SessionMode, UserKind};
 use hsmkit_conformance::{Ctx, Expectations, run};
 use hsmkit_emulator::suite::CipherSuite;
 use hsmkit_emulator::world::Quorum;
@@ -15,8 +15,16 @@ fn main() -> ExitCode {
     let emu = Emulator::open(Config::beside(&kmdata)).expect("emulator");
     emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[Pin::from("card".to_string())])
         .expect("world");
+    // The security officer (the card) sets a user PIN, so private keys need the user's login, as
+    // on a token initialised through libhsmkit_pkcs11.so.
+    {
+        let s = emu.open_session(SLOT, SessionMode::ReadWrite).expect("session");
+        s.login(UserKind::SecurityOfficer, &Pin::from("card".to_string())).expect("officer");
+        s.init_pin(&Pin::from("user-pin".to_string())).expect("init PIN");
+        s.logout().expect("logout");
+    }
     let expectations = Expectations::builtin("emulator").expect("the emulator's expectation file");
-    let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: None };
+    let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: Some(Pin::from("user-pin".to_string())) };
     let report = run("the hsmkit emulator", &ctx, &expectations);
     print!("{report}");
     if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

@@ -178,6 +178,7 @@ impl Backend for Pkcs11Backend {
             model: format!("{} ({})", token.model().trim_end(), lib.library_description().trim_end()),
             firmware: format!("{}.{}", v.major(), v.minor()),
             serial: token.serial_number().trim_end().to_string(),
+            login_required: token.login_required(),
         })
     }
 

@@ -214,6 +214,14 @@ impl Session for Pkcs11Session {
         self.s.logout().or_op(Op::Logout)
     }
 
+    fn init_pin(&self, pin: &Pin) -> Result<()> {
+        self.s.init_pin(pin).or_op(Op::Login)
+    }
+
+    fn set_pin(&self, old: &Pin, new: &Pin) -> Result<()> {
+        self.s.set_pin(old, new).or_op(Op::Login)
+    }
+
     fn generate_key(&self, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
         let (mechanism, template) = match *spec {
             KeySpec::Aes { bits: bits @ (128 | 192 | 256) } => {

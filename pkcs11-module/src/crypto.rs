@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use hsmkit_backend::{KeyType, Mechanism, ObjectClass, Session as _, Usage};
 
 use crate::ffi::{OutBuf, Result, Rv, Wrote, rv};
-use crate::objects::{Template, View, logged_in_user, unwrap_template};
+use crate::objects::{Template, View, private_allowed, unwrap_template};
 use crate::ops::{CipherOp, DigestOp, Hasher, MechIn, SignOp, mechanism};
 use crate::state::{self, Library, Session, SessionState};
 
@@ -146,19 +146,19 @@ pub enum Which {
 /// operation (PKCS#11 §5.2), argument errors found before the operation was reached included.
 pub fn ending_on_error(h: CK_SESSION_HANDLE, which: Which, call: impl FnOnce() -> Result<()>) -> Result<()> {
     let r = call();
-    if let Err(e) = r {
-        if e != rv::BUFFER_TOO_SMALL && e != rv::SESSION_HANDLE_INVALID && e != rv::NOT_INITIALIZED {
-            if let Ok((_, s)) = state::session(h) {
-                if let Ok(mut st) = s.lock() {
-                    match which {
-                        Which::Sign => st.ops.sign = None,
-                        Which::Verify => st.ops.verify = None,
-                        Which::Encrypt => st.ops.encrypt = None,
-                        Which::Decrypt => st.ops.decrypt = None,
-                        Which::Digest => st.ops.digest = None,
-                    }
-                }
-            }
+    if let Err(e) = r
+        && e != rv::BUFFER_TOO_SMALL
+        && e != rv::SESSION_HANDLE_INVALID
+        && e != rv::NOT_INITIALIZED
+        && let Ok((_, s)) = state::session(h)
+        && let Ok(mut st) = s.lock()
+    {
+        match which {
+            Which::Sign => st.ops.sign = None,
+            Which::Verify => st.ops.verify = None,
+            Which::Encrypt => st.ops.encrypt = None,
+            Which::Decrypt => st.ops.decrypt = None,
+            Which::Digest => st.ops.digest = None,
         }
     }
     r
@@ -307,7 +307,7 @@ fn key_or(e: Rv, instead: Rv) -> Rv {
 /// user `CKR_USER_NOT_LOGGED_IN`.
 fn visible_key(lib: &Library, s: &Session, st: &SessionState, h: CK_OBJECT_HANDLE, invalid: Rv) -> Result<View> {
     let v = View::read(&st.emu, h).map_err(|e| key_or(e, invalid))?;
-    if v.private() && !logged_in_user(lib, s)? {
+    if v.private() && !private_allowed(lib, s)? {
         return Err(rv::USER_NOT_LOGGED_IN);
     }
     Ok(v)

@@ -15,7 +15,7 @@ use hsmkit_emulator::{Emulator, EmulatorSession};
 use crate::ffi::{Result, Rv, padded, rv};
 use crate::ops::mechanisms;
 use crate::state::{self, Library, Session, Slot, Token};
-use crate::token::{self, MAX_PIN_LEN, MAX_USER_FAILURES, MIN_PIN_LEN, PinCheck, TokenRecord};
+use crate::token::{self, MAX_PIN_LEN, MAX_USER_FAILURES, MIN_PIN_LEN, TokenRecord};
 
 const MANUFACTURER: &str = "hsmkit";
 
@@ -65,13 +65,15 @@ pub fn get_token_info(slot: CK_SLOT_ID, info: &mut ck::CK_TOKEN_INFO) -> Result<
     let (index, s) = lib.slot(slot)?;
     let (all, rw) = lib.session_counts(index)?;
     let t = s.token()?;
-    let mut flags = ck::CKF_RNG | ck::CKF_LOGIN_REQUIRED;
+    let mut flags = ck::CKF_RNG;
     if t.initialized() {
         flags |= ck::CKF_TOKEN_INITIALIZED;
     }
-    if let Some(r) = &t.record {
+    if let Some(r) = t.record()? {
         if r.user_pin.is_some() {
-            flags |= ck::CKF_USER_PIN_INITIALIZED;
+            // A user PIN makes the private keys need the user's login; a world without one is
+            // module protection alone.
+            flags |= ck::CKF_USER_PIN_INITIALIZED | ck::CKF_LOGIN_REQUIRED;
         }
         if r.user_failures > 0 {
             flags |= ck::CKF_USER_PIN_COUNT_LOW;
@@ -170,9 +172,7 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
     } else {
         t.emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[pin]).map_err(emu_err)?;
     }
-    let record = TokenRecord::new(label);
-    record.save(&s.kmdata).map_err(emu_err)?;
-    t.record = Some(record);
+    TokenRecord::new(label).save(&s.kmdata).map_err(emu_err)?;
     t.logout();
     Ok(())
 }
@@ -249,50 +249,35 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
         ck::CKU_CONTEXT_SPECIFIC => return Err(rv::OPERATION_NOT_INITIALIZED),
         _ => return Err(Rv(ck::CKR_USER_TYPE_INVALID)),
     }
-    let (emu, record) = {
+    let emu = {
         let t = slot.token()?;
         match t.login {
             Some(u) if u == user => return Err(Rv(ck::CKR_USER_ALREADY_LOGGED_IN)),
             Some(_) => return Err(Rv(ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN)),
             None => {}
         }
-        (t.emu.clone(), t.record.clone())
+        t.emu.clone()
     };
     if user == ck::CKU_SO && read_only_open(&lib, s.slot)? {
         return Err(Rv(ck::CKR_SESSION_READ_ONLY_EXISTS));
     }
     // The slow PIN check runs without the token lock, so other sessions keep working; PIN checks
-    // on the slot run one at a time, so every wrong guess is counted before the next is tried.
+    // on the slot run one at a time, so every wrong guess is counted before the next is tried
+    // (and, through the record's lock file, across processes too).
     let _one_at_a_time = slot.pin_check()?;
     let pin = token::check_pin_shape(pin).map_err(|_| rv::PIN_INCORRECT)?;
     let quorum = if user == ck::CKU_SO {
         emu.authorize(&so_cards(&emu, &pin)?).map_err(emu_err)?
     } else {
-        // Read again under the PIN lock: the snapshot above may predate other guesses.
-        let record = slot.token()?.record.clone().or(record).ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
-        let check = record.user_pin.as_ref().ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
-        if record.user_locked() {
-            return Err(Rv(ck::CKR_PIN_LOCKED));
-        }
-        let ok = check.matches(&pin).map_err(emu_err)?;
+        emu.check_user_pin(&pin).map_err(emu_err)?;
         let mut t = slot.token_mut()?;
         still_open(&lib, h)?;
-        if ok && t.login.is_some() {
+        if t.login.is_some() {
             return Err(Rv(if t.login == Some(user) {
                 ck::CKR_USER_ALREADY_LOGGED_IN
             } else {
                 ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN
             }));
-        }
-        if let Some(r) = t.record.as_mut() {
-            let before = r.user_failures;
-            r.user_failures = if ok { 0 } else { r.user_failures.saturating_add(1) };
-            if r.user_failures != before {
-                r.save(&slot.kmdata).map_err(emu_err)?;
-            }
-        }
-        if !ok {
-            return Err(rv::PIN_INCORRECT);
         }
         t.login = Some(user);
         return Ok(());
@@ -335,33 +320,21 @@ pub fn logout(h: CK_SESSION_HANDLE) -> Result<()> {
     Ok(())
 }
 
-fn new_pin_check(s: &Session, pin: &Pin) -> Result<PinCheck> {
-    let mut salt = [0u8; 16];
-    s.lock()?.emu.random(&mut salt).map_err(emu_err)?;
-    PinCheck::new(pin, salt).map_err(emu_err)
-}
-
 /// `C_InitPIN`: the security officer sets the user PIN (and unlocks it).
 pub fn init_pin(h: CK_SESSION_HANDLE, pin: &[u8]) -> Result<()> {
     let (lib, s) = state::session(h)?;
     let slot = &lib.slots[s.slot];
-    if slot.token()?.login != Some(ck::CKU_SO) {
-        return Err(rv::USER_NOT_LOGGED_IN);
-    }
     let pin = token::check_pin_shape(pin)?;
-    let check = new_pin_check(&s, &pin)?;
-    let mut t = slot.token_mut()?;
-    // The security officer may have logged out meanwhile.
-    still_open(&lib, h)?;
-    if t.login != Some(ck::CKU_SO) {
-        return Err(rv::USER_NOT_LOGGED_IN);
-    }
-    let mut record = t.record.clone().unwrap_or_else(|| TokenRecord::new(&t.label()));
-    record.user_pin = Some(check);
-    record.user_failures = 0;
-    record.save(&slot.kmdata).map_err(emu_err)?;
-    t.record = Some(record);
-    Ok(())
+    let (emu, quorum) = {
+        let t = slot.token()?;
+        match (t.login, &t.quorum) {
+            (Some(ck::CKU_SO), Some(q)) => (t.emu.clone(), q.clone()),
+            _ => return Err(rv::USER_NOT_LOGGED_IN),
+        }
+    };
+    emu.init_user_pin(&quorum, &pin).map_err(emu_err)?;
+    // The security officer may have logged out meanwhile; the PIN was set with the quorum held.
+    still_open(&lib, h)
 }
 
 /// `C_SetPIN`: the user changes the user PIN. The security officer's PIN is the Administrator
@@ -372,39 +345,18 @@ pub fn set_pin(h: CK_SESSION_HANDLE, old: &[u8], new: &[u8]) -> Result<()> {
     if !s.rw {
         return Err(rv::SESSION_READ_ONLY);
     }
-    let (login, record) = {
+    let (login, emu) = {
         let t = slot.token()?;
-        (t.login, t.record.clone())
+        (t.login, t.emu.clone())
     };
     if login == Some(ck::CKU_SO) {
         crate::log("the SO PIN is the Administrator cards' PINs; change it on the cards");
         return Err(rv::FUNCTION_NOT_SUPPORTED);
     }
     let _one_at_a_time = slot.pin_check()?;
-    let record = slot.token()?.record.clone().or(record).ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
-    let check = record.user_pin.as_ref().ok_or(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED))?;
-    if record.user_locked() {
-        return Err(Rv(ck::CKR_PIN_LOCKED));
-    }
     let old = token::check_pin_shape(old).map_err(|_| rv::PIN_INCORRECT)?;
     let new = token::check_pin_shape(new)?;
-    let ok = check.matches(&old).map_err(emu_err)?;
-    let replacement = if ok { Some(new_pin_check(&s, &new)?) } else { None };
-    let mut t = slot.token_mut()?;
-    let Some(r) = t.record.as_mut() else { return Err(Rv(ck::CKR_USER_PIN_NOT_INITIALIZED)) };
-    match replacement {
-        Some(c) => {
-            r.user_pin = Some(c);
-            r.user_failures = 0;
-            r.save(&slot.kmdata).map_err(emu_err)?;
-            Ok(())
-        }
-        None => {
-            r.user_failures = r.user_failures.saturating_add(1);
-            r.save(&slot.kmdata).map_err(emu_err)?;
-            Err(rv::PIN_INCORRECT)
-        }
-    }
+    emu.change_user_pin(&old, &new).map_err(emu_err)
 }
 
 /// `C_GenerateRandom`.

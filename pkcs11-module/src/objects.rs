@@ -409,15 +409,22 @@ fn object_err(e: hsmkit_backend::Error) -> Rv {
     }
 }
 
-/// Whether the user is logged in on the session's token.
-pub fn logged_in_user(lib: &Library, s: &Session) -> Result<bool> {
-    Ok(lib.slots[s.slot].token()?.login == Some(ck::CKU_USER))
+/// Whether the session may see and use private objects: the user is logged in, or the token has
+/// no user PIN (a world made by the nShield tools: module protection alone, as nShield's
+/// module-protected keys need no login). The in-process emulator applies the same rule
+/// ([`hsmkit_emulator::Emulator::login_required`]).
+pub fn private_allowed(lib: &Library, s: &Session) -> Result<bool> {
+    let t = lib.slots[s.slot].token()?;
+    if t.login == Some(ck::CKU_USER) {
+        return Ok(true);
+    }
+    Ok(!t.emu.login_required().map_err(crate::emu_err)?)
 }
 
 /// Reads object `h` as the session may see it: a private object is invisible without the user.
 fn visible(lib: &Library, s: &Session, emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Result<View> {
     let v = View::read(emu, h)?;
-    if v.private() && !logged_in_user(lib, s)? {
+    if v.private() && !private_allowed(lib, s)? {
         return Err(rv::OBJECT_HANDLE_INVALID);
     }
     Ok(v)
@@ -450,7 +457,7 @@ fn may_create(lib: &Library, s: &Session, policy: &KeyPolicy, private: bool) -> 
     if policy.token && !s.rw {
         return Err(rv::SESSION_READ_ONLY);
     }
-    if private && !logged_in_user(lib, s)? {
+    if private && !private_allowed(lib, s)? {
         return Err(rv::USER_NOT_LOGGED_IN);
     }
     Ok(())
@@ -581,7 +588,7 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
     }
     // The public half of a pair shares its blob (label, id, ACL) with the private key: changing
     // it changes a private object, which needs the user.
-    if !v.private() && st.emu.holds_secret(state::key(obj)).map_err(object_err)? && !logged_in_user(&lib, &s)? {
+    if !v.private() && st.emu.holds_secret(state::key(obj)).map_err(object_err)? && !private_allowed(&lib, &s)? {
         return Err(rv::USER_NOT_LOGGED_IN);
     }
     let mut policy = v.policy.clone();
@@ -612,7 +619,7 @@ pub fn find_init(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<()> {
     if st.ops.find.is_some() {
         return Err(rv::OPERATION_ACTIVE);
     }
-    let user = logged_in_user(&lib, &s)?;
+    let user = private_allowed(&lib, &s)?;
     // An unknown class or key type matches nothing rather than failing.
     let filter = KeyFilter {
         class: t.class().ok().flatten(),

@@ -61,9 +61,6 @@ pub struct Slot {
 pub struct Token {
     /// The emulated module.
     pub emu: Arc<Emulator>,
-    /// The PKCS#11 token record (label, user PIN); `None` until `C_InitToken` or for a world made
-    /// by the CLI.
-    pub record: Option<TokenRecord>,
     /// Who is logged in (`CKU_USER` or `CKU_SO`), for every session of the slot.
     pub login: Option<CK_USER_TYPE>,
     /// The world's quorum, while the security officer (who presented the cards) is logged in.
@@ -82,9 +79,18 @@ impl Token {
         self.emu.world().ok().flatten().is_some()
     }
 
+    /// The PKCS#11 token record (label, user PIN), read from kmdata now (another process may
+    /// have changed it); `None` until `C_InitToken` or `C_InitPIN`, or for a world made by the CLI.
+    pub fn record(&self) -> Result<Option<TokenRecord>> {
+        TokenRecord::load(&self.emu.config().kmdata).map_err(|e| {
+            crate::log_error(&e);
+            Rv::from(e)
+        })
+    }
+
     /// The label shown in `CK_TOKEN_INFO`.
     pub fn label(&self) -> String {
-        match (&self.record, self.emu.world().ok().flatten()) {
+        match (self.record().ok().flatten(), self.emu.world().ok().flatten()) {
             (Some(r), _) => r.label.clone(),
             (None, Some(w)) => format!("hsmkit {}", w.name()),
             (None, None) => String::new(),
@@ -160,14 +166,15 @@ impl Library {
         let mut slots = Vec::new();
         for s in &config.slots {
             let emu = Slot::open_module(&s.kmdata)?;
-            let record = TokenRecord::load(&s.kmdata).map_err(|e| {
+            // A damaged record is reported at once rather than at the first login.
+            TokenRecord::load(&s.kmdata).map_err(|e| {
                 crate::log_error(&e);
                 Rv::from(e)
             })?;
             slots.push(Slot {
                 id: s.id,
                 kmdata: s.kmdata.clone(),
-                token: RwLock::new(Token { emu: Arc::new(emu), record, login: None, quorum: None }),
+                token: RwLock::new(Token { emu: Arc::new(emu), login: None, quorum: None }),
                 pin_check: Mutex::new(()),
             });
         }

@@ -269,9 +269,18 @@ impl<'s> Engine<'s> {
     ) -> Result<Narrowed> {
         let s = self.session;
         if let Some(authority) = s.world_authority() {
-            match officer {
-                Officer::Cards(cards) => authority.present_cards(cards)?,
-                Officer::Pin(pin) => s.login(UserKind::SecurityOfficer, pin)?,
+            // A world with a user PIN shows its keys to the user only; the cards approve the
+            // narrowing.
+            if let Some(pin) = user {
+                s.login(UserKind::User, pin)?;
+            }
+            let presented = match officer {
+                Officer::Cards(cards) => authority.present_cards(cards),
+                Officer::Pin(pin) => s.login(UserKind::SecurityOfficer, pin),
+            };
+            if let Err(e) = presented {
+                let _ = s.logout();
+                return Err(e);
             }
             let result = (|| {
                 let source = self.find(key)?;

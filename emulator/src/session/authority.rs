@@ -43,7 +43,7 @@ impl EmulatorSession<'_> {
     }
 
     fn quorum_held(&self, op: Op) -> Result<()> {
-        if self.quorum.borrow().is_none() {
+        if !self.quorum_now(op)? {
             return Err(Error::new(ErrorKind::NotLoggedIn, op)
                 .detail("narrowing a key for transfer needs the Administrator Card Set quorum")
                 .hint("log in as the security officer (present the cards) first"));
@@ -84,6 +84,7 @@ impl WorldAuthority for EmulatorSession<'_> {
             .collect();
         let auth = self.emu.authorize(&presented)?;
         self.quorum.replace(Some(auth));
+        self.quorum_by_login.set(false);
         Ok(())
     }
 
