@@ -4,6 +4,7 @@
 //! with `hsmkit` in front: `new-world`, `nkminfo`, `generatekey`, `cngimport`, `aclprint` (and
 //! `preload … aclprint.py`), `kmfile-dump`.
 
+mod aadrm;
 mod backends;
 mod ceremony;
 mod commands;
@@ -94,6 +95,22 @@ enum Command {
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
     Conform(commands::ConformArgs),
+    /// The article's `Connect-AadrmService`: saves which provider and tenant the next cmdlets use
+    /// (`-Provider DIR -TenantBposId GUID`).
+    #[command(name = "Connect-AadrmService", alias = "connect-aadrmservice")]
+    ConnectAadrmService(aadrm::CmdletArgs),
+    /// The article's `Get-AadrmConfiguration`: the connected tenant's BPOSId.
+    #[command(name = "Get-AadrmConfiguration", alias = "get-aadrmconfiguration")]
+    GetAadrmConfiguration(aadrm::CmdletArgs),
+    /// The article's `Disconnect-AadrmService`.
+    #[command(name = "Disconnect-AadrmService", alias = "disconnect-aadrmservice")]
+    DisconnectAadrmService(aadrm::CmdletArgs),
+    /// The article's `Get-AadrmKeys`: the connected tenant's keys.
+    #[command(name = "Get-AadrmKeys", alias = "get-aadrmkeys")]
+    GetAadrmKeys(aadrm::CmdletArgs),
+    /// The article's `Add-AadrmKey –KeyFile FILE -Verbose` (`-Force`: no confirmation).
+    #[command(name = "Add-AadrmKey", alias = "add-aadrmkey")]
+    AddAadrmKey(aadrm::CmdletArgs),
     /// The security officer sets the token's user PIN (`C_InitPIN`): private keys then need the
     /// user's login.
     #[command(name = "init-pin")]
@@ -138,6 +155,11 @@ fn main() -> ExitCode {
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
         Command::InitPin(a) => commands::init_pin(&cli.global, a),
+        Command::ConnectAadrmService(a) => aadrm::connect(&cli.global, a),
+        Command::GetAadrmConfiguration(a) => aadrm::configuration(&cli.global, a),
+        Command::DisconnectAadrmService(a) => aadrm::disconnect(&cli.global, a),
+        Command::GetAadrmKeys(a) => aadrm::keys(&cli.global, a),
+        Command::AddAadrmKey(a) => aadrm::add_key(&cli.global, a),
         Command::Tenant(a) => tenant::run(&cli.global, a),
         Command::Ceremony(a) => ceremony::run(&cli.global, a),
         Command::Vendor(VendorCommand::Init(a)) => vendor::init(&cli.global, a),

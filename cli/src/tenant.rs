@@ -49,6 +49,10 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         identifier: String,
     },
+    /// Open the tenant (made with its initial key on first use) and print nothing
+    /// (`Connect-AadrmService`).
+    #[command(skip)]
+    Open,
 }
 
 /// The provider's module: the emulator on the provider folder's kmdata (seeded apart from the
@@ -102,6 +106,7 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
         provider::initial_key(session.as_ref(), &a.tenant)
     })?;
     match &a.command {
+        TenantCommand::Open => Ok(()),
         TenantCommand::Keys => {
             println!(
                 "{:<38} {:<24} {:<9} {:<20} PublicKeyFingerprint(SHA-256)",

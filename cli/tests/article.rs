@@ -27,9 +27,30 @@ impl Env {
             .args(args.split_whitespace())
             .env("NFAST_KMDATA", self.kmdata())
             .env("HSMKIT_PIN_FILE", self.dir.path().join("pins"))
+            .env("HSMKIT_STATE_DIR", self.dir.path().join("state"))
             .env_remove("HOME")
+            .current_dir(self.dir.path())
             .output()
             .expect("run hsmkit")
+    }
+
+    /// Runs `hsmkit` with `input` on its standard input (a confirmation prompt's answer).
+    fn answering(&self, args: &str, input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+            .args(args.split_whitespace())
+            .env("NFAST_KMDATA", self.kmdata())
+            .env("HSMKIT_PIN_FILE", self.dir.path().join("pins"))
+            .env("HSMKIT_STATE_DIR", self.dir.path().join("state"))
+            .env_remove("HOME")
+            .current_dir(self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn hsmkit");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("answer");
+        child.wait_with_output().expect("run hsmkit")
     }
 
     fn ok(&self, args: &str) -> String {
@@ -420,6 +441,84 @@ fn package_wraps_the_narrowed_key_for_the_providers_module_only() {
     rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public)
         .verify(b"tenant", &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).expect("sig"))
         .expect("the unwrapped key is the customer's key");
+}
+
+#[test]
+fn the_articles_tenant_cmdlets_run_as_written() {
+    let e = Env::new();
+    let d = e.dir.path();
+    let provider = d.join("provider");
+    e.ok(&format!("vendor init --region AP --dir {} --out {}", provider.display(), d.display()));
+    e.world();
+    e.ok(GENERATEKEY);
+    let (kek, world) = (d.join("BYOK-KEK-pkg-AP-1"), d.join("BYOK-SecurityWorld-pkg-AP-1"));
+    let tenant = "0123abcd-89ab-cdef-0123-456789abcdef";
+    e.ok(&format!(
+        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
+        kek.display(),
+        world.display()
+    ));
+    e.ok(&format!(
+        "KeyTransferRemote -Package -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {} -TenantBposId {tenant} -KeyFriendlyName ContosoFirstkey",
+        kek.display(),
+        world.display()
+    ));
+    // Written where the tool runs, as KeyTransferRemote.exe does.
+    let pkg = d.join("TransferPackage-ContosoFirstkey.byok");
+    assert!(pkg.exists(), "KeyTransferRemote -Package wrote {}", pkg.display());
+    // Not connected yet: each cmdlet says what to run first.
+    let err = e.fails("Get-AadrmKeys");
+    assert!(err.contains("not connected") && err.contains("Connect-AadrmService"), "{err}");
+    let err = e.fails(&format!("Connect-AadrmService -Provider {} -TenantBposId not-a-guid", provider.display()));
+    assert!(err.contains("not-a-guid"), "{err}");
+    let err =
+        e.fails(&format!("Connect-AadrmService -Provider {} -TenantBposId {tenant}", d.join("nowhere").display()));
+    assert!(err.contains("not a provider folder"), "{err}");
+    // Step 2 of the article: connect, read the BPOSId, disconnect.
+    e.ok(&format!("Connect-AadrmService -Provider {} -TenantBposId {tenant}", provider.display()));
+    let conf = e.ok("Get-AadrmConfiguration");
+    assert!(conf.lines().next().is_some_and(|l| l.starts_with("BPOSId") && l.ends_with(tenant)), "{conf}");
+    assert!(e.ok("Disconnect-AadrmService").contains("closed"));
+    assert!(e.fails("Get-AadrmKeys").contains("not connected"));
+    // The upload: reconnect, see the initial key, add the package (confirmed), see it Active.
+    e.ok(&format!("Connect-AadrmService -Provider {} -TenantBposId {tenant}", provider.display()));
+    let keys = e.ok("Get-AadrmKeys");
+    assert!(keys.contains("Microsoft-managed        Active"), "{keys}");
+    let add = format!("Add-AadrmKey \u{2013}KeyFile {} -Verbose", pkg.display());
+    let declined = e.answering(&add, "n\n");
+    assert!(!declined.status.success(), "declined");
+    assert!(String::from_utf8_lossy(&declined.stderr).contains("not confirmed"));
+    assert_eq!(e.ok("Get-AadrmKeys"), keys, "a declined upload changes nothing");
+    let added = e.answering(&add, "y\n");
+    let out = String::from_utf8_lossy(&added.stdout);
+    assert!(added.status.success(), "{out}\n{}", String::from_utf8_lossy(&added.stderr));
+    assert!(out.contains("this cannot be undone"), "the article's warning is asked: {out}");
+    assert!(out.contains("VERBOSE: Performing the operation \"Add-AadrmKey\""), "{out}");
+    assert!(out.contains("The Rights management service successfully added the key."), "{out}");
+    let keys = e.ok("Get-AadrmKeys");
+    assert!(
+        keys.contains("Customer-managed (BYOK)  Active") && keys.contains("Microsoft-managed        Archived"),
+        "{keys}"
+    );
+    let err = e.fails(&format!("Add-AadrmKey -KeyFile {} -Force", pkg.display()));
+    assert!(err.contains("was already added"), "{err}");
+    let err = e.fails("Add-AadrmKey -KeyFile");
+    assert!(err.contains("-KeyFile needs a value"), "{err}");
+    let err = e.fails("Get-AadrmKeys -Tenant x");
+    assert!(err.contains("unknown parameter '-Tenant'"), "{err}");
+    // A damaged connection file is named, never half-used.
+    let conn = d.join("state").join("aadrm-connection.json");
+    let good = std::fs::read(&conn).expect("connection");
+    for cut in [0, good.len() / 2, good.len() - 2] {
+        std::fs::write(&conn, &good[..cut]).expect("truncate");
+        let err = e.fails("Get-AadrmKeys");
+        assert!(err.contains("connection file") && err.contains("damaged"), "cut {cut}: {err}");
+    }
+    let text = String::from_utf8(good.clone()).expect("utf8").replace(tenant, "../../etc");
+    std::fs::write(&conn, text).expect("hostile");
+    assert!(e.fails("Get-AadrmKeys").contains("damaged"));
+    std::fs::write(&conn, &good).expect("restore");
+    assert_eq!(e.ok("Get-AadrmKeys"), keys);
 }
 
 #[test]
