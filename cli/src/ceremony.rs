@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hsmkit_backend::{Error, ErrorKind, Op, Result};
+use hsmkit_transfer::packages::Region;
 
 use crate::commands::{self, CngimportArgs, GeneratekeyArgs, NewWorldArgs, NkminfoArgs};
 use crate::tenant::{TenantArgs, TenantCommand};
@@ -64,8 +65,9 @@ fn step(n: usize, title: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
 
 pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
     let started = Instant::now();
+    // Arguments are checked before anything is made.
+    let region = Region::parse(&a.region)?;
     let dir = fresh_dir(a.dir.as_deref())?;
-    let region = hsmkit_transfer::packages::Region::parse(&a.region)?;
     let (kek_name, world_name) = hsmkit_transfer::packages::package_names(region, 1);
     let (kek, world) = (dir.join(&kek_name), dir.join(&world_name));
     if let Some(spec) = &a.backend {
@@ -92,12 +94,8 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
     println!("hsmkit ceremony in {}", dir.display());
     println!("Administrator card PINs for this demonstration are made here and written to {}", pins.display());
 
-    step(1, "the provider's toolset (vendor init)", || {
-        vendor::init(&g, &VendorInitArgs { region: a.region.clone(), dir: dir.join("provider"), out: dir.clone() })
-    })?;
-    step(2, "validate the packages (verifykeypackage)", || {
-        vendor::verify(&VerifyArgs { kek: kek.clone(), world: world.clone(), root_hash: None })
-    })?;
+    step(1, "the provider's toolsets for NA, EU and AP (vendor init)", || make_toolsets(&g, &dir, region))?;
+    step(2, "validate the packages (verifykeypackage)", || verify_toolsets(&dir, region))?;
     step(3, "create the security world, ACS 2/3 (new-world)", || {
         commands::new_world(
             &g,
@@ -151,7 +149,49 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
         transfer::package(&g, &package_args(KeyArgs::named("simple", "contosokey"), &kek, &world, &dir))
     })?;
     let original = hsmkit_emulator::keyblob::KeyFile::read(&dir.join("kmdata/local/key_simple_contosokey"))?;
-    provider_steps(&g, &dir, 10, false, &original.header.public, started)
+    provider_steps(&g, &dir, region, 10, false, &original.header.public, started)
+}
+
+const REGIONS: [Region; 3] = [Region::NA, Region::EU, Region::AP];
+
+/// Where a region's provider and toolset live: the chosen region's provider in `provider/` and
+/// its toolset at the top of the run folder; another region's in `provider-<R>/` and
+/// `toolset-<R>/`, as the article's per-region download.
+fn region_dirs(dir: &Path, region: Region, chosen: Region) -> (PathBuf, PathBuf) {
+    if region == chosen {
+        (dir.join("provider"), dir.to_path_buf())
+    } else {
+        (dir.join(format!("provider-{region}")), dir.join(format!("toolset-{region}")))
+    }
+}
+
+/// The provider's three regional toolsets, each made by its own provider module (and, in a
+/// seeded run, from its own seed; the chosen region's from the run's seed as before).
+fn make_toolsets(g: &Global, dir: &Path, chosen: Region) -> Result<()> {
+    for (i, region) in REGIONS.into_iter().enumerate() {
+        let (provider, out) = region_dirs(dir, region, chosen);
+        let seed = if region == chosen { g.seed } else { g.seed.map(|s| s.wrapping_add(0x7e61_0000 + i as u64)) };
+        hsmkit_emulator::fsio::create_private_dir(&out).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::Initialize).detail(format!("cannot create {}: {e}", out.display()))
+        })?;
+        println!("-- region {region}{}", if region == chosen { " (the customer's)" } else { "" });
+        vendor::init(
+            &Global { seed, ..g.clone() },
+            &VendorInitArgs { region: region.to_string(), dir: provider, out },
+        )?;
+    }
+    Ok(())
+}
+
+/// `verifykeypackage.py -k BYOK-KEK-pkg-<R>-1 -w BYOK-SecurityWorld-pkg-<R>-1` for each region.
+fn verify_toolsets(dir: &Path, chosen: Region) -> Result<()> {
+    for region in REGIONS {
+        let (_, out) = region_dirs(dir, region, chosen);
+        let (kek, world) = hsmkit_transfer::packages::package_names(region, 1);
+        println!("-- verifykeypackage.py -k {kek} -w {world}");
+        vendor::verify(&VerifyArgs { kek: out.join(kek), world: out.join(world), root_hash: None })?;
+    }
+    Ok(())
 }
 
 /// The provider's side of the ceremony, from step `first`: upload, list, and the final check that
@@ -159,6 +199,7 @@ pub fn run(g: &Global, a: &CeremonyArgs) -> Result<()> {
 fn provider_steps(
     g: &Global,
     dir: &Path,
+    region: Region,
     first: usize,
     allow_unattested: bool,
     original_spki: &[u8],
@@ -177,6 +218,32 @@ fn provider_steps(
         );
         Ok(())
     })?;
+    step(
+        first + 3,
+        &format!("the package is for region {region} only: the other regions' services refuse it"),
+        || {
+            for other in REGIONS.into_iter().filter(|r| *r != region) {
+                let (provider, _) = region_dirs(dir, other, region);
+                let key_file = dir.join("TransferPackage-ContosoFirstkey.byok");
+                let args = TenantArgs {
+                    provider,
+                    tenant: TENANT.into(),
+                    command: TenantCommand::AddKey { key_file, yes: true, allow_unattested },
+                };
+                match tenant::run(g, &args) {
+                    Err(e) if e.to_string().contains("bound to another security world") => {
+                        println!("Region {other}: refused ({e})");
+                    }
+                    Err(e) => return Err(e),
+                    Ok(()) => {
+                        return Err(Error::new(ErrorKind::Device, Op::UnwrapKey)
+                            .detail(format!("region {other}'s service accepted a package made for {region}")));
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
     println!();
     println!("Ceremony complete in {} ms; everything is in {}", started.elapsed().as_millis(), dir.display());
     println!("Result: SUCCESS");
@@ -207,15 +274,9 @@ fn run_pkcs11(
     // The token's PINs (user, then security officer) come from the caller's --pin-file.
     let g = Global { kmdata: Some(dir.join("kmdata")), ..g.clone() };
     println!("hsmkit ceremony in {}, the customer's side on {spec}", dir.display());
-    step(1, "the provider's toolset (vendor init)", || {
-        vendor::init(
-            &g,
-            &VendorInitArgs { region: a.region.clone(), dir: dir.join("provider"), out: dir.to_path_buf() },
-        )
-    })?;
-    step(2, "validate the packages (verifykeypackage)", || {
-        vendor::verify(&VerifyArgs { kek: kek.to_path_buf(), world: world.to_path_buf(), root_hash: None })
-    })?;
+    let region = Region::parse(&a.region)?;
+    step(1, "the provider's toolsets for NA, EU and AP (vendor init)", || make_toolsets(&g, dir, region))?;
+    step(2, "validate the packages (verifykeypackage)", || verify_toolsets(dir, region))?;
     step(3, "create the tenant key on the token (transfer generate-key: C_GenerateKeyPair, RSA-2048)", || {
         transfer::generate_key(&g, &GenerateKeyArgs { key: key_args.clone(), bits: 2048 })
     })?;
@@ -236,7 +297,7 @@ fn run_pkcs11(
     step(5, "encrypt the key with the provider's KEK (transfer package)", || {
         transfer::package(&g, &package_args(key_args.clone(), kek, world, dir))
     })?;
-    provider_steps(&g, dir, 6, true, &original, started)
+    provider_steps(&g, dir, region, 6, true, &original, started)
 }
 
 /// `transfer package` of contosokey for the ceremony's tenant.

@@ -656,6 +656,41 @@ fn the_ceremony_runs_end_to_end_and_a_seed_makes_it_byte_identical() {
         s.into_iter().map(|(p, b)| (p.strip_prefix(root).expect("under root").to_path_buf(), b)).collect()
     };
     assert_eq!(strip(sa, &a), strip(sb, &b), "seeded ceremonies are byte-identical");
+    // The three regions' toolsets, each from its own provider: the customer's (NA by default) at
+    // the top, the others in toolset-EU/ and toolset-AP/; every KEK differs.
+    let mut keks = std::collections::BTreeSet::new();
+    for (folder, region) in [(a.clone(), "NA"), (a.join("toolset-EU"), "EU"), (a.join("toolset-AP"), "AP")] {
+        let kek = std::fs::read(folder.join(format!("BYOK-KEK-pkg-{region}-1"))).expect("the region's KEK package");
+        assert!(folder.join(format!("BYOK-SecurityWorld-pkg-{region}-1")).exists(), "{region}");
+        assert!(folder.join("verifykeypackage.pin").exists(), "{region}");
+        keks.insert(kek);
+    }
+    assert_eq!(keks.len(), 3, "each region has its own KEK");
+    // Another region as the customer's: its toolset is used, and the other two services refuse
+    // the package.
+    let ap = e.dir.path().join("ap");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["ceremony", "--region", "AP", "--dir"])
+        .arg(&ap)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ap.join("BYOK-KEK-pkg-AP-1").exists() && ap.join("toolset-NA").join("BYOK-KEK-pkg-NA-1").exists());
+    assert!(text.contains("-- verifykeypackage.py -k BYOK-KEK-pkg-EU-1 -w BYOK-SecurityWorld-pkg-EU-1"), "{text}");
+    for other in ["NA", "EU"] {
+        assert!(
+            text.contains(&format!("Region {other}: refused")) && text.contains("bound to another security world"),
+            "{text}"
+        );
+    }
+    let err = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["ceremony", "--region", "SA", "--dir"])
+        .arg(e.dir.path().join("sa"))
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&err.stderr).contains("use NA, EU or AP"));
+    assert!(!e.dir.path().join("sa").exists(), "a bad region makes nothing");
     // A folder that is not empty is refused.
     let out = Command::new(env!("CARGO_BIN_EXE_hsmkit")).args(["ceremony", "--dir"]).arg(&a).output().expect("run");
     assert!(!out.status.success());
