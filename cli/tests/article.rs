@@ -502,6 +502,31 @@ fn the_articles_tenant_cmdlets_run_as_written() {
     );
     let err = e.fails(&format!("Add-AadrmKey -KeyFile {} -Force", pkg.display()));
     assert!(err.contains("was already added"), "{err}");
+    // -Force adds without asking (no input at all): another tenant's package.
+    let second = "fedcba98-89ab-cdef-0123-456789abcdef";
+    e.ok(&format!(
+        "KeyTransferRemote -Package -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {} -TenantBposId {second} -KeyFriendlyName Second",
+        kek.display(),
+        world.display()
+    ));
+    e.ok(&format!("Connect-AadrmService -Provider {} -TenantBposId {second}", provider.display()));
+    let out = e.ok(&format!("Add-AadrmKey -KeyFile {} -Force", d.join("TransferPackage-Second.byok").display()));
+    assert!(out.contains("successfully added") && !out.contains("Continue?"), "{out}");
+    assert!(!out.contains("VERBOSE"), "quiet without -Verbose: {out}");
+    e.ok(&format!("Connect-AadrmService -Provider {} -TenantBposId {tenant}", provider.display()));
+    // Without HSMKIT_STATE_DIR the connection lives under XDG_STATE_HOME.
+    let xdg = d.join("xdg");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["Connect-AadrmService", "-Provider"])
+        .arg(&provider)
+        .args(["-TenantBposId", tenant])
+        .env_remove("HSMKIT_STATE_DIR")
+        .env_remove("HOME")
+        .env("XDG_STATE_HOME", &xdg)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(xdg.join("hsmkit").join("aadrm-connection.json").is_file());
     let err = e.fails("Add-AadrmKey -KeyFile");
     assert!(err.contains("-KeyFile needs a value"), "{err}");
     let err = e.fails("Get-AadrmKeys -Tenant x");

@@ -831,12 +831,44 @@ fn cli_world_in_second_slot(p: &P11) {
             &pins,
         )
         .expect("2/3 world");
+        emu.generate_rsa("simple", "slot7key", "slot7key", 2048, 65537).expect("generatekey");
     }
     p.init();
     let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
     assert_eq!(call!(p, C_GetTokenInfo(7, &mut info)), CKR_OK);
     assert!(info.flags & CKF_TOKEN_INITIALIZED != 0);
     assert_eq!(info.flags & CKF_USER_PIN_INITIALIZED, 0);
+    // No user PIN: module protection, as on nShield. No login is required and the world's keys
+    // are found and used without one.
+    assert_eq!(info.flags & CKF_LOGIN_REQUIRED, 0, "a world without a user PIN needs no login");
+    let find_private = |h| {
+        let class: CK_OBJECT_CLASS = CKO_PRIVATE_KEY;
+        let t = [bytes_attr(CKA_LABEL, b"slot7key"), attr(CKA_CLASS, &class)];
+        assert_eq!(call!(p, C_FindObjectsInit(h, t.as_ptr() as *mut _, 2)), CKR_OK);
+        let mut found = [0; 2];
+        let mut n: CK_ULONG = 0;
+        assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 2, &mut n)), CKR_OK);
+        assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+        found[..n as usize].to_vec()
+    };
+    let sign = |h, key| {
+        let mut m = mech(CKM_SHA256_RSA_PKCS);
+        let rv = call!(p, C_SignInit(h, &mut m, key));
+        if rv != CKR_OK {
+            return rv;
+        }
+        let mut sig = [0u8; 256];
+        let mut len: CK_ULONG = 256;
+        call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len))
+    };
+    {
+        let mut h = 0;
+        assert_eq!(call!(p, C_OpenSession(7, CKF_SERIAL_SESSION, null_mut(), None, &mut h)), CKR_OK);
+        let keys = find_private(h);
+        assert_eq!(keys.len(), 1, "the CLI's key is visible without a login");
+        assert_eq!(sign(h, keys[0]), CKR_OK, "and signs without one");
+        assert_eq!(call!(p, C_CloseSession(h)), CKR_OK);
+    }
     assert!(String::from_utf8_lossy(&info.label).starts_with("hsmkit "), "{:?}", String::from_utf8_lossy(&info.label));
     let mut h = 0;
     assert_eq!(call!(p, C_OpenSession(7, CKF_SERIAL_SESSION | CKF_RW_SESSION, null_mut(), None, &mut h)), CKR_OK);
@@ -847,7 +879,23 @@ fn cli_world_in_second_slot(p: &P11) {
     let pin = "slot7pin";
     assert_eq!(call!(p, C_InitPIN(h, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)), CKR_OK);
     assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    // A user PIN: now login is required, and the key is hidden until the user logs in.
+    assert_eq!(call!(p, C_GetTokenInfo(7, &mut info)), CKR_OK);
+    assert!(info.flags & CKF_LOGIN_REQUIRED != 0 && info.flags & CKF_USER_PIN_INITIALIZED != 0);
+    assert!(find_private(h).is_empty(), "hidden without the user");
     assert_eq!(p.login(h, CKU_USER, pin), CKR_OK);
+    let keys = find_private(h);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(sign(h, keys[0]), CKR_OK);
+    // The in-process emulator on the same kmdata checks the same PIN, the one C_InitPIN set.
+    {
+        use hsmkit_backend::{Backend as _, UserKind};
+        let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata)).expect("emulator");
+        let s = emu.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadOnly).expect("session");
+        let e = s.login(UserKind::User, &hsmkit_backend::Pin::from("1234".to_string())).expect_err("wrong PIN");
+        assert_eq!(e.kind(), &hsmkit_backend::ErrorKind::PinIncorrect);
+        s.login(UserKind::User, &hsmkit_backend::Pin::from(pin.to_string())).expect("the .so's PIN");
+    }
     // Slot 0's login is its own.
     let h0 = p.open(true);
     assert_eq!(p.state(h0), CKS_RW_PUBLIC_SESSION);

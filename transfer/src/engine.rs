@@ -409,15 +409,20 @@ impl<'s> Engine<'s> {
         };
         let public = self.public_key(copy)?;
         let bits = rsa::PublicKey::from_public_key_der(&public).map(|k| k.n().bit_width()).unwrap_or(0);
-        let kek = match self.trusted_kek(&target.kek_spki)? {
-            Some(h) => h,
+        let (kek, temporary) = match self.trusted_kek(&target.kek_spki)? {
+            Some(h) => (h, false),
             None => {
                 let mut policy = KeyPolicy::new(Usage::WRAP | Usage::ENCRYPT).with_label("transfer KEK");
                 policy.token = false;
-                s.import_key(&KeyMaterial::RsaPublicSpki(target.kek_spki.clone()), &policy)?
+                (s.import_key(&KeyMaterial::RsaPublicSpki(target.kek_spki.clone()), &policy)?, true)
             }
         };
-        let wrapped = s.wrap_key(mechanism, kek, copy)?;
+        let wrapped = s.wrap_key(mechanism, kek, copy);
+        if temporary {
+            // A session object for this wrap only: it does not pile up over many packages.
+            let _ = s.destroy(kek);
+        }
+        let wrapped = wrapped?;
         Ok(Wrapped { copy, public, bits, wrapped, rights, composed: self.composed })
     }
 
