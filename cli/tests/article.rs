@@ -21,32 +21,31 @@ impl Env {
         self.dir.path().join("kmdata")
     }
 
-    /// Runs `hsmkit` with the article's arguments; kmdata from `NFAST_KMDATA` as the tools use it.
-    fn run(&self, args: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hsmkit"))
-            .args(args.split_whitespace())
+    /// `hsmkit` with the article's arguments; kmdata from `NFAST_KMDATA` as the tools use it.
+    fn command(&self, args: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hsmkit"));
+        c.args(args.split_whitespace())
             .env("NFAST_KMDATA", self.kmdata())
             .env("HSMKIT_PIN_FILE", self.dir.path().join("pins"))
             .env("HSMKIT_STATE_DIR", self.dir.path().join("state"))
             .env_remove("HOME")
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run hsmkit")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn run(&self, args: &str) -> Output {
+        self.command(args).output().expect("run hsmkit")
     }
 
     /// Runs `hsmkit` with `input` on its standard input (a confirmation prompt's answer).
     fn answering(&self, args: &str, input: &str) -> Output {
         use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
-            .args(args.split_whitespace())
-            .env("NFAST_KMDATA", self.kmdata())
-            .env("HSMKIT_PIN_FILE", self.dir.path().join("pins"))
-            .env("HSMKIT_STATE_DIR", self.dir.path().join("state"))
-            .env_remove("HOME")
-            .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+        use std::process::Stdio;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hsmkit");
         child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("answer");
@@ -82,6 +81,24 @@ impl Env {
 
     fn world(&self) {
         self.ok("new-world --initialize --cipher-suite=DLf1024s160mRijndael --module=1 --acs-quorum=2/3");
+    }
+
+    /// The region's provider and toolset, the world, contosokey, and its copy narrowed for that
+    /// provider (`KeyTransferRemote -ModifyAcls`); returns the provider folder and the two packages.
+    fn narrowed_for(&self, region: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let d = self.dir.path();
+        let provider = d.join("provider");
+        self.ok(&format!("vendor init --region {region} --dir {} --out {}", provider.display(), d.display()));
+        self.world();
+        self.ok(GENERATEKEY);
+        let (kek, world) =
+            (d.join(format!("BYOK-KEK-pkg-{region}-1")), d.join(format!("BYOK-SecurityWorld-pkg-{region}-1")));
+        self.ok(&format!(
+            "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
+            kek.display(),
+            world.display()
+        ));
+        (provider, kek, world)
     }
 }
 
@@ -447,17 +464,8 @@ fn package_wraps_the_narrowed_key_for_the_providers_module_only() {
 fn the_articles_tenant_cmdlets_run_as_written() {
     let e = Env::new();
     let d = e.dir.path();
-    let provider = d.join("provider");
-    e.ok(&format!("vendor init --region AP --dir {} --out {}", provider.display(), d.display()));
-    e.world();
-    e.ok(GENERATEKEY);
-    let (kek, world) = (d.join("BYOK-KEK-pkg-AP-1"), d.join("BYOK-SecurityWorld-pkg-AP-1"));
+    let (provider, kek, world) = e.narrowed_for("AP");
     let tenant = "0123abcd-89ab-cdef-0123-456789abcdef";
-    e.ok(&format!(
-        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
-        kek.display(),
-        world.display()
-    ));
     e.ok(&format!(
         "KeyTransferRemote -Package -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {} -TenantBposId {tenant} -KeyFriendlyName ContosoFirstkey",
         kek.display(),
@@ -550,16 +558,7 @@ fn the_articles_tenant_cmdlets_run_as_written() {
 fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     let e = Env::new();
     let d = e.dir.path();
-    let provider = d.join("provider");
-    e.ok(&format!("vendor init --region NA --dir {} --out {}", provider.display(), d.display()));
-    e.world();
-    e.ok(GENERATEKEY);
-    let (kek, world) = (d.join("BYOK-KEK-pkg-NA-1"), d.join("BYOK-SecurityWorld-pkg-NA-1"));
-    e.ok(&format!(
-        "KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier contosokey -ExchangeKeyPackage {} -NewSecurityWorldPackage {}",
-        kek.display(),
-        world.display()
-    ));
+    let (provider, kek, world) = e.narrowed_for("NA");
     let tenant = "01234567-89ab-cdef-0123-456789abcdef";
     e.ok(&format!(
         "transfer package --ident contosokey --kek-package {} --world-package {} --tenant {tenant} --friendly-name First --out {}",
@@ -722,55 +721,10 @@ fn the_ceremony_runs_end_to_end_and_a_seed_makes_it_byte_identical() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
 }
 
-/// Runs a command-line tool and returns its stdout, failing the test with its stderr.
-fn tool(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 /// Unwraps `CKM_RSA_AES_KEY_WRAP` output with OpenSSL's command line; returns the key's public
 /// half as PEM, or `None` if OpenSSL refuses (a damaged blob).
 fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str) -> Option<String> {
-    openssl_unwrap_n(dir, kek_key, blob, md, 256)
-}
-
-/// As [`openssl_unwrap`], for a KEK whose modulus is `n` bytes.
-fn openssl_unwrap_n(dir: &Path, kek_key: &Path, blob: &[u8], md: &str, n: usize) -> Option<String> {
-    let (head, tail) = blob.split_at(n);
-    let (p1, p2, aes, der) = (dir.join("part1"), dir.join("part2"), dir.join("aes.key"), dir.join("key.der"));
-    std::fs::write(&p1, head).expect("p1");
-    std::fs::write(&p2, tail).expect("p2");
-    let s = |p: &Path| p.display().to_string();
-    let ok = Command::new("openssl")
-        .args(["pkeyutl", "-decrypt", "-inkey", &s(kek_key), "-in", &s(&p1), "-out", &s(&aes)])
-        .args([
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            &format!("rsa_oaep_md:{md}"),
-            "-pkeyopt",
-            &format!("rsa_mgf1_md:{md}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl")
-        .success();
-    if !ok {
-        return None;
-    }
-    let key_hex: String = std::fs::read(&aes).expect("aes").iter().map(|b| format!("{b:02x}")).collect();
-    let ok = Command::new("openssl")
-        .args(["enc", "-d", "-id-aes256-wrap-pad", "-K", &key_hex, "-iv", "A65959A6", "-in", &s(&p2), "-out", &s(&der)])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl")
-        .success();
-    if !ok {
-        return None;
-    }
-    Some(String::from_utf8(tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"])).expect("pem"))
+    common::openssl_unwrap_n(dir, kek_key, blob, md, 256)
 }
 
 /// Unwraps RSA-AES material with RustCrypto (OAEP with SHA-1 or SHA-256, then KWP) after each
@@ -807,11 +761,11 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
     e.world();
     e.ok(GENERATEKEY);
     let (kek_key, kek_pem) = (d.join("kek.key"), d.join("kek.pem"));
-    tool(
+    common::tool(
         "openssl",
         &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", &kek_key.display().to_string()],
     );
-    tool(
+    common::tool(
         "openssl",
         &["pkey", "-in", &kek_key.display().to_string(), "-pubout", "-out", &kek_pem.display().to_string()],
     );
@@ -860,11 +814,11 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
 
     // Google Cloud KMS, import method 3 (RSA_OAEP_3072_SHA256_AES_256): a 3072-bit KEK.
     let (kek3_key, kek3_pem) = (d.join("kek3072.key"), d.join("kek3072.pem"));
-    tool(
+    common::tool(
         "openssl",
         &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", &kek3_key.display().to_string()],
     );
-    tool(
+    common::tool(
         "openssl",
         &["pkey", "-in", &kek3_key.display().to_string(), "-pubout", "-out", &kek3_pem.display().to_string()],
     );
@@ -880,7 +834,7 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
     let blob = std::fs::read(&gcp).expect("gcp");
     assert_eq!(blob.len() - 384, 8 * (1 + (blob.len() - 384 - 8) / 8), "OAEP part as long as the 3072-bit modulus");
     let gcp_expected = std::fs::read_to_string(d.join("gcpkey.pem")).expect("pem");
-    assert_eq!(openssl_unwrap_n(d, &kek3_key, &blob, "sha256", 384).as_deref(), Some(gcp_expected.as_str()));
+    assert_eq!(common::openssl_unwrap_n(d, &kek3_key, &blob, "sha256", 384).as_deref(), Some(gcp_expected.as_str()));
     every_byte_is_authenticated(&kek3_key, &blob, true);
 
     // Each service's rules, by name.

@@ -24,12 +24,6 @@ struct Backend {
     oaep_sha1_only: bool,
 }
 
-fn tool(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out.stdout
-}
-
 impl Backend {
     fn hsmkit(&self, args: &[&str]) -> std::process::Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hsmkit"));
@@ -145,43 +139,6 @@ fn softhsm2() -> Backend {
     }
 }
 
-/// Unwraps `CKM_RSA_AES_KEY_WRAP` material with OpenSSL's command line alone (`pkeyutl` OAEP,
-/// then `enc -id-aes256-wrap-pad`); returns the key's public half as PEM.
-fn openssl_unwrap(dir: &Path, kek_key: &Path, blob: &[u8], md: &str, n: usize) -> String {
-    let (head, tail) = blob.split_at(n);
-    let (p1, p2, aes, der) = (dir.join("part1"), dir.join("part2"), dir.join("aes.key"), dir.join("key.der"));
-    std::fs::write(&p1, head).expect("p1");
-    std::fs::write(&p2, tail).expect("p2");
-    let s = |p: &Path| p.display().to_string();
-    tool(
-        "openssl",
-        &[
-            "pkeyutl",
-            "-decrypt",
-            "-inkey",
-            &s(kek_key),
-            "-in",
-            &s(&p1),
-            "-out",
-            &s(&aes),
-            "-pkeyopt",
-            "rsa_padding_mode:oaep",
-            "-pkeyopt",
-            &format!("rsa_oaep_md:{md}"),
-            "-pkeyopt",
-            &format!("rsa_mgf1_md:{md}"),
-        ],
-    );
-    let key_hex: String = std::fs::read(&aes).expect("aes").iter().map(|b| format!("{b:02x}")).collect();
-    tool(
-        "openssl",
-        &["enc", "-d", "-id-aes256-wrap-pad", "-K", &key_hex, "-iv", "A65959A6", "-in", &s(&p2), "-out", &s(&der)],
-    );
-    // SoftHSM2 pads the PKCS#8 to a multiple of 8 before KWP: OpenSSL reads the DER and ignores
-    // what follows it.
-    String::from_utf8(tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"])).expect("pem")
-}
-
 /// The matrix body: the same on every backend.
 fn transfer_matrix(b: &Backend) {
     let d = b.dir.path();
@@ -194,8 +151,11 @@ fn transfer_matrix(b: &Backend) {
     b.transfer("public-key", &["--label", "exportkey", "--out", &s(&source_pem)]);
     let source = std::fs::read_to_string(&source_pem).expect("pem");
     let (kek_key, kek_pem) = (d.join("kek.key"), d.join("kek.pem"));
-    tool("openssl", &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", &s(&kek_key)]);
-    tool("openssl", &["pkey", "-in", &s(&kek_key), "-pubout", "-out", &s(&kek_pem)]);
+    common::tool(
+        "openssl",
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", &s(&kek_key)],
+    );
+    common::tool("openssl", &["pkey", "-in", &s(&kek_key), "-pubout", "-out", &s(&kek_pem)]);
     // Not narrowed yet: refused.
     let err = b.transfer_fails(
         "package",
@@ -237,7 +197,7 @@ fn transfer_matrix(b: &Backend) {
             bytes
         };
         assert_eq!(
-            openssl_unwrap(d, &kek_key, &blob, md, 384),
+            common::openssl_unwrap_n(d, &kek_key, &blob, md, 384).expect("OpenSSL unwraps the material"),
             source,
             "{format} {extra:?}: OpenSSL gets the source key"
         );

@@ -402,12 +402,22 @@ impl<'s> Engine<'s> {
     /// Wraps `copy`, a narrowed copy ([`Self::narrowed_copy`]), under `target`'s KEK with
     /// `mechanism` (after checking, on a world, that the quorum narrowed it for exactly this target).
     pub fn wrap(&self, copy: KeyHandle, target: &TransferTarget, mechanism: &Mechanism) -> Result<Wrapped> {
+        self.wrap_public(copy, self.public_key(copy)?, target, mechanism)
+    }
+
+    /// [`Self::wrap`] with the copy's public key already read.
+    fn wrap_public(
+        &self,
+        copy: KeyHandle,
+        public: Vec<u8>,
+        target: &TransferTarget,
+        mechanism: &Mechanism,
+    ) -> Result<Wrapped> {
         let s = self.session;
         let rights = match s.world_authority() {
             Some(authority) => Rights::Attested(authority.attestation(copy, target)?),
             None => Rights::Attributes(self.attributes_json(copy)?),
         };
-        let public = self.public_key(copy)?;
         let bits = rsa::PublicKey::from_public_key_der(&public).map(|k| k.n().bit_width()).unwrap_or(0);
         let (kek, temporary) = match self.trusted_kek(&target.kek_spki)? {
             Some(h) => (h, false),
@@ -517,13 +527,10 @@ impl<'s> Engine<'s> {
         let target = TransferTarget { kek_spki: kek_spki.to_vec(), provider_hkm: None, label: None };
         let copy = self
             .narrowed_copy(key, "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK")?;
-        let key_bits = self
-            .public_key(copy)
-            .ok()
-            .and_then(|p| rsa::PublicKey::from_public_key_der(&p).ok())
-            .map_or(0, |k| k.n().bit_width());
+        let public = self.public_key(copy)?;
+        let key_bits = rsa::PublicKey::from_public_key_der(&public).map_or(0, |k| k.n().bit_width());
         let mechanism = format.mechanism_for_rsa(kek_bits, key_bits)?;
-        let w = self.wrap(copy, &target, &mechanism)?;
+        let w = self.wrap_public(copy, public, &target, &mechanism)?;
         let bytes = match kid {
             Some(kid) => formats::azure_byok(kid, &w.wrapped, generator)?,
             None => w.wrapped.clone(),

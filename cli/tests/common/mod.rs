@@ -46,3 +46,51 @@ pub fn softhsm2_token(dir: &Path, label: &str) -> PathBuf {
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     conf
 }
+
+/// Runs a command-line tool and returns its stdout, failing the test with its stderr.
+pub fn tool(cmd: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Unwraps `CKM_RSA_AES_KEY_WRAP` output (OAEP with `md`, then RFC 5649 KWP) for a KEK whose
+/// modulus is `n` bytes with OpenSSL's command line alone; returns the key's public half as PEM, or
+/// `None` when OpenSSL refuses the material. A PKCS#8 padded to a multiple of 8 before KWP
+/// (SoftHSM2) reads the same: OpenSSL reads the DER and ignores what follows it.
+pub fn openssl_unwrap_n(dir: &Path, kek_key: &Path, blob: &[u8], md: &str, n: usize) -> Option<String> {
+    let (head, tail) = blob.split_at(n);
+    let (p1, p2, aes, der) = (dir.join("part1"), dir.join("part2"), dir.join("aes.key"), dir.join("key.der"));
+    std::fs::write(&p1, head).expect("p1");
+    std::fs::write(&p2, tail).expect("p2");
+    let s = |p: &Path| p.display().to_string();
+    let ok = Command::new("openssl")
+        .args(["pkeyutl", "-decrypt", "-inkey", &s(kek_key), "-in", &s(&p1), "-out", &s(&aes)])
+        .args([
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &format!("rsa_oaep_md:{md}"),
+            "-pkeyopt",
+            &format!("rsa_mgf1_md:{md}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    if !ok {
+        return None;
+    }
+    let key_hex: String = std::fs::read(&aes).expect("aes").iter().map(|b| format!("{b:02x}")).collect();
+    let ok = Command::new("openssl")
+        .args(["enc", "-d", "-id-aes256-wrap-pad", "-K", &key_hex, "-iv", "A65959A6", "-in", &s(&p2), "-out", &s(&der)])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    if !ok {
+        return None;
+    }
+    Some(String::from_utf8(tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"])).expect("pem"))
+}
