@@ -42,6 +42,9 @@ pub struct Library {
     /// session objects).
     pub application: u64,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
+    /// The process that initialised the library: a child made by `fork` sees the library as not
+    /// initialised, and its `C_Initialize` starts its own (new random generators, no sessions).
+    pid: u32,
 }
 
 /// A slot and the token in it.
@@ -179,7 +182,7 @@ impl Library {
             });
         }
         let application = NEXT_APPLICATION.fetch_add(1, Ordering::Relaxed);
-        Ok(Library { slots, application, sessions: RwLock::new(HashMap::new()) })
+        Ok(Library { slots, application, sessions: RwLock::new(HashMap::new()), pid: std::process::id() })
     }
 
     /// The slot with id `id`.
@@ -239,8 +242,21 @@ fn global_write() -> RwLockWriteGuard<'static, Option<Arc<Library>>> {
     LIBRARY.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The library a parent process initialised, in a child made by `fork`: forgotten, never
+/// dropped (a lock another parent thread held at the fork stays held in the child's copy, and
+/// dropping the state would wait for it). Its sessions are the parent's.
+fn forget_parents() {
+    let mut g = global_write();
+    if g.as_ref().is_some_and(|lib| lib.pid != std::process::id()) {
+        std::mem::forget(g.take());
+    }
+}
+
 /// Makes the library live (`C_Initialize`). The slots are opened without the global lock held.
+/// In a child process (after `fork`) the parent's library is forgotten and a new one starts, with
+/// random generators of its own.
 pub fn initialize() -> Result<()> {
+    forget_parents();
     if global_read().is_some() {
         return Err(Rv(ck::CKR_CRYPTOKI_ALREADY_INITIALIZED));
     }
@@ -260,14 +276,19 @@ pub fn initialize() -> Result<()> {
 
 /// Ends the library (`C_Finalize`): every session closes, every session object goes.
 pub fn finalize() -> Result<()> {
+    forget_parents();
     let lib = global_write().take().ok_or(rv::NOT_INITIALIZED)?;
     lib.remove_sessions(|_| true)?;
     Ok(())
 }
 
-/// The live library.
+/// The live library. A child made by `fork` must call `C_Initialize` first (PKCS#11 §6.7.8): the
+/// parent's library is not its own.
 pub fn library() -> Result<Arc<Library>> {
-    global_read().clone().ok_or(rv::NOT_INITIALIZED)
+    match global_read().as_ref() {
+        Some(lib) if lib.pid == std::process::id() => Ok(lib.clone()),
+        _ => Err(rv::NOT_INITIALIZED),
+    }
 }
 
 /// The session `h` and its slot.
