@@ -106,15 +106,39 @@ pub unsafe fn in_struct<'a, T>(p: *const T) -> Result<&'a T> {
     unsafe { p.as_ref() }.ok_or(rv::ARGUMENTS_BAD)
 }
 
-/// A caller's input bytes: null with a length is `CKR_ARGUMENTS_BAD`; null with length 0 is empty.
+/// The most bytes one call takes as input (data to digest, sign, encrypt or unwrap): 256 MiB. A
+/// claimed length above it is refused before anything is read, copied or allocated, so a garbage
+/// length costs nothing.
+pub const MAX_INPUT: usize = 256 << 20;
+/// The most attributes one template may hold.
+pub const MAX_TEMPLATE: usize = 4096;
+/// The longest attribute value accepted (a certificate fits many times over): 1 MiB.
+pub const MAX_ATTRIBUTE: usize = 1 << 20;
+/// The longest mechanism parameter, and OAEP label: 64 KiB.
+pub const MAX_PARAMETER: usize = 64 << 10;
+
+/// A caller's input bytes: null with a length is `CKR_ARGUMENTS_BAD`; null with length 0 is empty;
+/// more than [`MAX_INPUT`] bytes is `CKR_ARGUMENTS_BAD`.
 ///
 /// # Safety
 /// A non-null `p` must point to `len` readable bytes.
 pub unsafe fn in_bytes<'a, T>(p: *const T, len: CK_ULONG) -> Result<&'a [T]> {
+    // SAFETY: as documented.
+    unsafe { in_bytes_at_most(p, len, MAX_INPUT, rv::ARGUMENTS_BAD) }
+}
+
+/// [`in_bytes`] with a bound of `max` bytes, answered with `too_long` above it.
+///
+/// # Safety
+/// As for [`in_bytes`].
+pub unsafe fn in_bytes_at_most<'a, T>(p: *const T, len: CK_ULONG, max: usize, too_long: Rv) -> Result<&'a [T]> {
     if p.is_null() {
         return if len == 0 { Ok(&[]) } else { Err(rv::ARGUMENTS_BAD) };
     }
     let len = checked_len::<T>(len)?;
+    if len.saturating_mul(size_of::<T>()) > max {
+        return Err(too_long);
+    }
     // SAFETY: non-null; the caller promises `len` elements, and `len` passed the size bound.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
@@ -233,13 +257,18 @@ impl std::fmt::Debug for InAttr<'_> {
 /// # Safety
 /// A non-null `p` must point to `count` attributes whose non-null values point to `ulValueLen` bytes.
 pub unsafe fn in_template<'a>(p: *const ck::CK_ATTRIBUTE, count: CK_ULONG) -> Result<Vec<InAttr<'a>>> {
-    // SAFETY: as documented.
+    if usize::try_from(count).map_or(true, |n| n > MAX_TEMPLATE) {
+        return Err(rv::ARGUMENTS_BAD);
+    }
+    // SAFETY: as documented; the count is bounded.
     let attrs = unsafe { in_bytes(p, count) }?;
     attrs
         .iter()
         .map(|a| {
             // SAFETY: the attribute's own pointer and length, as documented.
-            let value = unsafe { in_bytes(a.pValue as *const u8, a.ulValueLen) }?;
+            let value = unsafe {
+                in_bytes_at_most(a.pValue as *const u8, a.ulValueLen, MAX_ATTRIBUTE, rv::ATTRIBUTE_VALUE_INVALID)
+            }?;
             Ok(InAttr { kind: a.type_, value })
         })
         .collect()
@@ -288,6 +317,9 @@ pub unsafe fn answer_template(
         return Err(rv::ARGUMENTS_BAD);
     }
     let n = checked_len::<ck::CK_ATTRIBUTE>(count)?;
+    if n > MAX_TEMPLATE {
+        return Err(rv::ARGUMENTS_BAD);
+    }
     // SAFETY: as documented; `n` passed the size bound.
     let attrs = unsafe { std::slice::from_raw_parts_mut(p, n) };
     let mut result = Ok(());
@@ -348,8 +380,10 @@ unsafe fn param_struct<T: Copy>(p: *const std::ffi::c_void, len: CK_ULONG) -> Re
 /// The parameters' `pSourceData` must point to `ulSourceDataLen` readable bytes.
 unsafe fn oaep_in(p: &ck::CK_RSA_PKCS_OAEP_PARAMS) -> Result<crate::ops::OaepIn> {
     // SAFETY: as documented.
-    let label =
-        unsafe { in_bytes(p.pSourceData as *const u8, p.ulSourceDataLen) }.map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+    let label = unsafe {
+        in_bytes_at_most(p.pSourceData as *const u8, p.ulSourceDataLen, MAX_PARAMETER, rv::MECHANISM_PARAM_INVALID)
+    }
+    .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
     Ok(crate::ops::OaepIn { hash: p.hashAlg, mgf: p.mgf, source: p.source, label: label.to_vec() })
 }
 
@@ -392,7 +426,8 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
         }
         _ => {
             // SAFETY: as documented.
-            let bytes = unsafe { in_bytes(ptr as *const u8, len) }.map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+            let bytes = unsafe { in_bytes_at_most(ptr as *const u8, len, MAX_PARAMETER, rv::MECHANISM_PARAM_INVALID) }
+                .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
             Param::Bytes(bytes.to_vec())
         }
     };

@@ -239,6 +239,90 @@ fn main() -> ExitCode {
             note("C_GetAttributeValue", i, call!(C_GetAttributeValue(h, aes, read.as_mut_ptr(), 1)));
             note("C_SetAttributeValue", i, call!(C_SetAttributeValue(h, aes, tp, tn)));
         }
+        // Claimed counts and lengths no real buffer could hold: refused at once, before anything is
+        // read, copied or allocated (a template count of 2^32 used to be read entry by entry; a
+        // length of isize::MAX used to abort the process).
+        let huge = isize::MAX as CK_ULONG;
+        let mut claims = Vec::new();
+        let one = [CK_ATTRIBUTE { type_: CKA_VALUE_LEN, pValue: &len as *const _ as *mut c_void, ulValueLen: 8 }];
+        let mut o = 0;
+        let tp = one.as_ptr() as *mut CK_ATTRIBUTE;
+        claims.push((
+            "C_CreateObject, 2^32 attributes",
+            call!(C_CreateObject(h, tp, 1 << 32, &mut o)),
+            CKR_ARGUMENTS_BAD,
+        ));
+        claims.push((
+            "C_FindObjectsInit, 2^32 attributes",
+            call!(C_FindObjectsInit(h, tp, 1 << 32)),
+            CKR_ARGUMENTS_BAD,
+        ));
+        let mut read = [CK_ATTRIBUTE { type_: CKA_LABEL, pValue: null_mut(), ulValueLen: 0 }];
+        claims.push((
+            "C_GetAttributeValue, 2^32 attributes",
+            call!(C_GetAttributeValue(h, aes, read.as_mut_ptr(), 1 << 32)),
+            CKR_ARGUMENTS_BAD,
+        ));
+        let class: CK_OBJECT_CLASS = CKO_SECRET_KEY;
+        let long = [
+            CK_ATTRIBUTE { type_: CKA_CLASS, pValue: &class as *const _ as *mut c_void, ulValueLen: 8 },
+            CK_ATTRIBUTE { type_: CKA_VALUE, pValue: &len as *const _ as *mut c_void, ulValueLen: huge },
+        ];
+        claims.push((
+            "C_CreateObject, a value of isize::MAX bytes",
+            call!(C_CreateObject(h, long.as_ptr() as *mut _, 2, &mut o)),
+            CKR_ATTRIBUTE_VALUE_INVALID,
+        ));
+        let mut data = *b"abc";
+        let mut out = [0u8; 64];
+        let mut sha = CK_MECHANISM { mechanism: CKM_SHA256, pParameter: null_mut(), ulParameterLen: 0 };
+        assert_eq!(call!(C_DigestInit(h, &mut sha)), CKR_OK);
+        let mut olen: CK_ULONG = 64;
+        claims.push((
+            "C_Digest of isize::MAX bytes",
+            call!(C_Digest(h, data.as_mut_ptr(), huge, out.as_mut_ptr(), &mut olen)),
+            CKR_ARGUMENTS_BAD,
+        ));
+        assert_eq!(call!(C_DigestInit(h, &mut sha)), CKR_OK);
+        claims.push((
+            "C_DigestUpdate of isize::MAX bytes",
+            call!(C_DigestUpdate(h, data.as_mut_ptr(), huge)),
+            CKR_ARGUMENTS_BAD,
+        ));
+        assert_eq!(call!(C_DigestInit(h, &mut sha)), CKR_OK);
+        // An output buffer claimed larger than it is: only the digest's 32 bytes are written.
+        let mut olen = huge;
+        claims.push((
+            "C_Digest into a claimed isize::MAX buffer",
+            call!(C_Digest(h, data.as_mut_ptr(), 3, out.as_mut_ptr(), &mut olen)),
+            CKR_OK,
+        ));
+        assert_eq!(olen, 32);
+        let mut label = [0u8; 4];
+        let mut oaep = CK_RSA_PKCS_OAEP_PARAMS {
+            hashAlg: CKM_SHA_1,
+            mgf: CKG_MGF1_SHA1,
+            source: CKZ_DATA_SPECIFIED,
+            pSourceData: label.as_mut_ptr() as *mut c_void,
+            ulSourceDataLen: huge,
+        };
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_RSA_PKCS_OAEP,
+            pParameter: &mut oaep as *mut _ as *mut c_void,
+            ulParameterLen: size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
+        };
+        claims.push((
+            "an OAEP label of isize::MAX bytes",
+            call!(C_EncryptInit(h, &mut m, aes)),
+            CKR_MECHANISM_PARAM_INVALID,
+        ));
+        for (what, got, want) in claims {
+            if got == want {
+                println!("ok   {what}: 0x{got:x}");
+            } else {
+                bad.push(format!("{what}: 0x{got:x}, expected 0x{want:x}"));
+            }
+        }
         assert_eq!(call!(C_Finalize(null_mut())), CKR_OK);
         println!("{ROUNDS} rounds of hostile templates and parameters; return codes seen: {seen:x?}");
         for b in &bad {
