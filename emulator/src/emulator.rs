@@ -553,6 +553,7 @@ impl Emulator {
             cng: None,
             acl_certificate: None,
             origin: None,
+            wrap_with_trusted: false,
         })
     }
 

@@ -118,6 +118,11 @@ pub struct KeyHeader {
     /// sensitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<KeyOrigin>,
+    /// `CKA_WRAP_WITH_TRUSTED` asked for a key that cannot be exported at all: its ACL has no
+    /// Export to restrict, so the attribute is kept here (absent, not written, when false). It can
+    /// only ever make the key stricter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wrap_with_trusted: bool,
 }
 
 /// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the

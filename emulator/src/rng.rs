@@ -41,6 +41,22 @@ impl HsmRng {
         self.inner.fill_bytes(out);
     }
 
+    /// Mixes `seed` into the generator (PKCS#11 `C_SeedRandom`): the new state is SHA-256 of 32
+    /// bytes of the current stream and the seed, so the caller's bytes add to the state, never
+    /// replace it.
+    pub fn mix(&mut self, seed: &[u8]) {
+        use sha2::Digest as _;
+        let current = zeroize::Zeroizing::new(self.array::<32>());
+        let mut next: [u8; 32] = sha2::Sha256::new()
+            .chain_update(b"hsmkit seed random\0")
+            .chain_update(*current)
+            .chain_update(seed)
+            .finalize()
+            .into();
+        self.inner = ChaCha20Rng::from_seed(next);
+        zeroize::Zeroize::zeroize(&mut next);
+    }
+
     /// `N` random bytes.
     pub fn array<const N: usize>(&mut self) -> [u8; N] {
         let mut out = [0u8; N];

@@ -155,6 +155,7 @@ fn with_other_half(policy: &KeyPolicy, o: &Object) -> KeyPolicy {
 /// The seam policy of an object.
 fn policy_of(o: &Object) -> KeyPolicy {
     let mut p = o.key.header.acl.policy();
+    p.wrap_with_trusted |= o.key.header.wrap_with_trusted;
     p.usage &= Usage::of_class(o.class);
     if o.class == ObjectClass::PublicKey {
         // A public key is not secret.
@@ -194,6 +195,12 @@ impl EmulatorSession<'static> {
 }
 
 impl EmulatorSession<'_> {
+    /// Mixes a caller's `seed` into the module's generator (`C_SeedRandom`).
+    pub fn seed_random(&self, seed: &[u8]) -> Result<()> {
+        self.emu.rng(Op::Random)?.mix(seed);
+        Ok(())
+    }
+
     /// Whether this is a read-write session.
     pub fn mode(&self) -> SessionMode {
         self.mode
@@ -245,6 +252,7 @@ impl EmulatorSession<'_> {
             policy.check_narrowing_of(&original)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
             header.acl = o.key.header.acl.narrowed_to(&with_other_half(policy, &o));
+            header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
             if let Some(m) = &policy.allowed_mechanisms {
                 header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
             }
@@ -445,6 +453,7 @@ impl EmulatorSession<'_> {
             cng: None,
             acl_certificate: None,
             origin: None,
+            wrap_with_trusted: policy.wrap_with_trusted && !policy.extractable,
         })
     }
 
@@ -751,6 +760,7 @@ impl Session for EmulatorSession<'_> {
         header.appname = "pkcs11".into();
         header.ident = self.new_ident()?;
         header.acl = o.key.header.acl.narrowed_to(&full);
+        header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
         if let Some(label) = &policy.label {
             header.name = label.clone();
         }

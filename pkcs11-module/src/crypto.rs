@@ -94,7 +94,8 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
     let key = state::key(key);
     match p {
         Purpose::Sign | Purpose::Verify => {
-            let op = SignOp { mech, key, data: Zeroizing::new(Vec::new()), multipart: false, result: None };
+            let op =
+                SignOp { mech, key, data: Zeroizing::new(Vec::new()), multipart: false, single: false, result: None };
             if matches!(p, Purpose::Sign) {
                 st.ops.sign = Some(op);
             } else {
@@ -177,10 +178,12 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
     let op = st.ops.sign.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
     // C_Sign after C_SignUpdate is out of order; C_SignFinal right after C_SignInit signs the
     // empty message.
-    if !final_ && op.multipart {
+    // C_Sign after C_SignUpdate, or C_SignFinal after a C_Sign length query, mixes the two forms.
+    if (!final_ && op.multipart) || (final_ && op.single) {
         st.ops.sign = None;
         return Err(rv::OPERATION_ACTIVE);
     }
+    op.single |= !final_;
     if op.result.is_none() {
         let message: &[u8] = if final_ { &op.data } else { data };
         match st.emu.sign(&op.mech, op.key, message) {
@@ -266,7 +269,7 @@ pub fn digest_init(h: CK_SESSION_HANDLE, m: &MechIn) -> Result<()> {
     if st.ops.digest.is_some() {
         return Err(rv::OPERATION_ACTIVE);
     }
-    st.ops.digest = Some(DigestOp { hasher: Hasher::new(m)?, multipart: false });
+    st.ops.digest = Some(DigestOp { hasher: Hasher::new(m)?, multipart: false, single: false });
     Ok(())
 }
 
@@ -274,11 +277,14 @@ pub fn digest_init(h: CK_SESSION_HANDLE, m: &MechIn) -> Result<()> {
 pub fn digest(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) -> Result<()> {
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
-    let op = st.ops.digest.as_ref().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if !final_ && op.multipart {
+    let op = st.ops.digest.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    // C_Digest after C_DigestUpdate, or C_DigestFinal after a C_Digest length query, mixes the
+    // single-part and multi-part forms (CKR_OPERATION_ACTIVE).
+    if (!final_ && op.multipart) || (final_ && op.single) {
         st.ops.digest = None;
         return Err(rv::OPERATION_ACTIVE);
     }
+    op.single |= !final_;
     let mut hasher = op.hasher.clone();
     if !final_ {
         hasher.update(data);
@@ -294,8 +300,39 @@ pub fn digest_update(h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
     let op = st.ops.digest.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.single {
+        st.ops.digest = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
     op.multipart = true;
     op.hasher.update(data);
+    Ok(())
+}
+
+/// `C_DigestKey`: a secret key's value added to the running digest, inside the module. A key
+/// whose value may not be read (sensitive or not extractable) is `CKR_KEY_INDIGESTIBLE`: its
+/// digest would be an oracle on a secret the module keeps.
+pub fn digest_key(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let op = st.ops.digest.as_ref().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.single {
+        st.ops.digest = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    let v = visible_key(&lib, &s, &st, key, rv::KEY_HANDLE_INVALID)?;
+    let (class, _, policy) = v.parts();
+    if class != ObjectClass::SecretKey || policy.sensitive || !policy.extractable {
+        return Err(Rv(ck::CKR_KEY_INDIGESTIBLE));
+    }
+    let value =
+        match st.emu.attributes(state::key(key), &[hsmkit_backend::AttrKind::Value]).map_err(crate::emu_err)?.pop() {
+            Some(hsmkit_backend::Attr::Value(_, hsmkit_backend::AttrValue::Secret(v))) => v,
+            _ => return Err(Rv(ck::CKR_KEY_INDIGESTIBLE)),
+        };
+    let op = st.ops.digest.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    op.multipart = true;
+    op.hasher.update(&value);
     Ok(())
 }
 

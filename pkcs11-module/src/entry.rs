@@ -46,9 +46,15 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
     shim(|| if reserved.is_null() { state::finalize() } else { Err(rv::ARGUMENTS_BAD) })
 }
 
-/// `C_GetInfo`.
+/// `C_GetInfo` of the v2.40 interface: `cryptokiVersion` 2.40.
 pub unsafe extern "C" fn C_GetInfo(info: *mut ck::CK_INFO) -> CK_RV {
-    shim(|| general::get_info(unsafe { out_struct(info) }?))
+    shim(|| general::get_info(unsafe { out_struct(info) }?, ck::CK_VERSION { major: 2, minor: 40 }))
+}
+
+/// `C_GetInfo` of the v3.0 interface: `cryptokiVersion` 3.0, the version of the interface the
+/// caller chose.
+pub unsafe extern "C" fn C_GetInfo_3_0(info: *mut ck::CK_INFO) -> CK_RV {
+    shim(|| general::get_info(unsafe { out_struct(info) }?, ck::CK_VERSION { major: 3, minor: 0 }))
 }
 
 /// `C_GetFunctionList`.
@@ -585,11 +591,36 @@ pub unsafe extern "C" fn C_UnwrapKey(
     })
 }
 
-/// `C_SeedRandom`.
+/// `C_SeedRandom`: the seed is mixed into the module's generator.
 pub unsafe extern "C" fn C_SeedRandom(h: CK_SESSION_HANDLE, seed: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
-        unsafe { in_bytes(seed, len) }?;
-        general::seed_random(h)
+        state::session(h)?;
+        general::seed_random(h, unsafe { in_bytes(seed, len) }?)
+    })
+}
+
+/// `C_DigestKey`.
+pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        crypto::ending_on_error(h, Which::Digest, || crypto::digest_key(h, key))
+    })
+}
+
+/// `C_GetFunctionStatus`: a legacy function; every call of this module runs to its end
+/// (`CKR_FUNCTION_NOT_PARALLEL`).
+pub unsafe extern "C" fn C_GetFunctionStatus(h: CK_SESSION_HANDLE) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        Err(Rv(ck::CKR_FUNCTION_NOT_PARALLEL))
+    })
+}
+
+/// `C_CancelFunction`: as [`C_GetFunctionStatus`].
+pub unsafe extern "C" fn C_CancelFunction(h: CK_SESSION_HANDLE) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        Err(Rv(ck::CKR_FUNCTION_NOT_PARALLEL))
     })
 }
 
@@ -644,7 +675,6 @@ pub mod unsupported {
         C_GetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR);
         C_SetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE);
         C_GetObjectSize(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ULONG_PTR);
-        C_DigestKey(CK_SESSION_HANDLE, CK_OBJECT_HANDLE);
         C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
         C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
         C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
@@ -654,8 +684,6 @@ pub mod unsupported {
         C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
         C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
         C_DeriveKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
-        C_GetFunctionStatus(CK_SESSION_HANDLE);
-        C_CancelFunction(CK_SESSION_HANDLE);
         C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
         C_SessionCancel(CK_SESSION_HANDLE, CK_FLAGS);
         C_MessageEncryptInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);

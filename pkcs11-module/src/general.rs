@@ -30,10 +30,10 @@ fn emu_err(e: hsmkit_backend::Error) -> Rv {
     Rv::from(e)
 }
 
-/// `C_GetInfo`.
-pub fn get_info(info: &mut ck::CK_INFO) -> Result<()> {
+/// `C_GetInfo`, reporting `interface` (the version of the interface the caller called through).
+pub fn get_info(info: &mut ck::CK_INFO, interface: ck::CK_VERSION) -> Result<()> {
     state::library()?;
-    info.cryptokiVersion = ck::CK_VERSION { major: 2, minor: 40 };
+    info.cryptokiVersion = interface;
     info.manufacturerID = padded(MANUFACTURER);
     info.flags = 0;
     info.libraryDescription = padded("hsmkit nShield-style emulator");
@@ -365,8 +365,9 @@ pub fn generate_random(h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
     s.lock()?.emu.random(out).map_err(emu_err)
 }
 
-/// `C_SeedRandom`: the module's generator takes no outside seed.
-pub fn seed_random(h: CK_SESSION_HANDLE) -> Result<()> {
-    state::session(h)?;
-    Err(Rv(ck::CKR_RANDOM_SEED_NOT_SUPPORTED))
+/// `C_SeedRandom`: `seed` is mixed into the module's generator (which stays seeded from the
+/// operating system: a caller's seed adds to it, never replaces it).
+pub fn seed_random(h: CK_SESSION_HANDLE, seed: &[u8]) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    s.lock()?.emu.seed_random(seed).map_err(emu_err)
 }

@@ -60,12 +60,12 @@ pub(crate) fn emu_err(e: hsmkit_backend::Error) -> Rv {
 }
 
 macro_rules! function_list {
-    ($ty:ident, $version:expr, { $($v3:tt)* }) => {
+    ($ty:ident, $version:expr, $get_info:ident, { $($v3:tt)* }) => {
         ck::$ty {
             version: $version,
             C_Initialize: Some(C_Initialize),
             C_Finalize: Some(C_Finalize),
-            C_GetInfo: Some(C_GetInfo),
+            C_GetInfo: Some($get_info),
             C_GetFunctionList: Some(C_GetFunctionList),
             C_GetSlotList: Some(C_GetSlotList),
             C_GetSlotInfo: Some(C_GetSlotInfo),
@@ -103,7 +103,7 @@ macro_rules! function_list {
             C_DigestInit: Some(C_DigestInit),
             C_Digest: Some(C_Digest),
             C_DigestUpdate: Some(C_DigestUpdate),
-            C_DigestKey: Some(u::C_DigestKey),
+            C_DigestKey: Some(C_DigestKey),
             C_DigestFinal: Some(C_DigestFinal),
             C_SignInit: Some(C_SignInit),
             C_Sign: Some(C_Sign),
@@ -128,8 +128,8 @@ macro_rules! function_list {
             C_DeriveKey: Some(u::C_DeriveKey),
             C_SeedRandom: Some(C_SeedRandom),
             C_GenerateRandom: Some(C_GenerateRandom),
-            C_GetFunctionStatus: Some(u::C_GetFunctionStatus),
-            C_CancelFunction: Some(u::C_CancelFunction),
+            C_GetFunctionStatus: Some(C_GetFunctionStatus),
+            C_CancelFunction: Some(C_CancelFunction),
             C_WaitForSlotEvent: Some(u::C_WaitForSlotEvent),
             $($v3)*
         }
@@ -138,10 +138,10 @@ macro_rules! function_list {
 
 /// The v2.40 function list.
 pub static FUNCTION_LIST: ck::CK_FUNCTION_LIST =
-    function_list!(CK_FUNCTION_LIST, ck::CK_VERSION { major: 2, minor: 40 }, {});
+    function_list!(CK_FUNCTION_LIST, ck::CK_VERSION { major: 2, minor: 40 }, C_GetInfo, {});
 
 /// The v3.0 function list.
-pub static FUNCTION_LIST_3_0: ck::CK_FUNCTION_LIST_3_0 = function_list!(CK_FUNCTION_LIST_3_0, ck::CK_VERSION { major: 3, minor: 0 }, {
+pub static FUNCTION_LIST_3_0: ck::CK_FUNCTION_LIST_3_0 = function_list!(CK_FUNCTION_LIST_3_0, ck::CK_VERSION { major: 3, minor: 0 }, C_GetInfo_3_0, {
     C_GetInterfaceList: Some(C_GetInterfaceList),
     C_GetInterface: Some(C_GetInterface),
     C_LoginUser: Some(C_LoginUser),

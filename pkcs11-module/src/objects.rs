@@ -336,9 +336,11 @@ impl View {
                 (true, KeyType::GenericSecret) => ck::CKM_GENERIC_SECRET_KEY_GEN,
                 (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
             }),
-            ck::CKA_ALLOWED_MECHANISMS => {
-                Answer::value(p.allowed_mechanisms.iter().flatten().flat_map(|k| k.ckm().to_ne_bytes()).collect())
-            }
+            // Absent when the key was made without a list (any mechanism its usages allow).
+            ck::CKA_ALLOWED_MECHANISMS => match &p.allowed_mechanisms {
+                Some(list) => Answer::value(list.iter().flat_map(|k| k.ckm().to_ne_bytes()).collect()),
+                None => Answer::Invalid,
+            },
             ck::CKA_SIGN => usage(Usage::SIGN),
             ck::CKA_VERIFY => usage(Usage::VERIFY),
             ck::CKA_ENCRYPT => usage(Usage::ENCRYPT),
@@ -510,6 +512,20 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
                 primes,
             )
             .map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
+            // The CRT values the caller gave must be the key's own: a wrong or oversized one is
+            // refused rather than silently replaced.
+            for cka in [ck::CKA_EXPONENT_1, ck::CKA_EXPONENT_2, ck::CKA_COEFFICIENT] {
+                if let Some(given) = t.get(cka) {
+                    let der = Zeroizing::new(
+                        key.to_pkcs8_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?.as_bytes().to_vec(),
+                    );
+                    let own = rsa_component(&der, cka).ok_or(rv::ATTRIBUTE_VALUE_INVALID)?;
+                    let trimmed = &given[given.iter().take_while(|b| **b == 0).count()..];
+                    if trimmed != own.as_slice() {
+                        return Err(rv::ATTRIBUTE_VALUE_INVALID);
+                    }
+                }
+            }
             let der = key.to_pkcs8_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
             KeyMaterial::RsaPrivatePkcs8(Zeroizing::new(der.as_bytes().to_vec()))
         }
@@ -574,6 +590,10 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
     let v = visible(&lib, &s, &st.emu, obj)?;
     let value = || secret_value(&st.emu, obj);
     for a in &t.attrs {
+        if READ_ONLY.contains(&a.kind) {
+            // Attributes only the module sets are read-only, whatever the value (§4.1.1).
+            return Err(rv::ATTRIBUTE_READ_ONLY);
+        }
         if CHANGEABLE.contains(&a.kind) && v.answer(a.kind, &value) != Answer::Invalid {
             continue;
         }

@@ -127,8 +127,9 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
         Param::None => Ok(Mechanism::RsaPkcs1v15 { hash }),
         _ => Err(rv::MECHANISM_PARAM_INVALID),
     };
+    // PSS takes its parameters (hash, MGF, salt length) from the caller: none is
+    // CKR_MECHANISM_PARAM_INVALID (PKCS#11 §2.1.14).
     let pss = |hash: HashAlg| match m.param {
-        Param::None => Ok(Mechanism::RsaPss { hash }),
         Param::Pss(h, mgf, salt)
             if hash_of(h) == Some((hash, mgf)) && usize::try_from(salt).ok() == Some(hash.output_len()) =>
         {
@@ -236,6 +237,8 @@ pub struct SignOp {
     pub data: Zeroizing<Vec<u8>>,
     /// Whether `C_SignUpdate` was called (then `C_Sign` may not be).
     pub multipart: bool,
+    /// Whether `C_Sign` was called (a length query): then only `C_Sign` may finish it.
+    pub single: bool,
     /// A signature computed for a length query, handed out on the next call.
     pub result: Option<Vec<u8>>,
 }
@@ -256,6 +259,8 @@ pub struct DigestOp {
     pub hasher: Hasher,
     /// Whether `C_DigestUpdate` was called.
     pub multipart: bool,
+    /// Whether `C_Digest` was called (a length query): then only `C_Digest` may finish it.
+    pub single: bool,
 }
 
 /// A search.

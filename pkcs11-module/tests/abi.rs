@@ -939,6 +939,148 @@ fn reinitialise(p: &P11) {
     p.fin();
 }
 
+/// The specification's details that test suites check, one assertion each.
+fn spec_details(p: &P11) {
+    p.init();
+    // C_GetInfo reports the version of the interface it was called through.
+    let mut info: CK_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(p, C_GetInfo(&mut info)), CKR_OK);
+    assert_eq!((info.cryptokiVersion.major, info.cryptokiVersion.minor), (2, 40));
+    let v3: &CK_FUNCTION_LIST_3_0 = unsafe {
+        let get: libloading::Symbol<
+            '_,
+            unsafe extern "C" fn(*mut u8, *mut CK_VERSION, *mut *mut CK_INTERFACE, CK_FLAGS) -> CK_RV,
+        > = p._lib.get(b"C_GetInterface").expect("C_GetInterface");
+        let mut i: *mut CK_INTERFACE = null_mut();
+        let mut want = CK_VERSION { major: 3, minor: 0 };
+        assert_eq!(get(null_mut(), &mut want, &mut i, 0), CKR_OK);
+        &*((*i).pFunctionList as *const CK_FUNCTION_LIST_3_0)
+    };
+    assert_eq!(unsafe { (v3.C_GetInfo.expect("C_GetInfo"))(&mut info) }, CKR_OK);
+    assert_eq!((info.cryptokiVersion.major, info.cryptokiVersion.minor), (3, 0), "the 3.0 interface says 3.0");
+
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    check_rv("C_GetFunctionStatus", call!(p, C_GetFunctionStatus(h)), CKR_FUNCTION_NOT_PARALLEL);
+    check_rv("C_CancelFunction", call!(p, C_CancelFunction(h)), CKR_FUNCTION_NOT_PARALLEL);
+
+    // Single-part and multi-part forms do not mix: after a C_Digest length query, C_DigestFinal
+    // and C_DigestUpdate are CKR_OPERATION_ACTIVE; the same for C_Sign and C_SignFinal.
+    let mut sha = mech(CKM_SHA256);
+    let mut data = *b"abc";
+    let mut out = [0u8; 64];
+    for second in ["final", "update"] {
+        assert_eq!(call!(p, C_DigestInit(h, &mut sha)), CKR_OK);
+        let mut len: CK_ULONG = 0;
+        assert_eq!(call!(p, C_Digest(h, data.as_mut_ptr(), 3, null_mut(), &mut len)), CKR_OK);
+        assert_eq!(len, 32);
+        let rv = if second == "final" {
+            call!(p, C_DigestFinal(h, out.as_mut_ptr(), &mut len))
+        } else {
+            call!(p, C_DigestUpdate(h, data.as_mut_ptr(), 3))
+        };
+        check_rv(&format!("C_Digest{second} after a C_Digest length query"), rv, CKR_OPERATION_ACTIVE);
+    }
+    let (_, private) = p.rsa_pair(h);
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, private)), CKR_OK);
+    let mut len: CK_ULONG = 0;
+    assert_eq!(call!(p, C_Sign(h, data.as_mut_ptr(), 3, null_mut(), &mut len)), CKR_OK);
+    let mut sig = [0u8; 256];
+    check_rv(
+        "C_SignFinal after a C_Sign length query",
+        call!(p, C_SignFinal(h, sig.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_ACTIVE,
+    );
+
+    // PSS needs its parameters.
+    let mut pss = mech(CKM_SHA256_RSA_PKCS_PSS);
+    check_rv("PSS without parameters", call!(p, C_SignInit(h, &mut pss, private)), CKR_MECHANISM_PARAM_INVALID);
+
+    // C_SeedRandom mixes the seed in; random bytes keep coming and differ.
+    let mut seed = *b"caller's seed";
+    assert_eq!(call!(p, C_SeedRandom(h, seed.as_mut_ptr(), seed.len() as CK_ULONG)), CKR_OK);
+    let (mut r1, mut r2) = ([0u8; 32], [0u8; 32]);
+    assert_eq!(call!(p, C_GenerateRandom(h, r1.as_mut_ptr(), 32)), CKR_OK);
+    assert_eq!(call!(p, C_GenerateRandom(h, r2.as_mut_ptr(), 32)), CKR_OK);
+    assert_ne!(r1, r2);
+
+    // C_DigestKey: a readable secret key's value is digested in the module (checked with sha2);
+    // a sensitive one is CKR_KEY_INDIGESTIBLE.
+    let value = [0x5au8; 32];
+    let readable = aes_key(p, h, &value, true, false);
+    let sensitive = aes_key(p, h, &[0x11u8; 32], false, false);
+    assert_eq!(call!(p, C_DigestInit(h, &mut sha)), CKR_OK);
+    assert_eq!(call!(p, C_DigestUpdate(h, data.as_mut_ptr(), 3)), CKR_OK);
+    assert_eq!(call!(p, C_DigestKey(h, readable)), CKR_OK);
+    let mut len: CK_ULONG = 64;
+    assert_eq!(call!(p, C_DigestFinal(h, out.as_mut_ptr(), &mut len)), CKR_OK);
+    let want = sha2::Sha256::new().chain_update(b"abc").chain_update(value).finalize();
+    assert_eq!(&out[..len as usize], want.as_slice(), "C_DigestKey digests the key's value");
+    assert_eq!(call!(p, C_DigestInit(h, &mut sha)), CKR_OK);
+    check_rv("C_DigestKey of a sensitive key", call!(p, C_DigestKey(h, sensitive)), CKR_KEY_INDIGESTIBLE);
+
+    // Read-only attributes stay read-only, even when set to the value they have.
+    let (rv, gen_mech) = p.get(h, private, CKA_KEY_GEN_MECHANISM);
+    assert_eq!(rv, CKR_OK);
+    let t = [bytes_attr(CKA_KEY_GEN_MECHANISM, &gen_mech)];
+    check_rv(
+        "C_SetAttributeValue of CKA_KEY_GEN_MECHANISM",
+        call!(p, C_SetAttributeValue(h, private, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    // CKA_ALLOWED_MECHANISMS is absent on a key made without it.
+    check_rv("CKA_ALLOWED_MECHANISMS unset", p.get(h, private, CKA_ALLOWED_MECHANISMS).0, CKR_ATTRIBUTE_TYPE_INVALID);
+
+    // CKA_WRAP_WITH_TRUSTED asked at generation is kept; recover attributes asked false are fine.
+    let (len32, yes, no): (CK_ULONG, CK_BBOOL, CK_BBOOL) = (32, b(true), b(false));
+    let t = [attr(CKA_VALUE_LEN, &len32), attr(CKA_WRAP_WITH_TRUSTED, &yes)];
+    let mut aes = 0;
+    let mut gen_m = mech(CKM_AES_KEY_GEN);
+    assert_eq!(call!(p, C_GenerateKey(h, &mut gen_m, t.as_ptr() as *mut _, 2, &mut aes)), CKR_OK);
+    assert_eq!(p.get(h, aes, CKA_WRAP_WITH_TRUSTED).1, [1], "CKA_WRAP_WITH_TRUSTED is kept");
+    let bits: CK_ULONG = 2048;
+    let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), attr(CKA_VERIFY_RECOVER, &no)];
+    let private_t = [attr(CKA_SIGN, &yes), attr(CKA_SIGN_RECOVER, &no)];
+    let (mut pu, mut pr) = (0, 0);
+    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+    let rv = call!(
+        p,
+        C_GenerateKeyPair(h, &mut kp, public.as_ptr() as *mut _, 3, private_t.as_ptr() as *mut _, 2, &mut pu, &mut pr)
+    );
+    check_rv("CKA_SIGN_RECOVER and CKA_VERIFY_RECOVER false", rv, CKR_OK);
+
+    // An imported RSA key's CRT values must be its own: an oversized CKA_EXPONENT_1 is refused.
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
+    let key = rsa::PrivateKey::new(&mut rng, 1024).expect("RSA-1024");
+    let be = |v: &BoxedUint| v.to_be_bytes_trimmed_vartime().to_vec();
+    let (n, e, d) = (be(key.n()), be(key.e()), be(key.d()));
+    let (p1, p2) = (be(key.primes()[0].as_ref()), be(key.primes()[1].as_ref()));
+    let dp = be(key.dp().expect("dp"));
+    let class: CK_OBJECT_CLASS = CKO_PRIVATE_KEY;
+    let kt: CK_KEY_TYPE = CKK_RSA;
+    let import = |exp1: &[u8]| {
+        let t = [
+            attr(CKA_CLASS, &class),
+            attr(CKA_KEY_TYPE, &kt),
+            bytes_attr(CKA_MODULUS, &n),
+            bytes_attr(CKA_PUBLIC_EXPONENT, &e),
+            bytes_attr(CKA_PRIVATE_EXPONENT, &d),
+            bytes_attr(CKA_PRIME_1, &p1),
+            bytes_attr(CKA_PRIME_2, &p2),
+            bytes_attr(CKA_EXPONENT_1, exp1),
+        ];
+        let mut o = 0;
+        call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut o))
+    };
+    let mut oversized = vec![0x01];
+    oversized.extend_from_slice(&dp);
+    check_rv("an oversized CKA_EXPONENT_1", import(&oversized), CKR_ATTRIBUTE_VALUE_INVALID);
+    check_rv("the key's own CKA_EXPONENT_1", import(&dp), CKR_OK);
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -983,6 +1125,7 @@ fn main() -> ExitCode {
             ("the CLI and the module share keys", cli_and_module_share_keys),
             ("a CLI world with a 2-of-3 quorum in a second slot", cli_world_in_second_slot),
             ("C_InitToken on an initialised token", reinitialise),
+            ("the specification's details", spec_details),
         ];
         let mut ok = true;
         for (name, check) in checks {
