@@ -7,11 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The independent peers the tests check against: SoftHSM2 (a second PKCS#11 module), OpenSC's
-# pkcs11-tool and OpenSSL's PKCS#11 engine (PKCS#11 applications that load libhsmkit_pkcs11.so).
+# pkcs11-tool, OpenSSL's PKCS#11 engine and Java's SunPKCS11 (PKCS#11 applications that load
+# libhsmkit_pkcs11.so).
 missing=()
 { [ -f /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null; } || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 dpkg -s libengine-pkcs11-openssl >/dev/null 2>&1 || missing+=(libengine-pkcs11-openssl)
+# Java's SunPKCS11 (keytool, and the JDK's source launcher for a small signing program).
+{ command -v keytool >/dev/null && command -v javac >/dev/null; } || missing+=(default-jdk-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

@@ -312,6 +312,13 @@ pub fn nkminfo(g: &Global, a: &NkminfoArgs) -> Result<()> {
             .filter(|k| app.is_none_or(|x| *x == k.header.appname) && ident.is_none_or(|x| *x == k.header.ident))
             .collect();
         print!("{}", show::key_list(&keys));
+        // The data and certificate objects applications stored through PKCS#11, when there are any.
+        if app.is_none() {
+            let objects = emu.list_objects()?;
+            if !objects.is_empty() {
+                print!("{}", show::object_list(&objects));
+            }
+        }
         return Ok(());
     }
     let world = emu.require_world(Op::Info)?;

@@ -59,6 +59,24 @@ pub fn key_list(keys: &[KeyListing]) -> String {
     s
 }
 
+/// `nkminfo -k`'s list of the data and certificate objects stored through PKCS#11.
+pub fn object_list(objects: &[hsmkit_emulator::store::StoredObject]) -> String {
+    let n = objects.len();
+    let mut s = format!("Object list - {n} object{}\n", if n == 1 { "" } else { "s" });
+    for o in objects {
+        let class = match o.header.class {
+            0 => "data",
+            1 => "certificate",
+            _ => "other",
+        };
+        // CKA_LABEL (3); a private object's label is shown too (labels are not secret).
+        let label = o.attrs.get(&3).map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
+        let private = if o.header.private { " private" } else { "" };
+        let _ = writeln!(s, " Class {class:<12} Ident {} Label {label:?}{private}", o.header.ident);
+    }
+    s
+}
+
 /// "RSA" or "AES".
 pub fn key_type(h: &KeyHeader) -> &'static str {
     match h.key_type {

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod module;
 pub mod rng;
 mod session;
+pub mod store;
 pub mod suite;
 pub mod token;
 pub mod world;

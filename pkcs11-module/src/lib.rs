@@ -23,6 +23,7 @@ mod general;
 mod objects;
 pub mod ops;
 pub mod state;
+mod storage;
 pub mod token;
 
 use std::sync::OnceLock;

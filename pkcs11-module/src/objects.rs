@@ -22,6 +22,7 @@ use hsmkit_emulator::{EmulatorSession, MAX_GENERIC_SECRET};
 use crate::ffi::{Answer, InAttr, Result, Rv, rv};
 use crate::ops::{FindOp, MechIn, Param};
 use crate::state::{self, Library, Session};
+use crate::storage;
 
 /// A caller's template, checked for duplicates.
 pub struct Template<'a> {
@@ -37,6 +38,11 @@ impl<'a> Template<'a> {
             }
         }
         Ok(Template { attrs })
+    }
+
+    /// The attributes, in the caller's order.
+    pub fn attrs(&self) -> &[InAttr<'a>] {
+        &self.attrs
     }
 
     fn get(&self, t: CK_ATTRIBUTE_TYPE) -> Option<&'a [u8]> {
@@ -447,6 +453,9 @@ pub fn get_attribute_values(
     types: &[CK_ATTRIBUTE_TYPE],
 ) -> Result<Vec<Answer>> {
     let (lib, s) = state::session(h)?;
+    if storage::is_stored(obj) {
+        return storage::get_attribute_values(&lib, &s, obj, types);
+    }
     let st = s.lock()?;
     let v = visible(&lib, &s, &st.emu, obj)?;
     let value = || secret_value(&st.emu, obj);
@@ -477,6 +486,9 @@ fn big(t: &Template<'_>, cka: CK_ATTRIBUTE_TYPE) -> Result<BoxedUint> {
 /// private keys from their components.
 pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
     let (lib, s) = state::session(h)?;
+    if let Some(class) = t.ulong(ck::CKA_CLASS)?.filter(|c| storage::stores(*c)) {
+        return storage::create(&lib, &s, t, class);
+    }
     let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let mut policy = default_policy(Usage::of_class(class));
@@ -550,6 +562,9 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
 /// not extractable), with a new label, id or persistence.
 pub fn copy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
     let (lib, s) = state::session(h)?;
+    if storage::is_stored(obj) {
+        return storage::copy(&lib, &s, obj, t);
+    }
     let st = s.lock()?;
     let v = visible(&lib, &s, &st.emu, obj)?;
     t.only(&[COMMON, PUBLIC, PRIVATE, SECRET])?;
@@ -586,6 +601,9 @@ const CHANGEABLE: &[CK_ATTRIBUTE_TYPE] = &[
 /// Setting any other attribute to the value it has is accepted and changes nothing.
 pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>) -> Result<()> {
     let (lib, s) = state::session(h)?;
+    if storage::is_stored(obj) {
+        return storage::set_attribute_value(&lib, &s, obj, t);
+    }
     let st = s.lock()?;
     let v = visible(&lib, &s, &st.emu, obj)?;
     let value = || secret_value(&st.emu, obj);
@@ -624,6 +642,9 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
 /// `C_DestroyObject`.
 pub fn destroy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> Result<()> {
     let (lib, s) = state::session(h)?;
+    if storage::is_stored(obj) {
+        return storage::destroy(&lib, &s, obj);
+    }
     let st = s.lock()?;
     let v = visible(&lib, &s, &st.emu, obj)?;
     if v.policy.token && !s.rw {
@@ -662,6 +683,8 @@ pub fn find_init(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<()> {
             }
         }
     }
+    // Data objects and certificates (no key attribute can match them).
+    found.extend(storage::find(&lib, &s, t)?);
     st.ops.find = Some(FindOp { found, next: 0 });
     Ok(())
 }

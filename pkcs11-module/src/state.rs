@@ -42,6 +42,8 @@ pub struct Library {
     /// session objects).
     pub application: u64,
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
+    /// Handles of the data and certificate objects (token and session).
+    stored: Mutex<crate::storage::StoredTable>,
     /// The process that initialised the library: a child made by `fork` sees the library as not
     /// initialised, and its `C_Initialize` starts its own (new random generators, no sessions).
     pid: u32,
@@ -182,12 +184,23 @@ impl Library {
             });
         }
         let application = NEXT_APPLICATION.fetch_add(1, Ordering::Relaxed);
-        Ok(Library { slots, application, sessions: RwLock::new(HashMap::new()), pid: std::process::id() })
+        Ok(Library {
+            slots,
+            application,
+            sessions: RwLock::new(HashMap::new()),
+            stored: Mutex::new(Default::default()),
+            pid: std::process::id(),
+        })
     }
 
     /// The slot with id `id`.
     pub fn slot(&self, id: CK_SLOT_ID) -> Result<(usize, &Slot)> {
         self.slots.iter().enumerate().find(|(_, s)| s.id == id).ok_or(rv::SLOT_ID_INVALID)
+    }
+
+    /// The data and certificate object handles.
+    pub fn stored(&self) -> Result<MutexGuard<'_, crate::storage::StoredTable>> {
+        self.stored.lock().map_err(poisoned)
     }
 
     /// The session `h`.
@@ -211,6 +224,9 @@ impl Library {
             let gone: Vec<CK_SESSION_HANDLE> = map.values().filter(|s| pred(s)).map(|s| s.handle).collect();
             gone.iter().filter_map(|h| map.remove(h)).collect()
         };
+        // Their session objects that are not keys go with them.
+        let handles: Vec<CK_SESSION_HANDLE> = removed.iter().map(|s| s.handle).collect();
+        self.stored()?.drop_sessions(&handles);
         for (i, slot) in self.slots.iter().enumerate() {
             if removed.iter().any(|s| s.slot == i) {
                 // Decided under the token lock (which `C_OpenSession` holds while it adds a

@@ -1,0 +1,152 @@
+//! Java's SunPKCS11 (the JDK's `keytool` and a small program run by the JDK's source launcher)
+//! against `libhsmkit_pkcs11.so`: a key pair and its self-signed certificate generated into the
+//! token, listed as a private key entry, a signature made on the token and verified by the JDK's
+//! own RSA provider, a PKCS#12 key store imported into the token, and an import the module cannot
+//! take (an EC key) that leaves nothing behind. `bash scripts/test.sh` installs the JDK
+//! (`default-jdk-headless`) when it is missing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, ExitCode, Output};
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (bash scripts/test.sh installs the JDK)"))
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn keytool(cfg: &Path, args: &[&str]) -> Output {
+    let cfg = cfg.display().to_string();
+    let mut all = vec![
+        "-keystore",
+        "NONE",
+        "-storetype",
+        "PKCS11",
+        "-providerClass",
+        "sun.security.pkcs11.SunPKCS11",
+        "-providerArg",
+        &cfg,
+        "-storepass",
+        common::USER_PIN,
+    ];
+    all.splice(0..0, args.iter().copied());
+    run("keytool", &all)
+}
+
+fn main() -> ExitCode {
+    common::with_throwaway_conf(|| {
+        drop(common::initialised_backend());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("p11.cfg");
+        std::fs::write(&cfg, format!("name = hsmkit\nlibrary = {}\nslot = 0\n", common::module_path().display()))
+            .expect("cfg");
+        let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/Check.java");
+        let mut failures = Vec::new();
+        let mut expect = |what: &str, ok: bool, out: &Output| {
+            if ok {
+                println!("ok   {what}");
+            } else {
+                println!("FAIL {what}\n{}", text(out));
+                failures.push(what.to_string());
+            }
+        };
+
+        let out = keytool(
+            &cfg,
+            &["-genkeypair", "-alias", "k1", "-keyalg", "RSA", "-keysize", "2048", "-dname", "CN=hsmkit java"],
+        );
+        expect("keytool -genkeypair into the token", out.status.success(), &out);
+        let out = keytool(&cfg, &["-list"]);
+        expect("keytool -list shows the private key entry", text(&out).contains("k1, PrivateKeyEntry"), &out);
+        let cfg_s = cfg.display().to_string();
+        let check_s = check.display().to_string();
+        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "k1"]);
+        expect("a token signature verified by the JDK's own provider", text(&out).contains("verified k1"), &out);
+
+        // A PKCS#12 key store (made by the JDK in software) imported into the token.
+        let p12 = dir.path().join("src.p12").display().to_string();
+        let out = run(
+            "keytool",
+            &[
+                "-genkeypair",
+                "-alias",
+                "imported",
+                "-keyalg",
+                "RSA",
+                "-keysize",
+                "2048",
+                "-dname",
+                "CN=imported",
+                "-keystore",
+                &p12,
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+            ],
+        );
+        expect("a software PKCS#12 key store", out.status.success(), &out);
+        let import = |src: &str, alias: &str| {
+            keytool(
+                &cfg,
+                &[
+                    "-importkeystore",
+                    "-srckeystore",
+                    src,
+                    "-srcstoretype",
+                    "PKCS12",
+                    "-srcstorepass",
+                    "changeit",
+                    "-srcalias",
+                    alias,
+                    "-noprompt",
+                ],
+            )
+        };
+        let out = import(&p12, "imported");
+        expect("keytool -importkeystore into the token", out.status.success(), &out);
+        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "imported"]);
+        expect("the imported key signs on the token", text(&out).contains("verified imported"), &out);
+
+        // An EC key the module cannot hold: refused, and nothing of it is left on the token.
+        let before = text(&keytool(&cfg, &["-list"]));
+        let ec = dir.path().join("ec.p12").display().to_string();
+        let out = run(
+            "keytool",
+            &[
+                "-genkeypair",
+                "-alias",
+                "eckey",
+                "-keyalg",
+                "EC",
+                "-groupname",
+                "secp256r1",
+                "-dname",
+                "CN=ec",
+                "-keystore",
+                &ec,
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+            ],
+        );
+        expect("a software EC key store", out.status.success(), &out);
+        let out = import(&ec, "eckey");
+        let after = keytool(&cfg, &["-list"]);
+        // keytool reports the entry it could not import (and exits 0 for a partial import).
+        expect(
+            "an import the module cannot take is reported",
+            text(&out).contains("Entry for alias eckey not imported"),
+            &out,
+        );
+        expect("and leaves nothing behind", text(&after) == before, &after);
+        if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    })
+}
