@@ -15,6 +15,9 @@ command -v pkcs11-tool >/dev/null || missing+=(opensc)
 dpkg -s libengine-pkcs11-openssl >/dev/null 2>&1 || missing+=(libengine-pkcs11-openssl)
 # Java's SunPKCS11 (keytool, and the JDK's source launcher for a small signing program).
 { command -v keytool >/dev/null && command -v javac >/dev/null; } || missing+=(default-jdk-headless)
+# GnuTLS's p11tool and certtool; a virtual environment for python-pkcs11 (from PyPI).
+{ command -v p11tool >/dev/null && command -v certtool >/dev/null; } || missing+=(gnutls-bin)
+/usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

@@ -1081,6 +1081,148 @@ fn spec_details(p: &P11) {
     p.fin();
 }
 
+/// Handles matching `t`.
+fn find_all(p: &P11, h: CK_SESSION_HANDLE, t: &[CK_ATTRIBUTE]) -> Vec<CK_OBJECT_HANDLE> {
+    assert_eq!(call!(p, C_FindObjectsInit(h, t.as_ptr() as *mut _, t.len() as CK_ULONG)), CKR_OK);
+    let mut found = [0; 64];
+    let mut n: CK_ULONG = 0;
+    assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 64, &mut n)), CKR_OK);
+    assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
+    found[..n as usize].to_vec()
+}
+
+/// Data objects and certificates: token and session, private and public, found by any
+/// attribute, their rules (required attributes, read-only ones, CKA_TRUSTED by the officer only).
+fn stored_objects(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (data, cert): (CK_OBJECT_CLASS, CK_OBJECT_CLASS) = (CKO_DATA, CKO_CERTIFICATE);
+    let (yes, no) = (b(true), b(false));
+    let value = b"application secret";
+    let t = [
+        attr(CKA_CLASS, &data),
+        attr(CKA_TOKEN, &yes),
+        bytes_attr(CKA_LABEL, b"stored-data"),
+        bytes_attr(CKA_APPLICATION, b"hsmkit test"),
+        bytes_attr(CKA_OBJECT_ID, &[0x06, 0x03, 0x2a, 0x03, 0x04]),
+        bytes_attr(CKA_VALUE, value),
+    ];
+    let mut d = 0;
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut d)), CKR_OK);
+    assert_eq!(p.get(h, d, CKA_VALUE).1, value);
+    assert_eq!(p.get(h, d, CKA_PRIVATE).1, [1], "a data object is private unless asked otherwise");
+    let (rv, uid) = p.get(h, d, CKA_UNIQUE_ID);
+    assert_eq!(rv, CKR_OK);
+    assert!(!uid.is_empty());
+    let by_app = [bytes_attr(CKA_APPLICATION, b"hsmkit test")];
+    assert_eq!(find_all(p, h, &by_app), [d], "found by CKA_APPLICATION");
+    let keys_only: CK_KEY_TYPE = CKK_AES;
+    assert!(!find_all(p, h, &[attr(CKA_KEY_TYPE, &keys_only)]).contains(&d), "a key attribute never matches it");
+    let t = [bytes_attr(CKA_UNIQUE_ID, b"x")];
+    check_rv(
+        "CKA_UNIQUE_ID is read-only",
+        call!(p, C_SetAttributeValue(h, d, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+
+    // A certificate: subject and value are required; the check value is SHA-1's first 3 bytes.
+    let ct: CK_CERTIFICATE_TYPE = CKC_X_509;
+    let der = b"not really DER, but the module stores what it is given";
+    let incomplete = [attr(CKA_CLASS, &cert), attr(CKA_CERTIFICATE_TYPE, &ct), bytes_attr(CKA_VALUE, der)];
+    let mut c = 0;
+    check_rv(
+        "a certificate without CKA_SUBJECT",
+        call!(p, C_CreateObject(h, incomplete.as_ptr() as *mut _, 3, &mut c)),
+        CKR_TEMPLATE_INCOMPLETE,
+    );
+    let trusted = [
+        attr(CKA_CLASS, &cert),
+        attr(CKA_CERTIFICATE_TYPE, &ct),
+        bytes_attr(CKA_SUBJECT, b"subject"),
+        bytes_attr(CKA_VALUE, der),
+        attr(CKA_TRUSTED, &yes),
+    ];
+    check_rv(
+        "CKA_TRUSTED by the user",
+        call!(p, C_CreateObject(h, trusted.as_ptr() as *mut _, 5, &mut c)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    let t = [
+        attr(CKA_CLASS, &cert),
+        attr(CKA_CERTIFICATE_TYPE, &ct),
+        attr(CKA_TOKEN, &yes),
+        bytes_attr(CKA_LABEL, b"stored-cert"),
+        bytes_attr(CKA_ID, &[0x42]),
+        bytes_attr(CKA_SUBJECT, b"subject"),
+        bytes_attr(CKA_VALUE, der),
+    ];
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut c)), CKR_OK);
+    assert_eq!(p.get(h, c, CKA_PRIVATE).1, [0], "a certificate is public unless asked otherwise");
+    assert_eq!(p.get(h, c, CKA_CHECK_VALUE).1, sha1::Sha1::digest(der)[..3].to_vec());
+    let t = [attr(CKA_CERTIFICATE_TYPE, &ct)];
+    check_rv(
+        "CKA_CERTIFICATE_TYPE is fixed",
+        call!(p, C_SetAttributeValue(h, c, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    let t = [bytes_attr(CKA_LABEL, b"renamed-cert")];
+    assert_eq!(call!(p, C_SetAttributeValue(h, c, t.as_ptr() as *mut _, 1)), CKR_OK);
+    let certs = find_all(p, h, &[attr(CKA_CLASS, &cert)]);
+    assert_eq!(certs, [c], "only the certificate is a certificate");
+    assert_eq!(find_all(p, h, &[bytes_attr(CKA_LABEL, b"renamed-cert"), bytes_attr(CKA_ID, &[0x42])]), [c]);
+
+    // A public session object, made and found without a login; it goes with its session.
+    let s2 = p.open(false);
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert!(find_all(p, s2, &by_app).is_empty(), "a private object is hidden without the user");
+    assert_eq!(find_all(p, s2, &[attr(CKA_CLASS, &cert)]), [c], "a public one is not");
+    let t = [
+        attr(CKA_CLASS, &data),
+        attr(CKA_PRIVATE, &no),
+        bytes_attr(CKA_LABEL, b"public-session"),
+        attr(CKA_MODIFIABLE, &no),
+    ];
+    let mut ps = 0;
+    assert_eq!(
+        call!(p, C_CreateObject(s2, t.as_ptr() as *mut _, 4, &mut ps)),
+        CKR_OK,
+        "a public session object in a read-only public session"
+    );
+    let public_session = [bytes_attr(CKA_LABEL, b"public-session")];
+    assert_eq!(find_all(p, h, &public_session), [ps], "seen by the application's other sessions");
+    let t = [bytes_attr(CKA_LABEL, b"changed")];
+    check_rv(
+        "CKA_MODIFIABLE false",
+        call!(p, C_SetAttributeValue(s2, ps, t.as_ptr() as *mut _, 1)),
+        CKR_ACTION_PROHIBITED,
+    );
+    let t = [attr(CKA_CLASS, &data), attr(CKA_TOKEN, &yes), attr(CKA_PRIVATE, &no)];
+    let mut x = 0;
+    check_rv(
+        "a token object in a read-only session",
+        call!(p, C_CreateObject(s2, t.as_ptr() as *mut _, 3, &mut x)),
+        CKR_SESSION_READ_ONLY,
+    );
+    assert_eq!(call!(p, C_CloseSession(s2)), CKR_OK);
+    assert!(find_all(p, h, &public_session).is_empty(), "the session object went with its session");
+
+    // Token objects outlive the library; destroyed, they are gone.
+    p.fin();
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let found = find_all(p, h, &by_app);
+    assert_eq!(found.len(), 1);
+    assert_eq!(p.get(h, found[0], CKA_UNIQUE_ID).1, uid, "the same object");
+    assert_eq!(call!(p, C_DestroyObject(h, found[0])), CKR_OK);
+    assert!(find_all(p, h, &by_app).is_empty());
+    let c = find_all(p, h, &[attr(CKA_CLASS, &cert)])[0];
+    assert_eq!(call!(p, C_DestroyObject(h, c)), CKR_OK);
+    check_rv("a destroyed object", p.get(h, c, CKA_LABEL).0, CKR_OBJECT_HANDLE_INVALID);
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -1126,6 +1268,7 @@ fn main() -> ExitCode {
             ("a CLI world with a 2-of-3 quorum in a second slot", cli_world_in_second_slot),
             ("C_InitToken on an initialised token", reinitialise),
             ("the specification's details", spec_details),
+            ("data objects and certificates", stored_objects),
         ];
         let mut ok = true;
         for (name, check) in checks {

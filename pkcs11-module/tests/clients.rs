@@ -1,0 +1,179 @@
+//! PKCS#11 applications storing certificates and data objects in `libhsmkit_pkcs11.so`:
+//! OpenSC's `pkcs11-tool --write-object`, GnuTLS (`p11tool` generates a key on the token,
+//! `certtool` self-signs with it, `p11tool --write` stores the certificate, OpenSSL verifies its
+//! signature), and python-pkcs11 in a virtual environment. `bash scripts/test.sh` installs
+//! OpenSC, GnuTLS (`gnutls-bin`) and `python3-venv` when they are missing; python-pkcs11 comes from
+//! PyPI into a virtual environment kept in cargo's target folder.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, ExitCode, Output};
+
+fn run(dir: &Path, cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .env("GNUTLS_PIN", common::USER_PIN)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (bash scripts/test.sh installs it)"))
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A virtual environment with python-pkcs11, made once in cargo's target folder.
+fn python() -> std::path::PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-pkcs11-venv");
+    let py = venv.join("bin").join("python");
+    let ready = Command::new(&py).args(["-c", "import pkcs11"]).output().is_ok_and(|o| o.status.success());
+    if !ready {
+        let _ = std::fs::remove_dir_all(&venv);
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).output().expect("python3 -m venv");
+        assert!(made.status.success(), "python3 -m venv: {}", text(&made));
+        let pip = Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "python-pkcs11"])
+            .output()
+            .expect("pip install python-pkcs11");
+        assert!(pip.status.success(), "pip install python-pkcs11: {}", text(&pip));
+    }
+    py
+}
+
+fn main() -> ExitCode {
+    common::with_throwaway_conf(|| {
+        drop(common::initialised_backend());
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path();
+        let module = common::module_path().display().to_string();
+        let token = format!("pkcs11:token={}", common::LABEL);
+        let mut failures = Vec::new();
+        let mut expect = |what: &str, ok: bool, out: &Output| {
+            if ok {
+                println!("ok   {what}");
+            } else {
+                println!("FAIL {what}\n{}", text(out));
+                failures.push(what.to_string());
+            }
+        };
+
+        // OpenSC: a certificate made by OpenSSL, written and listed.
+        let out = run(
+            d,
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "x.key",
+                "-out",
+                "x.pem",
+                "-subj",
+                "/CN=written by pkcs11-tool",
+                "-days",
+                "2",
+            ],
+        );
+        expect("OpenSSL makes a certificate", out.status.success(), &out);
+        let out = run(d, "openssl", &["x509", "-in", "x.pem", "-outform", "DER", "-out", "x.der"]);
+        expect("as DER", out.status.success(), &out);
+        let p11 = |args: &[&str]| {
+            let mut all = vec!["--module", module.as_str(), "--login", "--pin", common::USER_PIN];
+            all.extend_from_slice(args);
+            run(d, "pkcs11-tool", &all)
+        };
+        let out = p11(&["--write-object", "x.der", "--type", "cert", "--id", "0a", "--label", "written"]);
+        expect("pkcs11-tool --write-object of a certificate", out.status.success(), &out);
+        let out = p11(&["--list-objects", "--type", "cert"]);
+        expect(
+            "pkcs11-tool lists it with its subject",
+            text(&out).contains("label:      written") && text(&out).contains("CN=written by pkcs11-tool"),
+            &out,
+        );
+        let out = p11(&["--read-object", "--type", "cert", "--label", "written", "--output-file", "back.der"]);
+        expect(
+            "and reads it back",
+            out.status.success() && std::fs::read(d.join("back.der")).ok() == std::fs::read(d.join("x.der")).ok(),
+            &out,
+        );
+
+        // GnuTLS: a token key, a certificate self-signed with it, stored and listed.
+        let out = run(
+            d,
+            "p11tool",
+            &[
+                "--provider",
+                &module,
+                "--login",
+                "--generate-privkey=rsa",
+                "--bits",
+                "2048",
+                "--label",
+                "gnutls",
+                &token,
+            ],
+        );
+        expect("p11tool --generate-privkey on the token", out.status.success(), &out);
+        std::fs::write(d.join("template"), "cn = \"gnutls on hsmkit\"\nexpiration_days = 2\nsigning_key\n")
+            .expect("template");
+        let private = format!("{token};object=gnutls;type=private");
+        let public = format!("{token};object=gnutls;type=public");
+        let out = run(
+            d,
+            "certtool",
+            &[
+                "--provider",
+                &module,
+                "--generate-self-signed",
+                "--load-privkey",
+                &private,
+                "--load-pubkey",
+                &public,
+                "--template",
+                "template",
+                "--outfile",
+                "gnutls.pem",
+            ],
+        );
+        expect("certtool self-signs with the token key", out.status.success(), &out);
+        let out = run(d, "openssl", &["verify", "-CAfile", "gnutls.pem", "gnutls.pem"]);
+        expect("OpenSSL verifies the token's signature on it", text(&out).contains("gnutls.pem: OK"), &out);
+        let out = run(
+            d,
+            "p11tool",
+            &[
+                "--provider",
+                &module,
+                "--login",
+                "--write",
+                "--load-certificate",
+                "gnutls.pem",
+                "--label",
+                "gnutls",
+                &token,
+            ],
+        );
+        expect("p11tool --write stores the certificate", out.status.success(), &out);
+        let out = run(d, "p11tool", &["--provider", &module, "--list-all-certs", &token]);
+        expect("p11tool lists it", text(&out).contains("object=gnutls;type=cert"), &out);
+
+        // python-pkcs11.
+        let out = run(
+            d,
+            &python().display().to_string(),
+            &[
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/check.py").display().to_string(),
+                &module,
+                common::LABEL,
+                common::USER_PIN,
+                "x.der",
+            ],
+        );
+        expect("python-pkcs11: data objects, certificates, public session objects", out.status.success(), &out);
+        if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    })
+}
