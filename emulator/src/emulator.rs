@@ -554,6 +554,7 @@ impl Emulator {
             acl_certificate: None,
             origin: None,
             wrap_with_trusted: false,
+            public_apart: false,
         })
     }
 
@@ -692,6 +693,8 @@ impl Emulator {
     /// Registers a loaded key as objects of session `owner` in application `group`.
     pub(crate) fn register_in(&self, key: Arc<LoadedKey>, owner: Option<u64>, group: Option<u64>) -> Vec<KeyHandle> {
         let classes: &[ObjectClass] = match (&key.material, key.header.key_type) {
+            // A PKCS#11 pair: the public half is its own blob.
+            (Material::Rsa(_), _) if key.header.public_apart => &[ObjectClass::PrivateKey],
             (Material::Rsa(_), _) => &[ObjectClass::PrivateKey, ObjectClass::PublicKey],
             (Material::Aes(_), _) => &[ObjectClass::SecretKey],
             (Material::PublicOnly, _) => &[ObjectClass::PublicKey],

@@ -123,6 +123,11 @@ pub struct KeyHeader {
     /// only ever make the key stricter.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wrap_with_trusted: bool,
+    /// The public half of this private key is an object of its own (a public key blob made with
+    /// it), with its own label and lifetime, as PKCS#11 pairs are; false (not written) for keys
+    /// whose blob is both halves, as nShield's `generatekey` makes them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public_apart: bool,
 }
 
 /// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the

@@ -454,6 +454,7 @@ impl EmulatorSession<'_> {
             acl_certificate: None,
             origin: None,
             wrap_with_trusted: policy.wrap_with_trusted && !policy.extractable,
+            public_apart: false,
         })
     }
 
@@ -627,12 +628,34 @@ impl Session for EmulatorSession<'_> {
         let KeyPairSpec::Rsa { bits, public_exponent } = *spec else {
             return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
         };
+        let op = Op::GenerateKeyPair;
         let pkcs8 = self.emu.new_rsa_pkcs8(bits, public_exponent)?;
         let mut header = self.rsa_private_header(&world, policy, &pkcs8)?;
         header.origin = Some(KeyOrigin::generated(policy));
-        match self.store(&world, &km, header, &pkcs8, policy.token, Op::GenerateKeyPair)?[..] {
-            [private, public] => Ok((public, private)),
-            _ => Err(crate::emulator::poisoned(Op::GenerateKeyPair)),
+        // Two objects, as PKCS#11 has them: the private key, and its public half in a public key
+        // blob of its own (its own label, lifetime and usages).
+        header.public_apart = true;
+        let public_policy = KeyPolicy { usage: policy.usage & Usage::PUBLIC_SIDE, ..policy.clone() };
+        let mut ph = self.header(&world, &public_policy, BlobKeyType::Rsa, header.bits)?;
+        ph.has_private = false;
+        ph.pubexp = header.pubexp;
+        ph.hash = world.suite().hash(&[&header.public]);
+        ph.public = header.public.clone();
+        ph.origin = header.origin;
+        let private = match self.store(&world, &km, header, &pkcs8, policy.token, op)?[..] {
+            [private] => private,
+            _ => return Err(crate::emulator::poisoned(op)),
+        };
+        match self.store(&world, &km, ph, &[], policy.token, op) {
+            Ok(handles) => match handles[..] {
+                [public] => Ok((public, private)),
+                _ => Err(crate::emulator::poisoned(op)),
+            },
+            Err(e) => {
+                // No half-made pair is left behind.
+                let _ = self.destroy(private);
+                Err(e)
+            }
         }
     }
 

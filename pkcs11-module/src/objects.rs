@@ -765,7 +765,8 @@ pub fn generate_key_pair(
         Some(v) if !v.is_empty() && v.len() <= 8 => v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
         Some(_) => return Err(rv::ATTRIBUTE_VALUE_INVALID),
     };
-    // Both halves live in one key blob: one policy, the union of both templates' usages.
+    // One policy for the pair (the union of both templates' usages; each half keeps its side's);
+    // the public key's own label and id are set on it afterwards.
     let mut pub_policy = default_policy(Usage::PUBLIC_SIDE);
     apply(public, Usage::PUBLIC_SIDE, &mut pub_policy, false)?;
     let mut policy = default_policy(Usage::PRIVATE_SIDE);
@@ -784,6 +785,22 @@ pub fn generate_key_pair(
     let spec =
         KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e };
     let (pub_h, priv_h) = st.emu.generate_key_pair(&spec, &policy).map_err(crate::emu_err)?;
+    // The public key is an object of its own: it takes the public template's label and id.
+    let v = View::read(&st.emu, pub_h.0)?;
+    let mut named = v.policy.clone();
+    if let Some(l) = &pub_policy.label {
+        named.label = Some(l.clone());
+    }
+    if let Some(i) = &pub_policy.id {
+        named.id = Some(i.clone());
+    }
+    if named != v.policy
+        && let Err(e) = st.emu.modify(pub_h, &named)
+    {
+        let _ = st.emu.destroy(pub_h);
+        let _ = st.emu.destroy(priv_h);
+        return Err(crate::emu_err(e));
+    }
     Ok((pub_h.0, priv_h.0))
 }
 

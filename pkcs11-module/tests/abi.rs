@@ -554,15 +554,19 @@ fn public_half(p: &P11) {
     p.init();
     let h = p.open(true);
     assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
-    let (pubh, _) = p.rsa_pair(h);
+    let (pubh, privh) = p.rsa_pair(h);
+    let private_label = p.get(h, privh, CKA_LABEL).1;
     assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    // The public key is an object of its own: renamed (a public object, no login needed), the
+    // private key keeps its name.
     let label = b"renamed";
     let t = [bytes_attr(CKA_LABEL, label)];
     check_rv(
-        "renaming a pair without the user",
+        "renaming the public key without the user",
         call!(p, C_SetAttributeValue(h, pubh, t.as_ptr() as *mut _, 1)),
-        CKR_USER_NOT_LOGGED_IN,
+        CKR_OK,
     );
+    assert_eq!(p.get(h, pubh, CKA_LABEL).1, label);
     let copy_label = b"public-copy";
     let t = [bytes_attr(CKA_LABEL, copy_label)];
     let mut copy = 0;
@@ -577,6 +581,49 @@ fn public_half(p: &P11) {
     assert_eq!(call!(p, C_FindObjects(h, found.as_mut_ptr(), 2, &mut n)), CKR_OK);
     assert_eq!(call!(p, C_FindObjectsFinal(h)), CKR_OK);
     assert_eq!(n, 0, "copying the public half made no private key");
+    assert_eq!(p.get(h, privh, CKA_LABEL).1, private_label, "the private key kept its label");
+    // Destroying the private key leaves the public key, which still verifies.
+    assert_eq!(call!(p, C_DestroyObject(h, privh)), CKR_OK);
+    check_rv("the destroyed private key", p.get(h, privh, CKA_LABEL).0, CKR_OBJECT_HANDLE_INVALID);
+    assert_eq!(p.get(h, pubh, CKA_CLASS).1, CKO_PUBLIC_KEY.to_ne_bytes(), "the public key stays");
+    let (pu2, pr2) = p.rsa_pair(h);
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, pr2)), CKR_OK);
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    assert_eq!(call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len)), CKR_OK);
+    assert_eq!(call!(p, C_DestroyObject(h, pr2)), CKR_OK);
+    assert_eq!(call!(p, C_VerifyInit(h, &mut m, pu2)), CKR_OK);
+    assert_eq!(
+        call!(p, C_Verify(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), len)),
+        CKR_OK,
+        "verifies after the private key is gone"
+    );
+    // Each half takes its own template's label.
+    let bits: CK_ULONG = 2048;
+    let yes = b(true);
+    let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), bytes_attr(CKA_LABEL, b"pub-label")];
+    let private = [attr(CKA_SIGN, &yes), bytes_attr(CKA_LABEL, b"priv-label")];
+    let (mut pu, mut pr) = (0, 0);
+    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+    assert_eq!(
+        call!(
+            p,
+            C_GenerateKeyPair(
+                h,
+                &mut kp,
+                public.as_ptr() as *mut _,
+                3,
+                private.as_ptr() as *mut _,
+                2,
+                &mut pu,
+                &mut pr
+            )
+        ),
+        CKR_OK
+    );
+    assert_eq!(p.get(h, pu, CKA_LABEL).1, b"pub-label");
+    assert_eq!(p.get(h, pr, CKA_LABEL).1, b"priv-label");
     p.fin();
 }
 
