@@ -93,6 +93,9 @@ pub struct KeyPolicy {
     pub label: Option<String>,
     /// `CKA_ID`.
     pub id: Option<Vec<u8>>,
+    /// `CKA_PRIVATE` false on a private or secret key: a public object, seen and used without the
+    /// user's login (PKCS#11 lets a template ask for it). Public keys are public objects anyway.
+    pub public_object: bool,
 }
 
 impl KeyPolicy {
@@ -146,6 +149,9 @@ impl KeyPolicy {
         }
         if self.trusted && !original.trusted {
             return widened("CKA_TRUSTED");
+        }
+        if self.public_object && !original.public_object {
+            return widened("CKA_PRIVATE");
         }
         match (&self.allowed_mechanisms, &original.allowed_mechanisms) {
             (_, None) => {}

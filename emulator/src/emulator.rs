@@ -555,6 +555,7 @@ impl Emulator {
             origin: None,
             wrap_with_trusted: false,
             public_apart: false,
+            public_object: false,
         })
     }
 

@@ -128,6 +128,10 @@ pub struct KeyHeader {
     /// whose blob is both halves, as nShield's `generatekey` makes them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub public_apart: bool,
+    /// `CKA_PRIVATE` false on a private or secret key: a public object, used without the user's
+    /// login (false, not written, for every key made otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public_object: bool,
 }
 
 /// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the

@@ -156,6 +156,7 @@ fn with_other_half(policy: &KeyPolicy, o: &Object) -> KeyPolicy {
 fn policy_of(o: &Object) -> KeyPolicy {
     let mut p = o.key.header.acl.policy();
     p.wrap_with_trusted |= o.key.header.wrap_with_trusted;
+    p.public_object = o.key.header.public_object && o.class != ObjectClass::PublicKey;
     p.usage &= Usage::of_class(o.class);
     if o.class == ObjectClass::PublicKey {
         // A public key is not secret.
@@ -253,6 +254,7 @@ impl EmulatorSession<'_> {
             self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
             header.acl = o.key.header.acl.narrowed_to(&with_other_half(policy, &o));
             header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
+            header.public_object &= policy.public_object;
             if let Some(m) = &policy.allowed_mechanisms {
                 header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
             }
@@ -308,7 +310,7 @@ impl EmulatorSession<'_> {
 
     fn object(&self, h: KeyHandle, op: Op) -> Result<Object> {
         let o = self.emu.object_in(h, Some(self.id), self.group, op)?;
-        if o.class != ObjectClass::PublicKey {
+        if o.class != ObjectClass::PublicKey && !o.key.header.public_object {
             self.require_private(op)?;
         }
         Ok(o)
@@ -408,7 +410,7 @@ impl EmulatorSession<'_> {
         op: Op,
     ) -> Result<Vec<KeyHandle>> {
         self.require_rw(token, op)?;
-        if header.has_private {
+        if header.has_private && !header.public_object {
             self.require_private(op)?;
         }
         let path = token.then(|| self.emu.key_path(&header.appname, &header.ident));
@@ -455,6 +457,7 @@ impl EmulatorSession<'_> {
             origin: None,
             wrap_with_trusted: policy.wrap_with_trusted && !policy.extractable,
             public_apart: false,
+            public_object: policy.public_object,
         })
     }
 
@@ -485,7 +488,7 @@ impl EmulatorSession<'_> {
     fn rsa_private_header(&self, world: &World, policy: &KeyPolicy, pkcs8: &[u8]) -> Result<KeyHeader> {
         let base = self.header(world, policy, BlobKeyType::Rsa, 0)?;
         let allowed: Option<Vec<MechanismKind>> = policy.allowed_mechanisms.clone();
-        self.emu.rsa_header(
+        let mut h = self.emu.rsa_header(
             world,
             &base.appname,
             &base.ident,
@@ -494,7 +497,11 @@ impl EmulatorSession<'_> {
             pkcs8,
             base.acl,
             allowed.as_deref(),
-        )
+        )?;
+        // What the ACL cannot carry, the header does.
+        h.wrap_with_trusted = base.wrap_with_trusted;
+        h.public_object = base.public_object;
+        Ok(h)
     }
 
     fn unwrap_bytes(&self, mech: &Mechanism, o: &Object, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
@@ -711,7 +718,7 @@ impl Session for EmulatorSession<'_> {
             .filter(|(_, o)| {
                 o.owner.is_none() || o.owner == Some(self.id) || (self.group.is_some() && o.group == self.group)
             })
-            .filter(|(_, o)| private_visible || o.class == ObjectClass::PublicKey)
+            .filter(|(_, o)| private_visible || o.class == ObjectClass::PublicKey || o.key.header.public_object)
             .filter(|(_, o)| {
                 let h = &o.key.header;
                 let key_type = match h.key_type {
@@ -784,6 +791,7 @@ impl Session for EmulatorSession<'_> {
         header.ident = self.new_ident()?;
         header.acl = o.key.header.acl.narrowed_to(&full);
         header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
+        header.public_object &= policy.public_object;
         if let Some(label) = &policy.label {
             header.name = label.clone();
         }

@@ -195,11 +195,19 @@ fn a_user_pin_makes_private_keys_need_the_login_and_logout_ends_their_use() {
     assert_eq!(s.init_pin(&pin("12")).expect_err("too short").kind(), &ErrorKind::PinLenRange);
     s.init_pin(&pin("user-pin")).expect("init PIN");
     s.logout().expect("logout");
+    // A key made as a public object (CKA_PRIVATE false) needs no login even now.
+    s.login(UserKind::User, &pin("user-pin")).expect("user");
+    let mut public_object = KeyPolicy::new(Usage::SIGN | Usage::VERIFY).with_label("public-object");
+    public_object.public_object = true;
+    public_object.token = false;
+    let (_, open_key) = s.generate_key_pair(&RSA_1024, &public_object).expect("public-object pair");
+    s.logout().expect("logout");
+    s.sign(&sign, open_key, b"m").expect("a public object signs without a login");
     // Now private keys are invisible and unusable until the user logs in.
     let e = s.sign(&sign, private, b"m").expect_err("no login");
     assert_eq!(e.kind(), &ErrorKind::NotLoggedIn, "{e}");
     let privates = KeyFilter { class: Some(ObjectClass::PrivateKey), ..KeyFilter::default() };
-    assert!(s.find_keys(&privates).expect("find").is_empty());
+    assert_eq!(s.find_keys(&privates).expect("find"), vec![open_key], "only the public object is visible");
     assert!(
         !s.find_keys(&KeyFilter { class: Some(ObjectClass::PublicKey), ..KeyFilter::default() })
             .expect("find")
@@ -211,7 +219,11 @@ fn a_user_pin_makes_private_keys_need_the_login_and_logout_ends_their_use() {
     s.login(UserKind::User, &pin("user-pin")).expect("user");
     // The login belongs to the application: a second session shares it.
     let other = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("second session");
-    assert_eq!(other.find_keys(&privates).expect("find").len(), 1);
+    assert_eq!(
+        other.find_keys(&privates).expect("find").len(),
+        1,
+        "the token key (the public object is a session key of the first session)"
+    );
     s.sign(&sign, private, b"m").expect("logged in");
     other.logout().expect("logout from the other session");
     assert_eq!(s.sign(&sign, private, b"m").expect_err("logged out").kind(), &ErrorKind::NotLoggedIn);
@@ -221,7 +233,7 @@ fn a_user_pin_makes_private_keys_need_the_login_and_logout_ends_their_use() {
     drop(other);
     drop(s);
     let s = f.emu.open_session(SLOT, SessionMode::ReadWrite).expect("new session");
-    assert!(s.find_keys(&privates).expect("find").is_empty(), "the login outlived its sessions");
+    assert!(s.find_keys(&privates).expect("find").iter().all(|k| *k != private), "the login outlived its sessions");
     // The user changes the PIN; the old one stops working. The counter was reset by the right PIN.
     s.set_pin(&pin("user-pin"), &pin("new-user-pin")).expect("set PIN");
     assert_eq!(s.login(UserKind::User, &pin("user-pin")).expect_err("old").kind(), &ErrorKind::PinIncorrect);

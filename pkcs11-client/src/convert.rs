@@ -56,7 +56,7 @@ fn allowed(policy: &KeyPolicy) -> Vec<Attribute> {
 /// The protection attributes of a private or secret key.
 fn protection(policy: &KeyPolicy) -> Vec<Attribute> {
     vec![
-        Attribute::Private(true),
+        Attribute::Private(!policy.public_object),
         Attribute::Sensitive(policy.sensitive),
         Attribute::Extractable(policy.extractable),
         Attribute::WrapWithTrusted(policy.wrap_with_trusted),
@@ -145,6 +145,9 @@ pub fn narrowing_template(new: &KeyPolicy, old: &KeyPolicy, class: ObjectClass) 
         if !old.wrap_with_trusted && new.wrap_with_trusted {
             t.push(Attribute::WrapWithTrusted(true));
         }
+        if old.public_object && !new.public_object {
+            t.push(Attribute::Private(true));
+        }
     }
     if new.allowed_mechanisms != old.allowed_mechanisms {
         t.extend(allowed(new));
@@ -167,6 +170,7 @@ pub const POLICY_ATTRIBUTES: &[AttributeType] = &[
     AttributeType::Trusted,
     AttributeType::AllowedMechanisms,
     AttributeType::Token,
+    AttributeType::Private,
     AttributeType::Label,
     AttributeType::Id,
 ];
@@ -201,6 +205,7 @@ pub fn policy_from(attrs: &[Attribute], class: ObjectClass) -> KeyPolicy {
             Attribute::WrapWithTrusted(v) => p.wrap_with_trusted = *v,
             Attribute::Trusted(v) => p.trusted = *v,
             Attribute::Token(v) => p.token = *v,
+            Attribute::Private(v) if class != ObjectClass::PublicKey => p.public_object = !*v,
             Attribute::Label(l) => p.label = Some(String::from_utf8_lossy(l).into_owned()),
             Attribute::Id(i) => p.id = Some(i.clone()),
             Attribute::AllowedMechanisms(m) if !m.is_empty() => {

@@ -187,9 +187,14 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
             return Err(rv::ATTRIBUTE_VALUE_INVALID);
         }
     }
-    if is_private && t.bool(ck::CKA_PRIVATE)? == Some(false) {
-        // Stricter than asked, never looser: the key stays a private object.
-        crate::log("private and secret keys of the module are always private objects; CKA_PRIVATE false is ignored");
+    if let Some(private) = t.bool(ck::CKA_PRIVATE)? {
+        if !is_private && private {
+            // A public key is a public object: asking otherwise is a template the module cannot
+            // keep (it would hide nothing secret).
+            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        }
+        // CKA_PRIVATE false on a private or secret key: a public object, as the template asks.
+        base.public_object = is_private && !private;
     }
     if let Some(v) = t.bool(ck::CKA_SENSITIVE)? {
         base.sensitive = v;
@@ -297,9 +302,10 @@ impl View {
         (self.class, self.key_type, &self.policy)
     }
 
-    /// Whether this is a private object (seen only by a logged-in user).
+    /// Whether this is a private object (seen only by a logged-in user): private and secret keys,
+    /// unless made with `CKA_PRIVATE` false.
     pub fn private(&self) -> bool {
-        self.class != ObjectClass::PublicKey
+        self.class != ObjectClass::PublicKey && !self.policy.public_object
     }
 
     fn origin(&self) -> KeyOrigin {
@@ -543,7 +549,7 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
         }
         _ => return Err(rv::TEMPLATE_INCONSISTENT),
     };
-    may_create(&lib, &s, &policy, class != ObjectClass::PublicKey)?;
+    may_create(&lib, &s, &policy, class != ObjectClass::PublicKey && !policy.public_object)?;
     if policy.trusted {
         // Only the security officer, whose login presented the world's cards, makes a trusted
         // wrapping key.
@@ -572,12 +578,12 @@ pub fn copy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>
         return Err(rv::TEMPLATE_INCONSISTENT);
     }
     let mut policy = v.policy.clone();
-    apply(t, Usage::of_class(v.class), &mut policy, v.private())?;
+    apply(t, Usage::of_class(v.class), &mut policy, v.class != ObjectClass::PublicKey)?;
     if policy.check_narrowing_of(&v.policy).is_err() {
         crate::log("a copy may only narrow the original: fewer usages, sensitive, not extractable");
         return Err(rv::ATTRIBUTE_READ_ONLY);
     }
-    may_create(&lib, &s, &policy, v.private())?;
+    may_create(&lib, &s, &policy, v.class != ObjectClass::PublicKey && !policy.public_object)?;
     Ok(st.emu.copy_narrowed(state::key(obj), &policy).map_err(object_err)?.0)
 }
 
@@ -631,7 +637,7 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
     }
     let mut policy = v.policy.clone();
     let changes = Template { attrs: t.attrs.iter().filter(|a| CHANGEABLE.contains(&a.kind)).copied().collect() };
-    apply(&changes, Usage::of_class(v.class), &mut policy, v.private())?;
+    apply(&changes, Usage::of_class(v.class), &mut policy, v.class != ObjectClass::PublicKey)?;
     if policy.check_narrowing_of(&v.policy).is_err() {
         crate::log("an attribute change may only narrow the key; widening needs the security officer's quorum");
         return Err(rv::ATTRIBUTE_READ_ONLY);
@@ -728,7 +734,7 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
     }
     let mut policy = default_policy(Usage::all());
     apply(t, Usage::all(), &mut policy, true)?;
-    may_create(&lib, &s, &policy, true)?;
+    may_create(&lib, &s, &policy, !policy.public_object)?;
     let st = s.lock()?;
     let spec = match key_type {
         KeyType::Aes => KeySpec::Aes { bits: len as u32 * 8 },
@@ -780,7 +786,7 @@ pub fn generate_key_pair(
     if policy.id.is_none() {
         policy.id = pub_policy.id.clone();
     }
-    may_create(&lib, &s, &policy, true)?;
+    may_create(&lib, &s, &policy, !policy.public_object)?;
     let st = s.lock()?;
     let spec =
         KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e };
@@ -815,6 +821,6 @@ pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(
     }
     let mut policy = default_policy(Usage::of_class(class));
     apply(t, Usage::of_class(class), &mut policy, true)?;
-    may_create(lib, s, &policy, true)?;
+    may_create(lib, s, &policy, !policy.public_object)?;
     Ok((key_type, policy))
 }

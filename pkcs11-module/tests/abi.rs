@@ -1270,6 +1270,99 @@ fn stored_objects(p: &P11) {
     p.fin();
 }
 
+/// Public objects where the template asks for them: a secret key made with `CKA_PRIVATE` false
+/// is found and used without a login, may be made in a public read-write session, and a copy may
+/// make it private again but not the reverse.
+fn public_objects(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    let (class, kt): (CK_OBJECT_CLASS, CK_KEY_TYPE) = (CKO_SECRET_KEY, CKK_AES);
+    let (yes, no, len) = (b(true), b(false), 32 as CK_ULONG);
+    let label = b"public-secret";
+    let t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        attr(CKA_VALUE_LEN, &len),
+        attr(CKA_PRIVATE, &no),
+        attr(CKA_WRAP, &yes),
+        bytes_attr(CKA_LABEL, label),
+    ];
+    let mut key = 0;
+    let mut m = mech(CKM_AES_KEY_GEN);
+    assert_eq!(
+        call!(p, C_GenerateKey(h, &mut m, t[2..].as_ptr() as *mut _, 4, &mut key)),
+        CKR_OK,
+        "a public secret key in a public read-write session"
+    );
+    assert_eq!(p.get(h, key, CKA_PRIVATE).1, [0]);
+    let t = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &[9u8; 32])];
+    let mut refused = 0;
+    check_rv(
+        "a private key without the user",
+        call!(p, C_CreateObject(h, t.as_ptr() as *mut _, 3, &mut refused)),
+        CKR_USER_NOT_LOGGED_IN,
+    );
+    let found = find_all(p, h, &[bytes_attr(CKA_LABEL, label)]);
+    assert_eq!(found, [key], "found without a login");
+    // Used without a login: it wraps an extractable public secret key.
+    let other_t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        bytes_attr(CKA_VALUE, &[7u8; 16]),
+        attr(CKA_PRIVATE, &no),
+        attr(CKA_EXTRACTABLE, &yes),
+    ];
+    let mut other = 0;
+    assert_eq!(call!(p, C_CreateObject(h, other_t.as_ptr() as *mut _, 5, &mut other)), CKR_OK);
+    let mut kw = mech(CKM_AES_KEY_WRAP_KWP);
+    let mut out = [0u8; 64];
+    let mut olen: CK_ULONG = 64;
+    assert_eq!(
+        call!(p, C_WrapKey(h, &mut kw, key, other, out.as_mut_ptr(), &mut olen)),
+        CKR_OK,
+        "used without a login"
+    );
+    // A copy may make it private again; never the reverse.
+    let t = [attr(CKA_PRIVATE, &yes)];
+    let mut copy = 0;
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    assert_eq!(call!(p, C_CopyObject(h, key, t.as_ptr() as *mut _, 1, &mut copy)), CKR_OK);
+    assert_eq!(p.get(h, copy, CKA_PRIVATE).1, [1]);
+    let t = [attr(CKA_PRIVATE, &no)];
+    check_rv(
+        "a private key made public by a copy",
+        call!(p, C_CopyObject(h, copy, t.as_ptr() as *mut _, 1, &mut copy)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    assert_eq!(call!(p, C_Logout(h)), CKR_OK);
+    assert!(find_all(p, h, &[attr(CKA_PRIVATE, &yes), attr(CKA_CLASS, &class)]).is_empty(), "private ones stay hidden");
+    // A public key asked to be a private object is refused: the module would not hide it.
+    let bits: CK_ULONG = 1024;
+    let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_PRIVATE, &yes)];
+    let private = [attr(CKA_SIGN, &yes)];
+    let (mut pu, mut pr) = (0, 0);
+    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    check_rv(
+        "CKA_PRIVATE true on a public key",
+        call!(
+            p,
+            C_GenerateKeyPair(
+                h,
+                &mut kp,
+                public.as_ptr() as *mut _,
+                2,
+                private.as_ptr() as *mut _,
+                1,
+                &mut pu,
+                &mut pr
+            )
+        ),
+        CKR_ATTRIBUTE_VALUE_INVALID,
+    );
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -1316,6 +1409,7 @@ fn main() -> ExitCode {
             ("C_InitToken on an initialised token", reinitialise),
             ("the specification's details", spec_details),
             ("data objects and certificates", stored_objects),
+            ("public objects where the template asks", public_objects),
         ];
         let mut ok = true;
         for (name, check) in checks {
