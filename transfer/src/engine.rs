@@ -346,6 +346,8 @@ impl<'s> Engine<'s> {
             token: true,
             label: Some(label.clone()),
             id: original.id.clone(),
+            // The narrowed copy is a private object, whatever the source was.
+            public_object: false,
         };
         if !policy.usage.contains(Usage::SIGN) {
             return Err(Error::new(ErrorKind::KeyFunctionNotPermitted { missing: "Sign" }, Op::CopyKey)
