@@ -556,6 +556,9 @@ impl Emulator {
             wrap_with_trusted: false,
             public_apart: false,
             public_object: false,
+            start_date: String::new(),
+            end_date: String::new(),
+            always_authenticate: false,
         })
     }
 

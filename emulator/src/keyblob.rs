@@ -132,6 +132,16 @@ pub struct KeyHeader {
     /// login (false, not written, for every key made otherwise).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub public_object: bool,
+    /// `CKA_START_DATE`: `YYYYMMDD`, or empty (not written) when unset.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub start_date: String,
+    /// `CKA_END_DATE`: `YYYYMMDD`, or empty (not written) when unset.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub end_date: String,
+    /// `CKA_ALWAYS_AUTHENTICATE`: every use of the private key needs the user's PIN again
+    /// (PKCS#11's context-specific login).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always_authenticate: bool,
 }
 
 /// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the

@@ -26,4 +26,4 @@ pub mod token;
 pub mod world;
 
 pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
-pub use session::{EmulatorSession, MAX_GENERIC_SECRET, SLOT, TRANSFER_APP};
+pub use session::{EmulatorSession, KeyDetails, MAX_GENERIC_SECRET, SLOT, TRANSFER_APP};

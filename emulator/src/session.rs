@@ -25,6 +25,19 @@ use crate::world::World;
 mod authority;
 pub use authority::TRANSFER_APP;
 
+/// A key's PKCS#11 details that are not policy ([`EmulatorSession::details`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDetails {
+    /// `CKA_UNIQUE_ID`.
+    pub unique_id: String,
+    /// `CKA_START_DATE` (`YYYYMMDD`, or empty).
+    pub start_date: Vec<u8>,
+    /// `CKA_END_DATE`.
+    pub end_date: Vec<u8>,
+    /// `CKA_ALWAYS_AUTHENTICATE` (private keys).
+    pub always_authenticate: bool,
+}
+
 /// The longest generic secret, in bytes.
 pub const MAX_GENERIC_SECRET: usize = 512;
 
@@ -224,6 +237,97 @@ impl EmulatorSession<'_> {
     /// limits are refused, even for a new label, so a change can never restart a limit.
     pub fn modify(&self, key: KeyHandle, policy: &KeyPolicy) -> Result<()> {
         let op = Op::ChangeAcl;
+        self.change(key, op, |o, header| {
+            let original = policy_of(o);
+            if policy.token != original.token {
+                return Err(Error::new(ErrorKind::ActionProhibited, op)
+                    .detail("CKA_TOKEN cannot change; copy the key to make a token or session copy"));
+            }
+            if let Some(label) = &policy.label {
+                header.name = label.clone();
+            }
+            if let Some(id) = &policy.id {
+                header.id = id.clone();
+            }
+            let rights_change = KeyPolicy { label: None, id: None, ..policy.clone() }
+                != KeyPolicy { label: None, id: None, ..original.clone() };
+            if rights_change {
+                policy.check_narrowing_of(&original)?;
+                self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
+                header.acl = o.key.header.acl.narrowed_to(&with_other_half(policy, o));
+                header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
+                header.public_object &= policy.public_object;
+                if let Some(m) = &policy.allowed_mechanisms {
+                    header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
+                }
+                header.acl_certificate = None;
+            }
+            Ok(())
+        })
+    }
+
+    /// A key's PKCS#11 details that are not policy: its unique identifier (`CKA_UNIQUE_ID`, which
+    /// names the blob and the half), dates and `CKA_ALWAYS_AUTHENTICATE`.
+    pub fn details(&self, key: KeyHandle) -> Result<KeyDetails> {
+        let o = self.object(key, Op::GetAttributes)?;
+        let h = &o.key.header;
+        let half = if o.class == ObjectClass::PublicKey && !matches!(o.key.material, Material::PublicOnly) {
+            "/public"
+        } else {
+            ""
+        };
+        Ok(KeyDetails {
+            unique_id: format!("{}/{}{half}", h.appname, h.ident),
+            start_date: h.start_date.clone().into_bytes(),
+            end_date: h.end_date.clone().into_bytes(),
+            always_authenticate: h.always_authenticate && o.class == ObjectClass::PrivateKey,
+        })
+    }
+
+    /// Sets a key's dates (`YYYYMMDD` or empty) and, on a private key, `CKA_ALWAYS_AUTHENTICATE`
+    /// (only ever on: it makes the key stricter). `None` leaves a value as it is.
+    pub fn set_details(
+        &self,
+        key: KeyHandle,
+        start_date: Option<&[u8]>,
+        end_date: Option<&[u8]>,
+        always_authenticate: Option<bool>,
+    ) -> Result<()> {
+        let op = Op::ChangeAcl;
+        let date = |d: &[u8]| -> Result<String> {
+            if d.is_empty() || (d.len() == 8 && d.iter().all(u8::is_ascii_digit)) {
+                Ok(String::from_utf8_lossy(d).into_owned())
+            } else {
+                Err(Error::new(ErrorKind::AttributeValueInvalid, op).detail("a date is YYYYMMDD or empty"))
+            }
+        };
+        self.change(key, op, |o, header| {
+            if let Some(d) = start_date {
+                header.start_date = date(d)?;
+            }
+            if let Some(d) = end_date {
+                header.end_date = date(d)?;
+            }
+            match always_authenticate {
+                Some(true) if o.class == ObjectClass::PrivateKey => header.always_authenticate = true,
+                Some(true) => {
+                    return Err(Error::new(ErrorKind::AttributeTypeInvalid, op)
+                        .detail("CKA_ALWAYS_AUTHENTICATE is an attribute of private keys"));
+                }
+                Some(false) if header.always_authenticate => {
+                    return Err(Error::new(ErrorKind::ActionProhibited, op)
+                        .detail("CKA_ALWAYS_AUTHENTICATE cannot be turned off"));
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes a key's header in place with `edit`, one change at a time: a token key's blob is
+    /// rewritten crash-safely, and every handle to the key keeps working. Keys with use limits are
+    /// refused, so a change can never restart a limit.
+    fn change(&self, key: KeyHandle, op: Op, edit: impl FnOnce(&Object, &mut KeyHeader) -> Result<()>) -> Result<()> {
         // One change at a time, destruction included: none is lost or undone by another.
         let _serial = self.emu.key_changes(op)?;
         let o = self.object(key, op)?;
@@ -235,31 +339,8 @@ impl EmulatorSession<'_> {
         if o.key.path.as_ref().is_some_and(|p| !p.exists()) {
             return Err(Error::new(ErrorKind::KeyHandleInvalid, op).detail("the key was destroyed"));
         }
-        let original = policy_of(&o);
-        if policy.token != original.token {
-            return Err(Error::new(ErrorKind::ActionProhibited, op)
-                .detail("CKA_TOKEN cannot change; copy the key to make a token or session copy"));
-        }
         let mut header = o.key.header.clone();
-        if let Some(label) = &policy.label {
-            header.name = label.clone();
-        }
-        if let Some(id) = &policy.id {
-            header.id = id.clone();
-        }
-        let rights_change = KeyPolicy { label: None, id: None, ..policy.clone() }
-            != KeyPolicy { label: None, id: None, ..original.clone() };
-        if rights_change {
-            policy.check_narrowing_of(&original)?;
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::ReduceACL), None, op)?;
-            header.acl = o.key.header.acl.narrowed_to(&with_other_half(policy, &o));
-            header.wrap_with_trusted |= policy.wrap_with_trusted && !policy.extractable;
-            header.public_object &= policy.public_object;
-            if let Some(m) = &policy.allowed_mechanisms {
-                header.allowed_mechanisms = Some(m.iter().map(|k| k.ckm()).collect());
-            }
-            header.acl_certificate = None;
-        }
+        edit(&o, &mut header)?;
         if header == o.key.header {
             return Ok(());
         }
@@ -458,6 +539,9 @@ impl EmulatorSession<'_> {
             wrap_with_trusted: policy.wrap_with_trusted && !policy.extractable,
             public_apart: false,
             public_object: policy.public_object,
+            start_date: String::new(),
+            end_date: String::new(),
+            always_authenticate: false,
         })
     }
 

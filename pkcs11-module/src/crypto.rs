@@ -91,19 +91,33 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
         return Err(rv::MECHANISM_INVALID);
     }
     check_key(&lib, &s, &st, key, &mech, p)?;
+    // A key with CKA_ALWAYS_AUTHENTICATE owes a context-specific login before each use.
+    let reauth = match p {
+        Purpose::Sign | Purpose::Decrypt => {
+            st.emu.details(state::key(key)).map_err(crate::emu_err)?.always_authenticate.then_some(false)
+        }
+        _ => None,
+    };
     let key = state::key(key);
     match p {
         Purpose::Sign | Purpose::Verify => {
-            let op =
-                SignOp { mech, key, data: Zeroizing::new(Vec::new()), multipart: false, single: false, result: None };
+            let op = SignOp {
+                mech,
+                key,
+                data: Zeroizing::new(Vec::new()),
+                multipart: false,
+                single: false,
+                result: None,
+                reauth,
+            };
             if matches!(p, Purpose::Sign) {
                 st.ops.sign = Some(op);
             } else {
                 st.ops.verify = Some(op);
             }
         }
-        Purpose::Encrypt => st.ops.encrypt = Some(CipherOp { mech, key, result: None }),
-        Purpose::Decrypt => st.ops.decrypt = Some(CipherOp { mech, key, result: None }),
+        Purpose::Encrypt => st.ops.encrypt = Some(CipherOp { mech, key, result: None, reauth }),
+        Purpose::Decrypt => st.ops.decrypt = Some(CipherOp { mech, key, result: None, reauth }),
     }
     Ok(())
 }
@@ -184,6 +198,10 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
         return Err(rv::OPERATION_ACTIVE);
     }
     op.single |= !final_;
+    if op.reauth == Some(false) {
+        st.ops.sign = None;
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
     if op.result.is_none() {
         let message: &[u8] = if final_ { &op.data } else { data };
         match st.emu.sign(&op.mech, op.key, message) {
@@ -235,6 +253,10 @@ pub fn crypt(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool)
     let st = &mut *st;
     let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if op.reauth == Some(false) {
+        *slot = None;
+        return Err(rv::USER_NOT_LOGGED_IN);
+    }
     if op.result.is_none() {
         let r = if decrypt { st.emu.decrypt(&op.mech, op.key, input) } else { st.emu.encrypt(&op.mech, op.key, input) };
         match r {
@@ -387,5 +409,37 @@ pub fn unwrap_key(
     visible_key(&lib, &s, &st, unwrapping, Rv(ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID))?;
     let (key_type, policy) = unwrap_template(&lib, &s, t)?;
     let k = st.emu.unwrap_key(&mech, state::key(unwrapping), wrapped, key_type, &policy).map_err(crate::emu_err)?;
-    Ok(k.0)
+    crate::objects::with_details(&st.emu, k, t)
+}
+
+/// `C_Login` with `CKU_CONTEXT_SPECIFIC`: the user's PIN again, for the active sign or decrypt
+/// operation of a key with `CKA_ALWAYS_AUTHENTICATE` (PKCS#11 §5.6).
+pub fn context_login(h: CK_SESSION_HANDLE, pin: &hsmkit_backend::Pin) -> Result<()> {
+    let (lib, s) = state::session(h)?;
+    let slot = &lib.slots[s.slot];
+    let emu = {
+        let t = slot.token()?;
+        if t.login != Some(ck::CKU_USER) {
+            return Err(rv::USER_NOT_LOGGED_IN);
+        }
+        t.emu.clone()
+    };
+    {
+        let st = s.lock()?;
+        let owed = st.ops.sign.as_ref().is_some_and(|o| o.reauth.is_some())
+            || st.ops.decrypt.as_ref().is_some_and(|o| o.reauth.is_some());
+        if !owed {
+            return Err(rv::OPERATION_NOT_INITIALIZED);
+        }
+    }
+    let _one_at_a_time = slot.pin_check()?;
+    emu.check_user_pin(pin).map_err(crate::emu_err)?;
+    let mut st = s.lock()?;
+    if let Some(op) = st.ops.sign.as_mut().filter(|o| o.reauth.is_some()) {
+        op.reauth = Some(true);
+    }
+    if let Some(op) = st.ops.decrypt.as_mut().filter(|o| o.reauth.is_some()) {
+        op.reauth = Some(true);
+    }
+    Ok(())
 }

@@ -246,7 +246,10 @@ pub fn login(h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()>
     let slot = &lib.slots[s.slot];
     match user {
         ck::CKU_USER | ck::CKU_SO => {}
-        ck::CKU_CONTEXT_SPECIFIC => return Err(rv::OPERATION_NOT_INITIALIZED),
+        ck::CKU_CONTEXT_SPECIFIC => {
+            let pin = token::check_pin_shape(pin).map_err(|_| rv::PIN_INCORRECT)?;
+            return crate::crypto::context_login(h, &pin);
+        }
         _ => return Err(Rv(ck::CKR_USER_TYPE_INVALID)),
     }
     let emu = {

@@ -17,7 +17,7 @@ use hsmkit_backend::{
     MechanismKind, ObjectClass, Session as _, Usage,
 };
 use hsmkit_emulator::keyblob::KeyOrigin;
-use hsmkit_emulator::{EmulatorSession, MAX_GENERIC_SECRET};
+use hsmkit_emulator::{EmulatorSession, KeyDetails, MAX_GENERIC_SECRET};
 
 use crate::ffi::{Answer, InAttr, Result, Rv, rv};
 use crate::ops::{FindOp, MechIn, Param};
@@ -106,7 +106,7 @@ impl<'a> Template<'a> {
 }
 
 const READ_ONLY: &[CK_ATTRIBUTE_TYPE] =
-    &[ck::CKA_LOCAL, ck::CKA_ALWAYS_SENSITIVE, ck::CKA_NEVER_EXTRACTABLE, ck::CKA_KEY_GEN_MECHANISM];
+    &[ck::CKA_LOCAL, ck::CKA_ALWAYS_SENSITIVE, ck::CKA_NEVER_EXTRACTABLE, ck::CKA_KEY_GEN_MECHANISM, ck::CKA_UNIQUE_ID];
 const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
     ck::CKA_CLASS,
     ck::CKA_KEY_TYPE,
@@ -176,7 +176,7 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
             base.usage.set(*usage, on);
         }
     }
-    for cka in [ck::CKA_SIGN_RECOVER, ck::CKA_VERIFY_RECOVER, ck::CKA_ALWAYS_AUTHENTICATE] {
+    for cka in [ck::CKA_SIGN_RECOVER, ck::CKA_VERIFY_RECOVER] {
         if t.bool(cka)? == Some(true) {
             return Err(rv::ATTRIBUTE_VALUE_INVALID);
         }
@@ -257,6 +257,7 @@ pub struct View {
     exponent: Option<Vec<u8>>,
     spki: Option<Vec<u8>>,
     origin: Option<KeyOrigin>,
+    details: KeyDetails,
 }
 
 impl View {
@@ -281,6 +282,7 @@ impl View {
             exponent: None,
             spki: None,
             origin: emu.origin(state::key(h)).map_err(object_err)?,
+            details: emu.details(state::key(h)).map_err(object_err)?,
         };
         for a in attrs {
             match a {
@@ -339,7 +341,9 @@ impl View {
             ck::CKA_MODIFIABLE | ck::CKA_COPYABLE | ck::CKA_DESTROYABLE => b(true),
             ck::CKA_LABEL => Answer::value(p.label.clone().unwrap_or_default().into_bytes()),
             ck::CKA_ID => Answer::value(p.id.clone().unwrap_or_default()),
-            ck::CKA_START_DATE | ck::CKA_END_DATE => Answer::value(Vec::new()),
+            ck::CKA_START_DATE => Answer::value(self.details.start_date.clone()),
+            ck::CKA_END_DATE => Answer::value(self.details.end_date.clone()),
+            ck::CKA_UNIQUE_ID => Answer::value(self.details.unique_id.clone().into_bytes()),
             ck::CKA_DERIVE => b(false),
             ck::CKA_LOCAL => b(self.origin().local),
             ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, self.key_type) {
@@ -361,7 +365,7 @@ impl View {
             ck::CKA_UNWRAP => usage(Usage::UNWRAP),
             ck::CKA_SIGN_RECOVER if private => b(false),
             ck::CKA_VERIFY_RECOVER if public => b(false),
-            ck::CKA_ALWAYS_AUTHENTICATE if private => b(false),
+            ck::CKA_ALWAYS_AUTHENTICATE if private => b(self.details.always_authenticate),
             ck::CKA_SUBJECT if !secret => Answer::value(Vec::new()),
             ck::CKA_TRUSTED if !private => b(p.trusted),
             ck::CKA_SENSITIVE if !public => b(p.sensitive),
@@ -488,6 +492,29 @@ fn big(t: &Template<'_>, cka: CK_ATTRIBUTE_TYPE) -> Result<BoxedUint> {
     Ok(BoxedUint::from_be_slice_vartime(v))
 }
 
+/// Sets what `t` asks that is not policy (dates, `CKA_ALWAYS_AUTHENTICATE`) on `key`.
+fn set_details(emu: &EmulatorSession<'static>, key: KeyHandle, t: &Template<'_>) -> Result<()> {
+    let start = t.get(ck::CKA_START_DATE);
+    let end = t.get(ck::CKA_END_DATE);
+    let always = t.bool(ck::CKA_ALWAYS_AUTHENTICATE)?;
+    if start.is_none() && end.is_none() && always.is_none() {
+        return Ok(());
+    }
+    emu.set_details(key, start, end, always).map_err(crate::emu_err)
+}
+
+/// [`set_details`] on a key just made; if that fails, the key is destroyed, so no key is left
+/// that the caller did not ask for.
+pub fn with_details(emu: &EmulatorSession<'static>, key: KeyHandle, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
+    match set_details(emu, key, t) {
+        Ok(()) => Ok(key.0),
+        Err(e) => {
+            let _ = emu.destroy(key);
+            Err(e)
+        }
+    }
+}
+
 /// `C_CreateObject`: AES keys from `CKA_VALUE`, RSA public keys from modulus and exponent, RSA
 /// private keys from their components.
 pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT_HANDLE> {
@@ -558,10 +585,12 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
             rv::ATTRIBUTE_READ_ONLY
         })?;
         let st = s.lock()?;
-        return Ok(st.emu.import_key_with_quorum(&material, &policy, &quorum).map_err(crate::emu_err)?.0);
+        let k = st.emu.import_key_with_quorum(&material, &policy, &quorum).map_err(crate::emu_err)?;
+        return with_details(&st.emu, k, t);
     }
     let st = s.lock()?;
-    Ok(st.emu.import_key(&material, &policy).map_err(crate::emu_err)?.0)
+    let k = st.emu.import_key(&material, &policy).map_err(crate::emu_err)?;
+    with_details(&st.emu, k, t)
 }
 
 /// `C_CopyObject`: a copy whose template may only narrow the original (fewer usages, sensitive,
@@ -584,7 +613,8 @@ pub fn copy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Template<'_>
         return Err(rv::ATTRIBUTE_READ_ONLY);
     }
     may_create(&lib, &s, &policy, v.class != ObjectClass::PublicKey && !policy.public_object)?;
-    Ok(st.emu.copy_narrowed(state::key(obj), &policy).map_err(object_err)?.0)
+    let k = st.emu.copy_narrowed(state::key(obj), &policy).map_err(object_err)?;
+    with_details(&st.emu, k, t)
 }
 
 /// Attributes `C_SetAttributeValue` may change: label and id freely; usage flags only off,
@@ -618,6 +648,9 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
             // Attributes only the module sets are read-only, whatever the value (§4.1.1).
             return Err(rv::ATTRIBUTE_READ_ONLY);
         }
+        if DETAILS.contains(&a.kind) && v.answer(a.kind, &value) != Answer::Invalid {
+            continue;
+        }
         if CHANGEABLE.contains(&a.kind) && v.answer(a.kind, &value) != Answer::Invalid {
             continue;
         }
@@ -642,8 +675,29 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
         crate::log("an attribute change may only narrow the key; widening needs the security officer's quorum");
         return Err(rv::ATTRIBUTE_READ_ONLY);
     }
-    st.emu.modify(state::key(obj), &policy).map_err(crate::emu_err)
+    // The details are checked first (a malformed date changes nothing), then set after the policy.
+    let details = Template { attrs: t.attrs.iter().filter(|a| DETAILS.contains(&a.kind)).copied().collect() };
+    for a in &details.attrs {
+        let malformed_date = a.kind != ck::CKA_ALWAYS_AUTHENTICATE
+            && !(a.value.is_empty() || (a.value.len() == 8 && a.value.iter().all(u8::is_ascii_digit)));
+        if malformed_date {
+            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        }
+        if a.kind == ck::CKA_ALWAYS_AUTHENTICATE
+            && details.bool(a.kind)? == Some(false)
+            && v.details.always_authenticate
+        {
+            return Err(rv::ATTRIBUTE_READ_ONLY);
+        }
+    }
+    st.emu.modify(state::key(obj), &policy).map_err(crate::emu_err)?;
+    // Never `with_details` here: a failure must not destroy the caller's existing key.
+    set_details(&st.emu, state::key(obj), &details)
 }
+
+/// Attributes `C_SetAttributeValue` may change that are not policy: the dates freely,
+/// `CKA_ALWAYS_AUTHENTICATE` only on.
+const DETAILS: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_START_DATE, ck::CKA_END_DATE, ck::CKA_ALWAYS_AUTHENTICATE];
 
 /// `C_DestroyObject`.
 pub fn destroy_object(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> Result<()> {
@@ -740,7 +794,8 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
         KeyType::Aes => KeySpec::Aes { bits: len as u32 * 8 },
         _ => KeySpec::GenericSecret { bytes: len as u32 },
     };
-    Ok(st.emu.generate_key(&spec, &policy).map_err(crate::emu_err)?.0)
+    let k = st.emu.generate_key(&spec, &policy).map_err(crate::emu_err)?;
+    with_details(&st.emu, k, t)
 }
 
 /// `C_GenerateKeyPair`: RSA (`CKM_RSA_PKCS_KEY_PAIR_GEN`, `CKA_MODULUS_BITS` on the public
@@ -800,12 +855,13 @@ pub fn generate_key_pair(
     if let Some(i) = &pub_policy.id {
         named.id = Some(i.clone());
     }
-    if named != v.policy
-        && let Err(e) = st.emu.modify(pub_h, &named)
-    {
+    let named = if named != v.policy { st.emu.modify(pub_h, &named).map_err(crate::emu_err) } else { Ok(()) };
+    let done =
+        named.and_then(|()| with_details(&st.emu, pub_h, public)).and_then(|_| with_details(&st.emu, priv_h, private));
+    if let Err(e) = done {
         let _ = st.emu.destroy(pub_h);
         let _ = st.emu.destroy(priv_h);
-        return Err(crate::emu_err(e));
+        return Err(e);
     }
     Ok((pub_h.0, priv_h.0))
 }

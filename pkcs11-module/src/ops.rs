@@ -239,6 +239,9 @@ pub struct SignOp {
     pub multipart: bool,
     /// Whether `C_Sign` was called (a length query): then only `C_Sign` may finish it.
     pub single: bool,
+    /// For a key with `CKA_ALWAYS_AUTHENTICATE`: whether the context-specific login is still
+    /// owed (`Some(false)`) or was given (`Some(true)`).
+    pub reauth: Option<bool>,
     /// A signature computed for a length query, handed out on the next call.
     pub result: Option<Vec<u8>>,
 }
@@ -251,6 +254,8 @@ pub struct CipherOp {
     pub key: KeyHandle,
     /// Output computed for a length query, handed out on the next call.
     pub result: Option<Zeroizing<Vec<u8>>>,
+    /// As [`SignOp::reauth`].
+    pub reauth: Option<bool>,
 }
 
 /// A digest operation.

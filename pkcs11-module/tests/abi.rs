@@ -1363,6 +1363,97 @@ fn public_objects(p: &P11) {
     p.fin();
 }
 
+/// A key's details that are not policy: `CKA_UNIQUE_ID`, dates kept as given, and
+/// `CKA_ALWAYS_AUTHENTICATE` with the context-specific login it asks for.
+fn key_details(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (pubh, privh) = p.rsa_pair(h);
+    let (rv, upub) = p.get(h, pubh, CKA_UNIQUE_ID);
+    assert_eq!(rv, CKR_OK);
+    let upriv = p.get(h, privh, CKA_UNIQUE_ID).1;
+    assert!(!upub.is_empty() && !upriv.is_empty() && upub != upriv, "each object its own CKA_UNIQUE_ID");
+    let t = [bytes_attr(CKA_UNIQUE_ID, b"mine")];
+    check_rv(
+        "CKA_UNIQUE_ID in a template",
+        call!(p, C_CopyObject(h, privh, t.as_ptr() as *mut _, 1, &mut 0)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+
+    // Dates: kept as given, changed later, refused when malformed.
+    let (yes, bits): (CK_BBOOL, CK_ULONG) = (b(true), 1024);
+    let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), bytes_attr(CKA_START_DATE, b"20260101")];
+    let private = [
+        attr(CKA_SIGN, &yes),
+        bytes_attr(CKA_START_DATE, b"20260102"),
+        bytes_attr(CKA_END_DATE, b"20271231"),
+        attr(CKA_ALWAYS_AUTHENTICATE, &yes),
+    ];
+    let (mut pu, mut pr) = (0, 0);
+    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
+    assert_eq!(
+        call!(
+            p,
+            C_GenerateKeyPair(
+                h,
+                &mut kp,
+                public.as_ptr() as *mut _,
+                3,
+                private.as_ptr() as *mut _,
+                4,
+                &mut pu,
+                &mut pr
+            )
+        ),
+        CKR_OK
+    );
+    assert_eq!(p.get(h, pu, CKA_START_DATE).1, b"20260101");
+    assert_eq!(p.get(h, pr, CKA_START_DATE).1, b"20260102");
+    assert_eq!(p.get(h, pr, CKA_END_DATE).1, b"20271231");
+    let t = [bytes_attr(CKA_END_DATE, b"20280101")];
+    assert_eq!(call!(p, C_SetAttributeValue(h, pr, t.as_ptr() as *mut _, 1)), CKR_OK);
+    assert_eq!(p.get(h, pr, CKA_END_DATE).1, b"20280101");
+    let t = [bytes_attr(CKA_END_DATE, b"2028-1-1")];
+    check_rv(
+        "a malformed date",
+        call!(p, C_SetAttributeValue(h, pr, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_VALUE_INVALID,
+    );
+
+    // CKA_ALWAYS_AUTHENTICATE: each signature needs the PIN again, after C_SignInit.
+    let (rv, v) = p.get(h, pr, CKA_ALWAYS_AUTHENTICATE);
+    assert_eq!((rv, v.len()), (CKR_OK, 1), "CKA_ALWAYS_AUTHENTICATE readable");
+    assert_eq!(v, [1]);
+    let no = b(false);
+    let t = [attr(CKA_ALWAYS_AUTHENTICATE, &no)];
+    check_rv(
+        "turning CKA_ALWAYS_AUTHENTICATE off",
+        call!(p, C_SetAttributeValue(h, pr, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
+    check_rv(
+        "a context login with nothing to authorise",
+        p.login(h, CKU_CONTEXT_SPECIFIC, common::USER_PIN),
+        CKR_OPERATION_NOT_INITIALIZED,
+    );
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    let mut sig = [0u8; 128];
+    let sign = |p: &P11, sig: &mut [u8; 128]| {
+        let mut len: CK_ULONG = 128;
+        call!(p, C_Sign(h, b"x".as_ptr() as *mut u8, 1, sig.as_mut_ptr(), &mut len))
+    };
+    assert_eq!(call!(p, C_SignInit(h, &mut m, pr)), CKR_OK);
+    check_rv("signing without the context login", sign(p, &mut sig), CKR_USER_NOT_LOGGED_IN);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, pr)), CKR_OK);
+    check_rv("a wrong context PIN", p.login(h, CKU_CONTEXT_SPECIFIC, "9999"), CKR_PIN_INCORRECT);
+    assert_eq!(p.login(h, CKU_CONTEXT_SPECIFIC, common::USER_PIN), CKR_OK);
+    assert_eq!(sign(p, &mut sig), CKR_OK, "signs after the context login");
+    assert_eq!(call!(p, C_SignInit(h, &mut m, pr)), CKR_OK);
+    check_rv("the next signature owes its own login", sign(p, &mut sig), CKR_USER_NOT_LOGGED_IN);
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -1410,6 +1501,7 @@ fn main() -> ExitCode {
             ("the specification's details", spec_details),
             ("data objects and certificates", stored_objects),
             ("public objects where the template asks", public_objects),
+            ("unique ids, dates and CKA_ALWAYS_AUTHENTICATE", key_details),
         ];
         let mut ok = true;
         for (name, check) in checks {
