@@ -291,8 +291,44 @@ pub fn rsa_aes_unwrap(private: &RsaPrivate, hash: HashAlg, wrapped: &[u8]) -> Re
 
 /// Parses an RSA SubjectPublicKeyInfo.
 pub fn public_from_spki(spki: &[u8], op: Op) -> Result<rsa::PublicKey> {
-    rsa::PublicKey::from_public_key_der(spki)
-        .map_err(|_| Error::new(ErrorKind::DataInvalid, op).detail("not an RSA SubjectPublicKeyInfo"))
+    if let Ok(k) = rsa::PublicKey::from_public_key_der(spki) {
+        return Ok(k);
+    }
+    legacy_public(spki).ok_or_else(|| Error::new(ErrorKind::DataInvalid, op).detail("not an RSA SubjectPublicKeyInfo"))
+}
+
+/// The smallest RSA public key the module takes: 512 bits, to verify legacy signatures. Keys under
+/// [`MIN_RSA_BITS`] do nothing else (no encryption, no wrapping).
+pub const MIN_VERIFY_BITS: u32 = 512;
+/// The smallest RSA key for anything but verification.
+pub const MIN_RSA_BITS: u32 = 1024;
+
+/// A legacy RSA public key of 512 to 1023 bits (which the strict decoder refuses).
+fn legacy_public(spki: &[u8]) -> Option<rsa::PublicKey> {
+    use rsa::pkcs1::der::Decode as _;
+    let info = rsa::pkcs8::spki::SubjectPublicKeyInfoRef::from_der(spki).ok()?;
+    if info.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+        return None;
+    }
+    let key: rsa::pkcs1::RsaPublicKey<rsa::pkcs1::UintRef<'_>> =
+        rsa::pkcs1::RsaPublicKey::from_der(info.subject_public_key.as_bytes()?).ok()?;
+    let (n, e) = (key.modulus.as_bytes(), key.public_exponent.as_bytes());
+    let e_ok = (1..=4).contains(&e.len()) && e.last().is_some_and(|b| b & 1 == 1) && e != [1];
+    let n = rsa::BoxedUint::from_be_slice_vartime(n);
+    let e = rsa::BoxedUint::from_be_slice_vartime(e);
+    let bits = n.bit_width_vartime();
+    ((MIN_VERIFY_BITS..MIN_RSA_BITS).contains(&bits) && e_ok).then(|| rsa::PublicKey::new_unchecked(n, e))
+}
+
+/// Refuses a public key too small for anything but verification.
+pub fn strong_enough(key: &rsa::PublicKey, op: Op) -> Result<&rsa::PublicKey> {
+    use rsa::traits::PublicKeyParts;
+    let bits = key.n().bit_width_vartime();
+    if bits < MIN_RSA_BITS {
+        return Err(Error::new(ErrorKind::KeySizeRange, op)
+            .detail(format!("an RSA-{bits} key only verifies legacy signatures; it encrypts and wraps nothing")));
+    }
+    Ok(key)
 }
 
 fn opaque_failure(op: Op) -> Error {

@@ -952,7 +952,7 @@ impl Session for EmulatorSession<'_> {
             return Err(mechanism_invalid(mech, Op::Encrypt, "C_Encrypt here"));
         };
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Encrypt)?;
-        let public = self.public(&o, mech, Op::Encrypt)?;
+        let public = keys::strong_enough(self.public(&o, mech, Op::Encrypt)?, Op::Encrypt)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, Op::Encrypt)?;
         keys::encrypt_oaep(public, hash, plaintext, &mut *self.emu.rng(Op::Encrypt)?, Op::Encrypt)
     }
@@ -998,12 +998,20 @@ impl Session for EmulatorSession<'_> {
             Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
                 keys::aes_wrap(self.aes(&w, mech, op)?, *mech == Mechanism::AesKeyWrapPad, &bytes)
             }
-            Mechanism::RsaOaep { hash } => {
-                keys::encrypt_oaep(self.public(&w, mech, op)?, *hash, &bytes, &mut *self.emu.rng(op)?, op)
-            }
-            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
-                keys::rsa_aes_wrap(self.public(&w, mech, op)?, *aes_bits, *hash, &bytes, &mut *self.emu.rng(op)?)
-            }
+            Mechanism::RsaOaep { hash } => keys::encrypt_oaep(
+                keys::strong_enough(self.public(&w, mech, op)?, op)?,
+                *hash,
+                &bytes,
+                &mut *self.emu.rng(op)?,
+                op,
+            ),
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => keys::rsa_aes_wrap(
+                keys::strong_enough(self.public(&w, mech, op)?, op)?,
+                *aes_bits,
+                *hash,
+                &bytes,
+                &mut *self.emu.rng(op)?,
+            ),
             other => Err(mechanism_invalid(other, op, "a wrapping key")),
         }
     }

@@ -542,8 +542,21 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
         (ObjectClass::PublicKey, KeyType::Rsa) => {
             t.only(&[COMMON, PUBLIC, RSA_PUBLIC])?;
             apply(t, Usage::of_class(class), &mut policy, false)?;
-            let key = rsa::PublicKey::new(big(t, ck::CKA_MODULUS)?, big(t, ck::CKA_PUBLIC_EXPONENT)?)
-                .map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
+            let (n, e) = (big(t, ck::CKA_MODULUS)?, big(t, ck::CKA_PUBLIC_EXPONENT)?);
+            let key = match rsa::PublicKey::new(n.clone(), e.clone()) {
+                Ok(k) => k,
+                // A legacy key of 512 to 1023 bits: kept to verify old signatures (the module
+                // encrypts and wraps nothing with it).
+                Err(_)
+                    if (512..1024).contains(&n.bit_width_vartime())
+                        && e.bit_width_vartime() > 1
+                        && e.bit_width_vartime() <= 32
+                        && e.to_be_bytes_trimmed_vartime().last().is_some_and(|b| b & 1 == 1) =>
+                {
+                    rsa::PublicKey::new_unchecked(n, e)
+                }
+                Err(_) => return Err(rv::ATTRIBUTE_VALUE_INVALID),
+            };
             KeyMaterial::RsaPublicSpki(key.to_public_key_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?.into_vec())
         }
         (ObjectClass::PrivateKey, KeyType::Rsa) => {

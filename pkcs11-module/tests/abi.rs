@@ -1125,6 +1125,72 @@ fn spec_details(p: &P11) {
     oversized.extend_from_slice(&dp);
     check_rv("an oversized CKA_EXPONENT_1", import(&oversized), CKR_ATTRIBUTE_VALUE_INVALID);
     check_rv("the key's own CKA_EXPONENT_1", import(&dp), CKR_OK);
+
+    // A 512-bit RSA public key verifies a legacy signature (key and signature made by OpenSSL's
+    // command line), and encrypts nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (k512, data, sigf) = (dir.path().join("k512.pem"), dir.path().join("data"), dir.path().join("sig"));
+    std::fs::write(&data, b"legacy").expect("data");
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl").args(args).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    openssl(&[
+        &os("genpkey"),
+        &os("-algorithm"),
+        &os("RSA"),
+        &os("-pkeyopt"),
+        &os("rsa_keygen_bits:512"),
+        &os("-out"),
+        k512.as_os_str(),
+    ]);
+    openssl(&[
+        &os("dgst"),
+        &os("-sha256"),
+        &os("-sign"),
+        k512.as_os_str(),
+        &os("-out"),
+        sigf.as_os_str(),
+        data.as_os_str(),
+    ]);
+    let modulus =
+        String::from_utf8(openssl(&[&os("rsa"), &os("-in"), k512.as_os_str(), &os("-noout"), &os("-modulus")]))
+            .expect("text");
+    let ln = hex::decode(modulus.trim().trim_start_matches("Modulus=")).expect("hex modulus");
+    let le = vec![0x01, 0x00, 0x01];
+    let mut legacy_sig = std::fs::read(&sigf).expect("sig");
+    let pclass: CK_OBJECT_CLASS = CKO_PUBLIC_KEY;
+    let t = [
+        attr(CKA_CLASS, &pclass),
+        attr(CKA_KEY_TYPE, &kt),
+        bytes_attr(CKA_MODULUS, &ln),
+        bytes_attr(CKA_PUBLIC_EXPONENT, &le),
+        attr(CKA_VERIFY, &yes),
+        attr(CKA_ENCRYPT, &yes),
+    ];
+    let mut lk = 0;
+    assert_eq!(
+        call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut lk)),
+        CKR_OK,
+        "an RSA-512 public key"
+    );
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_VerifyInit(h, &mut m, lk)), CKR_OK);
+    let rv =
+        call!(p, C_Verify(h, b"legacy".as_ptr() as *mut u8, 6, legacy_sig.as_mut_ptr(), legacy_sig.len() as CK_ULONG));
+    check_rv("a legacy RSA-512 signature", rv, CKR_OK);
+    let mut oaep = mech(CKM_RSA_PKCS_OAEP);
+    let mut out = [0u8; 64];
+    let mut olen: CK_ULONG = 64;
+    let rv = call!(p, C_EncryptInit(h, &mut oaep, lk));
+    let rv = if rv == CKR_OK {
+        call!(p, C_Encrypt(h, b"x".as_ptr() as *mut u8, 1, out.as_mut_ptr(), &mut olen))
+    } else {
+        rv
+    };
+    check_rv("encrypting under RSA-512", rv, CKR_KEY_SIZE_RANGE);
     p.fin();
 }
 
