@@ -83,12 +83,13 @@ impl P11 {
         info.state
     }
 
-    /// An RSA-2048 pair (sign/verify, decrypt/encrypt), session objects. (public, private)
-    fn rsa_pair(&self, h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
-        let bits: CK_ULONG = 2048;
-        let yes = b(true);
-        let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), attr(CKA_ENCRYPT, &yes)];
-        let private = [attr(CKA_SIGN, &yes), attr(CKA_DECRYPT, &yes)];
+    /// `C_GenerateKeyPair` (RSA) with these templates: (public, private), or the return code.
+    fn pair_with(
+        &self,
+        h: CK_SESSION_HANDLE,
+        public: &[CK_ATTRIBUTE],
+        private: &[CK_ATTRIBUTE],
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE), CK_RV> {
         let (mut pubh, mut privh) = (0, 0);
         let mut m = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
         let rv = call!(
@@ -104,8 +105,16 @@ impl P11 {
                 &mut privh
             )
         );
-        assert_eq!(rv, CKR_OK, "C_GenerateKeyPair");
-        (pubh, privh)
+        if rv == CKR_OK { Ok((pubh, privh)) } else { Err(rv) }
+    }
+
+    /// An RSA-2048 pair (sign/verify, decrypt/encrypt), session objects. (public, private)
+    fn rsa_pair(&self, h: CK_SESSION_HANDLE) -> (CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+        let bits: CK_ULONG = 2048;
+        let yes = b(true);
+        let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), attr(CKA_ENCRYPT, &yes)];
+        let private = [attr(CKA_SIGN, &yes), attr(CKA_DECRYPT, &yes)];
+        self.pair_with(h, &public, &private).expect("C_GenerateKeyPair")
     }
 
     fn get(&self, h: CK_SESSION_HANDLE, o: CK_OBJECT_HANDLE, ty: CK_ATTRIBUTE_TYPE) -> (CK_RV, Vec<u8>) {
@@ -604,24 +613,7 @@ fn public_half(p: &P11) {
     let yes = b(true);
     let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), bytes_attr(CKA_LABEL, b"pub-label")];
     let private = [attr(CKA_SIGN, &yes), bytes_attr(CKA_LABEL, b"priv-label")];
-    let (mut pu, mut pr) = (0, 0);
-    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
-    assert_eq!(
-        call!(
-            p,
-            C_GenerateKeyPair(
-                h,
-                &mut kp,
-                public.as_ptr() as *mut _,
-                3,
-                private.as_ptr() as *mut _,
-                2,
-                &mut pu,
-                &mut pr
-            )
-        ),
-        CKR_OK
-    );
+    let (pu, pr) = p.pair_with(h, &public, &private).expect("C_GenerateKeyPair");
     assert_eq!(p.get(h, pu, CKA_LABEL).1, b"pub-label");
     assert_eq!(p.get(h, pr, CKA_LABEL).1, b"priv-label");
     p.fin();
@@ -1089,12 +1081,7 @@ fn spec_details(p: &P11) {
     let bits: CK_ULONG = 2048;
     let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_VERIFY, &yes), attr(CKA_VERIFY_RECOVER, &no)];
     let private_t = [attr(CKA_SIGN, &yes), attr(CKA_SIGN_RECOVER, &no)];
-    let (mut pu, mut pr) = (0, 0);
-    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
-    let rv = call!(
-        p,
-        C_GenerateKeyPair(h, &mut kp, public.as_ptr() as *mut _, 3, private_t.as_ptr() as *mut _, 2, &mut pu, &mut pr)
-    );
+    let rv = p.pair_with(h, &public, &private_t).err().unwrap_or(CKR_OK);
     check_rv("CKA_SIGN_RECOVER and CKA_VERIFY_RECOVER false", rv, CKR_OK);
 
     // An imported RSA key's CRT values must be its own: an oversized CKA_EXPONENT_1 is refused.
@@ -1406,24 +1393,10 @@ fn public_objects(p: &P11) {
     let bits: CK_ULONG = 1024;
     let public = [attr(CKA_MODULUS_BITS, &bits), attr(CKA_PRIVATE, &yes)];
     let private = [attr(CKA_SIGN, &yes)];
-    let (mut pu, mut pr) = (0, 0);
-    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
     assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
     check_rv(
         "CKA_PRIVATE true on a public key",
-        call!(
-            p,
-            C_GenerateKeyPair(
-                h,
-                &mut kp,
-                public.as_ptr() as *mut _,
-                2,
-                private.as_ptr() as *mut _,
-                1,
-                &mut pu,
-                &mut pr
-            )
-        ),
+        p.pair_with(h, &public, &private).err().unwrap_or(CKR_OK),
         CKR_ATTRIBUTE_VALUE_INVALID,
     );
     p.fin();
@@ -1456,24 +1429,7 @@ fn key_details(p: &P11) {
         bytes_attr(CKA_END_DATE, b"20271231"),
         attr(CKA_ALWAYS_AUTHENTICATE, &yes),
     ];
-    let (mut pu, mut pr) = (0, 0);
-    let mut kp = mech(CKM_RSA_PKCS_KEY_PAIR_GEN);
-    assert_eq!(
-        call!(
-            p,
-            C_GenerateKeyPair(
-                h,
-                &mut kp,
-                public.as_ptr() as *mut _,
-                3,
-                private.as_ptr() as *mut _,
-                4,
-                &mut pu,
-                &mut pr
-            )
-        ),
-        CKR_OK
-    );
+    let (pu, pr) = p.pair_with(h, &public, &private).expect("C_GenerateKeyPair");
     assert_eq!(p.get(h, pu, CKA_START_DATE).1, b"20260101");
     assert_eq!(p.get(h, pr, CKA_START_DATE).1, b"20260102");
     assert_eq!(p.get(h, pr, CKA_END_DATE).1, b"20271231");

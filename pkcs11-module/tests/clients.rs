@@ -19,9 +19,7 @@ fn run(dir: &Path, cmd: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{cmd}: {e} (bash scripts/test.sh installs it)"))
 }
 
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::text;
 
 /// A virtual environment with python-pkcs11, made once in cargo's target folder.
 fn python() -> std::path::PathBuf {
@@ -48,15 +46,8 @@ fn main() -> ExitCode {
         let d = tmp.path();
         let module = common::module_path().display().to_string();
         let token = format!("pkcs11:token={}", common::LABEL);
-        let mut failures = Vec::new();
-        let mut expect = |what: &str, ok: bool, out: &Output| {
-            if ok {
-                println!("ok   {what}");
-            } else {
-                println!("FAIL {what}\n{}", text(out));
-                failures.push(what.to_string());
-            }
-        };
+        let mut report = common::Report::default();
+        let mut expect = |what: &str, ok: bool, out: &Output| report.expect(what, ok, out);
 
         // OpenSC: a certificate made by OpenSSL, written and listed.
         let out = run(
@@ -174,6 +165,6 @@ fn main() -> ExitCode {
             ],
         );
         expect("python-pkcs11: data objects, certificates, public session objects", out.status.success(), &out);
-        if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        report.exit()
     })
 }

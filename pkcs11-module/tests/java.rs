@@ -17,9 +17,7 @@ fn run(cmd: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{cmd}: {e} (bash scripts/test.sh installs the JDK)"))
 }
 
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::text;
 
 fn keytool(cfg: &Path, args: &[&str]) -> Output {
     let cfg = cfg.display().to_string();
@@ -47,15 +45,8 @@ fn main() -> ExitCode {
         std::fs::write(&cfg, format!("name = hsmkit\nlibrary = {}\nslot = 0\n", common::module_path().display()))
             .expect("cfg");
         let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/Check.java");
-        let mut failures = Vec::new();
-        let mut expect = |what: &str, ok: bool, out: &Output| {
-            if ok {
-                println!("ok   {what}");
-            } else {
-                println!("FAIL {what}\n{}", text(out));
-                failures.push(what.to_string());
-            }
-        };
+        let mut report = common::Report::default();
+        let mut expect = |what: &str, ok: bool, out: &Output| report.expect(what, ok, out);
 
         let out = keytool(
             &cfg,
@@ -147,6 +138,6 @@ fn main() -> ExitCode {
             &out,
         );
         expect("and leaves nothing behind", text(&after) == before, &after);
-        if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        report.exit()
     })
 }

@@ -73,3 +73,32 @@ pub fn init_token(pkcs11: &cryptoki::context::Pkcs11) {
     session.init_pin(&AuthPin::new(USER_PIN.into())).expect("C_InitPIN");
     session.logout().expect("logout");
 }
+
+/// A client test's checks: each printed `ok` or `FAIL` with the program's output; the test fails
+/// if any did.
+#[derive(Default)]
+pub struct Report {
+    failures: Vec<String>,
+}
+
+/// A program's standard output and error, together.
+pub fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Report {
+    /// Records one check.
+    pub fn expect(&mut self, what: &str, ok: bool, out: &std::process::Output) {
+        if ok {
+            println!("ok   {what}");
+        } else {
+            println!("FAIL {what}\n{}", text(out));
+            self.failures.push(what.to_string());
+        }
+    }
+
+    /// The test's exit code.
+    pub fn exit(self) -> ExitCode {
+        if self.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    }
+}
