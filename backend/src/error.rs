@@ -144,6 +144,8 @@ error_kinds! {
     SignatureLenRange => CKR_SIGNATURE_LEN_RANGE, "the signature has the wrong length";
     /// Decryption failed (deliberately without detail: no padding oracle).
     EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID, "decryption failed";
+    /// The ciphertext has the wrong length for the mechanism.
+    EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE, "the ciphertext has the wrong length";
     /// Unwrapping failed (deliberately without detail: no padding oracle).
     WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID, "the wrapped key is invalid";
     /// The caller's buffer is too small; `required` bytes are needed.

@@ -51,8 +51,9 @@ impl HashAlg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mechanism {
-    /// RSASSA-PKCS1-v1_5 padding of data the caller prepared (`CKM_RSA_PKCS` signing): the input
-    /// is the DER `DigestInfo` of a hash computed outside, as OpenSSL's PKCS#11 engine sends it.
+    /// `CKM_RSA_PKCS`: RSASSA-PKCS1-v1_5 padding of data the caller prepared (signing: the DER
+    /// `DigestInfo` of a hash computed outside, as OpenSSL's PKCS#11 engine sends it), and
+    /// RSAES-PKCS1-v1_5 encryption and decryption (RFC 8017 §7.2; decryption failures opaque).
     RsaPkcs1v15Raw,
     /// RSASSA-PKCS1-v1_5 with the data hashed inside (`CKM_SHA256_RSA_PKCS` and kin; RFC 8017 §8.2).
     RsaPkcs1v15 {
@@ -65,6 +66,16 @@ pub enum Mechanism {
         /// Digest applied to the data, and MGF1's hash.
         hash: HashAlg,
     },
+    /// RSASSA-PSS over a digest the caller computed (`CKM_RSA_PKCS_PSS`): MGF1 with the same hash
+    /// and a salt as long as the hash; the input is the digest.
+    RsaPssRaw {
+        /// The digest's hash, and MGF1's.
+        hash: HashAlg,
+    },
+    /// Raw RSA (`CKM_RSA_X_509`): no padding; the input, as a number below the modulus, is raised
+    /// to the key's exponent. Sign and decrypt with the private key, verify and encrypt with the
+    /// public one.
+    RsaX509,
     /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
     RsaOaep {
         /// OAEP hash and MGF1 hash.
@@ -99,6 +110,8 @@ impl Mechanism {
             Mechanism::RsaPss { hash: Sha256 } => MechanismKind::Sha256RsaPkcsPss,
             Mechanism::RsaPss { hash: Sha384 } => MechanismKind::Sha384RsaPkcsPss,
             Mechanism::RsaPss { hash: Sha512 } => MechanismKind::Sha512RsaPkcsPss,
+            Mechanism::RsaPssRaw { .. } => MechanismKind::RsaPkcsPss,
+            Mechanism::RsaX509 => MechanismKind::RsaX509,
             Mechanism::RsaOaep { .. } => MechanismKind::RsaPkcsOaep,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
@@ -110,6 +123,7 @@ impl Mechanism {
     pub fn describe(&self) -> String {
         match self {
             Mechanism::RsaOaep { hash } => format!("RSA-OAEP({})", hash.name()),
+            Mechanism::RsaPssRaw { hash } => format!("RSA-PKCS-PSS({})", hash.name()),
             Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
                 format!("RSA-AES-KEY-WRAP(AES-{aes_bits}, OAEP {})", hash.name())
             }
@@ -156,8 +170,12 @@ mechanism_kinds! {
     AesKeyGen => CKM_AES_KEY_GEN, "AES-KEY-GEN";
     /// `CKM_GENERIC_SECRET_KEY_GEN`.
     GenericSecretKeyGen => CKM_GENERIC_SECRET_KEY_GEN, "GENERIC-SECRET-KEY-GEN";
-    /// `CKM_RSA_PKCS` (signing a caller's `DigestInfo`).
+    /// `CKM_RSA_PKCS`: PKCS#1 v1.5 signing of a caller's `DigestInfo`, and encryption.
     RsaPkcs => CKM_RSA_PKCS, "RSA-PKCS";
+    /// `CKM_RSA_X_509`: raw RSA.
+    RsaX509 => CKM_RSA_X_509, "RSA-X-509";
+    /// `CKM_RSA_PKCS_PSS`: PSS over a caller's digest.
+    RsaPkcsPss => CKM_RSA_PKCS_PSS, "RSA-PKCS-PSS";
     /// `CKM_SHA1_RSA_PKCS`.
     Sha1RsaPkcs => CKM_SHA1_RSA_PKCS, "SHA1-RSA-PKCS";
     /// `CKM_SHA256_RSA_PKCS`.

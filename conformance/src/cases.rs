@@ -101,8 +101,106 @@ pub fn cases() -> Vec<Case> {
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP (C_Encrypt)",
             run: rsa_oaep_encrypt,
         },
+        Case {
+            id: "rsa-pkcs1-decrypt",
+            clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (C_Decrypt), RFC 8017 §7.2",
+            run: rsa_pkcs1_decrypt,
+        },
+        Case {
+            id: "rsa-pkcs1-decrypt-damaged",
+            clause: "PKCS#11 3.1 §5.9 C_Decrypt: CKR_ENCRYPTED_DATA_INVALID, one answer for every failure",
+            run: rsa_pkcs1_decrypt_damaged,
+        },
+        Case {
+            id: "rsa-pkcs1-encrypt", clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (C_Encrypt)", run: rsa_pkcs1_encrypt
+        },
+        Case { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
+        Case { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
         Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
     ]
+}
+
+fn rsa_pkcs1_decrypt(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let ct = key.encrypt(&mut seeded_rng(3), rsa::Pkcs1v15Encrypt, b"a v1.5 secret").map_err(err("RustCrypto"))?;
+    let pt = s.decrypt(&Mechanism::RsaPkcs1v15Raw, private, &ct).map_err(err("decrypt"))?;
+    ensure(pt == b"a v1.5 secret", "the module's PKCS#1 v1.5 decryption differs from the plaintext")
+}
+
+fn rsa_pkcs1_decrypt_damaged(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let ct = key.encrypt(&mut seeded_rng(3), rsa::Pkcs1v15Encrypt, b"a v1.5 secret").map_err(err("RustCrypto"))?;
+    // A damaged block, a wrong length and a number above the modulus all get the one answer.
+    let mut flipped = ct.clone();
+    flipped[ct.len() / 2] ^= 0x01;
+    let short = ct[1..].to_vec();
+    let above = vec![0xff; ct.len()];
+    for (what, bad) in [("a damaged ciphertext", flipped), ("a short ciphertext", short), ("a number above n", above)] {
+        let r = s.decrypt(&Mechanism::RsaPkcs1v15Raw, private, &bad);
+        // A flip may, rarely, still decode (padding is not a MAC); then the plaintext must differ.
+        if let Ok(pt) = &r {
+            ensure(pt.as_slice() != b"a v1.5 secret", &format!("{what} decrypted to the plaintext"))?;
+            continue;
+        }
+        expect_kind(r, &[ErrorKind::EncryptedDataInvalid, ErrorKind::EncryptedDataLenRange], what)?;
+    }
+    Ok(())
+}
+
+fn rsa_pkcs1_encrypt(ctx: &Ctx<'_>) -> R {
+    // The module encrypts under a public key whose private half RustCrypto holds.
+    let s = ctx.session()?;
+    let key = rsa::PrivateKey::new(&mut seeded_rng(4), 2048).map_err(err("RustCrypto key"))?;
+    let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(&key.to_public_key()).map_err(err("SPKI"))?;
+    let public = s
+        .import_key(&KeyMaterial::RsaPublicSpki(spki.as_bytes().to_vec()), &policy(Usage::ENCRYPT))
+        .map_err(err("import the public key"))?;
+    let ct = s.encrypt(&Mechanism::RsaPkcs1v15Raw, public, b"to RustCrypto").map_err(err("encrypt"))?;
+    let pt = key.decrypt(rsa::Pkcs1v15Encrypt, &ct).map_err(err("RustCrypto decrypts"))?;
+    ensure(pt == b"to RustCrypto", "RustCrypto decrypts something else")
+}
+
+fn rsa_x509(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    let k = rsa::traits::PublicKeyParts::size(&key);
+    // A number below the modulus (leading zero), signed raw; RustCrypto raises it to e.
+    let mut m = vec![0u8; k];
+    m[1..].iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 + 3) as u8);
+    let sig = s.sign(&Mechanism::RsaX509, private, &m).map_err(err("raw sign"))?;
+    ensure(sig.len() == k, "a raw RSA output is as long as the modulus")?;
+    let n_bits = rsa::traits::PublicKeyParts::n(&key).as_ref().bits_precision();
+    let sig_n = rsa::BoxedUint::from_be_slice(&sig, n_bits).map_err(err("the output as a number"))?;
+    let back = rsa::hazmat::rsa_encrypt(&key, &sig_n).map_err(err("RustCrypto raw RSA"))?;
+    let back = back.to_be_bytes_trimmed_vartime();
+    ensure(back.as_ref() == &m[1..], "the signature raised to e is not the input")?;
+    s.verify(&Mechanism::RsaX509, public, &m, &sig).map_err(err("the module verifies its raw signature"))
+}
+
+fn rsa_pss_raw(ctx: &Ctx<'_>) -> R {
+    use rsa::signature::Verifier as _;
+    use sha2::Digest as _;
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
+    let key = public_of(s.as_ref(), public)?;
+    let message = b"signed as a digest";
+    let digest = sha2::Sha256::digest(message);
+    let mech = Mechanism::RsaPssRaw { hash: HashAlg::Sha256 };
+    let sig = s.sign(&mech, private, &digest).map_err(err("PSS over a digest"))?;
+    let sig_rc = rsa::pss::Signature::try_from(sig.as_slice()).map_err(err("signature"))?;
+    rsa::pss::VerifyingKey::<sha2::Sha256>::new(key)
+        .verify(message, &sig_rc)
+        .map_err(|_| "RustCrypto's PSS verification refuses the module's signature".to_string())?;
+    expect_kind(
+        s.sign(&mech, private, &digest[1..]),
+        &[ErrorKind::DataLenRange, ErrorKind::DataInvalid],
+        "a short digest",
+    )
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);

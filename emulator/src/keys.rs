@@ -110,9 +110,48 @@ impl RsaPrivate {
                 HashAlg::Sha384 => pss!(sha2::Sha384),
                 HashAlg::Sha512 => pss!(sha2::Sha512),
             },
+            Mechanism::RsaPssRaw { hash } => {
+                check_digest(*hash, data, Op::Sign)?;
+                macro_rules! raw_pss {
+                    ($d:ty) => {
+                        self.rc.sign_with_rng(rng.as_rng(), rsa::pss::Pss::<$d>::new(), data)
+                    };
+                }
+                return match hash {
+                    HashAlg::Sha1 => raw_pss!(sha1::Sha1),
+                    HashAlg::Sha256 => raw_pss!(sha2::Sha256),
+                    HashAlg::Sha384 => raw_pss!(sha2::Sha384),
+                    HashAlg::Sha512 => raw_pss!(sha2::Sha512),
+                }
+                .map_err(|_| fail());
+            }
+            Mechanism::RsaX509 => return self.raw_private(data, rng, Op::Sign),
             other => return Err(mechanism_invalid(other, Op::Sign, "an RSA private key")),
         }
         .map_err(|_| fail())
+    }
+
+    /// Raw RSA with the private key (`CKM_RSA_X_509` signing and decryption): blinded, with the
+    /// CRT result checked; the output is as long as the modulus.
+    fn raw_private(&self, data: &[u8], rng: &mut HsmRng, op: Op) -> Result<Vec<u8>> {
+        use rsa::traits::PublicKeyParts;
+        let m = raw_input(self.rc.n().as_ref(), self.rc.size(), data, op)?;
+        let out = rsa::hazmat::rsa_decrypt_and_check(&self.rc, Some(rng.as_rng()), &m).map_err(|_| {
+            if op == Op::Decrypt { opaque_failure(op) } else { Error::new(ErrorKind::FunctionFailed, op) }
+        })?;
+        Ok(left_pad(&out.to_be_bytes_trimmed_vartime(), self.rc.size()))
+    }
+
+    /// RSAES-PKCS1-v1_5 decryption (`CKM_RSA_PKCS`). Every failure is the same opaque error, and
+    /// the padding check runs in constant time (RustCrypto's), so neither the return code nor its
+    /// timing tells a padding error from another.
+    pub fn decrypt_pkcs1(&self, ct: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
+        self.rc.decrypt(rsa::Pkcs1v15Encrypt, ct).map(Zeroizing::new).map_err(|_| opaque_failure(op))
+    }
+
+    /// Raw RSA decryption (`CKM_RSA_X_509`).
+    pub fn decrypt_raw(&self, ct: &[u8], rng: &mut HsmRng, op: Op) -> Result<Zeroizing<Vec<u8>>> {
+        self.raw_private(ct, rng, op).map(Zeroizing::new)
     }
 
     /// RSA-OAEP decryption. Failures are opaque.
@@ -138,6 +177,49 @@ impl RsaPrivate {
         };
         pt.map(Zeroizing::new).map_err(|_| opaque())
     }
+}
+
+/// A digest of `hash`'s length, as raw PSS signs and verifies.
+fn check_digest(hash: HashAlg, digest: &[u8], op: Op) -> Result<()> {
+    if digest.len() != hash.output_len() {
+        return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
+            "CKM_RSA_PKCS_PSS with {} takes a {}-byte digest, not {} bytes",
+            hash.name(),
+            hash.output_len(),
+            digest.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `bytes` left-padded with zeros to `k` bytes.
+fn left_pad(bytes: &[u8], k: usize) -> Vec<u8> {
+    let mut out = vec![0u8; k.saturating_sub(bytes.len())];
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Raw RSA's input: at most `k` bytes, read as a number below the modulus `n`.
+fn raw_input(n: &rsa::BoxedUint, k: usize, data: &[u8], op: Op) -> Result<rsa::BoxedUint> {
+    let kind = if op == Op::Decrypt { ErrorKind::EncryptedDataInvalid } else { ErrorKind::DataLenRange };
+    if data.len() > k {
+        return Err(Error::new(kind, op).detail(format!("raw RSA takes at most {k} bytes, not {}", data.len())));
+    }
+    let m = rsa::BoxedUint::from_be_slice(&left_pad(data, k), n.bits_precision())
+        .map_err(|_| Error::new(kind.clone(), op).detail("the input does not fit the modulus"))?;
+    if m >= *n {
+        let kind = if op == Op::Decrypt { ErrorKind::EncryptedDataInvalid } else { ErrorKind::DataInvalid };
+        return Err(Error::new(kind, op).detail("the input is not below the modulus"));
+    }
+    Ok(m)
+}
+
+/// Raw RSA with a public key (`CKM_RSA_X_509` encryption and verification).
+fn raw_public(public: &rsa::PublicKey, data: &[u8], op: Op) -> Result<Vec<u8>> {
+    use rsa::traits::PublicKeyParts;
+    let m = raw_input(public.n().as_ref(), public.size(), data, op)?;
+    let c = rsa::hazmat::rsa_encrypt(public, &m).map_err(|_| Error::new(ErrorKind::FunctionFailed, op))?;
+    Ok(left_pad(&c.to_be_bytes_trimmed_vartime(), public.size()))
 }
 
 /// `der` without the zero bytes (at most seven) that follow its outer DER element, if that is
@@ -187,7 +269,52 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
             HashAlg::Sha384 => check!(pss, sha2::Sha384),
             HashAlg::Sha512 => check!(pss, sha2::Sha512),
         },
+        Mechanism::RsaPssRaw { hash } => {
+            check_digest(*hash, data, Op::Verify)?;
+            macro_rules! raw_pss {
+                ($d:ty) => {
+                    public.verify(rsa::pss::Pss::<$d>::new(), data, sig)
+                };
+            }
+            match hash {
+                HashAlg::Sha1 => raw_pss!(sha1::Sha1),
+                HashAlg::Sha256 => raw_pss!(sha2::Sha256),
+                HashAlg::Sha384 => raw_pss!(sha2::Sha384),
+                HashAlg::Sha512 => raw_pss!(sha2::Sha512),
+            }
+            .map_err(|_| bad())
+        }
+        Mechanism::RsaX509 => {
+            // The signature raised to e must be the data, left-padded to the modulus' length.
+            let recovered = raw_public(public, sig, Op::Verify).map_err(|_| bad())?;
+            if data.len() > public.size() || recovered != left_pad(data, public.size()) {
+                return Err(bad());
+            }
+            Ok(())
+        }
         other => Err(mechanism_invalid(other, Op::Verify, "an RSA public key")),
+    }
+}
+
+/// RSA encryption (`CKM_RSA_PKCS`, `CKM_RSA_X_509`, `CKM_RSA_PKCS_OAEP`) with the module's RNG.
+pub fn encrypt(public: &rsa::PublicKey, mech: &Mechanism, pt: &[u8], rng: &mut HsmRng, op: Op) -> Result<Vec<u8>> {
+    match mech {
+        Mechanism::RsaOaep { hash } => encrypt_oaep(public, *hash, pt, rng, op),
+        Mechanism::RsaPkcs1v15Raw => {
+            let max = public.size().saturating_sub(11);
+            if pt.len() > max {
+                return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
+                    "CKM_RSA_PKCS with a {}-bit key encrypts at most {max} bytes, not {}",
+                    public.size() * 8,
+                    pt.len()
+                )));
+            }
+            public
+                .encrypt(rng.as_rng(), rsa::Pkcs1v15Encrypt, pt)
+                .map_err(|_| Error::new(ErrorKind::FunctionFailed, op).detail("PKCS#1 v1.5 encryption failed"))
+        }
+        Mechanism::RsaX509 => raw_public(public, pt, op),
+        other => Err(mechanism_invalid(other, op, "an RSA public key")),
     }
 }
 

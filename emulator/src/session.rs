@@ -64,7 +64,9 @@ impl Backend for Emulator {
             row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
             row(K::GenericSecretKeyGen, 8, MAX_GENERIC_SECRET as u32 * 8, MechanismFlags::GENERATE),
-            row(K::RsaPkcs, 1024, 4096, sv),
+            row(K::RsaPkcs, 1024, 4096, sv | MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT),
+            row(K::RsaX509, 1024, 4096, sv | MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT),
+            row(K::RsaPkcsPss, 1024, 4096, sv),
         ];
         for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
             mechanisms.push(row(k, 1024, 4096, sv));
@@ -947,25 +949,32 @@ impl Session for EmulatorSession<'_> {
     }
 
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let o = self.object(key, Op::Encrypt)?;
-        let Mechanism::RsaOaep { hash } = *mech else {
-            return Err(mechanism_invalid(mech, Op::Encrypt, "C_Encrypt here"));
-        };
-        self.check_class(&o, ObjectClass::PublicKey, mech, Op::Encrypt)?;
-        let public = keys::strong_enough(self.public(&o, mech, Op::Encrypt)?, Op::Encrypt)?;
-        self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, Op::Encrypt)?;
-        keys::encrypt_oaep(public, hash, plaintext, &mut *self.emu.rng(Op::Encrypt)?, Op::Encrypt)
+        let op = Op::Encrypt;
+        let o = self.object(key, op)?;
+        if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
+            return Err(mechanism_invalid(mech, op, "C_Encrypt here"));
+        }
+        self.check_class(&o, ObjectClass::PublicKey, mech, op)?;
+        let public = keys::strong_enough(self.public(&o, mech, op)?, op)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
+        keys::encrypt(public, mech, plaintext, &mut *self.emu.rng(op)?, op)
     }
 
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
-        let o = self.object(key, Op::Decrypt)?;
-        let Mechanism::RsaOaep { hash } = *mech else {
-            return Err(mechanism_invalid(mech, Op::Decrypt, "C_Decrypt here"));
+        let op = Op::Decrypt;
+        let o = self.object(key, op)?;
+        if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
+            return Err(mechanism_invalid(mech, op, "C_Decrypt here"));
+        }
+        self.check_class(&o, ObjectClass::PrivateKey, mech, op)?;
+        let private = self.rsa(&o, mech, op)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
+        let plain = match mech {
+            Mechanism::RsaOaep { hash } => private.decrypt_oaep(*hash, ciphertext, op)?,
+            Mechanism::RsaPkcs1v15Raw => private.decrypt_pkcs1(ciphertext, op)?,
+            _ => private.decrypt_raw(ciphertext, &mut *self.emu.rng(op)?, op)?,
         };
-        self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Decrypt)?;
-        let private = self.rsa(&o, mech, Op::Decrypt)?;
-        self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, Op::Decrypt)?;
-        Ok(private.decrypt_oaep(hash, ciphertext, Op::Decrypt)?.to_vec())
+        Ok(plain.to_vec())
     }
 
     fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>> {

@@ -276,6 +276,8 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
         Mechanism::RsaPss { hash: h @ HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcsPss(pss(h)),
         Mechanism::RsaPss { hash: h @ HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcsPss(pss(h)),
         Mechanism::RsaPss { hash: h @ HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcsPss(pss(h)),
+        Mechanism::RsaPssRaw { hash } => CkMechanism::RsaPkcsPss(pss(hash)),
+        Mechanism::RsaX509 => CkMechanism::RsaX509,
         Mechanism::RsaOaep { hash } => oaep(hash),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,

@@ -43,10 +43,17 @@ impl Purpose {
 
     fn fits(self, m: &Mechanism) -> bool {
         match self {
-            Purpose::Sign | Purpose::Verify => {
-                matches!(m, Mechanism::RsaPkcs1v15Raw | Mechanism::RsaPkcs1v15 { .. } | Mechanism::RsaPss { .. })
+            Purpose::Sign | Purpose::Verify => matches!(
+                m,
+                Mechanism::RsaPkcs1v15Raw
+                    | Mechanism::RsaPkcs1v15 { .. }
+                    | Mechanism::RsaPss { .. }
+                    | Mechanism::RsaPssRaw { .. }
+                    | Mechanism::RsaX509
+            ),
+            Purpose::Encrypt | Purpose::Decrypt => {
+                matches!(m, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509)
             }
-            Purpose::Encrypt | Purpose::Decrypt => matches!(m, Mechanism::RsaOaep { .. }),
         }
     }
 }

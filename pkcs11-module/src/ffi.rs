@@ -405,7 +405,8 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
             let o: ck::CK_RSA_PKCS_OAEP_PARAMS = unsafe { param_struct(ptr, len) }?;
             Param::Oaep(unsafe { oaep_in(&o) }?)
         }
-        ck::CKM_SHA1_RSA_PKCS_PSS
+        ck::CKM_RSA_PKCS_PSS
+        | ck::CKM_SHA1_RSA_PKCS_PSS
         | ck::CKM_SHA256_RSA_PKCS_PSS
         | ck::CKM_SHA384_RSA_PKCS_PSS
         | ck::CKM_SHA512_RSA_PKCS_PSS => {

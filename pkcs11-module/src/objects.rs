@@ -73,9 +73,11 @@ impl<'a> Template<'a> {
     fn only(&self, known: &[&[CK_ATTRIBUTE_TYPE]]) -> Result<()> {
         for a in &self.attrs {
             if READ_ONLY.contains(&a.kind) {
+                crate::log(&format!("attribute 0x{:x} is set by the module only (read-only)", a.kind));
                 return Err(rv::ATTRIBUTE_READ_ONLY);
             }
             if !known.iter().any(|k| k.contains(&a.kind)) {
+                crate::log(&format!("attribute 0x{:x} is not an attribute of this kind of object", a.kind));
                 return Err(rv::ATTRIBUTE_TYPE_INVALID);
             }
         }
@@ -88,7 +90,10 @@ impl<'a> Template<'a> {
                 ck::CKO_PRIVATE_KEY => Ok(ObjectClass::PrivateKey),
                 ck::CKO_PUBLIC_KEY => Ok(ObjectClass::PublicKey),
                 ck::CKO_SECRET_KEY => Ok(ObjectClass::SecretKey),
-                _ => Err(rv::ATTRIBUTE_VALUE_INVALID),
+                _ => {
+                    crate::log(&format!("object class 0x{c:x} is not one the module makes here"));
+                    Err(rv::ATTRIBUTE_VALUE_INVALID)
+                }
             })
             .transpose()
     }
@@ -99,7 +104,10 @@ impl<'a> Template<'a> {
                 ck::CKK_RSA => Ok(KeyType::Rsa),
                 ck::CKK_AES => Ok(KeyType::Aes),
                 ck::CKK_GENERIC_SECRET => Ok(KeyType::GenericSecret),
-                _ => Err(rv::ATTRIBUTE_VALUE_INVALID),
+                _ => {
+                    crate::log(&format!("key type 0x{k:x} is not one the module has (RSA, AES, generic secret)"));
+                    Err(rv::ATTRIBUTE_VALUE_INVALID)
+                }
             })
             .transpose()
     }

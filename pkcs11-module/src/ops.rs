@@ -146,6 +146,21 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
         ck::CKM_SHA256_RSA_PKCS => pkcs1(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS => pkcs1(HashAlg::Sha384),
         ck::CKM_SHA512_RSA_PKCS => pkcs1(HashAlg::Sha512),
+        ck::CKM_RSA_X_509 => match &m.param {
+            Param::None => Ok(Mechanism::RsaX509),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        // PSS over the caller's digest: the parameters name its hash (MGF1 with the same hash,
+        // a salt as long as the hash).
+        ck::CKM_RSA_PKCS_PSS => match m.param {
+            Param::Pss(h, mgf, salt) => match hash_of(h) {
+                Some((hash, want_mgf)) if mgf == want_mgf && usize::try_from(salt).ok() == Some(hash.output_len()) => {
+                    Ok(Mechanism::RsaPssRaw { hash })
+                }
+                _ => Err(rv::MECHANISM_PARAM_INVALID),
+            },
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_SHA1_RSA_PKCS_PSS => pss(HashAlg::Sha1),
         ck::CKM_SHA256_RSA_PKCS_PSS => pss(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS_PSS => pss(HashAlg::Sha384),

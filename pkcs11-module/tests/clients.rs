@@ -92,6 +92,59 @@ fn main() -> ExitCode {
             &out,
         );
 
+        // OpenSSL's PKCS#11 engine decrypts with a token key: PKCS#1 v1.5 and OAEP with SHA-256,
+        // the ciphertexts made by OpenSSL in software.
+        let out = p11(&[
+            "--keypairgen",
+            "--key-type",
+            "rsa:2048",
+            "--label",
+            "dec",
+            "--id",
+            "0d",
+            "--usage-decrypt",
+            "--usage-sign",
+        ]);
+        expect("pkcs11-tool makes a decryption key", out.status.success(), &out);
+        let out = p11(&["--read-object", "--type", "pubkey", "--id", "0d", "--output-file", "dec.der"]);
+        expect("its public key", out.status.success(), &out);
+        let out = run(d, "openssl", &["pkey", "-pubin", "-inform", "DER", "-in", "dec.der", "-out", "dec.pem"]);
+        expect("as PEM", out.status.success(), &out);
+        std::fs::write(d.join("pt"), "engine secret").expect("plaintext");
+        let engine_key = format!("{token};object=dec;type=private;pin-value={}", common::USER_PIN);
+        let oaep: &[&str] =
+            &["-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"];
+        for (name, opts) in [("PKCS#1 v1.5", &[][..]), ("OAEP-SHA256", oaep)] {
+            let mut enc = vec!["pkeyutl", "-encrypt", "-pubin", "-inkey", "dec.pem", "-in", "pt", "-out", "ct"];
+            enc.extend_from_slice(opts);
+            let out = run(d, "openssl", &enc);
+            expect(&format!("OpenSSL encrypts ({name})"), out.status.success(), &out);
+            let mut dec = vec![
+                "pkeyutl",
+                "-decrypt",
+                "-engine",
+                "pkcs11",
+                "-keyform",
+                "engine",
+                "-inkey",
+                &engine_key,
+                "-in",
+                "ct",
+            ];
+            dec.extend_from_slice(opts);
+            let out = Command::new("openssl")
+                .args(&dec)
+                .current_dir(d)
+                .env("PKCS11_MODULE_PATH", &module)
+                .output()
+                .expect("openssl");
+            expect(
+                &format!("the engine decrypts on the token ({name})"),
+                String::from_utf8_lossy(&out.stdout) == "engine secret",
+                &out,
+            );
+        }
+
         // GnuTLS: a token key, a certificate self-signed with it, stored and listed.
         let out = run(
             d,

@@ -57,8 +57,18 @@ fn main() -> ExitCode {
         expect("keytool -list shows the private key entry", text(&out).contains("k1, PrivateKeyEntry"), &out);
         let cfg_s = cfg.display().to_string();
         let check_s = check.display().to_string();
-        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "k1"]);
+        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "k1", "more"]);
         expect("a token signature verified by the JDK's own provider", text(&out).contains("verified k1"), &out);
+        expect(
+            "RSASSA-PSS through the token, verified by SunRsaSign",
+            text(&out).contains("RSASSA-PSS verified"),
+            &out,
+        );
+        expect(
+            "RSA/ECB/PKCS1Padding: SunJCE encrypts, the token decrypts",
+            text(&out).contains("RSA/ECB/PKCS1Padding decrypted"),
+            &out,
+        );
 
         // A PKCS#12 key store (made by the JDK in software) imported into the token.
         let p12 = dir.path().join("src.p12").display().to_string();

@@ -1,6 +1,7 @@
 // Signs with a token key through Java's SunPKCS11 and verifies the signature with the JDK's own
 // provider (SunRsaSign) under the entry's certificate.
-// Usage: java Check.java P11.cfg PIN ALIAS
+// With a fourth argument "more": RSASSA-PSS and RSA/ECB/PKCS1Padding too.
+// Usage: java Check.java P11.cfg PIN ALIAS [more]
 import java.security.KeyStore;
 import java.security.PrivateKey;
 import java.security.Provider;
@@ -33,5 +34,40 @@ public class Check {
             System.exit(3);
         }
         System.out.println("verified " + args[2]);
+        if (args.length > 3 && args[3].equals("more")) {
+            more(p, key, cert);
+        }
+    }
+
+    /// RSASSA-PSS and RSA/ECB/PKCS1Padding through the token, checked by the JDK's software providers.
+    static void more(Provider p, PrivateKey key, Certificate cert) throws Exception {
+        byte[] message = "pss through SunPKCS11".getBytes("UTF-8");
+        java.security.spec.PSSParameterSpec spec = new java.security.spec.PSSParameterSpec(
+            "SHA-256", "MGF1", java.security.spec.MGF1ParameterSpec.SHA256, 32, 1);
+        Signature pss = Signature.getInstance("RSASSA-PSS", p);
+        pss.setParameter(spec);
+        pss.initSign(key);
+        pss.update(message);
+        byte[] sig = pss.sign();
+        Signature check = Signature.getInstance("RSASSA-PSS", "SunRsaSign");
+        check.setParameter(spec);
+        check.initVerify(cert.getPublicKey());
+        check.update(message);
+        if (!check.verify(sig)) {
+            System.err.println("the RSASSA-PSS signature does not verify");
+            System.exit(4);
+        }
+        System.out.println("RSASSA-PSS verified");
+        javax.crypto.Cipher enc = javax.crypto.Cipher.getInstance("RSA/ECB/PKCS1Padding", "SunJCE");
+        enc.init(javax.crypto.Cipher.ENCRYPT_MODE, cert.getPublicKey());
+        byte[] ct = enc.doFinal("a PKCS#1 secret".getBytes("UTF-8"));
+        javax.crypto.Cipher dec = javax.crypto.Cipher.getInstance("RSA/ECB/PKCS1Padding", p);
+        dec.init(javax.crypto.Cipher.DECRYPT_MODE, key);
+        String pt = new String(dec.doFinal(ct), "UTF-8");
+        if (!pt.equals("a PKCS#1 secret")) {
+            System.err.println("RSA/ECB/PKCS1Padding decrypted to something else");
+            System.exit(5);
+        }
+        System.out.println("RSA/ECB/PKCS1Padding decrypted");
     }
 }
