@@ -76,6 +76,12 @@ pub enum Mechanism {
     /// to the key's exponent. Sign and decrypt with the private key, verify and encrypt with the
     /// public one.
     RsaX509,
+    /// HMAC (`CKM_SHA256_HMAC` and kin; RFC 2104) with a generic secret key: sign makes the full
+    /// tag, verify checks it in constant time.
+    Hmac {
+        /// The hash.
+        hash: HashAlg,
+    },
     /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
     RsaOaep {
         /// OAEP hash and MGF1 hash.
@@ -112,6 +118,10 @@ impl Mechanism {
             Mechanism::RsaPss { hash: Sha512 } => MechanismKind::Sha512RsaPkcsPss,
             Mechanism::RsaPssRaw { .. } => MechanismKind::RsaPkcsPss,
             Mechanism::RsaX509 => MechanismKind::RsaX509,
+            Mechanism::Hmac { hash: Sha1 } => MechanismKind::Sha1Hmac,
+            Mechanism::Hmac { hash: Sha256 } => MechanismKind::Sha256Hmac,
+            Mechanism::Hmac { hash: Sha384 } => MechanismKind::Sha384Hmac,
+            Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
             Mechanism::RsaOaep { .. } => MechanismKind::RsaPkcsOaep,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
@@ -194,6 +204,14 @@ mechanism_kinds! {
     Sha512RsaPkcsPss => CKM_SHA512_RSA_PKCS_PSS, "SHA512-RSA-PKCS-PSS";
     /// `CKM_RSA_PKCS_OAEP`.
     RsaPkcsOaep => CKM_RSA_PKCS_OAEP, "RSA-PKCS-OAEP";
+    /// `CKM_SHA_1_HMAC`.
+    Sha1Hmac => CKM_SHA_1_HMAC, "SHA-1-HMAC";
+    /// `CKM_SHA256_HMAC`.
+    Sha256Hmac => CKM_SHA256_HMAC, "SHA256-HMAC";
+    /// `CKM_SHA384_HMAC`.
+    Sha384Hmac => CKM_SHA384_HMAC, "SHA384-HMAC";
+    /// `CKM_SHA512_HMAC`.
+    Sha512Hmac => CKM_SHA512_HMAC, "SHA512-HMAC";
     /// `CKM_AES_KEY_WRAP` (RFC 3394).
     AesKeyWrap => CKM_AES_KEY_WRAP, "AES-KEY-WRAP";
     /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649 in SoftHSM2 and nShield).

@@ -116,8 +116,29 @@ pub fn cases() -> Vec<Case> {
         },
         Case { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
         Case { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
+        Case { id: "hmac-sha256", clause: "PKCS#11 3.1 §2.20 CKM_SHA256_HMAC, RFC 2104", run: hmac_sha256 },
         Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
     ]
+}
+
+fn hmac_sha256(ctx: &Ctx<'_>) -> R {
+    use hmac::{KeyInit as _, Mac as _};
+    let s = ctx.session()?;
+    let secret = [0x3cu8; 32];
+    let key = s
+        .import_key(&KeyMaterial::GenericSecret(Zeroizing::new(secret.to_vec())), &policy(Usage::SIGN | Usage::VERIFY))
+        .map_err(err("import a generic secret"))?;
+    let mech = Mechanism::Hmac { hash: HashAlg::Sha256 };
+    let message = b"authenticated by the module";
+    let tag = s.sign(&mech, key, message).map_err(err("HMAC sign"))?;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret).map_err(err("RustCrypto HMAC key"))?;
+    mac.update(message);
+    let want = mac.finalize().into_bytes();
+    ensure(tag.as_slice() == want.as_slice(), "the module's HMAC-SHA256 differs from RustCrypto's")?;
+    s.verify(&mech, key, message, &want).map_err(err("the module verifies RustCrypto's tag"))?;
+    let mut bad = want.to_vec();
+    bad[0] ^= 1;
+    expect_kind(s.verify(&mech, key, message, &bad), &[ErrorKind::SignatureInvalid], "a wrong tag")
 }
 
 fn rsa_pkcs1_decrypt(ctx: &Ctx<'_>) -> R {

@@ -179,6 +179,34 @@ impl RsaPrivate {
     }
 }
 
+/// HMAC of `data` under `key` (AWS-LC).
+pub fn hmac_sign(hash: HashAlg, key: &[u8], data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(hmac_alg(hash), key), data).as_ref().to_vec()
+}
+
+/// Checks an HMAC tag in constant time.
+pub fn hmac_verify(hash: HashAlg, key: &[u8], data: &[u8], tag: &[u8]) -> Result<()> {
+    if tag.len() != hash.output_len() {
+        return Err(Error::new(ErrorKind::SignatureLenRange, Op::Verify).detail(format!(
+            "an HMAC-{} tag is {} bytes, not {}",
+            hash.name(),
+            hash.output_len(),
+            tag.len()
+        )));
+    }
+    aws_lc_rs::hmac::verify(&aws_lc_rs::hmac::Key::new(hmac_alg(hash), key), data, tag)
+        .map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))
+}
+
+fn hmac_alg(hash: HashAlg) -> aws_lc_rs::hmac::Algorithm {
+    match hash {
+        HashAlg::Sha1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha256 => aws_lc_rs::hmac::HMAC_SHA256,
+        HashAlg::Sha384 => aws_lc_rs::hmac::HMAC_SHA384,
+        HashAlg::Sha512 => aws_lc_rs::hmac::HMAC_SHA512,
+    }
+}
+
 /// A digest of `hash`'s length, as raw PSS signs and verifies.
 fn check_digest(hash: HashAlg, digest: &[u8], op: Op) -> Result<()> {
     if digest.len() != hash.output_len() {

@@ -74,6 +74,9 @@ impl Backend for Emulator {
         for k in [K::Sha1RsaPkcsPss, K::Sha256RsaPkcsPss, K::Sha384RsaPkcsPss, K::Sha512RsaPkcsPss] {
             mechanisms.push(row(k, 1024, 4096, sv));
         }
+        for k in [K::Sha1Hmac, K::Sha256Hmac, K::Sha384Hmac, K::Sha512Hmac] {
+            mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
+        }
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
         mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapPad, 128, 256, wu));
@@ -472,6 +475,16 @@ impl EmulatorSession<'_> {
 
     fn public<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k rsa::PublicKey> {
         o.key.public.as_ref().ok_or_else(|| mechanism_invalid(mech, op, "an AES key"))
+    }
+
+    /// The bytes of a generic secret (HMAC's key).
+    fn generic_secret<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
+        self.check_class(o, ObjectClass::SecretKey, mech, op)?;
+        match &o.key.material {
+            Material::Aes(k) if o.key.header.key_type == BlobKeyType::Generic => Ok(k),
+            _ => Err(Error::new(ErrorKind::KeyTypeInconsistent, op)
+                .detail(format!("{} needs a generic secret key", mech.describe()))),
+        }
     }
 
     fn aes<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
@@ -933,6 +946,11 @@ impl Session for EmulatorSession<'_> {
 
     fn sign(&self, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>> {
         let o = self.object(key, Op::Sign)?;
+        if let Mechanism::Hmac { hash } = *mech {
+            let secret = self.generic_secret(&o, mech, Op::Sign)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return Ok(keys::hmac_sign(hash, secret, data));
+        }
         self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
         let private = self.rsa(&o, mech, Op::Sign)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
@@ -942,6 +960,11 @@ impl Session for EmulatorSession<'_> {
 
     fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()> {
         let o = self.object(key, Op::Verify)?;
+        if let Mechanism::Hmac { hash } = *mech {
+            let secret = self.generic_secret(&o, mech, Op::Verify)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return keys::hmac_verify(hash, secret, data, signature);
+        }
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
         let public = self.public(&o, mech, Op::Verify)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;

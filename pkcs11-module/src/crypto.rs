@@ -50,6 +50,7 @@ impl Purpose {
                     | Mechanism::RsaPss { .. }
                     | Mechanism::RsaPssRaw { .. }
                     | Mechanism::RsaX509
+                    | Mechanism::Hmac { .. }
             ),
             Purpose::Encrypt | Purpose::Decrypt => {
                 matches!(m, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509)
@@ -69,7 +70,16 @@ fn check_key(
 ) -> Result<()> {
     let v = visible_key(lib, s, st, h, rv::KEY_HANDLE_INVALID)?;
     let (class, key_type, policy) = v.parts();
-    if class != p.class() || key_type != KeyType::Rsa {
+    // HMAC signs and verifies with a generic secret; every other mechanism here is RSA's.
+    let (want_class, want_type) = match m {
+        Mechanism::Hmac { .. } => (ObjectClass::SecretKey, KeyType::GenericSecret),
+        _ => (p.class(), KeyType::Rsa),
+    };
+    if class != want_class || key_type != want_type {
+        crate::log(&format!(
+            "{} needs a {want_class:?} of type {want_type:?}, not a {class:?} of type {key_type:?}",
+            m.describe()
+        ));
         return Err(rv::KEY_TYPE_INCONSISTENT);
     }
     if !policy.usage.contains(p.usage()) {

@@ -161,6 +161,18 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             },
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
+        ck::CKM_SHA_1_HMAC | ck::CKM_SHA256_HMAC | ck::CKM_SHA384_HMAC | ck::CKM_SHA512_HMAC => match &m.param {
+            Param::None => {
+                let hash = match m.ty {
+                    ck::CKM_SHA_1_HMAC => HashAlg::Sha1,
+                    ck::CKM_SHA256_HMAC => HashAlg::Sha256,
+                    ck::CKM_SHA384_HMAC => HashAlg::Sha384,
+                    _ => HashAlg::Sha512,
+                };
+                Ok(Mechanism::Hmac { hash })
+            }
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_SHA1_RSA_PKCS_PSS => pss(HashAlg::Sha1),
         ck::CKM_SHA256_RSA_PKCS_PSS => pss(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS_PSS => pss(HashAlg::Sha384),

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
             text(&out).contains("RSA/ECB/PKCS1Padding decrypted"),
             &out,
         );
+        expect("HmacSHA256 through the token equals SunJCE's", text(&out).contains("HmacSHA256 matches"), &out);
 
         // A PKCS#12 key store (made by the JDK in software) imported into the token.
         let p12 = dir.path().join("src.p12").display().to_string();

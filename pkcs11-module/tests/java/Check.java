@@ -69,5 +69,18 @@ public class Check {
             System.exit(5);
         }
         System.out.println("RSA/ECB/PKCS1Padding decrypted");
+        byte[] secret = new byte[32];
+        java.util.Arrays.fill(secret, (byte) 0x3c);
+        javax.crypto.spec.SecretKeySpec hmacKey = new javax.crypto.spec.SecretKeySpec(secret, "HmacSHA256");
+        javax.crypto.Mac token = javax.crypto.Mac.getInstance("HmacSHA256", p);
+        token.init(hmacKey);
+        byte[] tag = token.doFinal(message);
+        javax.crypto.Mac soft = javax.crypto.Mac.getInstance("HmacSHA256", "SunJCE");
+        soft.init(hmacKey);
+        if (!java.util.Arrays.equals(tag, soft.doFinal(message))) {
+            System.err.println("HmacSHA256 through the token differs from SunJCE's");
+            System.exit(6);
+        }
+        System.out.println("HmacSHA256 matches");
     }
 }
