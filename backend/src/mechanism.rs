@@ -87,6 +87,18 @@ pub enum Mechanism {
         /// OAEP hash and MGF1 hash.
         hash: HashAlg,
     },
+    /// AES in ECB mode (`CKM_AES_ECB`; SP 800-38A): whole blocks, no IV.
+    AesEcb,
+    /// AES in CBC mode (`CKM_AES_CBC`; SP 800-38A): whole blocks.
+    AesCbc {
+        /// The initialisation vector.
+        iv: [u8; 16],
+    },
+    /// AES in CBC mode with PKCS #7 padding (`CKM_AES_CBC_PAD`).
+    AesCbcPad {
+        /// The initialisation vector.
+        iv: [u8; 16],
+    },
     /// AES key wrap (`CKM_AES_KEY_WRAP`; RFC 3394, SP 800-38F KW).
     AesKeyWrap,
     /// AES key wrap with padding (RFC 5649, SP 800-38F KWP): `CKM_AES_KEY_WRAP_KWP` in PKCS#11 3.0,
@@ -123,10 +135,19 @@ impl Mechanism {
             Mechanism::Hmac { hash: Sha384 } => MechanismKind::Sha384Hmac,
             Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
             Mechanism::RsaOaep { .. } => MechanismKind::RsaPkcsOaep,
+            Mechanism::AesEcb => MechanismKind::AesEcb,
+            Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
+            Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
             Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
         }
+    }
+
+    /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
+    /// Whether this is an AES encryption mode (ECB, CBC, CBC-PAD) rather than a key wrap.
+    pub fn is_aes_cipher(&self) -> bool {
+        matches!(self, Mechanism::AesEcb | Mechanism::AesCbc { .. } | Mechanism::AesCbcPad { .. })
     }
 
     /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
@@ -212,6 +233,12 @@ mechanism_kinds! {
     Sha384Hmac => CKM_SHA384_HMAC, "SHA384-HMAC";
     /// `CKM_SHA512_HMAC`.
     Sha512Hmac => CKM_SHA512_HMAC, "SHA512-HMAC";
+    /// `CKM_AES_ECB`.
+    AesEcb => CKM_AES_ECB, "AES-ECB";
+    /// `CKM_AES_CBC`.
+    AesCbc => CKM_AES_CBC, "AES-CBC";
+    /// `CKM_AES_CBC_PAD`.
+    AesCbcPad => CKM_AES_CBC_PAD, "AES-CBC-PAD";
     /// `CKM_AES_KEY_WRAP` (RFC 3394).
     AesKeyWrap => CKM_AES_KEY_WRAP, "AES-KEY-WRAP";
     /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649 in SoftHSM2 and nShield).

@@ -117,6 +117,9 @@ pub fn cases() -> Vec<Case> {
         Case { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
         Case { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
         Case { id: "hmac-sha256", clause: "PKCS#11 3.1 §2.20 CKM_SHA256_HMAC, RFC 2104", run: hmac_sha256 },
+        Case { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
+        Case { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
+        Case { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
         Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
     ]
 }
@@ -774,4 +777,65 @@ fn logout_ends_private_use(ctx: &Ctx<'_>) -> R {
         &[ErrorKind::NotLoggedIn, ErrorKind::KeyHandleInvalid, ErrorKind::ObjectHandleInvalid],
         "signing after C_Logout",
     )
+}
+
+/// SP 800-38A's AES-128 key and four plaintext blocks.
+const SP800_38A_KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
+const SP800_38A_PT: &str = "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710";
+const SP800_38A_IV: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+fn unhex(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap_or_default()
+}
+
+/// An AES key with the standard's value, usable to encrypt and decrypt.
+fn sp800_38a_key(s: &dyn Session) -> Result<KeyHandle, String> {
+    import_aes(s, &unhex(SP800_38A_KEY), &policy(Usage::ENCRYPT | Usage::DECRYPT))
+}
+
+/// Encrypts `pt` with `mech`, compares with `want`, and decrypts back.
+fn aes_known_answer(s: &dyn Session, mech: &Mechanism, pt: &[u8], want: &[u8]) -> R {
+    let key = sp800_38a_key(s)?;
+    let ct = s.encrypt(mech, key, pt).map_err(err("encrypt"))?;
+    ensure(ct == want, &format!("{} differs from the standard's known answer", mech.describe()))?;
+    let back = s.decrypt(mech, key, &ct).map_err(err("decrypt"))?;
+    ensure(back == pt, "decrypting the known answer does not give the plaintext")
+}
+
+fn aes_ecb(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let want = unhex(
+        "3ad77bb40d7a3660a89ecaf32466ef97f5d3d58503b9699de785895a96fdbaaf43b1cd7f598ece23881b00e3ed0306887b0c785e27e8ad3f8223207104725dd4",
+    );
+    aes_known_answer(s.as_ref(), &Mechanism::AesEcb, &unhex(SP800_38A_PT), &want)?;
+    let key = sp800_38a_key(s.as_ref())?;
+    expect_kind(s.encrypt(&Mechanism::AesEcb, key, &[0u8; 15]), &[ErrorKind::DataLenRange], "a partial block")
+}
+
+fn aes_cbc(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let want = unhex(
+        "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b273bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7",
+    );
+    aes_known_answer(s.as_ref(), &Mechanism::AesCbc { iv: SP800_38A_IV }, &unhex(SP800_38A_PT), &want)
+}
+
+fn aes_cbc_pad(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let key = sp800_38a_key(s.as_ref())?;
+    let mech = Mechanism::AesCbcPad { iv: SP800_38A_IV };
+    let pt = unhex(SP800_38A_PT);
+    let ct = s.encrypt(&mech, key, &pt).map_err(err("encrypt"))?;
+    // Whole blocks gain one block of padding; before it, CBC's known answer.
+    ensure(ct.len() == pt.len() + 16, "a full padding block follows whole blocks")?;
+    let cbc = unhex(
+        "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b273bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7",
+    );
+    ensure(ct[..64] == cbc[..], "the blocks before the padding differ from CBC's known answer")?;
+    ensure(s.decrypt(&mech, key, &ct).map_err(err("decrypt"))? == pt, "the padding is not removed")?;
+    let short = s.encrypt(&mech, key, b"abc").map_err(err("encrypt 3 bytes"))?;
+    ensure(short.len() == 16, "three bytes pad to one block")?;
+    ensure(s.decrypt(&mech, key, &short).map_err(err("decrypt 3 bytes"))? == b"abc", "three bytes come back")?;
+    // Without its padding block the last block ends in 0x10 but is not padding.
+    expect_kind(s.decrypt(&mech, key, &ct[..64]), &[ErrorKind::EncryptedDataInvalid], "a bad pad")
 }

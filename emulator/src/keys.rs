@@ -179,6 +179,110 @@ impl RsaPrivate {
     }
 }
 
+/// An AES key of any size, as a block cipher (RustCrypto `aes`; checked against NIST SP 800-38A's
+/// known answers by the conformance suite).
+enum AesBlock {
+    A128(aes::Aes128),
+    A192(aes::Aes192),
+    A256(aes::Aes256),
+}
+
+impl AesBlock {
+    fn new(key: &[u8], op: Op) -> Result<AesBlock> {
+        use aes::cipher::KeyInit as _;
+        let bad = || Error::new(ErrorKind::KeySizeRange, op).detail("AES keys are 16, 24 or 32 bytes");
+        Ok(match key.len() {
+            16 => AesBlock::A128(aes::Aes128::new_from_slice(key).map_err(|_| bad())?),
+            24 => AesBlock::A192(aes::Aes192::new_from_slice(key).map_err(|_| bad())?),
+            32 => AesBlock::A256(aes::Aes256::new_from_slice(key).map_err(|_| bad())?),
+            _ => return Err(bad()),
+        })
+    }
+
+    fn encrypt(&self, block: &mut [u8; 16]) {
+        use aes::cipher::BlockCipherEncrypt as _;
+        let mut b = aes::cipher::Array::from(*block);
+        match self {
+            AesBlock::A128(c) => c.encrypt_block(&mut b),
+            AesBlock::A192(c) => c.encrypt_block(&mut b),
+            AesBlock::A256(c) => c.encrypt_block(&mut b),
+        }
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(b.as_mut_slice());
+    }
+
+    fn decrypt(&self, block: &mut [u8; 16]) {
+        use aes::cipher::BlockCipherDecrypt as _;
+        let mut b = aes::cipher::Array::from(*block);
+        match self {
+            AesBlock::A128(c) => c.decrypt_block(&mut b),
+            AesBlock::A192(c) => c.decrypt_block(&mut b),
+            AesBlock::A256(c) => c.decrypt_block(&mut b),
+        }
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(b.as_mut_slice());
+    }
+}
+
+/// AES encryption or decryption in ECB, CBC or CBC-PAD (PKCS #7) mode. Without padding the input
+/// must be whole blocks (`CKR_DATA_LEN_RANGE`, or `CKR_ENCRYPTED_DATA_LEN_RANGE` to decrypt); a bad
+/// pad is `CKR_ENCRYPTED_DATA_INVALID`.
+pub fn aes_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> Result<Zeroizing<Vec<u8>>> {
+    let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    let cipher = AesBlock::new(key, op)?;
+    let (mut chain, pad) = match mech {
+        Mechanism::AesEcb => (None, false),
+        Mechanism::AesCbc { iv } => (Some(*iv), false),
+        Mechanism::AesCbcPad { iv } => (Some(*iv), true),
+        other => return Err(mechanism_invalid(other, op, "an AES key here")),
+    };
+    let mut data = Zeroizing::new(input.to_vec());
+    if encrypt && pad {
+        let n = 16 - data.len() % 16;
+        data.extend(std::iter::repeat_n(n as u8, n));
+    }
+    if !data.len().is_multiple_of(16) || (!encrypt && pad && data.is_empty()) {
+        let kind = if encrypt { ErrorKind::DataLenRange } else { ErrorKind::EncryptedDataLenRange };
+        return Err(Error::new(kind, op).detail(format!(
+            "{} takes whole 16-byte blocks, not {} bytes",
+            mech.describe(),
+            input.len()
+        )));
+    }
+    for chunk in data.chunks_exact_mut(16) {
+        let mut block = [0u8; 16];
+        block.copy_from_slice(chunk);
+        if encrypt {
+            if let Some(c) = &chain {
+                block.iter_mut().zip(c).for_each(|(b, x)| *b ^= x);
+            }
+            cipher.encrypt(&mut block);
+            if chain.is_some() {
+                chain = Some(block);
+            }
+        } else {
+            let ciphertext = block;
+            cipher.decrypt(&mut block);
+            if let Some(c) = &chain {
+                block.iter_mut().zip(c).for_each(|(b, x)| *b ^= x);
+                chain = Some(ciphertext);
+            }
+        }
+        chunk.copy_from_slice(&block);
+        zeroize::Zeroize::zeroize(&mut block);
+    }
+    if !encrypt && pad {
+        let n = usize::from(*data.last().unwrap_or(&0));
+        let ok = (1..=16).contains(&n) && data[data.len() - n..].iter().all(|b| usize::from(*b) == n);
+        if !ok {
+            return Err(Error::new(ErrorKind::EncryptedDataInvalid, op));
+        }
+        let keep = data.len() - n;
+        data.truncate(keep);
+    }
+    Ok(data)
+}
+
 /// HMAC of `data` under `key` (AWS-LC).
 pub fn hmac_sign(hash: HashAlg, key: &[u8], data: &[u8]) -> Vec<u8> {
     aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(hmac_alg(hash), key), data).as_ref().to_vec()

@@ -78,6 +78,9 @@ impl Backend for Emulator {
             mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
         }
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
+        for k in [K::AesEcb, K::AesCbc, K::AesCbcPad] {
+            mechanisms.push(row(k, 128, 256, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT));
+        }
         mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapPad, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapKwp, 128, 256, wu));
@@ -974,6 +977,12 @@ impl Session for EmulatorSession<'_> {
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {
         let op = Op::Encrypt;
         let o = self.object(key, op)?;
+        if mech.is_aes_cipher() {
+            let k = self.aes(&o, mech, op)?;
+            self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
+            return Ok(keys::aes_crypt(k, mech, plaintext, true)?.to_vec());
+        }
         if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
             return Err(mechanism_invalid(mech, op, "C_Encrypt here"));
         }
@@ -986,6 +995,12 @@ impl Session for EmulatorSession<'_> {
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
         let op = Op::Decrypt;
         let o = self.object(key, op)?;
+        if mech.is_aes_cipher() {
+            let k = self.aes(&o, mech, op)?;
+            self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
+            return Ok(keys::aes_crypt(k, mech, ciphertext, false)?.to_vec());
+        }
         if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
             return Err(mechanism_invalid(mech, op, "C_Decrypt here"));
         }

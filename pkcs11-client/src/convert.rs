@@ -283,6 +283,9 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
         Mechanism::Hmac { hash: HashAlg::Sha384 } => CkMechanism::Sha384Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha512 } => CkMechanism::Sha512Hmac,
         Mechanism::RsaOaep { hash } => oaep(hash),
+        Mechanism::AesEcb => CkMechanism::AesEcb,
+        Mechanism::AesCbc { iv } => CkMechanism::AesCbc(iv),
+        Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(iv),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
         other => {

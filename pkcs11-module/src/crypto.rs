@@ -53,7 +53,8 @@ impl Purpose {
                     | Mechanism::Hmac { .. }
             ),
             Purpose::Encrypt | Purpose::Decrypt => {
-                matches!(m, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509)
+                m.is_aes_cipher()
+                    || matches!(m, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509)
             }
         }
     }
@@ -73,6 +74,7 @@ fn check_key(
     // HMAC signs and verifies with a generic secret; every other mechanism here is RSA's.
     let (want_class, want_type) = match m {
         Mechanism::Hmac { .. } => (ObjectClass::SecretKey, KeyType::GenericSecret),
+        m if m.is_aes_cipher() => (ObjectClass::SecretKey, KeyType::Aes),
         _ => (p.class(), KeyType::Rsa),
     };
     if class != want_class || key_type != want_type {
@@ -133,8 +135,22 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
                 st.ops.verify = Some(op);
             }
         }
-        Purpose::Encrypt => st.ops.encrypt = Some(CipherOp { mech, key, result: None, reauth }),
-        Purpose::Decrypt => st.ops.decrypt = Some(CipherOp { mech, key, result: None, reauth }),
+        Purpose::Encrypt | Purpose::Decrypt => {
+            let op = CipherOp {
+                mech,
+                key,
+                result: None,
+                reauth,
+                data: Zeroizing::new(Vec::new()),
+                multipart: false,
+                single: false,
+            };
+            if matches!(p, Purpose::Encrypt) {
+                st.ops.encrypt = Some(op);
+            } else {
+                st.ops.decrypt = Some(op);
+            }
+        }
     }
     Ok(())
 }
@@ -274,6 +290,12 @@ pub fn crypt(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool)
         *slot = None;
         return Err(rv::USER_NOT_LOGGED_IN);
     }
+    if op.multipart {
+        // C_Encrypt after C_EncryptUpdate mixes the two forms.
+        *slot = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    op.single = true;
     if op.result.is_none() {
         let r = if decrypt { st.emu.decrypt(&op.mech, op.key, input) } else { st.emu.encrypt(&op.mech, op.key, input) };
         match r {
@@ -291,14 +313,63 @@ pub fn crypt(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool)
     Ok(())
 }
 
-/// `C_EncryptUpdate`, `C_EncryptFinal`, `C_DecryptUpdate`, `C_DecryptFinal`: the module's
-/// encryption mechanisms are single-part; the operation ends.
-pub fn crypt_multipart(h: CK_SESSION_HANDLE, decrypt: bool) -> Result<()> {
+/// `C_EncryptUpdate` and `C_DecryptUpdate`: the AES modes gather their input and return nothing
+/// yet (the whole result comes from the final call, as PKCS#11 allows); RSA is single-part only.
+pub fn crypt_update(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool) -> Result<()> {
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
     let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
-    slot.take().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    Err(rv::MECHANISM_INVALID)
+    let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if !op.mech.is_aes_cipher() {
+        crate::log(&format!("{} is single-part: use C_Encrypt or C_Decrypt", op.mech.describe()));
+        *slot = None;
+        return Err(rv::MECHANISM_INVALID);
+    }
+    if op.single {
+        *slot = None;
+        return Err(rv::OPERATION_ACTIVE);
+    }
+    if op.data.len().saturating_add(input.len()) > crate::ffi::MAX_INPUT {
+        *slot = None;
+        return Err(Rv(ck::CKR_DATA_LEN_RANGE));
+    }
+    op.multipart = true;
+    op.data.extend_from_slice(input);
+    out.put(&[]).map(|_| ())
+}
+
+/// `C_EncryptFinal` and `C_DecryptFinal`: the gathered input, processed; the size-query protocol
+/// holds (the result is computed once and kept until handed out).
+pub fn crypt_final(h: CK_SESSION_HANDLE, out: OutBuf<'_>, decrypt: bool) -> Result<()> {
+    let (_, s) = state::session(h)?;
+    let mut st = s.lock()?;
+    let st = &mut *st;
+    let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
+    let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
+    if !op.mech.is_aes_cipher() || op.single {
+        let e = if op.single { rv::OPERATION_ACTIVE } else { rv::MECHANISM_INVALID };
+        *slot = None;
+        return Err(e);
+    }
+    if op.result.is_none() {
+        let r = if decrypt {
+            st.emu.decrypt(&op.mech, op.key, &op.data)
+        } else {
+            st.emu.encrypt(&op.mech, op.key, &op.data)
+        };
+        match r {
+            Ok(v) => op.result = Some(Zeroizing::new(v)),
+            Err(e) => {
+                *slot = None;
+                return Err(crate::emu_err(e));
+            }
+        }
+    }
+    let result = op.result.clone().unwrap_or_default();
+    if hand_out(out, &result)? {
+        *slot = None;
+    }
+    Ok(())
 }
 
 /// `C_DigestInit`.

@@ -331,20 +331,31 @@ pub unsafe extern "C" fn C_Encrypt(
     })
 }
 
-/// `C_EncryptUpdate`: the module's encryption mechanisms are single-part.
+/// `C_EncryptUpdate` (AES modes; RSA is single-part).
 pub unsafe extern "C" fn C_EncryptUpdate(
     h: CK_SESSION_HANDLE,
-    _data: CK_BYTE_PTR,
-    _len: CK_ULONG,
-    _out: CK_BYTE_PTR,
-    _out_len: CK_ULONG_PTR,
+    data: CK_BYTE_PTR,
+    len: CK_ULONG,
+    out: CK_BYTE_PTR,
+    out_len: CK_ULONG_PTR,
 ) -> CK_RV {
-    shim(|| crypto::crypt_multipart(h, false))
+    shim(|| {
+        state::session(h)?;
+        crypto::ending_on_error(h, Which::Encrypt, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::crypt_update(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
+        })
+    })
 }
 
-/// `C_EncryptFinal`: the module's encryption mechanisms are single-part.
-pub unsafe extern "C" fn C_EncryptFinal(h: CK_SESSION_HANDLE, _out: CK_BYTE_PTR, _out_len: CK_ULONG_PTR) -> CK_RV {
-    shim(|| crypto::crypt_multipart(h, false))
+/// `C_EncryptFinal` (AES modes).
+pub unsafe extern "C" fn C_EncryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out_len: CK_ULONG_PTR) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        crypto::ending_on_error(h, Which::Encrypt, || {
+            crypto::crypt_final(h, unsafe { OutBuf::new(out, out_len) }?, false)
+        })
+    })
 }
 
 /// `C_DecryptInit`.
@@ -372,20 +383,31 @@ pub unsafe extern "C" fn C_Decrypt(
     })
 }
 
-/// `C_DecryptUpdate`: the module's decryption mechanisms are single-part.
+/// `C_DecryptUpdate` (AES modes; RSA is single-part).
 pub unsafe extern "C" fn C_DecryptUpdate(
     h: CK_SESSION_HANDLE,
-    _data: CK_BYTE_PTR,
-    _len: CK_ULONG,
-    _out: CK_BYTE_PTR,
-    _out_len: CK_ULONG_PTR,
+    data: CK_BYTE_PTR,
+    len: CK_ULONG,
+    out: CK_BYTE_PTR,
+    out_len: CK_ULONG_PTR,
 ) -> CK_RV {
-    shim(|| crypto::crypt_multipart(h, true))
+    shim(|| {
+        state::session(h)?;
+        crypto::ending_on_error(h, Which::Decrypt, || {
+            let input = unsafe { in_bytes_owned(data, len) }?;
+            crypto::crypt_update(h, &input, unsafe { OutBuf::new(out, out_len) }?, true)
+        })
+    })
 }
 
-/// `C_DecryptFinal`: the module's decryption mechanisms are single-part.
-pub unsafe extern "C" fn C_DecryptFinal(h: CK_SESSION_HANDLE, _out: CK_BYTE_PTR, _out_len: CK_ULONG_PTR) -> CK_RV {
-    shim(|| crypto::crypt_multipart(h, true))
+/// `C_DecryptFinal` (AES modes).
+pub unsafe extern "C" fn C_DecryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out_len: CK_ULONG_PTR) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        crypto::ending_on_error(h, Which::Decrypt, || {
+            crypto::crypt_final(h, unsafe { OutBuf::new(out, out_len) }?, true)
+        })
+    })
 }
 
 /// `C_DigestInit`.

@@ -35,7 +35,16 @@ pub fn mechanisms(emu: &hsmkit_emulator::Emulator) -> Result<Vec<MechRow>> {
         .mechanisms
         .iter()
         .map(|m| {
-            let aes = matches!(m.kind, K::AesKeyGen | K::AesKeyWrap | K::AesKeyWrapPad | K::AesKeyWrapKwp);
+            let aes = matches!(
+                m.kind,
+                K::AesKeyGen
+                    | K::AesKeyWrap
+                    | K::AesKeyWrapPad
+                    | K::AesKeyWrapKwp
+                    | K::AesEcb
+                    | K::AesCbc
+                    | K::AesCbcPad
+            );
             let unit = if aes { 8 } else { 1 };
             MechRow {
                 ty: m.kind.ckm(),
@@ -184,6 +193,18 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             Param::None => Ok(Mechanism::RsaOaep { hash: HashAlg::Sha1 }),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
+        ck::CKM_AES_ECB => match &m.param {
+            Param::None => Ok(Mechanism::AesEcb),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_AES_CBC | ck::CKM_AES_CBC_PAD => match &m.param {
+            Param::Bytes(iv) if iv.len() == 16 => {
+                let mut v = [0u8; 16];
+                v.copy_from_slice(iv);
+                Ok(if m.ty == ck::CKM_AES_CBC { Mechanism::AesCbc { iv: v } } else { Mechanism::AesCbcPad { iv: v } })
+            }
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_AES_KEY_WRAP => match &m.param {
             Param::None => Ok(Mechanism::AesKeyWrap),
             Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6; 8] => Ok(Mechanism::AesKeyWrap),
@@ -283,6 +304,12 @@ pub struct CipherOp {
     pub result: Option<Zeroizing<Vec<u8>>>,
     /// As [`SignOp::reauth`].
     pub reauth: Option<bool>,
+    /// The input gathered by `C_EncryptUpdate`/`C_DecryptUpdate` (AES modes), processed at the end.
+    pub data: Zeroizing<Vec<u8>>,
+    /// Whether an update was called (then `C_Encrypt`/`C_Decrypt` may not be).
+    pub multipart: bool,
+    /// Whether `C_Encrypt`/`C_Decrypt` was called (then only it may finish the operation).
+    pub single: bool,
 }
 
 /// A digest operation.

@@ -1476,6 +1476,78 @@ fn key_details(p: &P11) {
     p.fin();
 }
 
+/// AES CBC-PAD in several parts: updates gather, the final call returns the whole result with the
+/// size-query protocol; the result equals the single-part one (whose known answer the conformance
+/// suite checks); the two forms do not mix.
+fn aes_multipart(p: &P11) {
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let class: CK_OBJECT_CLASS = CKO_SECRET_KEY;
+    let kt: CK_KEY_TYPE = CKK_AES;
+    let yes = b(true);
+    let t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        bytes_attr(CKA_VALUE, &[0x42u8; 32]),
+        attr(CKA_ENCRYPT, &yes),
+        attr(CKA_DECRYPT, &yes),
+    ];
+    let mut key = 0;
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut key)), CKR_OK);
+    let iv = [7u8; 16];
+    let mut m = CK_MECHANISM { mechanism: CKM_AES_CBC_PAD, pParameter: iv.as_ptr() as *mut c_void, ulParameterLen: 16 };
+    let mut data = *b"forty bytes of data for AES CBC-PAD....!";
+    // Single-part, for reference.
+    assert_eq!(call!(p, C_EncryptInit(h, &mut m, key)), CKR_OK);
+    let mut single = [0u8; 64];
+    let mut len: CK_ULONG = 64;
+    assert_eq!(call!(p, C_Encrypt(h, data.as_mut_ptr(), 40, single.as_mut_ptr(), &mut len)), CKR_OK);
+    assert_eq!(len, 48);
+    // Multi-part: two updates (no output yet), a length query, then the result.
+    assert_eq!(call!(p, C_EncryptInit(h, &mut m, key)), CKR_OK);
+    let mut out = [0u8; 64];
+    let mut olen: CK_ULONG = 64;
+    assert_eq!(call!(p, C_EncryptUpdate(h, data.as_mut_ptr(), 17, out.as_mut_ptr(), &mut olen)), CKR_OK);
+    assert_eq!(olen, 0);
+    olen = 64;
+    assert_eq!(call!(p, C_EncryptUpdate(h, data[17..].as_mut_ptr(), 23, out.as_mut_ptr(), &mut olen)), CKR_OK);
+    let mut flen: CK_ULONG = 0;
+    assert_eq!(call!(p, C_EncryptFinal(h, null_mut(), &mut flen)), CKR_OK);
+    assert_eq!(flen, 48);
+    assert_eq!(call!(p, C_EncryptFinal(h, out.as_mut_ptr(), &mut flen)), CKR_OK);
+    assert_eq!(out[..48], single[..48], "several parts give the single-part result");
+    // Decrypted in parts.
+    assert_eq!(call!(p, C_DecryptInit(h, &mut m, key)), CKR_OK);
+    let mut plain = [0u8; 64];
+    let mut plen: CK_ULONG = 64;
+    assert_eq!(call!(p, C_DecryptUpdate(h, out.as_mut_ptr(), 48, plain.as_mut_ptr(), &mut plen)), CKR_OK);
+    plen = 64;
+    assert_eq!(call!(p, C_DecryptFinal(h, plain.as_mut_ptr(), &mut plen)), CKR_OK);
+    assert_eq!(&plain[..plen as usize], &data[..]);
+    // The forms do not mix.
+    assert_eq!(call!(p, C_EncryptInit(h, &mut m, key)), CKR_OK);
+    olen = 64;
+    assert_eq!(call!(p, C_EncryptUpdate(h, data.as_mut_ptr(), 16, out.as_mut_ptr(), &mut olen)), CKR_OK);
+    len = 64;
+    check_rv(
+        "C_Encrypt after C_EncryptUpdate",
+        call!(p, C_Encrypt(h, data.as_mut_ptr(), 16, out.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_ACTIVE,
+    );
+    // RSA stays single-part.
+    let (pubh, _) = p.rsa_pair(h);
+    let mut oaep = mech(CKM_RSA_PKCS_OAEP);
+    assert_eq!(call!(p, C_EncryptInit(h, &mut oaep, pubh)), CKR_OK);
+    olen = 64;
+    check_rv(
+        "C_EncryptUpdate with RSA",
+        call!(p, C_EncryptUpdate(h, data.as_mut_ptr(), 4, out.as_mut_ptr(), &mut olen)),
+        CKR_MECHANISM_INVALID,
+    );
+    p.fin();
+}
+
 /// A named check.
 type Check = (&'static str, fn(&P11));
 
@@ -1524,6 +1596,7 @@ fn main() -> ExitCode {
             ("data objects and certificates", stored_objects),
             ("public objects where the template asks", public_objects),
             ("unique ids, dates and CKA_ALWAYS_AUTHENTICATE", key_details),
+            ("AES in several parts", aes_multipart),
         ];
         let mut ok = true;
         for (name, check) in checks {

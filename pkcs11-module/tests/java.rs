@@ -70,6 +70,11 @@ fn main() -> ExitCode {
             &out,
         );
         expect("HmacSHA256 through the token equals SunJCE's", text(&out).contains("HmacSHA256 matches"), &out);
+        expect(
+            "AES/CBC/PKCS5Padding in parts through the token, decrypted by SunJCE",
+            text(&out).contains("AES/CBC/PKCS5Padding matches"),
+            &out,
+        );
 
         // A PKCS#12 key store (made by the JDK in software) imported into the token.
         let p12 = dir.path().join("src.p12").display().to_string();

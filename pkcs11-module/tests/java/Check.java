@@ -82,5 +82,22 @@ public class Check {
             System.exit(6);
         }
         System.out.println("HmacSHA256 matches");
+        byte[] aesKey = new byte[32];
+        java.util.Arrays.fill(aesKey, (byte) 0x42);
+        javax.crypto.spec.SecretKeySpec aes = new javax.crypto.spec.SecretKeySpec(aesKey, "AES");
+        javax.crypto.spec.IvParameterSpec iv = new javax.crypto.spec.IvParameterSpec(new byte[16]);
+        byte[] plain = "AES through the token, in several parts".getBytes("UTF-8");
+        javax.crypto.Cipher tokenAes = javax.crypto.Cipher.getInstance("AES/CBC/PKCS5Padding", p);
+        tokenAes.init(javax.crypto.Cipher.ENCRYPT_MODE, aes, iv);
+        java.io.ByteArrayOutputStream ctOut = new java.io.ByteArrayOutputStream();
+        ctOut.write(tokenAes.update(plain, 0, 10));
+        ctOut.write(tokenAes.doFinal(plain, 10, plain.length - 10));
+        javax.crypto.Cipher softAes = javax.crypto.Cipher.getInstance("AES/CBC/PKCS5Padding", "SunJCE");
+        softAes.init(javax.crypto.Cipher.DECRYPT_MODE, aes, iv);
+        if (!java.util.Arrays.equals(softAes.doFinal(ctOut.toByteArray()), plain)) {
+            System.err.println("AES/CBC/PKCS5Padding through the token does not decrypt with SunJCE");
+            System.exit(7);
+        }
+        System.out.println("AES/CBC/PKCS5Padding matches");
     }
 }
