@@ -296,8 +296,22 @@ pub fn crypt(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool)
         return Err(rv::OPERATION_ACTIVE);
     }
     op.single = true;
+    finish(&st.emu, slot, Some(input), out, decrypt)
+}
+
+/// Computes a cipher operation's result once (from `input`, or the gathered data) and hands it
+/// out; the operation ends unless this was a length query or the buffer was short.
+fn finish(
+    emu: &hsmkit_emulator::EmulatorSession<'static>,
+    slot: &mut Option<CipherOp>,
+    input: Option<&[u8]>,
+    out: OutBuf<'_>,
+    decrypt: bool,
+) -> Result<()> {
+    let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
     if op.result.is_none() {
-        let r = if decrypt { st.emu.decrypt(&op.mech, op.key, input) } else { st.emu.encrypt(&op.mech, op.key, input) };
+        let data = input.unwrap_or(&op.data);
+        let r = if decrypt { emu.decrypt(&op.mech, op.key, data) } else { emu.encrypt(&op.mech, op.key, data) };
         match r {
             Ok(v) => op.result = Some(Zeroizing::new(v)),
             Err(e) => {
@@ -351,25 +365,7 @@ pub fn crypt_final(h: CK_SESSION_HANDLE, out: OutBuf<'_>, decrypt: bool) -> Resu
         *slot = None;
         return Err(e);
     }
-    if op.result.is_none() {
-        let r = if decrypt {
-            st.emu.decrypt(&op.mech, op.key, &op.data)
-        } else {
-            st.emu.encrypt(&op.mech, op.key, &op.data)
-        };
-        match r {
-            Ok(v) => op.result = Some(Zeroizing::new(v)),
-            Err(e) => {
-                *slot = None;
-                return Err(crate::emu_err(e));
-            }
-        }
-    }
-    let result = op.result.clone().unwrap_or_default();
-    if hand_out(out, &result)? {
-        *slot = None;
-    }
-    Ok(())
+    finish(&st.emu, slot, None, out, decrypt)
 }
 
 /// `C_DigestInit`.
