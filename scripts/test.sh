@@ -18,6 +18,9 @@ dpkg -s libengine-pkcs11-openssl >/dev/null 2>&1 || missing+=(libengine-pkcs11-o
 # GnuTLS's p11tool and certtool; a virtual environment for python-pkcs11 (from PyPI).
 { command -v p11tool >/dev/null && command -v certtool >/dev/null; } || missing+=(gnutls-bin)
 /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+# p11-kit's server and client module (remote use of the token).
+command -v p11-kit >/dev/null || missing+=(p11-kit)
+ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing+=(p11-kit-modules)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   sudo=""

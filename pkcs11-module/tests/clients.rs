@@ -1,9 +1,10 @@
 //! PKCS#11 applications storing certificates and data objects in `libhsmkit_pkcs11.so`:
 //! OpenSC's `pkcs11-tool --write-object`, GnuTLS (`p11tool` generates a key on the token,
 //! `certtool` self-signs with it, `p11tool --write` stores the certificate, OpenSSL verifies its
-//! signature), and python-pkcs11 in a virtual environment. `bash scripts/test.sh` installs
-//! OpenSC, GnuTLS (`gnutls-bin`) and `python3-venv` when they are missing; python-pkcs11 comes from
-//! PyPI into a virtual environment kept in cargo's target folder.
+//! signature), OpenSSL's engine decrypting with a token key, remote use through `p11-kit server`
+//! and `p11-kit-client.so`, and python-pkcs11 in a virtual environment. `bash scripts/test.sh`
+//! installs OpenSC, GnuTLS (`gnutls-bin`), p11-kit and `python3-venv` when they are missing;
+//! python-pkcs11 comes from PyPI into a virtual environment kept in cargo's target folder.
 
 mod common;
 
@@ -204,6 +205,54 @@ fn main() -> ExitCode {
         expect("p11tool --write stores the certificate", out.status.success(), &out);
         let out = run(d, "p11tool", &["--provider", &module, "--list-all-certs", &token]);
         expect("p11tool lists it", text(&out).contains("object=gnutls;type=cert"), &out);
+
+        // Remote use through p11-kit: `p11-kit server` exports the token over a socket and
+        // p11-kit-client.so reaches it from other processes; two jobs sign at once, OpenSSL checks.
+        let client = [
+            "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+            "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("p11-kit-client.so (bash scripts/test.sh installs p11-kit-modules)");
+        let socket = d.join("p11-kit.sock");
+        let mut server = Command::new("p11-kit")
+            .args(["server", "--foreground", "--provider", &module, "-n"])
+            .arg(&socket)
+            .arg(&token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("p11-kit server (bash scripts/test.sh installs p11-kit)");
+        for _ in 0..100 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let address = format!("unix:path={}", socket.display());
+        let jobs: Vec<_> = (0..2)
+            .map(|i| {
+                Command::new("pkcs11-tool")
+                    .args(["--module", client, "--login", "--pin", common::USER_PIN, "--sign", "-m", "SHA256-RSA-PKCS"])
+                    .args(["--id", "0d", "-i", "pt", "-o", &format!("remote-{i}.sig")])
+                    .current_dir(d)
+                    .env("P11_KIT_SERVER_ADDRESS", &address)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("pkcs11-tool")
+            })
+            .collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            let out = job.wait_with_output().expect("job");
+            expect(&format!("job {i} signs through p11-kit-client.so"), out.status.success(), &out);
+            let sig = format!("remote-{i}.sig");
+            let out = run(d, "openssl", &["dgst", "-sha256", "-verify", "dec.pem", "-signature", &sig, "pt"]);
+            expect(&format!("OpenSSL verifies job {i}'s signature"), text(&out).contains("Verified OK"), &out);
+        }
+        let _ = server.kill();
+        let _ = server.wait();
 
         // python-pkcs11.
         let out = run(
