@@ -117,6 +117,11 @@ pub fn cases() -> Vec<Case> {
         Case { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
         Case { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
         Case { id: "hmac-sha256", clause: "PKCS#11 3.1 §2.20 CKM_SHA256_HMAC, RFC 2104", run: hmac_sha256 },
+        Case {
+            id: "rsa-oaep-sha2",
+            clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with SHA-256, SHA-384 and SHA-512 (MGF1 alike)",
+            run: rsa_oaep_sha2,
+        },
         Case { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
         Case { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
         Case { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
@@ -838,4 +843,22 @@ fn aes_cbc_pad(ctx: &Ctx<'_>) -> R {
     ensure(s.decrypt(&mech, key, &short).map_err(err("decrypt 3 bytes"))? == b"abc", "three bytes come back")?;
     // Without its padding block the last block ends in 0x10 but is not padding.
     expect_kind(s.decrypt(&mech, key, &ct[..64]), &[ErrorKind::EncryptedDataInvalid], "a bad pad")
+}
+
+fn rsa_oaep_sha2(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let mut rng = seeded_rng(5);
+    for hash in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        let ct = match hash {
+            HashAlg::Sha256 => key.encrypt(&mut rng, rsa::Oaep::<sha2::Sha256>::new(), b"sha-2 oaep"),
+            HashAlg::Sha384 => key.encrypt(&mut rng, rsa::Oaep::<sha2::Sha384>::new(), b"sha-2 oaep"),
+            _ => key.encrypt(&mut rng, rsa::Oaep::<sha2::Sha512>::new(), b"sha-2 oaep"),
+        }
+        .map_err(err("OAEP in RustCrypto"))?;
+        let pt = s.decrypt(&Mechanism::RsaOaep { hash }, private, &ct).map_err(err(hash.name()))?;
+        ensure(pt == b"sha-2 oaep", &format!("OAEP with {} decrypts to something else", hash.name()))?;
+    }
+    Ok(())
 }

@@ -160,10 +160,8 @@ impl RsaPrivate {
         let lc_alg = match hash {
             HashAlg::Sha1 => &OAEP_SHA1_MGF1SHA1,
             HashAlg::Sha256 => &OAEP_SHA256_MGF1SHA256,
-            other => {
-                return Err(Error::new(ErrorKind::MechanismParamInvalid, op)
-                    .detail(format!("RSA-OAEP with {} is not supported; use SHA-1 or SHA-256", other.name())));
-            }
+            HashAlg::Sha384 => &aws_lc_rs::rsa::OAEP_SHA384_MGF1SHA384,
+            HashAlg::Sha512 => &aws_lc_rs::rsa::OAEP_SHA512_MGF1SHA512,
         };
         if let Some(k) = &self.lc_oaep {
             let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
@@ -173,7 +171,9 @@ impl RsaPrivate {
         }
         let pt = match hash {
             HashAlg::Sha1 => self.rc.decrypt(rsa::Oaep::<sha1::Sha1>::new(), ct),
-            _ => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new(), ct),
+            HashAlg::Sha256 => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new(), ct),
+            HashAlg::Sha384 => self.rc.decrypt(rsa::Oaep::<sha2::Sha384>::new(), ct),
+            HashAlg::Sha512 => self.rc.decrypt(rsa::Oaep::<sha2::Sha512>::new(), ct),
         };
         pt.map(Zeroizing::new).map_err(|_| opaque())
     }
@@ -464,10 +464,8 @@ pub fn encrypt_oaep(public: &rsa::PublicKey, hash: HashAlg, pt: &[u8], rng: &mut
     let r = match hash {
         HashAlg::Sha1 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha1::Sha1>::new(), pt),
         HashAlg::Sha256 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha256>::new(), pt),
-        other => {
-            return Err(Error::new(ErrorKind::MechanismParamInvalid, op)
-                .detail(format!("RSA-OAEP with {} is not supported; use SHA-1 or SHA-256", other.name())));
-        }
+        HashAlg::Sha384 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha384>::new(), pt),
+        HashAlg::Sha512 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha512>::new(), pt),
     };
     r.map_err(|_| Error::new(ErrorKind::FunctionFailed, op).detail("RSA-OAEP encryption failed"))
 }
