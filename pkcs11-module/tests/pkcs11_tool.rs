@@ -66,12 +66,17 @@ fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
     let slots = t.run(&["--list-slots"]);
     assert!(slots.contains(common::LABEL) && slots.contains("PIN initialized"), "{slots}");
 
-    // A key pair, then pkcs11-tool's own self-test over it.
+    // A key pair and an AES key, then pkcs11-tool's own self-test over them: RSA signatures,
+    // verification and decryption with CKM_RSA_X_509 and CKM_RSA_PKCS among the mechanisms.
     t.user(&["--keypairgen", "--key-type", "rsa:2048", "--label", "rsa1", "--id", "01"]);
+    t.user(&["--keygen", "--key-type", "AES:32", "--label", "aes-self-test", "--id", "0f"]);
     let test = t.user(&["--test"]);
     assert!(test.contains("No errors"), "{test}");
     assert!(test.contains("all 4 signature functions seem to work"), "{test}");
     assert!(test.contains("all 4 digest functions seem to work"), "{test}");
+    for line in ["RSA-X-509: OK", "RSA-PKCS: OK"] {
+        assert!(test.matches(line).count() >= 3, "{line} for signing, verifying and decrypting: {test}");
+    }
 
     // Signatures made on the command line verify with OpenSSL, PKCS #1 v1.5 and PSS.
     let data = t.path("data.txt");
