@@ -48,7 +48,7 @@ impl HashAlg {
 }
 
 /// An operation's mechanism with its parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Mechanism {
     /// `CKM_RSA_PKCS`: RSASSA-PKCS1-v1_5 padding of data the caller prepared (signing: the DER
@@ -99,6 +99,24 @@ pub enum Mechanism {
         /// The initialisation vector.
         iv: [u8; 16],
     },
+    /// AES in counter mode (`CKM_AES_CTR`; SP 800-38A): the low `counter_bits` bits of the counter
+    /// block count up, big-endian.
+    AesCtr {
+        /// The initial counter block.
+        counter: [u8; 16],
+        /// How many low bits of it are the counter (1 to 128).
+        counter_bits: u8,
+    },
+    /// AES-GCM (`CKM_AES_GCM`; SP 800-38D): a 96-bit IV, additional authenticated data, and a
+    /// 128-bit tag appended to the ciphertext.
+    AesGcm {
+        /// The IV (12 bytes).
+        iv: Vec<u8>,
+        /// Additional authenticated data.
+        aad: Vec<u8>,
+        /// The tag length in bits (128).
+        tag_bits: u16,
+    },
     /// AES key wrap (`CKM_AES_KEY_WRAP`; RFC 3394, SP 800-38F KW).
     AesKeyWrap,
     /// AES key wrap with padding (RFC 5649, SP 800-38F KWP): `CKM_AES_KEY_WRAP_KWP` in PKCS#11 3.0,
@@ -138,6 +156,8 @@ impl Mechanism {
             Mechanism::AesEcb => MechanismKind::AesEcb,
             Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
+            Mechanism::AesCtr { .. } => MechanismKind::AesCtr,
+            Mechanism::AesGcm { .. } => MechanismKind::AesGcm,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
             Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
@@ -145,9 +165,16 @@ impl Mechanism {
     }
 
     /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
-    /// Whether this is an AES encryption mode (ECB, CBC, CBC-PAD) rather than a key wrap.
+    /// Whether this is an AES encryption mode (ECB, CBC, CBC-PAD, CTR, GCM) rather than a key wrap.
     pub fn is_aes_cipher(&self) -> bool {
-        matches!(self, Mechanism::AesEcb | Mechanism::AesCbc { .. } | Mechanism::AesCbcPad { .. })
+        matches!(
+            self,
+            Mechanism::AesEcb
+                | Mechanism::AesCbc { .. }
+                | Mechanism::AesCbcPad { .. }
+                | Mechanism::AesCtr { .. }
+                | Mechanism::AesGcm { .. }
+        )
     }
 
     /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
@@ -239,6 +266,10 @@ mechanism_kinds! {
     AesCbc => CKM_AES_CBC, "AES-CBC";
     /// `CKM_AES_CBC_PAD`.
     AesCbcPad => CKM_AES_CBC_PAD, "AES-CBC-PAD";
+    /// `CKM_AES_CTR`.
+    AesCtr => CKM_AES_CTR, "AES-CTR";
+    /// `CKM_AES_GCM`.
+    AesGcm => CKM_AES_GCM, "AES-GCM";
     /// `CKM_AES_KEY_WRAP` (RFC 3394).
     AesKeyWrap => CKM_AES_KEY_WRAP, "AES-KEY-WRAP";
     /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649 in SoftHSM2 and nShield).

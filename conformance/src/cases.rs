@@ -125,6 +125,12 @@ pub fn cases() -> Vec<Case> {
         Case { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
         Case { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
         Case { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
+        Case { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
+        Case {
+            id: "aes-gcm",
+            clause: "PKCS#11 3.1 §2.15.9 CKM_AES_GCM, the GCM specification's test case 4 (with AAD)",
+            run: aes_gcm,
+        },
         Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
     ]
 }
@@ -859,6 +865,48 @@ fn rsa_oaep_sha2(ctx: &Ctx<'_>) -> R {
         .map_err(err("OAEP in RustCrypto"))?;
         let pt = s.decrypt(&Mechanism::RsaOaep { hash }, private, &ct).map_err(err(hash.name()))?;
         ensure(pt == b"sha-2 oaep", &format!("OAEP with {} decrypts to something else", hash.name()))?;
+    }
+    Ok(())
+}
+
+fn aes_ctr(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let mut counter = [0u8; 16];
+    counter.copy_from_slice(&unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
+    let want = unhex(
+        "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee",
+    );
+    aes_known_answer(s.as_ref(), &Mechanism::AesCtr { counter, counter_bits: 128 }, &unhex(SP800_38A_PT), &want)
+}
+
+fn aes_gcm(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let key =
+        import_aes(s.as_ref(), &unhex("feffe9928665731c6d6a8f9467308308"), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let mech = Mechanism::AesGcm {
+        iv: unhex("cafebabefacedbaddecaf888"),
+        aad: unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2"),
+        tag_bits: 128,
+    };
+    let pt = unhex(
+        "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+    );
+    let want = unhex(
+        "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e0915bc94fbc3221a5db94fae95ae7121a47",
+    );
+    let ct = s.encrypt(&mech, key, &pt).map_err(err("encrypt"))?;
+    ensure(ct == want, "AES-GCM differs from the known answer (ciphertext and tag)")?;
+    ensure(s.decrypt(&mech, key, &ct).map_err(err("decrypt"))? == pt, "AES-GCM does not decrypt its known answer")?;
+    // A changed tag, a changed ciphertext byte and other AAD are all refused, with nothing out.
+    let mut tag = ct.clone();
+    *tag.last_mut().unwrap_or(&mut 0) ^= 1;
+    let mut body = ct.clone();
+    body[0] ^= 1;
+    let other_aad = Mechanism::AesGcm { iv: unhex("cafebabefacedbaddecaf888"), aad: b"other".to_vec(), tag_bits: 128 };
+    for (what, m, c) in
+        [("a changed tag", &mech, &tag), ("a changed byte", &mech, &body), ("other AAD", &other_aad, &ct)]
+    {
+        expect_kind(s.decrypt(m, key, c), &[ErrorKind::EncryptedDataInvalid], what)?;
     }
     Ok(())
 }

@@ -229,6 +229,11 @@ impl AesBlock {
 /// pad is `CKR_ENCRYPTED_DATA_INVALID`.
 pub fn aes_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> Result<Zeroizing<Vec<u8>>> {
     let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    match mech {
+        Mechanism::AesGcm { iv, aad, tag_bits } => return aes_gcm(key, iv, aad, *tag_bits, input, encrypt),
+        Mechanism::AesCtr { counter, counter_bits } => return aes_ctr(key, counter, *counter_bits, input, op),
+        _ => {}
+    }
     let cipher = AesBlock::new(key, op)?;
     let (mut chain, pad) = match mech {
         Mechanism::AesEcb => (None, false),
@@ -281,6 +286,76 @@ pub fn aes_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> R
         data.truncate(keep);
     }
     Ok(data)
+}
+
+/// AES-CTR: the low `bits` bits of the counter block count up (big-endian) for each block; more
+/// blocks than the counter can number are refused.
+fn aes_ctr(key: &[u8], counter: &[u8; 16], bits: u8, input: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
+    if !(1..=128).contains(&bits) {
+        return Err(Error::new(ErrorKind::MechanismParamInvalid, op).detail("the counter is 1 to 128 bits"));
+    }
+    let blocks = input.len().div_ceil(16) as u128;
+    if bits < 128 && blocks > (1u128 << bits) {
+        return Err(Error::new(ErrorKind::DataLenRange, op)
+            .detail(format!("a {bits}-bit counter numbers {} blocks, not {blocks}", 1u128 << bits)));
+    }
+    let cipher = AesBlock::new(key, op)?;
+    let mask: u128 = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let start = u128::from_be_bytes(*counter);
+    let mut out = Zeroizing::new(input.to_vec());
+    for (i, chunk) in out.chunks_mut(16).enumerate() {
+        let low = (start & mask).wrapping_add(i as u128) & mask;
+        let mut block = ((start & !mask) | low).to_be_bytes();
+        cipher.encrypt(&mut block);
+        chunk.iter_mut().zip(block).for_each(|(b, k)| *b ^= k);
+    }
+    Ok(out)
+}
+
+/// AES-GCM (AWS-LC): a 96-bit IV and a 128-bit tag, appended when encrypting and checked (all or
+/// nothing) when decrypting.
+fn aes_gcm(
+    key: &[u8],
+    iv: &[u8],
+    aad: &[u8],
+    tag_bits: u16,
+    input: &[u8],
+    encrypt: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use aws_lc_rs::aead;
+    let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    if iv.len() != 12 || tag_bits != 128 {
+        return Err(Error::new(ErrorKind::MechanismParamInvalid, op).detail(format!(
+            "AES-GCM here takes a 96-bit IV and a 128-bit tag, not {} and {tag_bits} bits",
+            iv.len() * 8
+        )));
+    }
+    let alg = match key.len() {
+        16 => &aead::AES_128_GCM,
+        24 => &aead::AES_192_GCM,
+        32 => &aead::AES_256_GCM,
+        _ => return Err(Error::new(ErrorKind::KeySizeRange, op).detail("AES keys are 16, 24 or 32 bytes")),
+    };
+    let k =
+        aead::LessSafeKey::new(aead::UnboundKey::new(alg, key).map_err(|_| Error::new(ErrorKind::KeySizeRange, op))?);
+    let nonce =
+        || aead::Nonce::try_assume_unique_for_key(iv).map_err(|_| Error::new(ErrorKind::MechanismParamInvalid, op));
+    let mut data = Zeroizing::new(input.to_vec());
+    if encrypt {
+        k.seal_in_place_append_tag(nonce()?, aead::Aad::from(aad), &mut *data)
+            .map_err(|_| Error::new(ErrorKind::FunctionFailed, op))?;
+        Ok(data)
+    } else {
+        if input.len() < 16 {
+            return Err(Error::new(ErrorKind::EncryptedDataLenRange, op).detail("shorter than the tag"));
+        }
+        let n = k
+            .open_in_place(nonce()?, aead::Aad::from(aad), &mut data[..])
+            .map_err(|_| Error::new(ErrorKind::EncryptedDataInvalid, op))?
+            .len();
+        data.truncate(n);
+        Ok(data)
+    }
 }
 
 /// HMAC of `data` under `key` (AWS-LC).

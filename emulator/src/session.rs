@@ -78,7 +78,7 @@ impl Backend for Emulator {
             mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
         }
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
-        for k in [K::AesEcb, K::AesCbc, K::AesCbcPad] {
+        for k in [K::AesEcb, K::AesCbc, K::AesCbcPad, K::AesCtr, K::AesGcm] {
             mechanisms.push(row(k, 128, 256, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT));
         }
         mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));

@@ -266,26 +266,26 @@ pub fn oaep(h: HashAlg) -> CkMechanism<'static> {
 /// session (natively or composed), not here.
 pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
     let pss = |h: HashAlg| PkcsPssParams { hash_alg: hash_type(h), mgf: mgf(h), s_len: (h.output_len() as u64).into() };
-    Ok(match *m {
+    Ok(match m {
         Mechanism::RsaPkcs1v15Raw => CkMechanism::RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcs,
-        Mechanism::RsaPss { hash: h @ HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcsPss(pss(h)),
-        Mechanism::RsaPss { hash: h @ HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcsPss(pss(h)),
-        Mechanism::RsaPss { hash: h @ HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcsPss(pss(h)),
-        Mechanism::RsaPss { hash: h @ HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcsPss(pss(h)),
-        Mechanism::RsaPssRaw { hash } => CkMechanism::RsaPkcsPss(pss(hash)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcsPss(pss(*h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcsPss(pss(*h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcsPss(pss(*h)),
+        Mechanism::RsaPss { hash: h @ HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcsPss(pss(*h)),
+        Mechanism::RsaPssRaw { hash } => CkMechanism::RsaPkcsPss(pss(*hash)),
         Mechanism::RsaX509 => CkMechanism::RsaX509,
         Mechanism::Hmac { hash: HashAlg::Sha1 } => CkMechanism::Sha1Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha256 } => CkMechanism::Sha256Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha384 } => CkMechanism::Sha384Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha512 } => CkMechanism::Sha512Hmac,
-        Mechanism::RsaOaep { hash } => oaep(hash),
+        Mechanism::RsaOaep { hash } => oaep(*hash),
         Mechanism::AesEcb => CkMechanism::AesEcb,
-        Mechanism::AesCbc { iv } => CkMechanism::AesCbc(iv),
-        Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(iv),
+        Mechanism::AesCbc { iv } => CkMechanism::AesCbc(*iv),
+        Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(*iv),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
         other => {

@@ -138,6 +138,74 @@ impl Raw {
         Ok(out)
     }
 
+    /// `C_EncryptInit` + `C_Encrypt` (or the decryption pair) with AES-CTR or AES-GCM, whose
+    /// parameters `cryptoki` has no type for (CTR) or borrows mutably (GCM): the size query, then
+    /// the call.
+    pub fn aes_crypt(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mech: &hsmkit_backend::Mechanism,
+        key: CK_OBJECT_HANDLE,
+        input: &[u8],
+        encrypt: bool,
+    ) -> Result<Vec<u8>> {
+        use hsmkit_backend::Mechanism as M;
+        let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+        let (name, init, call) = if encrypt {
+            ("Encrypt", self.list.C_EncryptInit, self.list.C_Encrypt)
+        } else {
+            ("Decrypt", self.list.C_DecryptInit, self.list.C_Decrypt)
+        };
+        let init = init.ok_or_else(|| missing(name, op))?;
+        let call = call.ok_or_else(|| missing(name, op))?;
+        let mut ctr;
+        let mut gcm;
+        let (mut iv, mut aad);
+        let mut ck_mech = match mech {
+            M::AesCtr { counter, counter_bits } => {
+                ctr = cryptoki_sys::CK_AES_CTR_PARAMS { ulCounterBits: CK_ULONG::from(*counter_bits), cb: *counter };
+                CK_MECHANISM {
+                    mechanism: cryptoki_sys::CKM_AES_CTR,
+                    pParameter: &mut ctr as *mut _ as *mut std::ffi::c_void,
+                    ulParameterLen: size_of::<cryptoki_sys::CK_AES_CTR_PARAMS>() as CK_ULONG,
+                }
+            }
+            M::AesGcm { iv: v, aad: a, tag_bits } => {
+                iv = v.clone();
+                aad = a.clone();
+                gcm = cryptoki_sys::CK_GCM_PARAMS {
+                    pIv: iv.as_mut_ptr(),
+                    ulIvLen: iv.len() as CK_ULONG,
+                    ulIvBits: (iv.len() * 8) as CK_ULONG,
+                    pAAD: aad.as_mut_ptr(),
+                    ulAADLen: aad.len() as CK_ULONG,
+                    ulTagBits: CK_ULONG::from(*tag_bits),
+                };
+                CK_MECHANISM {
+                    mechanism: cryptoki_sys::CKM_AES_GCM,
+                    pParameter: &mut gcm as *mut _ as *mut std::ffi::c_void,
+                    ulParameterLen: size_of::<cryptoki_sys::CK_GCM_PARAMS>() as CK_ULONG,
+                }
+            }
+            other => {
+                return Err(Error::new(ErrorKind::MechanismInvalid, op)
+                    .detail(format!("{} is not an AES mode with parameters", other.describe())));
+            }
+        };
+        // SAFETY: the mechanism and the parameters it points to (`ctr` or `gcm`, `iv`, `aad`) live
+        // until the end of this function; the module reads them during the calls.
+        check(unsafe { init(session, &mut ck_mech, key) }, name, op)?;
+        let mut len: CK_ULONG = 0;
+        let data = input.as_ptr() as *mut u8;
+        // SAFETY: a null output buffer asks the length; the input is `input.len()` readable bytes.
+        check(unsafe { call(session, data, input.len() as CK_ULONG, null_mut(), &mut len) }, name, op)?;
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: room for `len` bytes.
+        check(unsafe { call(session, data, input.len() as CK_ULONG, out.as_mut_ptr(), &mut len) }, name, op)?;
+        out.truncate(len as usize);
+        Ok(out)
+    }
+
     /// `C_UnwrapKey` with `CKM_RSA_AES_KEY_WRAP`.
     pub fn rsa_aes_unwrap(
         &self,

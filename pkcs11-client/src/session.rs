@@ -425,6 +425,9 @@ impl Session for Pkcs11Session {
 
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {
         let h = self.object(key, Op::Encrypt)?;
+        if matches!(mech, Mechanism::AesCtr { .. } | Mechanism::AesGcm { .. }) {
+            return self.raw.aes_crypt(self.s.handle(), mech, h.handle(), plaintext, true).map_err(|e| named(e, mech));
+        }
         self.s
             .encrypt(&convert::mechanism(mech, Op::Encrypt)?, h, plaintext)
             .or_op(Op::Encrypt)
@@ -433,6 +436,12 @@ impl Session for Pkcs11Session {
 
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
         let h = self.object(key, Op::Decrypt)?;
+        if matches!(mech, Mechanism::AesCtr { .. } | Mechanism::AesGcm { .. }) {
+            return self
+                .raw
+                .aes_crypt(self.s.handle(), mech, h.handle(), ciphertext, false)
+                .map_err(|e| named(e, mech));
+        }
         self.s
             .decrypt(&convert::mechanism(mech, Op::Decrypt)?, h, ciphertext)
             .or_op(Op::Decrypt)

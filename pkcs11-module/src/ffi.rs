@@ -414,6 +414,25 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
             let s: ck::CK_RSA_PKCS_PSS_PARAMS = unsafe { param_struct(ptr, len) }?;
             Param::Pss(s.hashAlg, s.mgf, s.sLen)
         }
+        ck::CKM_AES_CTR => {
+            // SAFETY: as documented.
+            let c: ck::CK_AES_CTR_PARAMS = unsafe { param_struct(ptr, len) }?;
+            Param::Ctr(c.ulCounterBits, c.cb)
+        }
+        ck::CKM_AES_GCM => {
+            // SAFETY: as documented.
+            let g: ck::CK_GCM_PARAMS = unsafe { param_struct(ptr, len) }?;
+            // SAFETY: the IV and AAD the parameters point to, as documented; bounded.
+            let iv =
+                unsafe { in_bytes_at_most(g.pIv as *const u8, g.ulIvLen, MAX_PARAMETER, rv::MECHANISM_PARAM_INVALID) }
+                    .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+            // SAFETY: as above.
+            let aad = unsafe {
+                in_bytes_at_most(g.pAAD as *const u8, g.ulAADLen, MAX_PARAMETER, rv::MECHANISM_PARAM_INVALID)
+            }
+            .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+            Param::Gcm(iv.to_vec(), aad.to_vec(), g.ulTagBits)
+        }
         ck::CKM_RSA_AES_KEY_WRAP => {
             // SAFETY: as documented.
             let w: ck::CK_RSA_AES_KEY_WRAP_PARAMS = unsafe { param_struct(ptr, len) }?;

@@ -84,6 +84,10 @@ pub enum Param {
     Pss(CK_MECHANISM_TYPE, CK_ULONG, CK_ULONG),
     /// `CK_RSA_AES_KEY_WRAP_PARAMS`.
     RsaAes(CK_ULONG, OaepIn),
+    /// `CK_AES_CTR_PARAMS`: counter bits, counter block.
+    Ctr(CK_ULONG, [u8; 16]),
+    /// `CK_GCM_PARAMS`: IV, additional authenticated data, tag bits.
+    Gcm(Vec<u8>, Vec<u8>, CK_ULONG),
 }
 
 /// A mechanism as the caller gave it.
@@ -125,6 +129,8 @@ pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
             Param::Oaep(_) => "OAEP parameters".into(),
             Param::Pss(..) => "PSS parameters".into(),
             Param::RsaAes(..) => "RSA-AES key wrap parameters".into(),
+            Param::Ctr(..) => "AES-CTR parameters".into(),
+            Param::Gcm(iv, _, tag) => format!("GCM parameters ({}-byte IV, {tag}-bit tag)", iv.len()),
         };
         crate::log(&format!("mechanism 0x{:x} with {param} is not supported", m.ty));
     }
@@ -202,6 +208,16 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
                 let mut v = [0u8; 16];
                 v.copy_from_slice(iv);
                 Ok(if m.ty == ck::CKM_AES_CBC { Mechanism::AesCbc { iv: v } } else { Mechanism::AesCbcPad { iv: v } })
+            }
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_AES_CTR => match &m.param {
+            Param::Ctr(bits @ 1..=128, cb) => Ok(Mechanism::AesCtr { counter: *cb, counter_bits: *bits as u8 }),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_AES_GCM => match &m.param {
+            Param::Gcm(iv, aad, tag) if iv.len() == 12 && *tag == 128 => {
+                Ok(Mechanism::AesGcm { iv: iv.clone(), aad: aad.clone(), tag_bits: 128 })
             }
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },

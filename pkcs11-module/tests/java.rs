@@ -75,6 +75,11 @@ fn main() -> ExitCode {
             text(&out).contains("AES/CBC/PKCS5Padding matches"),
             &out,
         );
+        expect(
+            "AES/GCM/NoPadding with AAD through the token, opened by SunJCE",
+            text(&out).contains("AES/GCM/NoPadding matches"),
+            &out,
+        );
 
         // A PKCS#12 key store (made by the JDK in software) imported into the token.
         let p12 = dir.path().join("src.p12").display().to_string();

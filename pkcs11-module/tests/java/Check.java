@@ -99,5 +99,20 @@ public class Check {
             System.exit(7);
         }
         System.out.println("AES/CBC/PKCS5Padding matches");
+        byte[] nonce = new byte[12];
+        java.util.Arrays.fill(nonce, (byte) 9);
+        javax.crypto.spec.GCMParameterSpec gcm = new javax.crypto.spec.GCMParameterSpec(128, nonce);
+        javax.crypto.Cipher tokenGcm = javax.crypto.Cipher.getInstance("AES/GCM/NoPadding", p);
+        tokenGcm.init(javax.crypto.Cipher.ENCRYPT_MODE, aes, gcm);
+        tokenGcm.updateAAD("header".getBytes("UTF-8"));
+        byte[] sealed = tokenGcm.doFinal(plain);
+        javax.crypto.Cipher softGcm = javax.crypto.Cipher.getInstance("AES/GCM/NoPadding", "SunJCE");
+        softGcm.init(javax.crypto.Cipher.DECRYPT_MODE, aes, gcm);
+        softGcm.updateAAD("header".getBytes("UTF-8"));
+        if (!java.util.Arrays.equals(softGcm.doFinal(sealed), plain)) {
+            System.err.println("AES/GCM/NoPadding through the token does not open with SunJCE");
+            System.exit(8);
+        }
+        System.out.println("AES/GCM/NoPadding matches");
     }
 }
