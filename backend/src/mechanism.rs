@@ -76,6 +76,14 @@ pub enum Mechanism {
     /// to the key's exponent. Sign and decrypt with the private key, verify and encrypt with the
     /// public one.
     RsaX509,
+    /// RSAES-OAEP with a label (`CKM_RSA_PKCS_OAEP` with `CKZ_DATA_SPECIFIED` data), MGF1 with the
+    /// same hash.
+    RsaOaepLabel {
+        /// OAEP hash and MGF1 hash.
+        hash: HashAlg,
+        /// The label.
+        label: Vec<u8>,
+    },
     /// HMAC (`CKM_SHA256_HMAC` and kin; RFC 2104) with a generic secret key: sign makes the full
     /// tag, verify checks it in constant time.
     Hmac {
@@ -152,7 +160,7 @@ impl Mechanism {
             Mechanism::Hmac { hash: Sha256 } => MechanismKind::Sha256Hmac,
             Mechanism::Hmac { hash: Sha384 } => MechanismKind::Sha384Hmac,
             Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
-            Mechanism::RsaOaep { .. } => MechanismKind::RsaPkcsOaep,
+            Mechanism::RsaOaep { .. } | Mechanism::RsaOaepLabel { .. } => MechanismKind::RsaPkcsOaep,
             Mechanism::AesEcb => MechanismKind::AesEcb,
             Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
@@ -181,6 +189,7 @@ impl Mechanism {
     pub fn describe(&self) -> String {
         match self {
             Mechanism::RsaOaep { hash } => format!("RSA-OAEP({})", hash.name()),
+            Mechanism::RsaOaepLabel { hash, label } => format!("RSA-OAEP({}, {}-byte label)", hash.name(), label.len()),
             Mechanism::RsaPssRaw { hash } => format!("RSA-PKCS-PSS({})", hash.name()),
             Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
                 format!("RSA-AES-KEY-WRAP(AES-{aes_bits}, OAEP {})", hash.name())

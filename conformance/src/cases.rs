@@ -125,6 +125,11 @@ pub fn cases() -> Vec<Case> {
         Case { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
         Case { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
         Case { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
+        Case {
+            id: "rsa-oaep-label",
+            clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with CKZ_DATA_SPECIFIED (a label)",
+            run: rsa_oaep_label,
+        },
         Case { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
         Case {
             id: "aes-gcm",
@@ -909,4 +914,36 @@ fn aes_gcm(ctx: &Ctx<'_>) -> R {
         expect_kind(s.decrypt(m, key, c), &[ErrorKind::EncryptedDataInvalid], what)?;
     }
     Ok(())
+}
+
+fn rsa_oaep_label(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let (public, private) = pair(s.as_ref(), &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let key = public_of(s.as_ref(), public)?;
+    let label = b"hsmkit label \x00\xff".to_vec();
+    let ct = key
+        .encrypt(&mut seeded_rng(6), rsa::Oaep::<sha1::Sha1>::new_with_label(label.clone()), b"labelled")
+        .map_err(err("OAEP with a label in RustCrypto"))?;
+    let mech = Mechanism::RsaOaepLabel { hash: HashAlg::Sha1, label: label.clone() };
+    let pt = s.decrypt(&mech, private, &ct).map_err(err("decrypt with the label"))?;
+    ensure(pt == b"labelled", "OAEP with a label decrypts to something else")?;
+    // Another label, or none, is refused like any damaged ciphertext.
+    let other = Mechanism::RsaOaepLabel { hash: HashAlg::Sha1, label: b"another".to_vec() };
+    expect_kind(s.decrypt(&other, private, &ct), &[ErrorKind::EncryptedDataInvalid], "another label")?;
+    expect_kind(
+        s.decrypt(&Mechanism::RsaOaep { hash: HashAlg::Sha1 }, private, &ct),
+        &[ErrorKind::EncryptedDataInvalid],
+        "no label",
+    )?;
+    // The module encrypts with a label, under a key whose private half RustCrypto holds.
+    let rc = rsa::PrivateKey::new(&mut seeded_rng(7), 2048).map_err(err("RustCrypto key"))?;
+    let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(&rc.to_public_key()).map_err(err("SPKI"))?;
+    let theirs = s
+        .import_key(&KeyMaterial::RsaPublicSpki(spki.as_bytes().to_vec()), &policy(Usage::ENCRYPT))
+        .map_err(err("import the public key"))?;
+    let sealed = s.encrypt(&mech, theirs, b"back").map_err(err("encrypt with the label"))?;
+    let back = rc
+        .decrypt(rsa::Oaep::<sha1::Sha1>::new_with_label(label), &sealed)
+        .map_err(|_| "RustCrypto cannot open the module's labelled OAEP".to_string())?;
+    ensure(back == b"back", "RustCrypto opens the module's labelled OAEP to something else")
 }

@@ -156,6 +156,11 @@ impl RsaPrivate {
 
     /// RSA-OAEP decryption. Failures are opaque.
     pub fn decrypt_oaep(&self, hash: HashAlg, ct: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
+        self.decrypt_oaep_label(hash, &[], ct, op)
+    }
+
+    /// RSA-OAEP decryption with a label (empty: none). Failures are opaque.
+    pub fn decrypt_oaep_label(&self, hash: HashAlg, label: &[u8], ct: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
         let opaque = || opaque_failure(op);
         let lc_alg = match hash {
             HashAlg::Sha1 => &OAEP_SHA1_MGF1SHA1,
@@ -165,15 +170,17 @@ impl RsaPrivate {
         };
         if let Some(k) = &self.lc_oaep {
             let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
-            let len = k.decrypt(lc_alg, ct, &mut out, None).map_err(|_| opaque())?.len();
+            let label = (!label.is_empty()).then_some(label);
+            let len = k.decrypt(lc_alg, ct, &mut out, label).map_err(|_| opaque())?.len();
             out.truncate(len);
             return Ok(out);
         }
+        let l = || label.to_vec();
         let pt = match hash {
-            HashAlg::Sha1 => self.rc.decrypt(rsa::Oaep::<sha1::Sha1>::new(), ct),
-            HashAlg::Sha256 => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new(), ct),
-            HashAlg::Sha384 => self.rc.decrypt(rsa::Oaep::<sha2::Sha384>::new(), ct),
-            HashAlg::Sha512 => self.rc.decrypt(rsa::Oaep::<sha2::Sha512>::new(), ct),
+            HashAlg::Sha1 => self.rc.decrypt(rsa::Oaep::<sha1::Sha1>::new_with_label(l()), ct),
+            HashAlg::Sha256 => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new_with_label(l()), ct),
+            HashAlg::Sha384 => self.rc.decrypt(rsa::Oaep::<sha2::Sha384>::new_with_label(l()), ct),
+            HashAlg::Sha512 => self.rc.decrypt(rsa::Oaep::<sha2::Sha512>::new_with_label(l()), ct),
         };
         pt.map(Zeroizing::new).map_err(|_| opaque())
     }
@@ -507,6 +514,7 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
 pub fn encrypt(public: &rsa::PublicKey, mech: &Mechanism, pt: &[u8], rng: &mut HsmRng, op: Op) -> Result<Vec<u8>> {
     match mech {
         Mechanism::RsaOaep { hash } => encrypt_oaep(public, *hash, pt, rng, op),
+        Mechanism::RsaOaepLabel { hash, label } => encrypt_oaep_label(public, *hash, label, pt, rng, op),
         Mechanism::RsaPkcs1v15Raw => {
             let max = public.size().saturating_sub(11);
             if pt.len() > max {
@@ -527,6 +535,18 @@ pub fn encrypt(public: &rsa::PublicKey, mech: &Mechanism, pt: &[u8], rng: &mut H
 
 /// RSA-OAEP encryption with the module's RNG.
 pub fn encrypt_oaep(public: &rsa::PublicKey, hash: HashAlg, pt: &[u8], rng: &mut HsmRng, op: Op) -> Result<Vec<u8>> {
+    encrypt_oaep_label(public, hash, &[], pt, rng, op)
+}
+
+/// RSA-OAEP encryption with a label (empty: none).
+pub fn encrypt_oaep_label(
+    public: &rsa::PublicKey,
+    hash: HashAlg,
+    label: &[u8],
+    pt: &[u8],
+    rng: &mut HsmRng,
+    op: Op,
+) -> Result<Vec<u8>> {
     let max = public.size().saturating_sub(2 * hash.output_len() + 2);
     if pt.len() > max {
         return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
@@ -537,10 +557,10 @@ pub fn encrypt_oaep(public: &rsa::PublicKey, hash: HashAlg, pt: &[u8], rng: &mut
         )));
     }
     let r = match hash {
-        HashAlg::Sha1 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha1::Sha1>::new(), pt),
-        HashAlg::Sha256 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha256>::new(), pt),
-        HashAlg::Sha384 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha384>::new(), pt),
-        HashAlg::Sha512 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha512>::new(), pt),
+        HashAlg::Sha1 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha1::Sha1>::new_with_label(label.to_vec()), pt),
+        HashAlg::Sha256 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha256>::new_with_label(label.to_vec()), pt),
+        HashAlg::Sha384 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha384>::new_with_label(label.to_vec()), pt),
+        HashAlg::Sha512 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha512>::new_with_label(label.to_vec()), pt),
     };
     r.map_err(|_| Error::new(ErrorKind::FunctionFailed, op).detail("RSA-OAEP encryption failed"))
 }

@@ -983,7 +983,10 @@ impl Session for EmulatorSession<'_> {
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
             return Ok(keys::aes_crypt(k, mech, plaintext, true)?.to_vec());
         }
-        if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
+        if !matches!(
+            mech,
+            Mechanism::RsaOaep { .. } | Mechanism::RsaOaepLabel { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509
+        ) {
             return Err(mechanism_invalid(mech, op, "C_Encrypt here"));
         }
         self.check_class(&o, ObjectClass::PublicKey, mech, op)?;
@@ -1001,7 +1004,10 @@ impl Session for EmulatorSession<'_> {
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
             return Ok(keys::aes_crypt(k, mech, ciphertext, false)?.to_vec());
         }
-        if !matches!(mech, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509) {
+        if !matches!(
+            mech,
+            Mechanism::RsaOaep { .. } | Mechanism::RsaOaepLabel { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509
+        ) {
             return Err(mechanism_invalid(mech, op, "C_Decrypt here"));
         }
         self.check_class(&o, ObjectClass::PrivateKey, mech, op)?;
@@ -1009,6 +1015,7 @@ impl Session for EmulatorSession<'_> {
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
         let plain = match mech {
             Mechanism::RsaOaep { hash } => private.decrypt_oaep(*hash, ciphertext, op)?,
+            Mechanism::RsaOaepLabel { hash, label } => private.decrypt_oaep_label(*hash, label, ciphertext, op)?,
             Mechanism::RsaPkcs1v15Raw => private.decrypt_pkcs1(ciphertext, op)?,
             _ => private.decrypt_raw(ciphertext, &mut *self.emu.rng(op)?, op)?,
         };

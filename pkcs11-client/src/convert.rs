@@ -264,7 +264,7 @@ pub fn oaep(h: HashAlg) -> CkMechanism<'static> {
 
 /// The `cryptoki` mechanism for a single-call mechanism. RSA-AES key wrap is handled by the
 /// session (natively or composed), not here.
-pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
+pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
     let pss = |h: HashAlg| PkcsPssParams { hash_alg: hash_type(h), mgf: mgf(h), s_len: (h.output_len() as u64).into() };
     Ok(match m {
         Mechanism::RsaPkcs1v15Raw => CkMechanism::RsaPkcs,
@@ -283,6 +283,11 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'static>> {
         Mechanism::Hmac { hash: HashAlg::Sha384 } => CkMechanism::Sha384Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha512 } => CkMechanism::Sha512Hmac,
         Mechanism::RsaOaep { hash } => oaep(*hash),
+        Mechanism::RsaOaepLabel { hash, label } => CkMechanism::RsaPkcsOaep(PkcsOaepParams::new(
+            hash_type(*hash),
+            mgf(*hash),
+            PkcsOaepSource::data_specified(label),
+        )),
         Mechanism::AesEcb => CkMechanism::AesEcb,
         Mechanism::AesCbc { iv } => CkMechanism::AesCbc(*iv),
         Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(*iv),

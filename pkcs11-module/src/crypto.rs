@@ -54,7 +54,13 @@ impl Purpose {
             ),
             Purpose::Encrypt | Purpose::Decrypt => {
                 m.is_aes_cipher()
-                    || matches!(m, Mechanism::RsaOaep { .. } | Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509)
+                    || matches!(
+                        m,
+                        Mechanism::RsaOaep { .. }
+                            | Mechanism::RsaOaepLabel { .. }
+                            | Mechanism::RsaPkcs1v15Raw
+                            | Mechanism::RsaX509
+                    )
             }
         }
     }

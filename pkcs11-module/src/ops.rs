@@ -111,9 +111,10 @@ fn hash_of(ckm: CK_MECHANISM_TYPE) -> Option<(HashAlg, CK_ULONG)> {
 
 fn oaep(p: &OaepIn) -> Result<HashAlg> {
     let (hash, mgf) = hash_of(p.hash).ok_or(rv::MECHANISM_PARAM_INVALID)?;
-    // The emulator's OAEP uses MGF1 with the same hash and an empty label, as the BYOK formats do.
-    // An empty label may come with source 0 (callers such as pkcs11-tool leave it unset).
-    if p.mgf != mgf || !matches!(p.source, 0 | ck::CKZ_DATA_SPECIFIED) || !p.label.is_empty() {
+    // The emulator's OAEP uses MGF1 with the same hash. An empty label may come with source 0
+    // (callers such as pkcs11-tool leave it unset); a label comes with CKZ_DATA_SPECIFIED.
+    if p.mgf != mgf || !matches!(p.source, 0 | ck::CKZ_DATA_SPECIFIED) || (!p.label.is_empty() && p.source == 0) {
+        crate::log(&format!("OAEP takes MGF1 with its own hash (hash 0x{:x}, MGF 0x{:x} given)", p.hash, p.mgf));
         return Err(rv::MECHANISM_PARAM_INVALID);
     }
     Ok(hash)
@@ -193,7 +194,8 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
         ck::CKM_SHA384_RSA_PKCS_PSS => pss(HashAlg::Sha384),
         ck::CKM_SHA512_RSA_PKCS_PSS => pss(HashAlg::Sha512),
         ck::CKM_RSA_PKCS_OAEP => match &m.param {
-            Param::Oaep(p) => Ok(Mechanism::RsaOaep { hash: oaep(p)? }),
+            Param::Oaep(p) if p.label.is_empty() => Ok(Mechanism::RsaOaep { hash: oaep(p)? }),
+            Param::Oaep(p) => Ok(Mechanism::RsaOaepLabel { hash: oaep(p)?, label: p.label.clone() }),
             // No parameter: PKCS #1's default parameters (SHA-1, MGF1 with SHA-1, no label), as
             // callers such as `pkcs11-tool --wrap` expect.
             Param::None => Ok(Mechanism::RsaOaep { hash: HashAlg::Sha1 }),
@@ -232,6 +234,10 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
         ck::CKM_RSA_AES_KEY_WRAP => match &m.param {
+            Param::RsaAes(_, p) if !p.label.is_empty() => {
+                crate::log("CKM_RSA_AES_KEY_WRAP's OAEP takes no label here");
+                Err(rv::MECHANISM_PARAM_INVALID)
+            }
             Param::RsaAes(bits @ (128 | 192 | 256), p) => {
                 Ok(Mechanism::RsaAesKeyWrap { aes_bits: *bits as u16, hash: oaep(p)? })
             }
