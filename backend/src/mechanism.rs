@@ -90,6 +90,8 @@ pub enum Mechanism {
         /// The hash.
         hash: HashAlg,
     },
+    /// AES-CMAC (`CKM_AES_CMAC`; RFC 4493, SP 800-38B): a full 16-byte tag with an AES key.
+    AesCmac,
     /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
     RsaOaep {
         /// OAEP hash and MGF1 hash.
@@ -161,6 +163,7 @@ impl Mechanism {
             Mechanism::Hmac { hash: Sha384 } => MechanismKind::Sha384Hmac,
             Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
             Mechanism::RsaOaep { .. } | Mechanism::RsaOaepLabel { .. } => MechanismKind::RsaPkcsOaep,
+            Mechanism::AesCmac => MechanismKind::AesCmac,
             Mechanism::AesEcb => MechanismKind::AesEcb,
             Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
@@ -277,6 +280,8 @@ mechanism_kinds! {
     AesCbcPad => CKM_AES_CBC_PAD, "AES-CBC-PAD";
     /// `CKM_AES_CTR`.
     AesCtr => CKM_AES_CTR, "AES-CTR";
+    /// `CKM_AES_CMAC`.
+    AesCmac => CKM_AES_CMAC, "AES-CMAC";
     /// `CKM_AES_GCM`.
     AesGcm => CKM_AES_GCM, "AES-GCM";
     /// `CKM_AES_KEY_WRAP` (RFC 3394).

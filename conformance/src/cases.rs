@@ -130,6 +130,7 @@ pub fn cases() -> Vec<Case> {
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with CKZ_DATA_SPECIFIED (a label)",
             run: rsa_oaep_label,
         },
+        Case { id: "aes-cmac", clause: "PKCS#11 3.1 §2.15.11 CKM_AES_CMAC, RFC 4493 §4", run: aes_cmac },
         Case { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
         Case {
             id: "aes-gcm",
@@ -946,4 +947,25 @@ fn rsa_oaep_label(ctx: &Ctx<'_>) -> R {
         .decrypt(rsa::Oaep::<sha1::Sha1>::new_with_label(label), &sealed)
         .map_err(|_| "RustCrypto cannot open the module's labelled OAEP".to_string())?;
     ensure(back == b"back", "RustCrypto opens the module's labelled OAEP to something else")
+}
+
+fn aes_cmac(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let key = import_aes(s.as_ref(), &unhex(SP800_38A_KEY), &policy(Usage::SIGN | Usage::VERIFY))?;
+    // RFC 4493's examples 1 and 2 (the same key as SP 800-38A).
+    for (message, tag) in [
+        (Vec::new(), "bb1d6929e95937287fa37d129b756746"),
+        (unhex("6bc1bee22e409f96e93d7e117393172a"), "070a16b46b4d4144f79bdd9dd04a287c"),
+    ] {
+        let got = s.sign(&Mechanism::AesCmac, key, &message).map_err(err("CMAC"))?;
+        ensure(got == unhex(tag), "AES-CMAC differs from RFC 4493's known answer")?;
+        s.verify(&Mechanism::AesCmac, key, &message, &got).map_err(err("verify the known answer"))?;
+    }
+    let mut bad = unhex("070a16b46b4d4144f79bdd9dd04a287c");
+    bad[15] ^= 1;
+    expect_kind(
+        s.verify(&Mechanism::AesCmac, key, &unhex("6bc1bee22e409f96e93d7e117393172a"), &bad),
+        &[ErrorKind::SignatureInvalid],
+        "a wrong tag",
+    )
 }

@@ -365,6 +365,32 @@ fn aes_gcm(
     }
 }
 
+/// AES-CMAC of `data` under `key` (AWS-LC; RFC 4493).
+pub fn cmac_sign(key: &[u8], data: &[u8], op: Op) -> Result<Vec<u8>> {
+    let k = cmac_key(key, op)?;
+    aws_lc_rs::cmac::sign(&k, data).map(|t| t.as_ref().to_vec()).map_err(|_| Error::new(ErrorKind::FunctionFailed, op))
+}
+
+/// Checks an AES-CMAC tag in constant time.
+pub fn cmac_verify(key: &[u8], data: &[u8], tag: &[u8]) -> Result<()> {
+    if tag.len() != 16 {
+        return Err(Error::new(ErrorKind::SignatureLenRange, Op::Verify)
+            .detail(format!("an AES-CMAC tag is 16 bytes, not {}", tag.len())));
+    }
+    let k = cmac_key(key, Op::Verify)?;
+    aws_lc_rs::cmac::verify(&k, data, tag).map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))
+}
+
+fn cmac_key(key: &[u8], op: Op) -> Result<aws_lc_rs::cmac::Key> {
+    let alg = match key.len() {
+        16 => aws_lc_rs::cmac::AES_128,
+        24 => aws_lc_rs::cmac::AES_192,
+        32 => aws_lc_rs::cmac::AES_256,
+        _ => return Err(Error::new(ErrorKind::KeySizeRange, op).detail("AES keys are 16, 24 or 32 bytes")),
+    };
+    aws_lc_rs::cmac::Key::new(alg, key).map_err(|_| Error::new(ErrorKind::KeySizeRange, op))
+}
+
 /// HMAC of `data` under `key` (AWS-LC).
 pub fn hmac_sign(hash: HashAlg, key: &[u8], data: &[u8]) -> Vec<u8> {
     aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(hmac_alg(hash), key), data).as_ref().to_vec()

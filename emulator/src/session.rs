@@ -78,6 +78,7 @@ impl Backend for Emulator {
             mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
         }
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
+        mechanisms.push(row(K::AesCmac, 128, 256, sv));
         for k in [K::AesEcb, K::AesCbc, K::AesCbcPad, K::AesCtr, K::AesGcm] {
             mechanisms.push(row(k, 128, 256, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT));
         }
@@ -954,6 +955,12 @@ impl Session for EmulatorSession<'_> {
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
             return Ok(keys::hmac_sign(hash, secret, data));
         }
+        if *mech == Mechanism::AesCmac {
+            let k = self.aes(&o, mech, Op::Sign)?;
+            self.check_class(&o, ObjectClass::SecretKey, mech, Op::Sign)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return keys::cmac_sign(k, data, Op::Sign);
+        }
         self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
         let private = self.rsa(&o, mech, Op::Sign)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
@@ -967,6 +974,12 @@ impl Session for EmulatorSession<'_> {
             let secret = self.generic_secret(&o, mech, Op::Verify)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
             return keys::hmac_verify(hash, secret, data, signature);
+        }
+        if *mech == Mechanism::AesCmac {
+            let k = self.aes(&o, mech, Op::Verify)?;
+            self.check_class(&o, ObjectClass::SecretKey, mech, Op::Verify)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return keys::cmac_verify(k, data, signature);
         }
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
         let public = self.public(&o, mech, Op::Verify)?;

@@ -289,6 +289,7 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
             PkcsOaepSource::data_specified(label),
         )),
         Mechanism::AesEcb => CkMechanism::AesEcb,
+        Mechanism::AesCmac => CkMechanism::AesCMac,
         Mechanism::AesCbc { iv } => CkMechanism::AesCbc(*iv),
         Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(*iv),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,

@@ -51,6 +51,7 @@ impl Purpose {
                     | Mechanism::RsaPssRaw { .. }
                     | Mechanism::RsaX509
                     | Mechanism::Hmac { .. }
+                    | Mechanism::AesCmac
             ),
             Purpose::Encrypt | Purpose::Decrypt => {
                 m.is_aes_cipher()
@@ -80,7 +81,7 @@ fn check_key(
     // HMAC signs and verifies with a generic secret; every other mechanism here is RSA's.
     let (want_class, want_type) = match m {
         Mechanism::Hmac { .. } => (ObjectClass::SecretKey, KeyType::GenericSecret),
-        m if m.is_aes_cipher() => (ObjectClass::SecretKey, KeyType::Aes),
+        m if m.is_aes_cipher() || *m == Mechanism::AesCmac => (ObjectClass::SecretKey, KeyType::Aes),
         _ => (p.class(), KeyType::Rsa),
     };
     if class != want_class || key_type != want_type {

@@ -201,6 +201,10 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             Param::None => Ok(Mechanism::RsaOaep { hash: HashAlg::Sha1 }),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
+        ck::CKM_AES_CMAC => match &m.param {
+            Param::None => Ok(Mechanism::AesCmac),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_AES_ECB => match &m.param {
             Param::None => Ok(Mechanism::AesEcb),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
