@@ -44,9 +44,10 @@ pub struct Library {
     sessions: RwLock<HashMap<CK_SESSION_HANDLE, Arc<Session>>>,
     /// Handles of the data and certificate objects (token and session).
     stored: Mutex<crate::storage::StoredTable>,
-    /// The process that initialised the library: a child made by `fork` sees the library as not
-    /// initialised, and its `C_Initialize` starts its own (new random generators, no sessions).
-    pid: u32,
+    /// The fork generation the library was initialised in: a child made by `fork` (a new
+    /// generation) sees the library as not initialised, and its `C_Initialize` starts its own (new
+    /// random generators, no sessions).
+    generation: u64,
 }
 
 /// A slot and the token in it.
@@ -189,7 +190,7 @@ impl Library {
             application,
             sessions: RwLock::new(HashMap::new()),
             stored: Mutex::new(Default::default()),
-            pid: std::process::id(),
+            generation: FORKS.load(Ordering::Acquire),
         })
     }
 
@@ -258,12 +259,42 @@ fn global_write() -> RwLockWriteGuard<'static, Option<Arc<Library>>> {
     LIBRARY.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Forks seen in this process's line: a `pthread_atfork` child handler counts them, so telling a
+/// child from its parent costs an atomic load per call (not a `getpid` system call).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, Ordering::AcqRel);
+}
+
+unsafe extern "C" {
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> std::ffi::c_int;
+}
+
+/// Registers the fork handler once. The library is linked `-z nodelete`, so the handler's code
+/// stays mapped for the life of the process.
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only increments an atomic (async-signal-safe); the
+        // function lives as long as the process (the library is never unmapped).
+        let rv = unsafe { pthread_atfork(None, None, Some(forked_child)) };
+        if rv != 0 {
+            crate::log("pthread_atfork failed: a forked child may not be told from its parent");
+        }
+    });
+}
+
 /// The library a parent process initialised, in a child made by `fork`: forgotten, never
 /// dropped (a lock another parent thread held at the fork stays held in the child's copy, and
 /// dropping the state would wait for it). Its sessions are the parent's.
 fn forget_parents() {
     let mut g = global_write();
-    if g.as_ref().is_some_and(|lib| lib.pid != std::process::id()) {
+    if g.as_ref().is_some_and(|lib| lib.generation != FORKS.load(Ordering::Acquire)) {
         std::mem::forget(g.take());
     }
 }
@@ -272,6 +303,7 @@ fn forget_parents() {
 /// In a child process (after `fork`) the parent's library is forgotten and a new one starts, with
 /// random generators of its own.
 pub fn initialize() -> Result<()> {
+    watch_forks();
     forget_parents();
     if global_read().is_some() {
         return Err(Rv(ck::CKR_CRYPTOKI_ALREADY_INITIALIZED));
@@ -302,7 +334,7 @@ pub fn finalize() -> Result<()> {
 /// parent's library is not its own.
 pub fn library() -> Result<Arc<Library>> {
     match global_read().as_ref() {
-        Some(lib) if lib.pid == std::process::id() => Ok(lib.clone()),
+        Some(lib) if lib.generation == FORKS.load(Ordering::Acquire) => Ok(lib.clone()),
         _ => Err(rv::NOT_INITIALIZED),
     }
 }
