@@ -927,3 +927,33 @@ fn a_vendor_init_that_fails_midway_leaves_nothing_behind() {
     assert_eq!(left, vec![std::ffi::OsString::from("acs-pin")], "only what was there before");
     assert_eq!(std::fs::read_dir(&out).expect("out").count(), 0, "no package, no pin");
 }
+
+#[test]
+fn nkminfo_lists_the_data_and_certificate_objects_stored_through_pkcs11() {
+    let e = Env::new();
+    e.world();
+    assert!(!e.ok("nkminfo -k").contains("Object list"), "no objects, no list");
+    {
+        let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(e.kmdata())).expect("emulator");
+        let attrs =
+            [(3u64, b"stored-cert".to_vec())].into_iter().map(|(k, v)| (k, zeroize::Zeroizing::new(v))).collect();
+        emu.save_object(emu.new_object(1, false, attrs).expect("certificate")).expect("save");
+    }
+    let out = e.ok("nkminfo -k");
+    assert!(out.contains("Object list - 1 object"), "{out}");
+    assert!(out.contains("Class certificate") && out.contains("Label \"stored-cert\""), "{out}");
+    // A damaged object file is named, not skipped.
+    let local = e.kmdata().join("local");
+    let obj = std::fs::read_dir(&local)
+        .expect("local")
+        .flatten()
+        .map(|d| d.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("obj_")))
+        .expect("the object file");
+    let mut bytes = std::fs::read(&obj).expect("read");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    std::fs::write(&obj, &bytes).expect("damage");
+    let err = e.fails("nkminfo -k");
+    assert!(err.contains("object file") && err.contains(&obj.display().to_string()), "{err}");
+}

@@ -1304,6 +1304,19 @@ fn stored_objects(p: &P11) {
         call!(p, C_CreateObject(s2, t.as_ptr() as *mut _, 3, &mut x)),
         CKR_SESSION_READ_ONLY,
     );
+    // CKA_COPYABLE and CKA_DESTROYABLE false are kept too; CKA_DESTROYABLE goes only from true to false.
+    let t = [attr(CKA_CLASS, &data), attr(CKA_PRIVATE, &no), attr(CKA_COPYABLE, &no), attr(CKA_DESTROYABLE, &no)];
+    let mut fixed = 0;
+    assert_eq!(call!(p, C_CreateObject(s2, t.as_ptr() as *mut _, 4, &mut fixed)), CKR_OK);
+    let mut copy = 0;
+    check_rv("CKA_COPYABLE false", call!(p, C_CopyObject(s2, fixed, null_mut(), 0, &mut copy)), CKR_ACTION_PROHIBITED);
+    check_rv("CKA_DESTROYABLE false", call!(p, C_DestroyObject(s2, fixed)), CKR_ACTION_PROHIBITED);
+    let t = [attr(CKA_DESTROYABLE, &yes)];
+    check_rv(
+        "CKA_DESTROYABLE back to true",
+        call!(p, C_SetAttributeValue(s2, fixed, t.as_ptr() as *mut _, 1)),
+        CKR_ATTRIBUTE_READ_ONLY,
+    );
     assert_eq!(call!(p, C_CloseSession(s2)), CKR_OK);
     assert!(find_all(p, h, &public_session).is_empty(), "the session object went with its session");
 
