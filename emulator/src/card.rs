@@ -50,6 +50,12 @@ impl KdfParams {
         argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad_kdf())
     }
 
+    /// Refuses parameters a hostile file could use to exhaust memory or time (checked before any
+    /// derivation, so a damaged file is reported as such).
+    pub fn check(&self) -> Result<()> {
+        self.params().map(|_| ())
+    }
+
     /// The 32-byte key these parameters derive from `pin`.
     pub fn derive(&self, pin: &Pin) -> Result<Zeroizing<[u8; 32]>> {
         let bad = bad_kdf;

@@ -441,7 +441,7 @@ fn left_pad(bytes: &[u8], k: usize) -> Vec<u8> {
 
 /// Raw RSA's input: at most `k` bytes, read as a number below the modulus `n`.
 fn raw_input(n: &rsa::BoxedUint, k: usize, data: &[u8], op: Op) -> Result<rsa::BoxedUint> {
-    let kind = if op == Op::Decrypt { ErrorKind::EncryptedDataInvalid } else { ErrorKind::DataLenRange };
+    let kind = if op == Op::Decrypt { ErrorKind::EncryptedDataLenRange } else { ErrorKind::DataLenRange };
     if data.len() > k {
         return Err(Error::new(kind, op).detail(format!("raw RSA takes at most {k} bytes, not {}", data.len())));
     }

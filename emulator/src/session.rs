@@ -494,8 +494,15 @@ impl EmulatorSession<'_> {
     fn aes<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
         match &o.key.material {
             Material::Aes(k) if o.class == ObjectClass::SecretKey && o.key.header.key_type == BlobKeyType::Aes => Ok(k),
-            _ => Err(Error::new(ErrorKind::WrappingKeyTypeInconsistent, op)
-                .detail(format!("{} needs an AES key", mech.describe()))),
+            _ => {
+                // The key of a wrap is the wrapping key; of anything else, the operation's key.
+                let kind = if matches!(op, Op::WrapKey | Op::UnwrapKey) {
+                    ErrorKind::WrappingKeyTypeInconsistent
+                } else {
+                    ErrorKind::KeyTypeInconsistent
+                };
+                Err(Error::new(kind, op).detail(format!("{} needs an AES key", mech.describe())))
+            }
         }
     }
 
@@ -672,7 +679,18 @@ impl Session for EmulatorSession<'_> {
             }
         }
         if self.in_process() {
-            self.app(op)?.user = Some(user);
+            // Checked again: another session may have logged in during the slow PIN check.
+            let mut app = self.app(op)?;
+            if let Some(u) = app.user {
+                if user == UserKind::SecurityOfficer {
+                    self.quorum.replace(None);
+                    self.quorum_by_login.set(false);
+                }
+                let kind =
+                    if u == user { ErrorKind::UserAlreadyLoggedIn } else { ErrorKind::UserAnotherAlreadyLoggedIn };
+                return Err(Error::new(kind, op).detail(format!("{u:?} logged in meanwhile")));
+            }
+            app.user = Some(user);
         }
         Ok(())
     }
@@ -956,8 +974,8 @@ impl Session for EmulatorSession<'_> {
             return Ok(keys::hmac_sign(hash, secret, data));
         }
         if *mech == Mechanism::AesCmac {
-            let k = self.aes(&o, mech, Op::Sign)?;
             self.check_class(&o, ObjectClass::SecretKey, mech, Op::Sign)?;
+            let k = self.aes(&o, mech, Op::Sign)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
             return keys::cmac_sign(k, data, Op::Sign);
         }
@@ -976,8 +994,8 @@ impl Session for EmulatorSession<'_> {
             return keys::hmac_verify(hash, secret, data, signature);
         }
         if *mech == Mechanism::AesCmac {
-            let k = self.aes(&o, mech, Op::Verify)?;
             self.check_class(&o, ObjectClass::SecretKey, mech, Op::Verify)?;
+            let k = self.aes(&o, mech, Op::Verify)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
             return keys::cmac_verify(k, data, signature);
         }
@@ -991,8 +1009,8 @@ impl Session for EmulatorSession<'_> {
         let op = Op::Encrypt;
         let o = self.object(key, op)?;
         if mech.is_aes_cipher() {
-            let k = self.aes(&o, mech, op)?;
             self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
+            let k = self.aes(&o, mech, op)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
             return Ok(keys::aes_crypt(k, mech, plaintext, true)?.to_vec());
         }
@@ -1012,8 +1030,8 @@ impl Session for EmulatorSession<'_> {
         let op = Op::Decrypt;
         let o = self.object(key, op)?;
         if mech.is_aes_cipher() {
-            let k = self.aes(&o, mech, op)?;
             self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
+            let k = self.aes(&o, mech, op)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
             return Ok(keys::aes_crypt(k, mech, ciphertext, false)?.to_vec());
         }

@@ -101,8 +101,11 @@ impl TokenRecord {
         if r.label.len() > 32 {
             return Err(corrupt(path, "the label is longer than 32 bytes"));
         }
-        if r.user_pin.as_ref().is_some_and(|p| p.check.len() != 32) {
-            return Err(corrupt(path, "the user PIN verifier is not 32 bytes"));
+        if let Some(p) = &r.user_pin {
+            if p.check.len() != 32 {
+                return Err(corrupt(path, "the user PIN verifier is not 32 bytes"));
+            }
+            p.kdf.check().map_err(|_| corrupt(path, "the user PIN's key-derivation parameters are out of range"))?;
         }
         Ok(r)
     }
@@ -185,7 +188,11 @@ pub fn check_user_pin(kmdata: &Path, pin: &Pin) -> Result<()> {
             .detail(format!("the user PIN is locked after {MAX_USER_FAILURES} wrong PINs in a row"))
             .hint("the security officer sets a new one (`hsmkit init-pin`, C_InitPIN)"));
     }
-    let ok = r.user_pin.as_ref().is_some_and(|c| c.matches(pin).unwrap_or(false));
+    // A verifier that cannot be computed is damage, not a wrong PIN: reported, never counted.
+    let ok = match &r.user_pin {
+        Some(c) => c.matches(pin)?,
+        None => false,
+    };
     let before = r.user_failures;
     r.user_failures = if ok { 0 } else { r.user_failures.saturating_add(1) };
     if r.user_failures != before {
@@ -233,7 +240,11 @@ pub fn change_user_pin(kmdata: &Path, old: &Pin, new: &Pin, salt: [u8; 16]) -> R
     if r.user_locked() {
         return Err(Error::new(ErrorKind::PinLocked, op).detail("the user PIN is locked"));
     }
-    if !r.user_pin.as_ref().is_some_and(|c| c.matches(old).unwrap_or(false)) {
+    let matches = match &r.user_pin {
+        Some(c) => c.matches(old)?,
+        None => false,
+    };
+    if !matches {
         r.user_failures = r.user_failures.saturating_add(1);
         r.save(kmdata)?;
         return Err(Error::new(ErrorKind::PinIncorrect, op).detail("wrong user PIN"));
@@ -290,7 +301,7 @@ mod tests {
             br#"{"format":"other","version":1,"label":"x","user_pin":null,"user_failures":0}"#,
             br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"0123456789012345678901234567890123","user_pin":null,"user_failures":0}"#,
             br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"x","user_pin":null,"user_failures":0,"extra":1}"#,
-            br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"x","user_pin":{"kdf":{"m_kib":4194304,"t":1,"p":1,"salt":"0000000000000000"},"check":"00"},"user_failures":0}"#,
+            br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"x","user_pin":{"kdf":{"m_kib":4194304,"t":1,"p":1,"salt":"0000000000000000"},"check":"0000000000000000000000000000000000000000000000000000000000000000"},"user_failures":0}"#,
         ] {
             let e = TokenRecord::parse(hostile, p).expect_err("hostile record");
             assert_eq!(*e.kind(), ErrorKind::Corrupt);

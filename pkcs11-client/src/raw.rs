@@ -199,6 +199,11 @@ impl Raw {
         let data = input.as_ptr() as *mut u8;
         // SAFETY: a null output buffer asks the length; the input is `input.len()` readable bytes.
         check(unsafe { call(session, data, input.len() as CK_ULONG, null_mut(), &mut len) }, name, op)?;
+        // These modes add at most a block or a tag: a module claiming more is not believed.
+        if len as usize > input.len() + 32 {
+            return Err(Error::new(ErrorKind::GeneralError, op)
+                .detail(format!("the module asks {len} bytes of output for {} bytes of input", input.len())));
+        }
         let mut out = vec![0u8; len as usize];
         // SAFETY: room for `len` bytes.
         check(unsafe { call(session, data, input.len() as CK_ULONG, out.as_mut_ptr(), &mut len) }, name, op)?;

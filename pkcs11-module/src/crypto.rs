@@ -230,14 +230,14 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
     let mut st = s.lock()?;
     let st = &mut *st;
     let op = st.ops.sign.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    // C_Sign after C_SignUpdate is out of order; C_SignFinal right after C_SignInit signs the
-    // empty message.
-    // C_Sign after C_SignUpdate, or C_SignFinal after a C_Sign length query, mixes the two forms.
+    // C_Sign after C_SignUpdate or C_SignFinal, or C_SignFinal after C_Sign, mixes the two forms
+    // (C_SignFinal right after C_SignInit signs the empty message, as a multi-part operation).
     if (!final_ && op.multipart) || (final_ && op.single) {
         st.ops.sign = None;
         return Err(rv::OPERATION_ACTIVE);
     }
     op.single |= !final_;
+    op.multipart |= final_;
     if op.reauth == Some(false) {
         st.ops.sign = None;
         return Err(rv::USER_NOT_LOGGED_IN);
@@ -265,9 +265,14 @@ pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
     let mut st = s.lock()?;
     let slot = if verify { &mut st.ops.verify } else { &mut st.ops.sign };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if op.result.is_some() || (!op.multipart && !op.data.is_empty()) {
+    // An update after a result was computed (a length query of C_Sign or C_SignFinal) mixes forms.
+    if op.result.is_some() || op.single {
         *slot = None;
         return Err(rv::OPERATION_ACTIVE);
+    }
+    if op.data.len().saturating_add(data.len()) > crate::ffi::MAX_INPUT {
+        *slot = None;
+        return Err(rv::DATA_LEN_RANGE);
     }
     op.multipart = true;
     op.data.extend_from_slice(data);
@@ -346,13 +351,14 @@ pub fn crypt_update(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt
         *slot = None;
         return Err(rv::MECHANISM_INVALID);
     }
-    if op.single {
+    // After C_Encrypt, or after C_EncryptFinal computed the result, no more input is taken.
+    if op.single || op.result.is_some() {
         *slot = None;
         return Err(rv::OPERATION_ACTIVE);
     }
     if op.data.len().saturating_add(input.len()) > crate::ffi::MAX_INPUT {
         *slot = None;
-        return Err(Rv(ck::CKR_DATA_LEN_RANGE));
+        return Err(rv::DATA_LEN_RANGE);
     }
     op.multipart = true;
     op.data.extend_from_slice(input);
@@ -372,6 +378,8 @@ pub fn crypt_final(h: CK_SESSION_HANDLE, out: OutBuf<'_>, decrypt: bool) -> Resu
         *slot = None;
         return Err(e);
     }
+    // From here on the operation is multi-part: C_Encrypt may not take its (kept) result.
+    op.multipart = true;
     finish(&st.emu, slot, None, out, decrypt)
 }
 

@@ -78,7 +78,7 @@ pub fn get_token_info(slot: CK_SLOT_ID, info: &mut ck::CK_TOKEN_INFO) -> Result<
         if r.user_failures > 0 {
             flags |= ck::CKF_USER_PIN_COUNT_LOW;
         }
-        if r.user_failures + 1 == MAX_USER_FAILURES {
+        if r.user_failures == MAX_USER_FAILURES - 1 {
             flags |= ck::CKF_USER_PIN_FINAL_TRY;
         }
         if r.user_locked() {
@@ -159,20 +159,40 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
     if t.initialized() {
         let cards = so_cards(&t.emu, &pin)?;
         t.emu.authorize(&cards).map_err(emu_err)?;
+        let remove = |path: &std::path::Path| {
+            std::fs::remove_file(path).map_err(|e| {
+                crate::log(&format!("cannot remove {}: {e}", path.display()));
+                Rv(ck::CKR_DEVICE_ERROR)
+            })
+        };
         for k in t.emu.list_keys().map_err(emu_err)? {
             if k.header.appname == "pkcs11" {
-                std::fs::remove_file(&k.path).map_err(|e| {
-                    crate::log(&format!("cannot remove {}: {e}", k.path.display()));
-                    Rv(ck::CKR_DEVICE_ERROR)
-                })?;
+                remove(&k.path)?;
             }
         }
+        // The data objects and certificates stored through PKCS#11 go too (listed by name, so a
+        // damaged one is removed rather than left to stop the reset).
+        let local = s.kmdata.join("local");
+        let objects = std::fs::read_dir(&local).map_err(|e| {
+            crate::log(&format!("cannot list {}: {e}", local.display()));
+            Rv(ck::CKR_DEVICE_ERROR)
+        })?;
+        for entry in objects.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(hsmkit_emulator::store::OBJECT_PREFIX) {
+                remove(&entry.path())?;
+            }
+        }
+        lib.stored()?.drop_slot(index);
         // A fresh module instance forgets every loaded object of the old token.
         t.emu = Arc::new(Slot::open_module(&s.kmdata)?);
     } else {
         t.emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[pin]).map_err(emu_err)?;
     }
-    TokenRecord::new(label).save(&s.kmdata).map_err(emu_err)?;
+    {
+        // Under the record's lock, so no PIN check in another process writes over the reset.
+        let _held = TokenRecord::lock(&s.kmdata, hsmkit_backend::Op::Login).map_err(emu_err)?;
+        TokenRecord::new(label).save(&s.kmdata).map_err(emu_err)?;
+    }
     t.logout();
     Ok(())
 }
@@ -335,9 +355,8 @@ pub fn init_pin(h: CK_SESSION_HANDLE, pin: &[u8]) -> Result<()> {
             _ => return Err(rv::USER_NOT_LOGGED_IN),
         }
     };
-    emu.init_user_pin(&quorum, &pin).map_err(emu_err)?;
-    // The security officer may have logged out meanwhile; the PIN was set with the quorum held.
-    still_open(&lib, h)
+    // Set with the quorum held: done, even if the session closed meanwhile.
+    emu.init_user_pin(&quorum, &pin).map_err(emu_err)
 }
 
 /// `C_SetPIN`: the user changes the user PIN. The security officer's PIN is the Administrator

@@ -868,17 +868,23 @@ pub fn generate_key_pair(
         KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e };
     let (pub_h, priv_h) = st.emu.generate_key_pair(&spec, &policy).map_err(crate::emu_err)?;
     // The public key is an object of its own: it takes the public template's label and id.
-    let v = View::read(&st.emu, pub_h.0)?;
-    let mut named = v.policy.clone();
-    if let Some(l) = &pub_policy.label {
-        named.label = Some(l.clone());
-    }
-    if let Some(i) = &pub_policy.id {
-        named.id = Some(i.clone());
-    }
-    let named = if named != v.policy { st.emu.modify(pub_h, &named).map_err(crate::emu_err) } else { Ok(()) };
-    let done =
-        named.and_then(|()| with_details(&st.emu, pub_h, public)).and_then(|_| with_details(&st.emu, priv_h, private));
+    // The public key is an object of its own: it takes the public template's label and id, and
+    // each half its template's details. Any failure removes both halves.
+    let done = (|| {
+        let v = View::read(&st.emu, pub_h.0)?;
+        let mut named = v.policy.clone();
+        if let Some(l) = &pub_policy.label {
+            named.label = Some(l.clone());
+        }
+        if let Some(i) = &pub_policy.id {
+            named.id = Some(i.clone());
+        }
+        if named != v.policy {
+            st.emu.modify(pub_h, &named).map_err(crate::emu_err)?;
+        }
+        with_details(&st.emu, pub_h, public)?;
+        with_details(&st.emu, priv_h, private)
+    })();
     if let Err(e) = done {
         let _ = st.emu.destroy(pub_h);
         let _ = st.emu.destroy(priv_h);

@@ -44,6 +44,9 @@ pub fn mechanisms(emu: &hsmkit_emulator::Emulator) -> Result<Vec<MechRow>> {
                     | K::AesEcb
                     | K::AesCbc
                     | K::AesCbcPad
+                    | K::AesCtr
+                    | K::AesGcm
+                    | K::AesCmac
             );
             let unit = if aes { 8 } else { 1 };
             MechRow {

@@ -69,6 +69,11 @@ impl StoredTable {
         })
     }
 
+    /// Forgets every handle of slot index `slot` (its token was initialised again).
+    pub fn drop_slot(&mut self, slot: usize) {
+        self.entries.retain(|_, e| e.slot != slot);
+    }
+
     /// Forgets the session objects of the sessions `gone` (they closed).
     pub fn drop_sessions(&mut self, gone: &[CK_SESSION_HANDLE]) {
         self.entries.retain(|_, e| !matches!(&e.place, Place::Session { owner, .. } if gone.contains(owner)));
@@ -262,12 +267,13 @@ pub fn create(lib: &Library, s: &Session, t: &Template<'_>, class: CK_ULONG) -> 
     }
     let emu = emu_of(lib, s)?;
     let obj = emu.new_object(class, private, attrs).map_err(crate::emu_err)?;
-    let mut table = lib.stored()?;
     if token {
+        // Written before the handle table is locked: other sessions need not wait on the disk.
         let obj = emu.save_object(obj).map_err(crate::emu_err)?;
         let path = obj.path.clone().ok_or(rv::GENERAL_ERROR)?;
-        Ok(table.token_handle(s.slot, &path))
+        Ok(lib.stored()?.token_handle(s.slot, &path))
     } else {
+        let mut table = lib.stored()?;
         let h = table.new_handle();
         table.entries.insert(h, Entry { slot: s.slot, place: Place::Session { owner: s.handle, obj } });
         Ok(h)
@@ -396,13 +402,53 @@ pub fn find(lib: &Library, s: &Session, t: &Template<'_>) -> Result<Vec<CK_OBJEC
     {
         return Ok(Vec::new());
     }
+    // A template naming an attribute no stored object has (a key's) matches none: no file is read.
+    let sample = StoredObject {
+        header: hsmkit_emulator::store::ObjectHeader {
+            format: String::new(),
+            version: 1,
+            ident: String::new(),
+            class: DATA_CLASS,
+            private: false,
+            hkm: Vec::new(),
+        },
+        attrs: BTreeMap::new(),
+        path: None,
+    };
+    let possible = |class: u64| {
+        let probe = StoredObject {
+            header: hsmkit_emulator::store::ObjectHeader { class, ..sample.header.clone() },
+            ..sample.clone()
+        };
+        t.attrs().iter().all(|a| answer(&probe, a.kind) != Answer::Invalid)
+    };
+    if !possible(DATA_CLASS) && !possible(CERTIFICATE_CLASS) {
+        return Ok(Vec::new());
+    }
     let visible_private = private_allowed(lib, s)?;
     let emu = emu_of(lib, s)?;
     let mut candidates: Vec<(CK_OBJECT_HANDLE, StoredObject)> = Vec::new();
-    let token_objects = emu.list_objects().map_err(crate::emu_err)?;
+    // Each file on its own: a damaged object is left out of searches (and named in the log and
+    // by `nkminfo -k`), so it cannot stop every search of the token.
+    let mut paths = Vec::new();
+    let local = emu.config().kmdata.join("local");
+    if let Ok(entries) = std::fs::read_dir(&local) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(hsmkit_emulator::store::OBJECT_PREFIX) {
+                paths.push(e.path());
+            }
+        }
+    }
+    paths.sort();
+    let mut token_objects = Vec::new();
+    for path in paths {
+        match emu.load_object(&path) {
+            Ok(obj) => token_objects.push((path, obj)),
+            Err(e) => crate::log_error(&e),
+        }
+    }
     let mut table = lib.stored()?;
-    for obj in token_objects {
-        let path = obj.path.clone().ok_or(rv::GENERAL_ERROR)?;
+    for (path, obj) in token_objects {
         candidates.push((table.token_handle(s.slot, &path), obj));
     }
     for (h, e) in &table.entries {

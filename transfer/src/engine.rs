@@ -274,9 +274,20 @@ impl<'s> Engine<'s> {
             if let Some(pin) = user {
                 s.login(UserKind::User, pin)?;
             }
+            // The cards, whether given one by one or as the officer's PIN (card PINs joined by
+            // commas); presented rather than logged in, so the user's login stays.
             let presented = match officer {
                 Officer::Cards(cards) => authority.present_cards(cards),
-                Officer::Pin(pin) => s.login(UserKind::SecurityOfficer, pin),
+                Officer::Pin(pin) => {
+                    use secrecy::ExposeSecret as _;
+                    let cards: Vec<(u8, hsmkit_backend::Pin)> = pin
+                        .expose_secret()
+                        .split(',')
+                        .enumerate()
+                        .map(|(i, p)| (i as u8 + 1, hsmkit_backend::Pin::from(p.to_owned())))
+                        .collect();
+                    authority.present_cards(&cards)
+                }
             };
             if let Err(e) = presented {
                 let _ = s.logout();
