@@ -141,7 +141,13 @@ pub struct Emulator {
     /// [`hsmkit_backend::Backend::open_session`] shares it, as the sessions of one PKCS#11
     /// application do (§5.6).
     pub(crate) app: Mutex<AppLogin>,
+    /// Whether the token record asked for a login, by the record file's identity (inode, length,
+    /// modification time), so the hot path does not read it on every key operation.
+    login_cache: Mutex<Option<(FileStamp, bool)>>,
 }
+
+/// A file's identity for caching: inode, length, modification time (seconds, nanoseconds).
+type FileStamp = (u64, u64, i64, i64);
 
 /// Who is logged in for the in-process application, and how many of its sessions are open.
 #[derive(Debug, Default)]
@@ -190,6 +196,7 @@ impl Emulator {
             next_session: AtomicU64::new(1),
             key_changes: Mutex::new(()),
             app: Mutex::new(AppLogin::default()),
+            login_cache: Mutex::new(None),
         };
         Ok(emu)
     }
@@ -205,7 +212,27 @@ impl Emulator {
     /// as nShield's module-protected keys need no login. Read from kmdata on each call, so a PIN
     /// set by another process counts at once.
     pub fn login_required(&self) -> Result<bool> {
-        crate::token::login_required(&self.config.kmdata)
+        use std::os::unix::fs::MetadataExt as _;
+        // One stat a call: the record is read again only when its file changed (every write
+        // renames a new file into place, so the inode changes).
+        let path = crate::token::TokenRecord::path(&self.config.kmdata);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(Error::new(ErrorKind::Io, Op::Login).detail(format!("cannot read {}: {e}", path.display())));
+            }
+        };
+        let stamp = (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        let mut cache = self.login_cache.lock().map_err(|_| poisoned(Op::Login))?;
+        if let Some((s, required)) = *cache
+            && s == stamp
+        {
+            return Ok(required);
+        }
+        let required = crate::token::login_required(&self.config.kmdata)?;
+        *cache = Some((stamp, required));
+        Ok(required)
     }
 
     /// Checks the token's user PIN (a wrong one is counted, across processes).

@@ -203,23 +203,45 @@ impl Emulator {
         Ok(obj)
     }
 
-    /// Rewrites the token object `obj` (its attributes changed), crash-safely, under the lock
-    /// that serialises changes to stored objects.
-    pub fn update_object(&self, obj: &StoredObject) -> Result<()> {
-        let op = Op::ChangeAcl;
-        let path =
-            obj.path.as_ref().ok_or_else(|| Error::new(ErrorKind::ArgumentsBad, op).detail("a session object"))?;
-        let _serial = self.key_changes(op)?;
-        if !path.exists() {
-            return Err(Error::new(ErrorKind::ObjectHandleInvalid, op).detail("the object was destroyed"));
-        }
-        self.write_object(obj, path, false, op)
+    /// Holds `local/objects.lock` exclusively: every change of a stored object, in any process,
+    /// runs under it, so none is lost to another or undone by a stale copy.
+    fn objects_lock(&self, op: Op) -> Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.config().kmdata.join("local").join("objects.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(op, &path))?;
+        file.lock().map_err(io(op, &path))?;
+        Ok(file)
     }
 
-    /// Removes the token object at `path`.
+    /// Changes the token object at `path`: read again under the objects' lock (another process
+    /// may have changed or destroyed it), changed by `edit`, written back crash-safely.
+    pub fn update_object(
+        &self,
+        path: &Path,
+        edit: impl FnOnce(&mut StoredObject) -> Result<()>,
+    ) -> Result<StoredObject> {
+        let op = Op::ChangeAcl;
+        let _held = self.objects_lock(op)?;
+        let mut obj = self.load_object(path)?;
+        edit(&mut obj)?;
+        self.write_object(&obj, path, false, op)?;
+        Ok(obj)
+    }
+
+    /// Removes the token object at `path` (under the objects' lock).
     pub fn destroy_object(&self, path: &Path) -> Result<()> {
-        let _serial = self.key_changes(Op::DestroyKey)?;
-        fs::remove_file(path).map_err(io(Op::DestroyKey, path))
+        let _held = self.objects_lock(Op::DestroyKey)?;
+        fs::remove_file(path).map_err(|e| {
+            let kind =
+                if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::ObjectHandleInvalid } else { ErrorKind::Io };
+            Error::new(kind, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))
+        })
     }
 
     /// Reads and opens the token object at `path`.
@@ -318,9 +340,11 @@ mod tests {
         assert_eq!(emu.load_object(&other).expect_err("renamed").kind(), &ErrorKind::Corrupt);
         fs::remove_file(&other).expect("rm");
         // Changed and rewritten; destroyed.
-        let mut changed = obj.clone();
-        changed.attrs.insert(3, Zeroizing::new(b"renamed".to_vec()));
-        emu.update_object(&changed).expect("update");
+        emu.update_object(&path, |o| {
+            o.attrs.insert(3, Zeroizing::new(b"renamed".to_vec()));
+            Ok(())
+        })
+        .expect("update");
         assert_eq!(emu.load_object(&path).expect("load").attrs[&3].as_slice(), b"renamed");
         emu.destroy_object(&path).expect("destroy");
         assert!(emu.list_objects().expect("list").is_empty());

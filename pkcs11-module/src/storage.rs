@@ -330,20 +330,36 @@ pub fn set_attribute_value(lib: &Library, s: &Session, h: CK_OBJECT_HANDLE, t: &
         }
         check_attr(obj.header.class, a.kind, a.value, so)?;
     }
-    if !allows(&obj, ck::CKA_MODIFIABLE) {
-        return Err(rv::ACTION_PROHIBITED);
-    }
-    for a in t.attrs() {
-        if matches!(a.kind, ck::CKA_COPYABLE | ck::CKA_DESTROYABLE) && bool_of(a.value)? && !allows(&obj, a.kind) {
-            // Only from true to false (§4.4).
-            return Err(rv::ATTRIBUTE_READ_ONLY);
+    // The change, applied to the object as it is now (a token object is read again under the
+    // objects' lock, so a change made meanwhile by another process is neither lost nor undone).
+    let apply = |obj: &mut StoredObject| -> Result<()> {
+        if !allows(obj, ck::CKA_MODIFIABLE) {
+            return Err(rv::ACTION_PROHIBITED);
         }
-        obj.attrs.insert(a.kind, Zeroizing::new(a.value.to_vec()));
+        for a in t.attrs() {
+            if matches!(a.kind, ck::CKA_COPYABLE | ck::CKA_DESTROYABLE) && bool_of(a.value)? && !allows(obj, a.kind) {
+                // Only from true to false (§4.4).
+                return Err(rv::ATTRIBUTE_READ_ONLY);
+            }
+            obj.attrs.insert(a.kind, Zeroizing::new(a.value.to_vec()));
+        }
+        Ok(())
+    };
+    if let Some(path) = obj.path.clone() {
+        let mut refused = None;
+        let r = emu_of(lib, s)?.update_object(&path, |o| {
+            apply(o).map_err(|rv| {
+                refused = Some(rv);
+                hsmkit_backend::Error::new(hsmkit_backend::ErrorKind::ActionProhibited, hsmkit_backend::Op::ChangeAcl)
+            })
+        });
+        return match (r, refused) {
+            (Ok(_), _) => Ok(()),
+            (Err(_), Some(rv)) => Err(rv),
+            (Err(e), None) => Err(not_found(e)),
+        };
     }
-    let emu = emu_of(lib, s)?;
-    if obj.path.is_some() {
-        return emu.update_object(&obj).map_err(not_found);
-    }
+    apply(&mut obj)?;
     hsmkit_emulator::store::check_size(&obj.attrs, hsmkit_backend::Op::ChangeAcl).map_err(crate::emu_err)?;
     let mut table = lib.stored()?;
     if let Some(Entry { place: Place::Session { obj: held, .. }, .. }) = table.entries.get_mut(&h) {
