@@ -39,8 +39,9 @@ fn bad(cmdlet: &str, what: String, usage: &str) -> Error {
     Error::new(ErrorKind::ArgumentsBad, Op::Info).detail(format!("{cmdlet}: {what}")).hint(format!("write `{usage}`"))
 }
 
-/// Parses `args` into values (lower-cased names) and switches.
-fn parse(
+/// Parses PowerShell-style `args` (`-Name value`, `-Switch`; an en dash counts as a dash) into
+/// values (lower-cased names) and switches, for the article's tools and cmdlets.
+pub(crate) fn parse(
     cmdlet: &str,
     usage: &str,
     args: &[String],
@@ -61,7 +62,7 @@ fn parse(
             let v = it.next().ok_or_else(|| bad(cmdlet, format!("{arg} needs a value"), usage))?;
             values.insert(name, v.clone());
         } else {
-            return Err(bad(cmdlet, format!("unknown parameter '{arg}'"), usage));
+            return Err(bad(cmdlet, format!("unknown argument '{arg}'"), usage));
         }
     }
     Ok((values, on))

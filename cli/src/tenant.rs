@@ -8,7 +8,7 @@ use hsmkit_backend::{Backend, Error, ErrorKind, Op, Result, Session, SessionMode
 use hsmkit_emulator::{Config, Emulator};
 use hsmkit_transfer::byok;
 use hsmkit_transfer::provider::{self, Checked, Provenance};
-use hsmkit_transfer::tenant::{Added, Store};
+use hsmkit_transfer::tenant::Store;
 
 use crate::Global;
 use crate::commands::hex;
@@ -146,15 +146,8 @@ fn add_key(
     now: u64,
 ) -> Result<()> {
     let op = Op::UnwrapKey;
-    let fingerprint = {
-        use sha2::Digest;
-        hex(&sha2::Sha256::digest(&checked.package.body.public))
-    };
-    if let Some(id) = store.added_as(&checked.package_sha256, &fingerprint)? {
-        return Err(Error::new(ErrorKind::AlreadyExists, op)
-            .detail(format!("{name} was already added, as key {id}; nothing changed"))
-            .hint("list the keys with `hsmkit tenant … keys`"));
-    }
+    // Refused before the confirmation is asked: nothing would change.
+    provider::refuse_if_added(store, checked, name)?;
     if !yes {
         println!("Adding this key makes it tenant {tenant}'s Active key; this cannot be undone. Continue? [y/N]");
         let mut line = String::new();
@@ -168,22 +161,17 @@ fn add_key(
                 .hint("answer y, or give --yes"));
         }
     }
-    match provider::import(session, store, checked, name, now)? {
-        Added::Added { identifier, archived } => {
-            let source = match &checked.provenance {
-                Provenance::Certified { source_world } => format!("source world {}", hex(source_world)),
-                Provenance::Unattested => "unattested".to_string(),
-            };
-            println!("Key {identifier} (from {:?}, {source}) is the Active key", checked.package.body.friendly_name);
-            if let Some(old) = archived {
-                println!("Key {old} is now Archived");
-            }
-            println!("The Rights management service successfully added the key.");
-            Ok(())
-        }
-        Added::AlreadyAdded(id) => Err(Error::new(ErrorKind::AlreadyExists, op)
-            .detail(format!("{name} was already added, as key {id}; nothing changed"))),
+    let imported = provider::import(session, store, checked, name, now)?;
+    let source = match &checked.provenance {
+        Provenance::Certified { source_world } => format!("source world {}", hex(source_world)),
+        Provenance::Unattested => "unattested".to_string(),
+    };
+    println!("Key {} (from {:?}, {source}) is the Active key", imported.identifier, checked.package.body.friendly_name);
+    if let Some(old) = imported.archived {
+        println!("Key {old} is now Archived");
     }
+    println!("The Rights management service successfully added the key.");
+    Ok(())
 }
 
 /// The ceremony's last check: a signature made by the tenant's Active key in the provider's

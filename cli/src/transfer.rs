@@ -133,27 +133,14 @@ const VALUED: &[&str] = &[
 ];
 const SWITCHES: &[&str] = &["modifyacls", "package"];
 
+const KTR_USAGE: &str = "hsmkit KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier IDENT -ExchangeKeyPackage BYOK-KEK-pkg-NA-1 -NewSecurityWorldPackage BYOK-SecurityWorld-pkg-NA-1";
+
 fn bad(what: String) -> Error {
-    Error::new(ErrorKind::ArgumentsBad, Op::ChangeAcl).detail(what).hint(
-        "write `hsmkit KeyTransferRemote -ModifyAcls -KeyAppName simple -KeyIdentifier IDENT -ExchangeKeyPackage BYOK-KEK-pkg-NA-1 -NewSecurityWorldPackage BYOK-SecurityWorld-pkg-NA-1`",
-    )
+    Error::new(ErrorKind::ArgumentsBad, Op::ChangeAcl).detail(what).hint(format!("write `{KTR_USAGE}`"))
 }
 
 pub fn key_transfer_remote(g: &Global, a: &KeyTransferRemoteArgs) -> Result<()> {
-    let mut values = std::collections::BTreeMap::new();
-    let mut switches = Vec::new();
-    let mut it = a.args.iter();
-    while let Some(arg) = it.next() {
-        let name = arg.trim_start_matches(['-', '\u{2013}']).to_ascii_lowercase();
-        if SWITCHES.contains(&name.as_str()) {
-            switches.push(name);
-        } else if VALUED.contains(&name.as_str()) {
-            let v = it.next().ok_or_else(|| bad(format!("{arg} needs a value")))?;
-            values.insert(name, v.clone());
-        } else {
-            return Err(bad(format!("unknown argument '{arg}'")));
-        }
-    }
+    let (values, switches) = crate::aadrm::parse("KeyTransferRemote", KTR_USAGE, &a.args, VALUED, SWITCHES)?;
     let get = |k: &str| values.get(k).cloned();
     let need = |k: &str, shown: &str| get(k).ok_or_else(|| bad(format!("-{shown} is missing")));
     match switches.as_slice() {

@@ -538,7 +538,7 @@ fn the_articles_tenant_cmdlets_run_as_written() {
     let err = e.fails("Add-AadrmKey -KeyFile");
     assert!(err.contains("-KeyFile needs a value"), "{err}");
     let err = e.fails("Get-AadrmKeys -Tenant x");
-    assert!(err.contains("unknown parameter '-Tenant'"), "{err}");
+    assert!(err.contains("unknown argument '-Tenant'"), "{err}");
     // A damaged connection file is named, never half-used.
     let conn = d.join("state").join("aadrm-connection.json");
     let good = std::fs::read(&conn).expect("connection");

@@ -141,18 +141,44 @@ fn provider_kek(session: &dyn Session, spki_sha256: &[u8]) -> Result<Option<KeyH
     Ok(None)
 }
 
+/// Refuses a package that was added before, or whose key was (packaged again): nothing would
+/// change. A service asks this before it asks the user to confirm.
+pub fn refuse_if_added(store: &Store, checked: &Checked, name: &str) -> Result<()> {
+    match store.added_as(&checked.package_sha256, &sha256_hex(&checked.package.body.public))? {
+        Some(id) => Err(already_added(name, &id)),
+        None => Ok(()),
+    }
+}
+
+fn already_added(name: &str, id: &str) -> Error {
+    Error::new(ErrorKind::AlreadyExists, Op::UnwrapKey)
+        .detail(format!("{name} was already added, as key {id}; nothing changed"))
+        .hint("list the keys with `hsmkit tenant … keys`")
+}
+
+/// A key added to a tenant: its identifier, and the key it archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The new Active key's identifier.
+    pub identifier: String,
+    /// The previous Active key, now Archived.
+    pub archived: Option<String>,
+}
+
 /// Unwraps a checked package inside the provider's module as the tenant's new Active key (the
 /// previous Active key is Archived), in one store transaction. The same package, or the same key
 /// packaged again, changes nothing and says so.
-pub fn import(session: &dyn Session, store: &mut Store, checked: &Checked, name: &str, now_ms: u64) -> Result<Added> {
+pub fn import(
+    session: &dyn Session,
+    store: &mut Store,
+    checked: &Checked,
+    name: &str,
+    now_ms: u64,
+) -> Result<Imported> {
     let op = Op::UnwrapKey;
     let b = &checked.package.body;
     let fingerprint = sha256_hex(&b.public);
-    if let Some(id) = store.added_as(&checked.package_sha256, &fingerprint)? {
-        return Err(Error::new(ErrorKind::AlreadyExists, op)
-            .detail(format!("{name} was already added, as key {id}; nothing changed"))
-            .hint("list the keys with `hsmkit tenant … keys`"));
-    }
+    refuse_if_added(store, checked, name)?;
     let identifier = guid(&checked.package_sha256);
     let policy = KeyPolicy::new(checked.usage).with_label(identifier.clone());
     let key = session.unwrap_key(&byok::WRAP, checked.kek, &b.wrapped, KeyType::Rsa, &policy)?;
@@ -171,9 +197,8 @@ pub fn import(session: &dyn Session, store: &mut Store, checked: &Checked, name:
             module_key: format!("label {identifier}"),
         };
         match store.add(&row, &checked.package_sha256)? {
-            added @ Added::Added { .. } => Ok(added),
-            Added::AlreadyAdded(id) => Err(Error::new(ErrorKind::AlreadyExists, op)
-                .detail(format!("{name} was already added, as key {id}; nothing changed"))),
+            Added::Added { identifier, archived } => Ok(Imported { identifier, archived }),
+            Added::AlreadyAdded(id) => Err(already_added(name, &id)),
         }
     })();
     if result.is_err() {
