@@ -112,7 +112,9 @@ pub struct TransferTarget {
     /// The provider world's module-key hash: the copy may be saved only under it. `None`: this
     /// module's own world (the copy stays here until it is wrapped).
     pub provider_hkm: Option<Vec<u8>>,
-    /// The copy's label (`CKA_LABEL`); `None` keeps the source key's name.
+    /// The copy's label (`CKA_LABEL`) on a world; `None` keeps the source key's name. The transfer
+    /// engine sets it to `xferacld-<source label>` for a key chosen by label or id, the name it
+    /// gives copies on a PKCS#11 token too, and the name it looks for.
     pub label: Option<String>,
 }
 

@@ -221,6 +221,11 @@ impl<'s> Engine<'s> {
     }
 
     /// The label of a key.
+    /// The label of `source`'s narrowed copy on a PKCS#11 token (or a world's key found by label).
+    fn copy_label(&self, source: KeyHandle) -> Result<String> {
+        Ok(format!("{COPY_PREFIX}{}", self.label(source)?))
+    }
+
     fn label(&self, key: KeyHandle) -> Result<String> {
         match self.session.attributes(key, &[AttrKind::Label])?.pop() {
             Some(Attr::Value(_, AttrValue::Text(t))) => Ok(t),
@@ -297,7 +302,7 @@ impl<'s> Engine<'s> {
                 let source = self.find(key)?;
                 let mut target = target.clone();
                 if !matches!(key, KeyRef::Named { .. }) && target.label.is_none() {
-                    target.label = Some(format!("{COPY_PREFIX}{}", self.label(source)?));
+                    target.label = Some(self.copy_label(source)?);
                 }
                 let copy = authority.narrow_for_transfer(source, &target)?;
                 Ok(Narrowed {
@@ -331,7 +336,8 @@ impl<'s> Engine<'s> {
             s.login(UserKind::User, pin)?;
         }
         let source = self.find(key)?;
-        let label = format!("{COPY_PREFIX}{}", target.label.clone().unwrap_or(self.label(source)?));
+        // The copy is always `xferacld-<source label>`, the name `narrowed_copy` looks for.
+        let label = self.copy_label(source)?;
         let original = match s.attributes(source, &[AttrKind::Policy])?.pop() {
             Some(Attr::Value(_, AttrValue::Policy(p))) => p,
             _ => {
@@ -404,7 +410,7 @@ impl<'s> Engine<'s> {
             return authority.transfer_copy(source)?.ok_or_else(missing);
         }
         let source = self.find(key)?;
-        let label = format!("{COPY_PREFIX}{}", self.label(source)?);
+        let label = self.copy_label(source)?;
         match self.find(&KeyRef::Label(label)) {
             Ok(h) => Ok(h),
             Err(e) if e.kind() == &ErrorKind::NotFound => Err(missing()),
