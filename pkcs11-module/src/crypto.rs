@@ -446,11 +446,7 @@ pub fn digest_key(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> Result<()> {
     if class != ObjectClass::SecretKey || policy.sensitive || !policy.extractable {
         return Err(Rv(ck::CKR_KEY_INDIGESTIBLE));
     }
-    let value =
-        match st.emu.attributes(state::key(key), &[hsmkit_backend::AttrKind::Value]).map_err(crate::emu_err)?.pop() {
-            Some(hsmkit_backend::Attr::Value(_, hsmkit_backend::AttrValue::Secret(v))) => v,
-            _ => return Err(Rv(ck::CKR_KEY_INDIGESTIBLE)),
-        };
+    let value = crate::objects::secret_value(&st.emu, key).ok_or(Rv(ck::CKR_KEY_INDIGESTIBLE))?;
     let op = st.ops.digest.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
     op.multipart = true;
     op.hasher.update(&value);

@@ -69,7 +69,8 @@ pub fn get_token_info(slot: CK_SLOT_ID, info: &mut ck::CK_TOKEN_INFO) -> Result<
     if t.initialized() {
         flags |= ck::CKF_TOKEN_INITIALIZED;
     }
-    if let Some(r) = t.record()? {
+    let record = t.record()?;
+    if let Some(r) = &record {
         if r.user_pin.is_some() {
             // A user PIN makes the private keys need the user's login; a world without one is
             // module protection alone.
@@ -85,7 +86,7 @@ pub fn get_token_info(slot: CK_SLOT_ID, info: &mut ck::CK_TOKEN_INFO) -> Result<
             flags |= ck::CKF_USER_PIN_LOCKED;
         }
     }
-    info.label = padded(&t.label());
+    info.label = padded(&t.label(record.as_ref()));
     info.manufacturerID = padded(MANUFACTURER);
     info.model = padded("nShield emulator");
     info.serialNumber = padded(&t.emu.esn().unwrap_or_default().replace('-', ""));

@@ -457,7 +457,7 @@ fn visible(lib: &Library, s: &Session, emu: &EmulatorSession<'static>, h: CK_OBJ
 }
 
 /// The secret value of `h`, when the module lets it be read.
-fn secret_value(emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn secret_value(emu: &EmulatorSession<'static>, h: CK_OBJECT_HANDLE) -> Option<Zeroizing<Vec<u8>>> {
     match emu.attributes(state::key(h), &[AttrKind::Value]).ok()?.pop()? {
         Attr::Value(_, AttrValue::Secret(v)) => Some(v),
         _ => None,
@@ -699,10 +699,8 @@ pub fn set_attribute_value(h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE, t: &Temp
     // The details are checked first (a malformed date changes nothing), then set after the policy.
     let details = Template { attrs: t.attrs.iter().filter(|a| DETAILS.contains(&a.kind)).copied().collect() };
     for a in &details.attrs {
-        let malformed_date = a.kind != ck::CKA_ALWAYS_AUTHENTICATE
-            && !(a.value.is_empty() || (a.value.len() == 8 && a.value.iter().all(u8::is_ascii_digit)));
-        if malformed_date {
-            return Err(rv::ATTRIBUTE_VALUE_INVALID);
+        if a.kind != ck::CKA_ALWAYS_AUTHENTICATE {
+            crate::storage::check_date(a.value)?;
         }
         if a.kind == ck::CKA_ALWAYS_AUTHENTICATE
             && details.bool(a.kind)? == Some(false)

@@ -94,9 +94,9 @@ impl Token {
         })
     }
 
-    /// The label shown in `CK_TOKEN_INFO`.
-    pub fn label(&self) -> String {
-        match (self.record().ok().flatten(), self.emu.world().ok().flatten()) {
+    /// The label shown in `CK_TOKEN_INFO`, from the token's `record` as just read.
+    pub fn label(&self, record: Option<&TokenRecord>) -> String {
+        match (record, self.emu.world().ok().flatten()) {
             (Some(r), _) => r.label.clone(),
             (None, Some(w)) => format!("hsmkit {}", w.name()),
             (None, None) => String::new(),

@@ -139,7 +139,7 @@ fn ulong_of(v: &[u8]) -> Result<CK_ULONG> {
 }
 
 /// A `CK_DATE`: empty, or eight ASCII digits `YYYYMMDD`.
-fn check_date(v: &[u8]) -> Result<()> {
+pub(crate) fn check_date(v: &[u8]) -> Result<()> {
     if v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit)) {
         Ok(())
     } else {
