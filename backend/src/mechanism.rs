@@ -175,7 +175,6 @@ impl Mechanism {
         }
     }
 
-    /// A readable name with parameters, for messages (`RSA-OAEP(SHA-256)`).
     /// Whether this is an AES encryption mode (ECB, CBC, CBC-PAD, CTR, GCM) rather than a key wrap.
     pub fn is_aes_cipher(&self) -> bool {
         matches!(
