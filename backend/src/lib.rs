@@ -12,6 +12,7 @@
 //! - [`KeyPolicy`] is the common denominator of an nShield ACL and the PKCS#11 key attributes.
 //! - [`RsaSigner`] makes a backend-held RSA key usable through the `signature` traits.
 
+mod ec;
 mod error;
 mod mechanism;
 mod policy;
@@ -19,6 +20,7 @@ mod session;
 mod signer;
 mod types;
 
+pub use ec::EcCurve;
 pub use error::{Error, ErrorKind, Op, Result};
 pub use mechanism::{HashAlg, Mechanism, MechanismFlags, MechanismInfo, MechanismKind};
 pub use policy::{KeyPolicy, Usage};

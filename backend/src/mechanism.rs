@@ -92,6 +92,15 @@ pub enum Mechanism {
     },
     /// AES-CMAC (`CKM_AES_CMAC`; RFC 4493, SP 800-38B): a full 16-byte tag with an AES key.
     AesCmac,
+    /// ECDSA (FIPS 186-5) with an EC key; the signature is `r || s`, each as long as the curve's
+    /// field, as PKCS#11 gives it. Without a hash (`CKM_ECDSA`) the input is a digest the caller
+    /// computed; with one (`CKM_ECDSA_SHA256` and kin) the data is hashed inside.
+    Ecdsa {
+        /// The hash applied to the data; `None`: the data is the digest.
+        hash: Option<HashAlg>,
+    },
+    /// Pure Ed25519 (`CKM_EDDSA` without parameters; RFC 8032) with an Edwards-curve key.
+    Eddsa,
     /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
     RsaOaep {
         /// OAEP hash and MGF1 hash.
@@ -164,6 +173,12 @@ impl Mechanism {
             Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
             Mechanism::RsaOaep { .. } | Mechanism::RsaOaepLabel { .. } => MechanismKind::RsaPkcsOaep,
             Mechanism::AesCmac => MechanismKind::AesCmac,
+            Mechanism::Ecdsa { hash: None } => MechanismKind::Ecdsa,
+            Mechanism::Ecdsa { hash: Some(Sha1) } => MechanismKind::EcdsaSha1,
+            Mechanism::Ecdsa { hash: Some(Sha256) } => MechanismKind::EcdsaSha256,
+            Mechanism::Ecdsa { hash: Some(Sha384) } => MechanismKind::EcdsaSha384,
+            Mechanism::Ecdsa { hash: Some(Sha512) } => MechanismKind::EcdsaSha512,
+            Mechanism::Eddsa => MechanismKind::Eddsa,
             Mechanism::AesEcb => MechanismKind::AesEcb,
             Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
@@ -172,6 +187,58 @@ impl Mechanism {
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
             Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
+        }
+    }
+
+    /// The type of key this mechanism works with (for a wrap, the wrapping key's).
+    pub fn key_type(&self) -> crate::types::KeyType {
+        use crate::types::KeyType;
+        match self {
+            Mechanism::Hmac { .. } => KeyType::GenericSecret,
+            Mechanism::AesCmac
+            | Mechanism::AesEcb
+            | Mechanism::AesCbc { .. }
+            | Mechanism::AesCbcPad { .. }
+            | Mechanism::AesCtr { .. }
+            | Mechanism::AesGcm { .. }
+            | Mechanism::AesKeyWrap
+            | Mechanism::AesKeyWrapPad => KeyType::Aes,
+            Mechanism::Ecdsa { .. } => KeyType::Ec,
+            Mechanism::Eddsa => KeyType::EcEdwards,
+            Mechanism::RsaPkcs1v15Raw
+            | Mechanism::RsaPkcs1v15 { .. }
+            | Mechanism::RsaPss { .. }
+            | Mechanism::RsaPssRaw { .. }
+            | Mechanism::RsaX509
+            | Mechanism::RsaOaep { .. }
+            | Mechanism::RsaOaepLabel { .. }
+            | Mechanism::RsaAesKeyWrap { .. } => KeyType::Rsa,
+        }
+    }
+
+    /// What this mechanism does: the functions it may start (`CKF_SIGN`, `CKF_ENCRYPT`, …), the
+    /// one table the PKCS#11 module checks an operation's mechanism against.
+    pub fn functions(&self) -> MechanismFlags {
+        let sv = MechanismFlags::SIGN | MechanismFlags::VERIFY;
+        let ed = MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT;
+        let wu = MechanismFlags::WRAP | MechanismFlags::UNWRAP;
+        match self {
+            Mechanism::RsaPkcs1v15Raw | Mechanism::RsaX509 => sv | ed,
+            Mechanism::RsaPkcs1v15 { .. }
+            | Mechanism::RsaPss { .. }
+            | Mechanism::RsaPssRaw { .. }
+            | Mechanism::Hmac { .. }
+            | Mechanism::AesCmac
+            | Mechanism::Ecdsa { .. }
+            | Mechanism::Eddsa => sv,
+            Mechanism::RsaOaep { .. } => ed | wu,
+            Mechanism::RsaOaepLabel { .. } => ed,
+            Mechanism::AesEcb
+            | Mechanism::AesCbc { .. }
+            | Mechanism::AesCbcPad { .. }
+            | Mechanism::AesCtr { .. }
+            | Mechanism::AesGcm { .. } => ed,
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaAesKeyWrap { .. } => wu,
         }
     }
 
@@ -193,6 +260,7 @@ impl Mechanism {
             Mechanism::RsaOaep { hash } => format!("RSA-OAEP({})", hash.name()),
             Mechanism::RsaOaepLabel { hash, label } => format!("RSA-OAEP({}, {}-byte label)", hash.name(), label.len()),
             Mechanism::RsaPssRaw { hash } => format!("RSA-PKCS-PSS({})", hash.name()),
+            Mechanism::Ecdsa { hash: Some(hash) } => format!("ECDSA({})", hash.name()),
             Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
                 format!("RSA-AES-KEY-WRAP(AES-{aes_bits}, OAEP {})", hash.name())
             }
@@ -235,6 +303,10 @@ macro_rules! mechanism_kinds {
 mechanism_kinds! {
     /// `CKM_RSA_PKCS_KEY_PAIR_GEN`.
     RsaPkcsKeyPairGen => CKM_RSA_PKCS_KEY_PAIR_GEN, "RSA-PKCS-KEY-PAIR-GEN";
+    /// `CKM_EC_KEY_PAIR_GEN`.
+    EcKeyPairGen => CKM_EC_KEY_PAIR_GEN, "EC-KEY-PAIR-GEN";
+    /// `CKM_EC_EDWARDS_KEY_PAIR_GEN`.
+    EcEdwardsKeyPairGen => CKM_EC_EDWARDS_KEY_PAIR_GEN, "EC-EDWARDS-KEY-PAIR-GEN";
     /// `CKM_AES_KEY_GEN`.
     AesKeyGen => CKM_AES_KEY_GEN, "AES-KEY-GEN";
     /// `CKM_GENERIC_SECRET_KEY_GEN`.
@@ -263,6 +335,18 @@ mechanism_kinds! {
     Sha512RsaPkcsPss => CKM_SHA512_RSA_PKCS_PSS, "SHA512-RSA-PKCS-PSS";
     /// `CKM_RSA_PKCS_OAEP`.
     RsaPkcsOaep => CKM_RSA_PKCS_OAEP, "RSA-PKCS-OAEP";
+    /// `CKM_ECDSA`: ECDSA over a caller's digest.
+    Ecdsa => CKM_ECDSA, "ECDSA";
+    /// `CKM_ECDSA_SHA1`.
+    EcdsaSha1 => CKM_ECDSA_SHA1, "ECDSA-SHA1";
+    /// `CKM_ECDSA_SHA256`.
+    EcdsaSha256 => CKM_ECDSA_SHA256, "ECDSA-SHA256";
+    /// `CKM_ECDSA_SHA384`.
+    EcdsaSha384 => CKM_ECDSA_SHA384, "ECDSA-SHA384";
+    /// `CKM_ECDSA_SHA512`.
+    EcdsaSha512 => CKM_ECDSA_SHA512, "ECDSA-SHA512";
+    /// `CKM_EDDSA`: Ed25519.
+    Eddsa => CKM_EDDSA, "EDDSA";
     /// `CKM_SHA_1_HMAC`.
     Sha1Hmac => CKM_SHA_1_HMAC, "SHA-1-HMAC";
     /// `CKM_SHA256_HMAC`.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::ec::EcCurve;
 use crate::mechanism::{MechanismInfo, MechanismKind};
 use crate::policy::KeyPolicy;
 
@@ -72,6 +73,10 @@ pub enum KeyType {
     Aes,
     /// A generic secret (`CKK_GENERIC_SECRET`): bytes of any length, to be wrapped and unwrapped.
     GenericSecret,
+    /// An elliptic-curve key on a NIST curve (`CKK_EC`): ECDSA and ECDH.
+    Ec,
+    /// An Edwards-curve key (`CKK_EC_EDWARDS`): Ed25519 signatures.
+    EcEdwards,
 }
 
 /// Object class (`CKO_*`).
@@ -112,6 +117,12 @@ pub enum KeyPairSpec {
         /// Public exponent (65537 unless there is a reason).
         public_exponent: u64,
     },
+    /// An elliptic-curve key pair (`CKM_EC_KEY_PAIR_GEN`, or `CKM_EC_EDWARDS_KEY_PAIR_GEN` for
+    /// Ed25519; nShield `generatekey type=ECDSA curve=NISTP256`).
+    Ec {
+        /// The curve.
+        curve: EcCurve,
+    },
 }
 
 /// Key material to import (`C_CreateObject`). Secret material is zeroized on drop and never printed.
@@ -125,6 +136,11 @@ pub enum KeyMaterial {
     Aes(Zeroizing<Vec<u8>>),
     /// A generic secret's bytes.
     GenericSecret(Zeroizing<Vec<u8>>),
+    /// An EC or Ed25519 private key as PKCS#8 `PrivateKeyInfo` DER (RFC 5915 inside for NIST
+    /// curves, RFC 8410 for Ed25519).
+    EcPrivatePkcs8(Zeroizing<Vec<u8>>),
+    /// An EC or Ed25519 public key as X.509 `SubjectPublicKeyInfo` DER.
+    EcPublicSpki(Vec<u8>),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -134,6 +150,8 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::RsaPublicSpki(d) => write!(f, "RsaPublicSpki({} bytes)", d.len()),
             KeyMaterial::Aes(k) => write!(f, "Aes(<{} bits redacted>)", k.len() * 8),
             KeyMaterial::GenericSecret(k) => write!(f, "GenericSecret(<{} bytes redacted>)", k.len()),
+            KeyMaterial::EcPrivatePkcs8(_) => f.write_str("EcPrivatePkcs8(<redacted>)"),
+            KeyMaterial::EcPublicSpki(d) => write!(f, "EcPublicSpki({} bytes)", d.len()),
         }
     }
 }
@@ -163,7 +181,7 @@ pub enum AttrKind {
     Label,
     /// `CKA_ID`.
     Id,
-    /// `CKA_MODULUS_BITS` (RSA) or `CKA_VALUE_LEN` × 8 (AES).
+    /// `CKA_MODULUS_BITS` (RSA), `CKA_VALUE_LEN` × 8 (AES), or the curve's size (EC).
     Bits,
     /// `CKA_MODULUS`.
     Modulus,
@@ -171,6 +189,10 @@ pub enum AttrKind {
     PublicExponent,
     /// `CKA_PUBLIC_KEY_INFO`: SubjectPublicKeyInfo DER.
     PublicKeyInfo,
+    /// `CKA_EC_PARAMS`: the DER of the curve's object identifier (EC and Ed25519 keys).
+    EcParams,
+    /// `CKA_EC_POINT`: the public point as a DER OCTET STRING (EC and Ed25519 public keys).
+    EcPoint,
     /// `CKA_VALUE` (secret key bytes, or the private exponent): sensitive unless the policy allows.
     Value,
     /// The key's policy (`CKA_SIGN` … `CKA_ALLOWED_MECHANISMS`), read as one value.

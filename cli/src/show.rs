@@ -77,12 +77,15 @@ pub fn object_list(objects: &[hsmkit_emulator::store::StoredObject]) -> String {
     s
 }
 
-/// "RSA" or "AES".
-pub fn key_type(h: &KeyHeader) -> &'static str {
+/// "RSA", "AES", "ECDSA P-256", …
+pub fn key_type(h: &KeyHeader) -> String {
+    let curve = || hsmkit_backend::EcCurve::parse_spki(&h.public).map_or("?", |(c, _)| c.name());
     match h.key_type {
-        BlobKeyType::Rsa => "RSA",
-        BlobKeyType::Aes => "AES",
-        BlobKeyType::Generic => "generic secret",
+        BlobKeyType::Rsa => "RSA".into(),
+        BlobKeyType::Aes => "AES".into(),
+        BlobKeyType::Generic => "generic secret".into(),
+        BlobKeyType::Ec => format!("ECDSA {}", curve()),
+        BlobKeyType::Ed25519 => "Ed25519".into(),
     }
 }
 

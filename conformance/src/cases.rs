@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 
 use crate::{Case, Ctx};
 
+mod ec;
+
 type R = Result<(), String>;
 
 /// Every case of the suite, in the order they run.
@@ -138,6 +140,23 @@ pub fn cases() -> Vec<Case> {
             run: aes_gcm,
         },
         Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
+        Case {
+            id: "ecdsa-p256",
+            clause: "PKCS#11 3.1 §2.3 CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, CKM_ECDSA_SHA256; CKA_EC_PARAMS, CKA_EC_POINT; FIPS 186-5",
+            run: ec::ecdsa_p256,
+        },
+        Case { id: "ecdsa-p384", clause: "PKCS#11 3.1 §2.3 ECDSA on P-384 (CKM_ECDSA_SHA384)", run: ec::ecdsa_p384 },
+        Case { id: "ecdsa-p521", clause: "PKCS#11 3.1 §2.3 ECDSA on P-521 (CKM_ECDSA_SHA512)", run: ec::ecdsa_p521 },
+        Case {
+            id: "ec-import",
+            clause: "PKCS#11 3.1 §2.3.3-4 EC public and private key objects (C_CreateObject); RFC 6979 A.2.5's key",
+            run: ec::ec_import,
+        },
+        Case {
+            id: "ed25519",
+            clause: "PKCS#11 3.1 §2.3.5-6 CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA; RFC 8032 §7.1 tests 1-2",
+            run: ec::ed25519,
+        },
     ]
 }
 

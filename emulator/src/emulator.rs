@@ -60,10 +60,21 @@ impl Config {
 pub enum Material {
     /// An RSA private key.
     Rsa(Box<RsaPrivate>),
+    /// An EC or Ed25519 private key.
+    Ec(Box<crate::ec::EcPrivate>),
     /// A secret key's bytes: an AES key or a generic secret (the header's key type says which).
     Aes(Zeroizing<Vec<u8>>),
     /// A public key alone.
     PublicOnly,
+}
+
+/// The public half of an asymmetric key.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    /// RSA.
+    Rsa(rsa::PublicKey),
+    /// EC or Ed25519.
+    Ec(crate::ec::EcPublic),
 }
 
 /// A key loaded in the module.
@@ -74,8 +85,8 @@ pub struct LoadedKey {
     pub path: Option<PathBuf>,
     /// The private or secret part.
     pub material: Material,
-    /// The RSA public key.
-    pub public: Option<rsa::PublicKey>,
+    /// The public key of an asymmetric key.
+    pub public: Option<PublicKey>,
     /// Use counters per ACL group.
     pub counters: UseCounters,
     /// When the key was loaded (for time limits).
@@ -484,7 +495,7 @@ impl Emulator {
         let path = self.key_path(appname, ident);
         let acl = Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso());
         let pkcs8 = self.new_rsa_pkcs8(bits, 65537)?;
-        let mut header = self.rsa_header(&world, appname, ident, ident, &[], &pkcs8, acl, None)?;
+        let mut header = self.private_header(&world, appname, ident, ident, &[], &pkcs8, acl, None)?;
         header.protection = Protection::CardSet { hash: cardset.to_vec() };
         let file = self.seal_key(&world, &km, header, &pkcs8, false)?;
         file.write_new(&path, &self.config.faults)?;
@@ -501,9 +512,34 @@ impl Emulator {
         pubexp: u64,
         acl: Option<Acl>,
     ) -> Result<KeyHeader> {
+        check_rsa_params(bits, pubexp)?;
+        self.generate_named(appname, ident, name, acl, || self.new_rsa_pkcs8(bits, pubexp))
+    }
+
+    /// `generatekey type=ECDSA curve=NISTP256` (or `type=Ed25519`): a module-protected EC key with
+    /// the default ACL, saved as `key_<appname>_<ident>`. Refuses to overwrite an existing key.
+    pub fn generate_ec(
+        &self,
+        appname: &str,
+        ident: &str,
+        name: &str,
+        curve: hsmkit_backend::EcCurve,
+    ) -> Result<KeyHeader> {
+        self.generate_named(appname, ident, name, None, || {
+            crate::ec::EcPrivate::generate(curve, &mut *self.rng(Op::GenerateKeyPair)?)
+        })
+    }
+
+    fn generate_named(
+        &self,
+        appname: &str,
+        ident: &str,
+        name: &str,
+        acl: Option<Acl>,
+        make: impl FnOnce() -> Result<Zeroizing<Vec<u8>>>,
+    ) -> Result<KeyHeader> {
         check_appname(appname, Op::GenerateKeyPair)?;
         check_ident(ident, Op::GenerateKeyPair)?;
-        check_rsa_params(bits, pubexp)?;
         let (world, km) = self.module_key(Op::GenerateKeyPair)?;
         let path = self.key_path(appname, ident);
         if path.exists() {
@@ -512,8 +548,8 @@ impl Emulator {
                 .hint("choose another ident, or move the existing key file away first"));
         }
         let acl = acl.unwrap_or_else(|| Acl::generatekey_default(true, world.hkm(), world.hkre(), world.hknso()));
-        let pkcs8 = self.new_rsa_pkcs8(bits, pubexp)?;
-        let header = self.rsa_header(&world, appname, ident, name, &[], &pkcs8, acl, None)?;
+        let pkcs8 = make()?;
+        let header = self.private_header(&world, appname, ident, name, &[], &pkcs8, acl, None)?;
         let file = self.seal_key(&world, &km, header, &pkcs8, true)?;
         file.write_new(&path, &self.config.faults)?;
         Ok(file.header)
@@ -534,8 +570,10 @@ impl Emulator {
         Ok(Zeroizing::new(der.as_bytes().to_vec()))
     }
 
+    /// The header of an asymmetric private key given as PKCS#8 (RSA, EC or Ed25519): its type,
+    /// size and public key read from the key itself.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rsa_header(
+    pub(crate) fn private_header(
         &self,
         world: &World,
         appname: &str,
@@ -548,17 +586,25 @@ impl Emulator {
     ) -> Result<KeyHeader> {
         use rsa::pkcs8::EncodePublicKey;
         use rsa::traits::PublicKeyParts;
-        let private = RsaPrivate::from_pkcs8(pkcs8, Op::GenerateKeyPair)?;
-        let public = private.public();
-        let e = public.e().to_be_bytes_trimmed_vartime();
-        let e = e.iter().fold(0u64, |acc, b| acc.saturating_mul(256).saturating_add(u64::from(*b)));
-        check_rsa_params(public.n().bit_width(), e)?;
-        let spki = public
-            .to_public_key_der()
-            .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string()))?
-            .as_bytes()
-            .to_vec();
-        let pubexp = e;
+        let (key_type, bits, pubexp, spki) = if hsmkit_backend::EcCurve::of_pkcs8(pkcs8).is_some() {
+            let private = crate::ec::EcPrivate::from_pkcs8(pkcs8, Op::GenerateKeyPair)?;
+            let curve = private.curve();
+            let key_type =
+                if curve == hsmkit_backend::EcCurve::Ed25519 { BlobKeyType::Ed25519 } else { BlobKeyType::Ec };
+            (key_type, curve.bits(), 0, private.public().spki())
+        } else {
+            let private = RsaPrivate::from_pkcs8(pkcs8, Op::GenerateKeyPair)?;
+            let public = private.public();
+            let e = public.e().to_be_bytes_trimmed_vartime();
+            let e = e.iter().fold(0u64, |acc, b| acc.saturating_mul(256).saturating_add(u64::from(*b)));
+            check_rsa_params(public.n().bit_width(), e)?;
+            let spki = public
+                .to_public_key_der()
+                .map_err(|e| Error::new(ErrorKind::FunctionFailed, Op::GenerateKeyPair).detail(e.to_string()))?
+                .as_bytes()
+                .to_vec();
+            (BlobKeyType::Rsa, public.n().bit_width(), e, spki)
+        };
         Ok(KeyHeader {
             format: KEY_FORMAT.into(),
             version: 1,
@@ -566,8 +612,8 @@ impl Emulator {
             ident: ident.into(),
             name: name.into(),
             id: id.to_vec(),
-            key_type: BlobKeyType::Rsa,
-            bits: public.n().bit_width(),
+            key_type,
+            bits,
             pubexp,
             has_private: true,
             protection: Protection::Module,
@@ -676,11 +722,17 @@ impl Emulator {
     ) -> Result<Arc<LoadedKey>> {
         let material = match (header.key_type, header.has_private) {
             (BlobKeyType::Rsa, true) => Material::Rsa(Box::new(RsaPrivate::from_pkcs8(private, Op::LoadKey)?)),
+            (BlobKeyType::Ec | BlobKeyType::Ed25519, true) => {
+                Material::Ec(Box::new(crate::ec::EcPrivate::from_pkcs8(private, Op::LoadKey)?))
+            }
             (BlobKeyType::Aes | BlobKeyType::Generic, true) => Material::Aes(Zeroizing::new(private.to_vec())),
             (_, false) => Material::PublicOnly,
         };
         let public = match header.key_type {
-            BlobKeyType::Rsa => Some(crate::keys::public_from_spki(&header.public, Op::LoadKey)?),
+            BlobKeyType::Rsa => Some(PublicKey::Rsa(crate::keys::public_from_spki(&header.public, Op::LoadKey)?)),
+            BlobKeyType::Ec | BlobKeyType::Ed25519 => {
+                Some(PublicKey::Ec(crate::ec::EcPublic::from_spki(&header.public, Op::LoadKey)?))
+            }
             BlobKeyType::Aes | BlobKeyType::Generic => None,
         };
         let allowed =
@@ -725,8 +777,8 @@ impl Emulator {
     pub(crate) fn register_in(&self, key: Arc<LoadedKey>, owner: Option<u64>, group: Option<u64>) -> Vec<KeyHandle> {
         let classes: &[ObjectClass] = match (&key.material, key.header.key_type) {
             // A PKCS#11 pair: the public half is its own blob.
-            (Material::Rsa(_), _) if key.header.public_apart => &[ObjectClass::PrivateKey],
-            (Material::Rsa(_), _) => &[ObjectClass::PrivateKey, ObjectClass::PublicKey],
+            (Material::Rsa(_) | Material::Ec(_), _) if key.header.public_apart => &[ObjectClass::PrivateKey],
+            (Material::Rsa(_) | Material::Ec(_), _) => &[ObjectClass::PrivateKey, ObjectClass::PublicKey],
             (Material::Aes(_), _) => &[ObjectClass::SecretKey],
             (Material::PublicOnly, _) => &[ObjectClass::PublicKey],
         };
@@ -958,6 +1010,7 @@ impl Emulator {
         });
         let private = match &key.material {
             Material::Rsa(r) => Zeroizing::new(r.pkcs8().to_vec()),
+            Material::Ec(k) => Zeroizing::new(k.pkcs8().to_vec()),
             Material::Aes(a) => a.clone(),
             Material::PublicOnly => Zeroizing::new(Vec::new()),
         };

@@ -32,6 +32,31 @@ pub enum BlobKeyType {
     /// A generic secret.
     #[serde(rename = "GenericSecret")]
     Generic,
+    /// An EC key pair (or public key only) on a NIST curve, named by its SubjectPublicKeyInfo.
+    #[serde(rename = "EC")]
+    Ec,
+    /// An Ed25519 key pair (or public key only).
+    #[serde(rename = "Ed25519")]
+    Ed25519,
+}
+
+impl BlobKeyType {
+    /// The seam's key type.
+    pub fn key_type(self) -> hsmkit_backend::KeyType {
+        use hsmkit_backend::KeyType;
+        match self {
+            BlobKeyType::Rsa => KeyType::Rsa,
+            BlobKeyType::Aes => KeyType::Aes,
+            BlobKeyType::Generic => KeyType::GenericSecret,
+            BlobKeyType::Ec => KeyType::Ec,
+            BlobKeyType::Ed25519 => KeyType::EcEdwards,
+        }
+    }
+
+    /// Whether keys of this type are asymmetric (a private half and a public half).
+    pub fn is_asymmetric(self) -> bool {
+        matches!(self, BlobKeyType::Rsa | BlobKeyType::Ec | BlobKeyType::Ed25519)
+    }
 }
 
 /// How a key is protected (nShield protection levels).
@@ -101,7 +126,7 @@ pub struct KeyHeader {
     /// `CKA_ALLOWED_MECHANISMS` as `CKM_*` values; absent means any.
     #[serde(default)]
     pub allowed_mechanisms: Option<Vec<u64>>,
-    /// The public key as SubjectPublicKeyInfo DER (hex), for RSA keys.
+    /// The public key as SubjectPublicKeyInfo DER (hex), for RSA and EC keys.
     #[serde(with = "hex", default)]
     pub public: Vec<u8>,
     /// The key's hash (the suite hash of its public key, or of the sealed blob for AES), hex.

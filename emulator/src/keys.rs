@@ -464,7 +464,7 @@ fn raw_public(public: &rsa::PublicKey, data: &[u8], op: Op) -> Result<Vec<u8>> {
 
 /// `der` without the zero bytes (at most seven) that follow its outer DER element, if that is
 /// all that follows it; otherwise `der` unchanged (the parser then refuses what follows).
-fn strip_block_padding(der: &[u8]) -> &[u8] {
+pub(crate) fn strip_block_padding(der: &[u8]) -> &[u8] {
     let len = match der {
         [0x30, n, ..] if *n < 0x80 => 2 + usize::from(*n),
         [0x30, 0x81, n, ..] => 3 + usize::from(*n),

@@ -13,6 +13,7 @@
 pub mod acl;
 pub mod card;
 mod dl_params;
+pub mod ec;
 mod emulator;
 pub mod fsio;
 pub mod keyblob;
@@ -25,5 +26,7 @@ pub mod suite;
 pub mod token;
 pub mod world;
 
-pub use emulator::{Config, Emulator, KeyListing, LoadedKey, Material, Object, WorldCreated, check_rsa_params};
+pub use emulator::{
+    Config, Emulator, KeyListing, LoadedKey, Material, Object, PublicKey, WorldCreated, check_rsa_params,
+};
 pub use session::{EmulatorSession, KeyDetails, MAX_GENERIC_SECRET, SLOT, TRANSFER_APP};

@@ -17,7 +17,7 @@ use hsmkit_backend::{
 };
 
 use crate::acl::{Acl, DeriveRole, Need, OpPerms};
-use crate::emulator::{Emulator, LoadedKey, Material, Object};
+use crate::emulator::{Emulator, LoadedKey, Material, Object, PublicKey};
 use crate::keyblob::{BlobKeyType, KEY_FORMAT, KeyHeader, KeyOrigin, Protection};
 use crate::keys::{self, mechanism_invalid};
 use crate::world::World;
@@ -62,6 +62,8 @@ impl Backend for Emulator {
         let row = |kind, min_bits, max_bits, flags| MechanismInfo { kind, min_bits, max_bits, flags, composed: false };
         let mut mechanisms = vec![
             row(K::RsaPkcsKeyPairGen, 1024, 4096, MechanismFlags::GENERATE_KEY_PAIR),
+            row(K::EcKeyPairGen, 256, 521, MechanismFlags::GENERATE_KEY_PAIR),
+            row(K::EcEdwardsKeyPairGen, 255, 255, MechanismFlags::GENERATE_KEY_PAIR),
             row(K::AesKeyGen, 128, 256, MechanismFlags::GENERATE),
             row(K::GenericSecretKeyGen, 8, MAX_GENERIC_SECRET as u32 * 8, MechanismFlags::GENERATE),
             row(K::RsaPkcs, 1024, 4096, sv | MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT),
@@ -77,6 +79,10 @@ impl Backend for Emulator {
         for k in [K::Sha1Hmac, K::Sha256Hmac, K::Sha384Hmac, K::Sha512Hmac] {
             mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
         }
+        for k in [K::Ecdsa, K::EcdsaSha1, K::EcdsaSha256, K::EcdsaSha384, K::EcdsaSha512] {
+            mechanisms.push(row(k, 256, 521, sv));
+        }
+        mechanisms.push(row(K::Eddsa, 255, 255, sv));
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
         mechanisms.push(row(K::AesCmac, 128, 256, sv));
         for k in [K::AesEcb, K::AesCbc, K::AesCbcPad, K::AesCtr, K::AesGcm] {
@@ -478,7 +484,11 @@ impl EmulatorSession<'_> {
     }
 
     fn public<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k rsa::PublicKey> {
-        o.key.public.as_ref().ok_or_else(|| mechanism_invalid(mech, op, "an AES key"))
+        match &o.key.public {
+            Some(PublicKey::Rsa(p)) => Ok(p),
+            Some(PublicKey::Ec(_)) => Err(mechanism_invalid(mech, op, "an EC key")),
+            None => Err(mechanism_invalid(mech, op, "a secret key")),
+        }
     }
 
     /// The bytes of a generic secret (HMAC's key).
@@ -595,10 +605,10 @@ impl EmulatorSession<'_> {
         Ok(h)
     }
 
-    fn rsa_private_header(&self, world: &World, policy: &KeyPolicy, pkcs8: &[u8]) -> Result<KeyHeader> {
+    fn private_key_header(&self, world: &World, policy: &KeyPolicy, pkcs8: &[u8]) -> Result<KeyHeader> {
         let base = self.header(world, policy, BlobKeyType::Rsa, 0)?;
         let allowed: Option<Vec<MechanismKind>> = policy.allowed_mechanisms.clone();
-        let mut h = self.emu.rsa_header(
+        let mut h = self.emu.private_header(
             world,
             &base.appname,
             &base.ident,
@@ -637,6 +647,7 @@ impl EmulatorSession<'_> {
 fn key_material_bytes(key: &LoadedKey) -> Option<Zeroizing<Vec<u8>>> {
     match &key.material {
         Material::Rsa(r) => Some(Zeroizing::new(r.pkcs8().to_vec())),
+        Material::Ec(k) => Some(Zeroizing::new(k.pkcs8().to_vec())),
         Material::Aes(a) => Some(a.clone()),
         Material::PublicOnly => None,
     }
@@ -753,18 +764,21 @@ impl Session for EmulatorSession<'_> {
 
     fn generate_key_pair(&self, spec: &KeyPairSpec, policy: &KeyPolicy) -> Result<(KeyHandle, KeyHandle)> {
         let (world, km) = self.emu.module_key(Op::GenerateKeyPair)?;
-        let KeyPairSpec::Rsa { bits, public_exponent } = *spec else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
-        };
         let op = Op::GenerateKeyPair;
-        let pkcs8 = self.emu.new_rsa_pkcs8(bits, public_exponent)?;
-        let mut header = self.rsa_private_header(&world, policy, &pkcs8)?;
+        let pkcs8 = match *spec {
+            KeyPairSpec::Rsa { bits, public_exponent } => self.emu.new_rsa_pkcs8(bits, public_exponent)?,
+            KeyPairSpec::Ec { curve } => crate::ec::EcPrivate::generate(curve, &mut *self.emu.rng(op)?)?,
+            _ => {
+                return Err(Error::new(ErrorKind::MechanismInvalid, op).detail("only RSA and EC key pairs"));
+            }
+        };
+        let mut header = self.private_key_header(&world, policy, &pkcs8)?;
         header.origin = Some(KeyOrigin::generated(policy));
         // Two objects, as PKCS#11 has them: the private key, and its public half in a public key
         // blob of its own (its own label, lifetime and usages).
         header.public_apart = true;
         let public_policy = KeyPolicy { usage: policy.usage & Usage::PUBLIC_SIDE, ..policy.clone() };
-        let mut ph = self.header(&world, &public_policy, BlobKeyType::Rsa, header.bits)?;
+        let mut ph = self.header(&world, &public_policy, header.key_type, header.bits)?;
         ph.has_private = false;
         ph.pubexp = header.pubexp;
         ph.hash = world.suite().hash(&[&header.public]);
@@ -790,7 +804,31 @@ impl Session for EmulatorSession<'_> {
     fn import_key(&self, material: &KeyMaterial, policy: &KeyPolicy) -> Result<KeyHandle> {
         let (world, km) = self.emu.module_key(Op::ImportKey)?;
         let (header, private): (KeyHeader, Zeroizing<Vec<u8>>) = match material {
-            KeyMaterial::RsaPrivatePkcs8(der) => (self.rsa_private_header(&world, policy, der)?, der.clone()),
+            KeyMaterial::RsaPrivatePkcs8(der) if hsmkit_backend::EcCurve::of_pkcs8(der).is_none() => {
+                (self.private_key_header(&world, policy, der)?, der.clone())
+            }
+            KeyMaterial::EcPrivatePkcs8(der) if hsmkit_backend::EcCurve::of_pkcs8(der).is_some() => {
+                // Kept in the canonical form the module loads it in.
+                let canonical = Zeroizing::new(crate::ec::EcPrivate::from_pkcs8(der, Op::ImportKey)?.pkcs8().to_vec());
+                (self.private_key_header(&world, policy, &canonical)?, canonical)
+            }
+            KeyMaterial::RsaPrivatePkcs8(_) | KeyMaterial::EcPrivatePkcs8(_) => {
+                return Err(Error::new(ErrorKind::DataInvalid, Op::ImportKey)
+                    .detail("the PKCS#8 key is not of the type it was given as"));
+            }
+            KeyMaterial::EcPublicSpki(spki) => {
+                let public = crate::ec::EcPublic::from_spki(spki, Op::ImportKey)?;
+                let kind = if public.curve == hsmkit_backend::EcCurve::Ed25519 {
+                    BlobKeyType::Ed25519
+                } else {
+                    BlobKeyType::Ec
+                };
+                let mut h = self.header(&world, policy, kind, public.curve.bits())?;
+                h.has_private = false;
+                h.public = public.spki();
+                h.hash = world.suite().hash(&[&h.public]);
+                (h, Zeroizing::new(Vec::new()))
+            }
             KeyMaterial::Aes(k) => (self.aes_header(&world, policy, k)?, k.clone()),
             KeyMaterial::GenericSecret(k) => (self.secret_header(&world, policy, k, BlobKeyType::Generic)?, k.clone()),
             KeyMaterial::RsaPublicSpki(spki) => {
@@ -842,11 +880,7 @@ impl Session for EmulatorSession<'_> {
             .filter(|(_, o)| private_visible || o.class == ObjectClass::PublicKey || o.key.header.public_object)
             .filter(|(_, o)| {
                 let h = &o.key.header;
-                let key_type = match h.key_type {
-                    BlobKeyType::Rsa => KeyType::Rsa,
-                    BlobKeyType::Aes => KeyType::Aes,
-                    BlobKeyType::Generic => KeyType::GenericSecret,
-                };
+                let key_type = h.key_type.key_type();
                 filter.class.is_none_or(|c| c == o.class)
                     && filter.key_type.is_none_or(|t| t == key_type)
                     && filter.label.as_ref().is_none_or(|l| *l == h.name)
@@ -872,17 +906,19 @@ impl Session for EmulatorSession<'_> {
                 let v = |value| Attr::Value(kind, value);
                 match (kind, &o.key.public) {
                     (AttrKind::Class, _) => v(AttrValue::Class(o.class)),
-                    (AttrKind::KeyType, Some(_)) => v(AttrValue::KeyType(KeyType::Rsa)),
-                    (AttrKind::KeyType, None) if h.key_type == BlobKeyType::Generic => {
-                        v(AttrValue::KeyType(KeyType::GenericSecret))
-                    }
-                    (AttrKind::KeyType, None) => v(AttrValue::KeyType(KeyType::Aes)),
+                    (AttrKind::KeyType, _) => v(AttrValue::KeyType(h.key_type.key_type())),
                     (AttrKind::Label, _) => v(AttrValue::Text(h.name.clone())),
                     (AttrKind::Id, _) => v(AttrValue::Bytes(h.id.clone())),
                     (AttrKind::Bits, _) => v(AttrValue::Number(u64::from(h.bits))),
-                    (AttrKind::Modulus, Some(p)) => v(AttrValue::Bytes(p.n().to_be_bytes_trimmed_vartime().to_vec())),
-                    (AttrKind::PublicExponent, Some(p)) => {
+                    (AttrKind::Modulus, Some(PublicKey::Rsa(p))) => {
+                        v(AttrValue::Bytes(p.n().to_be_bytes_trimmed_vartime().to_vec()))
+                    }
+                    (AttrKind::PublicExponent, Some(PublicKey::Rsa(p))) => {
                         v(AttrValue::Bytes(p.e().to_be_bytes_trimmed_vartime().to_vec()))
+                    }
+                    (AttrKind::EcParams, Some(PublicKey::Ec(p))) => v(AttrValue::Bytes(p.curve.params().to_vec())),
+                    (AttrKind::EcPoint, Some(PublicKey::Ec(p))) if o.class == ObjectClass::PublicKey => {
+                        v(AttrValue::Bytes(hsmkit_backend::EcCurve::point_attribute(&p.point)))
                     }
                     (AttrKind::PublicKeyInfo, Some(_)) => v(AttrValue::Bytes(h.public.clone())),
                     (AttrKind::Value, _) if o.class == ObjectClass::PublicKey => Attr::Invalid(kind),
@@ -980,6 +1016,10 @@ impl Session for EmulatorSession<'_> {
             return keys::cmac_sign(k, data, Op::Sign);
         }
         self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
+        if let Material::Ec(k) = &o.key.material {
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return k.sign(mech, data);
+        }
         let private = self.rsa(&o, mech, Op::Sign)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
         let mut rng = self.emu.rng(Op::Sign)?;
@@ -1000,6 +1040,10 @@ impl Session for EmulatorSession<'_> {
             return keys::cmac_verify(k, data, signature);
         }
         self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
+        if let Some(PublicKey::Ec(p)) = &o.key.public {
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return p.verify(mech, data, signature);
+        }
         let public = self.public(&o, mech, Op::Verify)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
         keys::verify(public, mech, data, signature)
@@ -1117,6 +1161,7 @@ impl Session for EmulatorSession<'_> {
             KeyType::Rsa => KeyMaterial::RsaPrivatePkcs8(bytes),
             KeyType::Aes => KeyMaterial::Aes(bytes),
             KeyType::GenericSecret => KeyMaterial::GenericSecret(bytes),
+            KeyType::Ec | KeyType::EcEdwards => KeyMaterial::EcPrivatePkcs8(bytes),
         };
         self.import_key(&material, policy).map_err(|e| match e.kind() {
             ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),

@@ -5,7 +5,7 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, Pkcs
 use cryptoki::mechanism::{Mechanism as CkMechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass as CkClass};
 use hsmkit_backend::{
-    Error, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Result, Usage,
+    EcCurve, Error, ErrorKind, HashAlg, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Result, Usage,
 };
 
 /// Makes a boolean attribute.
@@ -107,13 +107,7 @@ pub fn secret_template(policy: &KeyPolicy, key_type: CkKeyType, bits: Option<u32
 
 /// Template for an RSA private key arriving by unwrap.
 pub fn rsa_private_template(policy: &KeyPolicy) -> Vec<Attribute> {
-    let mut t = common(policy);
-    t.push(Attribute::Class(CkClass::PRIVATE_KEY));
-    t.push(Attribute::KeyType(CkKeyType::RSA));
-    t.extend(usages(policy, Usage::PRIVATE_SIDE));
-    t.extend(protection(policy));
-    t.extend(allowed(policy));
-    t
+    private_template(policy, CkKeyType::RSA)
 }
 
 /// Template for an unwrapped key of `key_type`.
@@ -122,7 +116,51 @@ pub fn unwrap_template(policy: &KeyPolicy, key_type: KeyType) -> Vec<Attribute> 
         KeyType::Rsa => rsa_private_template(policy),
         KeyType::Aes => aes_template(policy, None),
         KeyType::GenericSecret => secret_template(policy, CkKeyType::GENERIC_SECRET, None),
+        KeyType::Ec | KeyType::EcEdwards => private_template(policy, ck_key_type(key_type)),
     }
+}
+
+/// The `CKA_KEY_TYPE` value of a key type.
+pub fn ck_key_type(k: KeyType) -> CkKeyType {
+    match k {
+        KeyType::Rsa => CkKeyType::RSA,
+        KeyType::Aes => CkKeyType::AES,
+        KeyType::GenericSecret => CkKeyType::GENERIC_SECRET,
+        KeyType::Ec => CkKeyType::EC,
+        KeyType::EcEdwards => CkKeyType::EC_EDWARDS,
+    }
+}
+
+/// The key type of a `CKA_KEY_TYPE` value.
+pub fn key_type_of(k: CkKeyType) -> Option<KeyType> {
+    [KeyType::Rsa, KeyType::Aes, KeyType::GenericSecret, KeyType::Ec, KeyType::EcEdwards]
+        .into_iter()
+        .find(|t| ck_key_type(*t) == k)
+}
+
+/// Templates (public, private) for an EC or Ed25519 key pair on `curve`.
+pub fn ec_pair_templates(policy: &KeyPolicy, curve: EcCurve) -> (Vec<Attribute>, Vec<Attribute>) {
+    let mut public = common(policy);
+    public.extend(usages(policy, Usage::PUBLIC_SIDE));
+    public.push(Attribute::Private(false));
+    public.push(Attribute::EcParams(curve.params().to_vec()));
+    public.extend(allowed(policy));
+    let mut private = common(policy);
+    private.extend(usages(policy, Usage::PRIVATE_SIDE));
+    private.extend(protection(policy));
+    private.extend(allowed(policy));
+    (public, private)
+}
+
+/// Template for a private key of `key_type` (without its key material).
+pub fn private_template(policy: &KeyPolicy, key_type: CkKeyType) -> Vec<Attribute> {
+    let mut t = common(policy);
+    t.push(Attribute::Class(CkClass::PRIVATE_KEY));
+    t.push(Attribute::KeyType(key_type));
+    t.extend(usages(policy, Usage::PRIVATE_SIDE));
+    t.extend(protection(policy));
+    t.extend(allowed(policy));
+    t
 }
 
 /// The attributes a `C_CopyObject` template changes: only the ones that may narrow (the token
@@ -294,6 +332,14 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
         Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(*iv),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
+        Mechanism::Ecdsa { hash: None } => CkMechanism::Ecdsa,
+        Mechanism::Ecdsa { hash: Some(HashAlg::Sha1) } => CkMechanism::EcdsaSha1,
+        Mechanism::Ecdsa { hash: Some(HashAlg::Sha256) } => CkMechanism::EcdsaSha256,
+        Mechanism::Ecdsa { hash: Some(HashAlg::Sha384) } => CkMechanism::EcdsaSha384,
+        Mechanism::Ecdsa { hash: Some(HashAlg::Sha512) } => CkMechanism::EcdsaSha512,
+        Mechanism::Eddsa => CkMechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+            cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+        )),
         other => {
             return Err(Error::new(ErrorKind::MechanismInvalid, op)
                 .detail(format!("{} has no single-call form here", other.describe())));

@@ -7,7 +7,7 @@ use cryptoki::mechanism::Mechanism as CkMechanism;
 use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType as CkKeyType, ObjectHandle};
 use cryptoki::session::UserType;
 use hsmkit_backend::{
-    Attr, AttrKind, AttrValue, Capabilities, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec,
+    Attr, AttrKind, AttrValue, Capabilities, EcCurve, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec,
     KeyPolicy, KeySpec, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Pin, Result, Session, UserKind,
 };
 use zeroize::Zeroizing;
@@ -201,6 +201,18 @@ fn rsa_components_template(der: &[u8], policy: &KeyPolicy) -> Result<Vec<Attribu
     Ok(t)
 }
 
+/// The template of an EC or Ed25519 private key given as PKCS#8: `CKA_EC_PARAMS` and the private
+/// value in `CKA_VALUE` (PKCS#11 3.1 §2.3.4, §2.3.6).
+fn ec_private_template(der: &[u8], policy: &KeyPolicy) -> Result<Vec<Attribute>> {
+    let (curve, value) = EcCurve::parse_pkcs8(der).ok_or_else(|| {
+        Error::new(ErrorKind::DataInvalid, Op::ImportKey).detail("the key material is not an EC or Ed25519 PKCS#8 key")
+    })?;
+    let mut t = convert::private_template(policy, convert::ck_key_type(curve.key_type()));
+    t.push(Attribute::EcParams(curve.params().to_vec()));
+    t.push(Attribute::Value(value.to_vec()));
+    Ok(t)
+}
+
 impl Session for Pkcs11Session {
     fn login(&self, user: UserKind, pin: &Pin) -> Result<()> {
         let ut = match user {
@@ -245,12 +257,21 @@ impl Session for Pkcs11Session {
     }
 
     fn generate_key_pair(&self, spec: &KeyPairSpec, policy: &KeyPolicy) -> Result<(KeyHandle, KeyHandle)> {
-        let KeyPairSpec::Rsa { bits, public_exponent } = *spec else {
-            return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA key pairs"));
+        let (mechanism, (public, private)) = match *spec {
+            KeyPairSpec::Rsa { bits, public_exponent } => {
+                (CkMechanism::RsaPkcsKeyPairGen, convert::rsa_pair_templates(policy, bits, public_exponent))
+            }
+            KeyPairSpec::Ec { curve: curve @ EcCurve::Ed25519 } => {
+                (CkMechanism::EccEdwardsKeyPairGen, convert::ec_pair_templates(policy, curve))
+            }
+            KeyPairSpec::Ec { curve } => (CkMechanism::EccKeyPairGen, convert::ec_pair_templates(policy, curve)),
+            _ => {
+                return Err(
+                    Error::new(ErrorKind::MechanismInvalid, Op::GenerateKeyPair).detail("only RSA and EC key pairs")
+                );
+            }
         };
-        let (public, private) = convert::rsa_pair_templates(policy, bits, public_exponent);
-        let (p, q) =
-            self.s.generate_key_pair(&CkMechanism::RsaPkcsKeyPairGen, &public, &private).or_op(Op::GenerateKeyPair)?;
+        let (p, q) = self.s.generate_key_pair(&mechanism, &public, &private).or_op(Op::GenerateKeyPair)?;
         Ok((self.register(p), self.register(q)))
     }
 
@@ -281,6 +302,18 @@ impl Session for Pkcs11Session {
                 t.push(Attribute::PublicExponent(key.e().to_be_bytes_trimmed_vartime().to_vec()));
                 t
             }
+            KeyMaterial::EcPrivatePkcs8(der) => ec_private_template(der, policy)?,
+            KeyMaterial::EcPublicSpki(spki) => {
+                let (curve, point) = EcCurve::parse_spki(spki).ok_or_else(|| {
+                    Error::new(ErrorKind::DataInvalid, Op::ImportKey)
+                        .detail("not an EC or Ed25519 SubjectPublicKeyInfo")
+                })?;
+                let (mut t, _) = convert::ec_pair_templates(policy, curve);
+                t.push(Attribute::Class(cryptoki::object::ObjectClass::PUBLIC_KEY));
+                t.push(Attribute::KeyType(convert::ck_key_type(curve.key_type())));
+                t.push(Attribute::EcPoint(EcCurve::point_attribute(&point)));
+                t
+            }
             _ => return Err(Error::new(ErrorKind::Unsupported, Op::ImportKey).detail("unknown key material")),
         };
         let h = self.s.create_object(&template).or_op(Op::ImportKey)?;
@@ -293,11 +326,7 @@ impl Session for Pkcs11Session {
             t.push(Attribute::Class(convert::ck_class(c)));
         }
         if let Some(k) = filter.key_type {
-            t.push(Attribute::KeyType(match k {
-                KeyType::Rsa => CkKeyType::RSA,
-                KeyType::Aes => CkKeyType::AES,
-                KeyType::GenericSecret => CkKeyType::GENERIC_SECRET,
-            }));
+            t.push(Attribute::KeyType(convert::ck_key_type(k)));
         }
         if let Some(l) = &filter.label {
             t.push(Attribute::Label(l.as_bytes().to_vec()));
@@ -335,6 +364,8 @@ impl Session for Pkcs11Session {
                 AttrKind::PublicExponent => AttributeType::PublicExponent,
                 AttrKind::PublicKeyInfo => AttributeType::PublicKeyInfo,
                 AttrKind::Value => AttributeType::Value,
+                AttrKind::EcParams => AttributeType::EcParams,
+                AttrKind::EcPoint => AttributeType::EcPoint,
                 _ => {
                     out.push(Attr::Invalid(kind));
                     continue;
@@ -354,11 +385,13 @@ impl Session for Pkcs11Session {
             }
             let value = self.s.get_attributes(h, &[ty]).or_op(op)?.into_iter().next();
             let v = match (kind, value) {
-                (AttrKind::KeyType, Some(Attribute::KeyType(t))) => AttrValue::KeyType(match t {
-                    CkKeyType::AES => KeyType::Aes,
-                    CkKeyType::GENERIC_SECRET => KeyType::GenericSecret,
-                    _ => KeyType::Rsa,
-                }),
+                (AttrKind::KeyType, Some(Attribute::KeyType(t))) => match convert::key_type_of(t) {
+                    Some(t) => AttrValue::KeyType(t),
+                    None => {
+                        out.push(Attr::Invalid(kind));
+                        continue;
+                    }
+                },
                 (AttrKind::Label, Some(Attribute::Label(l))) => {
                     AttrValue::Text(String::from_utf8_lossy(&l).into_owned())
                 }
@@ -375,7 +408,9 @@ impl Session for Pkcs11Session {
                         Attribute::Id(b)
                         | Attribute::Modulus(b)
                         | Attribute::PublicExponent(b)
-                        | Attribute::PublicKeyInfo(b),
+                        | Attribute::PublicKeyInfo(b)
+                        | Attribute::EcParams(b)
+                        | Attribute::EcPoint(b),
                     ),
                 ) => AttrValue::Bytes(b),
                 _ => {

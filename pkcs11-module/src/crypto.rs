@@ -8,7 +8,7 @@ use cryptoki_sys as ck;
 use cryptoki_sys::{CK_OBJECT_HANDLE, CK_SESSION_HANDLE};
 use zeroize::Zeroizing;
 
-use hsmkit_backend::{KeyType, Mechanism, ObjectClass, Session as _, Usage};
+use hsmkit_backend::{KeyType, Mechanism, MechanismFlags, ObjectClass, Session as _, Usage};
 
 use crate::ffi::{OutBuf, Result, Rv, Wrote, rv};
 use crate::objects::{Template, View, private_allowed, unwrap_template};
@@ -41,29 +41,23 @@ impl Purpose {
         }
     }
 
-    fn fits(self, m: &Mechanism) -> bool {
+    fn verb(self) -> &'static str {
         match self {
-            Purpose::Sign | Purpose::Verify => matches!(
-                m,
-                Mechanism::RsaPkcs1v15Raw
-                    | Mechanism::RsaPkcs1v15 { .. }
-                    | Mechanism::RsaPss { .. }
-                    | Mechanism::RsaPssRaw { .. }
-                    | Mechanism::RsaX509
-                    | Mechanism::Hmac { .. }
-                    | Mechanism::AesCmac
-            ),
-            Purpose::Encrypt | Purpose::Decrypt => {
-                m.is_aes_cipher()
-                    || matches!(
-                        m,
-                        Mechanism::RsaOaep { .. }
-                            | Mechanism::RsaOaepLabel { .. }
-                            | Mechanism::RsaPkcs1v15Raw
-                            | Mechanism::RsaX509
-                    )
-            }
+            Purpose::Sign => "sign",
+            Purpose::Verify => "verify",
+            Purpose::Encrypt => "encrypt",
+            Purpose::Decrypt => "decrypt",
         }
+    }
+
+    fn fits(self, m: &Mechanism) -> bool {
+        let needed = match self {
+            Purpose::Sign => MechanismFlags::SIGN,
+            Purpose::Verify => MechanismFlags::VERIFY,
+            Purpose::Encrypt => MechanismFlags::ENCRYPT,
+            Purpose::Decrypt => MechanismFlags::DECRYPT,
+        };
+        m.functions().contains(needed)
     }
 }
 
@@ -78,11 +72,11 @@ fn check_key(
 ) -> Result<()> {
     let v = visible_key(lib, s, st, h, rv::KEY_HANDLE_INVALID)?;
     let (class, key_type, policy) = v.parts();
-    // HMAC signs and verifies with a generic secret; every other mechanism here is RSA's.
-    let (want_class, want_type) = match m {
-        Mechanism::Hmac { .. } => (ObjectClass::SecretKey, KeyType::GenericSecret),
-        m if m.is_aes_cipher() || *m == Mechanism::AesCmac => (ObjectClass::SecretKey, KeyType::Aes),
-        _ => (p.class(), KeyType::Rsa),
+    // Secret-key mechanisms take a secret key; the others the half of the pair the purpose needs.
+    let want_type = m.key_type();
+    let want_class = match want_type {
+        KeyType::Aes | KeyType::GenericSecret => ObjectClass::SecretKey,
+        _ => p.class(),
     };
     if class != want_class || key_type != want_type {
         crate::log(&format!(
@@ -114,6 +108,7 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
     }
     let mech = mechanism(m)?;
     if !p.fits(&mech) {
+        crate::log(&format!("{} cannot {}", mech.describe(), p.verb()));
         return Err(rv::MECHANISM_INVALID);
     }
     check_key(&lib, &s, &st, key, &mech, p)?;

@@ -433,6 +433,21 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
             .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
             Param::Gcm(iv.to_vec(), aad.to_vec(), g.ulTagBits)
         }
+        ck::CKM_EDDSA => {
+            // SAFETY: as documented.
+            let e: ck::CK_EDDSA_PARAMS = unsafe { param_struct(ptr, len) }?;
+            // SAFETY: the context data the parameters point to, as documented; bounded.
+            let context = unsafe {
+                in_bytes_at_most(
+                    e.pContextData as *const u8,
+                    e.ulContextDataLen,
+                    MAX_PARAMETER,
+                    rv::MECHANISM_PARAM_INVALID,
+                )
+            }
+            .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+            Param::Eddsa(e.phFlag != 0, context.to_vec())
+        }
         ck::CKM_RSA_AES_KEY_WRAP => {
             // SAFETY: as documented.
             let w: ck::CK_RSA_AES_KEY_WRAP_PARAMS = unsafe { param_struct(ptr, len) }?;

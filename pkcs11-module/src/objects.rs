@@ -104,8 +104,12 @@ impl<'a> Template<'a> {
                 ck::CKK_RSA => Ok(KeyType::Rsa),
                 ck::CKK_AES => Ok(KeyType::Aes),
                 ck::CKK_GENERIC_SECRET => Ok(KeyType::GenericSecret),
+                ck::CKK_EC => Ok(KeyType::Ec),
+                ck::CKK_EC_EDWARDS => Ok(KeyType::EcEdwards),
                 _ => {
-                    crate::log(&format!("key type 0x{k:x} is not one the module has (RSA, AES, generic secret)"));
+                    crate::log(&format!(
+                        "key type 0x{k:x} is not one the module has (RSA, EC, EC Edwards, AES, generic secret)"
+                    ));
                     Err(rv::ATTRIBUTE_VALUE_INVALID)
                 }
             })
@@ -155,6 +159,9 @@ const RSA_PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[
     ck::CKA_EXPONENT_2,
     ck::CKA_COEFFICIENT,
 ];
+const EC_GEN: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_EC_PARAMS];
+const EC_PUBLIC: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_EC_PARAMS, ck::CKA_EC_POINT];
+const EC_PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[ck::CKA_EC_PARAMS, ck::CKA_VALUE];
 const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
     ck::CKA_ENCRYPT,
     ck::CKA_DECRYPT,
@@ -264,6 +271,8 @@ pub struct View {
     modulus: Option<Vec<u8>>,
     exponent: Option<Vec<u8>>,
     spki: Option<Vec<u8>>,
+    ec_params: Option<Vec<u8>>,
+    ec_point: Option<Vec<u8>>,
     origin: Option<KeyOrigin>,
     details: KeyDetails,
 }
@@ -278,6 +287,8 @@ impl View {
             AttrKind::Modulus,
             AttrKind::PublicExponent,
             AttrKind::PublicKeyInfo,
+            AttrKind::EcParams,
+            AttrKind::EcPoint,
             AttrKind::Policy,
         ];
         let attrs = emu.attributes(state::key(h), &kinds).map_err(object_err)?;
@@ -289,6 +300,8 @@ impl View {
             modulus: None,
             exponent: None,
             spki: None,
+            ec_params: None,
+            ec_point: None,
             origin: emu.origin(state::key(h)).map_err(object_err)?,
             details: emu.details(state::key(h)).map_err(object_err)?,
         };
@@ -300,6 +313,8 @@ impl View {
                 Attr::Value(AttrKind::Modulus, AttrValue::Bytes(b)) => v.modulus = Some(b),
                 Attr::Value(AttrKind::PublicExponent, AttrValue::Bytes(b)) => v.exponent = Some(b),
                 Attr::Value(AttrKind::PublicKeyInfo, AttrValue::Bytes(b)) => v.spki = Some(b),
+                Attr::Value(AttrKind::EcParams, AttrValue::Bytes(b)) => v.ec_params = Some(b),
+                Attr::Value(AttrKind::EcPoint, AttrValue::Bytes(b)) => v.ec_point = Some(b),
                 Attr::Value(_, AttrValue::Policy(p)) => v.policy = p,
                 _ => {}
             }
@@ -331,6 +346,7 @@ impl View {
         let private = self.class == ObjectClass::PrivateKey;
         let secret = self.class == ObjectClass::SecretKey;
         let rsa = self.key_type == KeyType::Rsa;
+        let ec = matches!(self.key_type, KeyType::Ec | KeyType::EcEdwards);
         let usage =
             |u: Usage| if Usage::of_class(self.class).contains(u) { b(p.usage.contains(u)) } else { Answer::Invalid };
         match t {
@@ -343,6 +359,8 @@ impl View {
                 KeyType::Rsa => ck::CKK_RSA,
                 KeyType::Aes => ck::CKK_AES,
                 KeyType::GenericSecret => ck::CKK_GENERIC_SECRET,
+                KeyType::Ec => ck::CKK_EC,
+                KeyType::EcEdwards => ck::CKK_EC_EDWARDS,
             }),
             ck::CKA_TOKEN => b(p.token),
             ck::CKA_PRIVATE => b(self.private()),
@@ -358,6 +376,8 @@ impl View {
                 (true, KeyType::Rsa) => ck::CKM_RSA_PKCS_KEY_PAIR_GEN,
                 (true, KeyType::Aes) => ck::CKM_AES_KEY_GEN,
                 (true, KeyType::GenericSecret) => ck::CKM_GENERIC_SECRET_KEY_GEN,
+                (true, KeyType::Ec) => ck::CKM_EC_KEY_PAIR_GEN,
+                (true, KeyType::EcEdwards) => ck::CKM_EC_EDWARDS_KEY_PAIR_GEN,
                 (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
             }),
             // Absent when the key was made without a list (any mechanism its usages allow).
@@ -384,7 +404,17 @@ impl View {
             ck::CKA_MODULUS if rsa => self.modulus.clone().map_or(Answer::Invalid, Answer::value),
             ck::CKA_PUBLIC_EXPONENT if rsa => self.exponent.clone().map_or(Answer::Invalid, Answer::value),
             ck::CKA_MODULUS_BITS if rsa && public => n(self.bits as CK_ULONG),
-            ck::CKA_PUBLIC_KEY_INFO if rsa => self.spki.clone().map_or(Answer::Invalid, Answer::value),
+            ck::CKA_PUBLIC_KEY_INFO if rsa || ec => self.spki.clone().map_or(Answer::Invalid, Answer::value),
+            ck::CKA_EC_PARAMS if ec => self.ec_params.clone().map_or(Answer::Invalid, Answer::value),
+            ck::CKA_EC_POINT if ec && public => self.ec_point.clone().map_or(Answer::Invalid, Answer::value),
+            ck::CKA_VALUE if ec && private => {
+                if p.sensitive || !p.extractable {
+                    return Answer::Sensitive;
+                }
+                value()
+                    .and_then(|der| hsmkit_backend::EcCurve::parse_pkcs8(&der))
+                    .map_or(Answer::Sensitive, |(_, v)| Answer::value(v.to_vec()))
+            }
             ck::CKA_PRIVATE_EXPONENT
             | ck::CKA_PRIME_1
             | ck::CKA_PRIME_2
@@ -492,6 +522,24 @@ fn may_create(lib: &Library, s: &Session, policy: &KeyPolicy, private: bool) -> 
     Ok(())
 }
 
+/// The curve a template's `CKA_EC_PARAMS` names, which must fit `key_type` (`CKK_EC` for NIST
+/// curves, `CKK_EC_EDWARDS` for Ed25519).
+fn curve_of(t: &Template<'_>, key_type: KeyType) -> Result<hsmkit_backend::EcCurve> {
+    let params = t.get(ck::CKA_EC_PARAMS).ok_or_else(|| {
+        crate::log("an EC key needs CKA_EC_PARAMS (the DER of its curve's OID)");
+        rv::TEMPLATE_INCOMPLETE
+    })?;
+    let curve = hsmkit_backend::EcCurve::from_params(params).ok_or_else(|| {
+        crate::log("CKA_EC_PARAMS names no curve the module has (P-256, P-384, P-521 by OID; Ed25519)");
+        rv::ATTRIBUTE_VALUE_INVALID
+    })?;
+    if curve.key_type() != key_type {
+        crate::log(&format!("{} is not a curve of key type {key_type:?}", curve.name()));
+        return Err(rv::TEMPLATE_INCONSISTENT);
+    }
+    Ok(curve)
+}
+
 fn big(t: &Template<'_>, cka: CK_ATTRIBUTE_TYPE) -> Result<BoxedUint> {
     let v = t.get(cka).ok_or(rv::TEMPLATE_INCOMPLETE)?;
     if v.is_empty() || v.len() > 1024 {
@@ -595,7 +643,36 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
             let der = key.to_pkcs8_der().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?;
             KeyMaterial::RsaPrivatePkcs8(Zeroizing::new(der.as_bytes().to_vec()))
         }
-        _ => return Err(rv::TEMPLATE_INCONSISTENT),
+        (ObjectClass::PublicKey, KeyType::Ec | KeyType::EcEdwards) => {
+            t.only(&[COMMON, PUBLIC, EC_PUBLIC])?;
+            apply(t, Usage::of_class(class), &mut policy, false)?;
+            let curve = curve_of(t, key_type)?;
+            let point = t.get(ck::CKA_EC_POINT).ok_or_else(|| {
+                crate::log("an EC public key needs CKA_EC_POINT");
+                rv::TEMPLATE_INCOMPLETE
+            })?;
+            let point = curve.point_from_attribute(point).ok_or_else(|| {
+                crate::log(&format!("CKA_EC_POINT is not an uncompressed point on {}", curve.name()));
+                rv::ATTRIBUTE_VALUE_INVALID
+            })?;
+            KeyMaterial::EcPublicSpki(curve.spki(&point))
+        }
+        (ObjectClass::PrivateKey, KeyType::Ec | KeyType::EcEdwards) => {
+            t.only(&[COMMON, PRIVATE, EC_PRIVATE])?;
+            apply(t, Usage::of_class(class), &mut policy, true)?;
+            let curve = curve_of(t, key_type)?;
+            let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
+            let der = hsmkit_emulator::ec::EcPrivate::pkcs8_from_value(curve, value, hsmkit_backend::Op::ImportKey)
+                .map_err(|e| {
+                    crate::log(&e.to_string());
+                    rv::ATTRIBUTE_VALUE_INVALID
+                })?;
+            KeyMaterial::EcPrivatePkcs8(der)
+        }
+        _ => {
+            crate::log(&format!("a {class:?} of type {key_type:?} is not an object the module makes"));
+            return Err(rv::TEMPLATE_INCONSISTENT);
+        }
     };
     may_create(&lib, &s, &policy, class != ObjectClass::PublicKey && !policy.public_object)?;
     if policy.trusted {
@@ -826,24 +903,37 @@ pub fn generate_key_pair(
     private: &Template<'_>,
 ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
     let (lib, s) = state::session(h)?;
-    if m.ty != ck::CKM_RSA_PKCS_KEY_PAIR_GEN {
-        return Err(rv::MECHANISM_INVALID);
-    }
+    let key_type = match m.ty {
+        ck::CKM_RSA_PKCS_KEY_PAIR_GEN => KeyType::Rsa,
+        ck::CKM_EC_KEY_PAIR_GEN => KeyType::Ec,
+        ck::CKM_EC_EDWARDS_KEY_PAIR_GEN => KeyType::EcEdwards,
+        other => {
+            crate::log(&format!("mechanism 0x{other:x} makes no key pair here"));
+            return Err(rv::MECHANISM_INVALID);
+        }
+    };
     if m.param != Param::None {
         return Err(rv::MECHANISM_PARAM_INVALID);
     }
-    public.only(&[COMMON, PUBLIC, RSA_GEN])?;
+    public.only(&[COMMON, PUBLIC, if key_type == KeyType::Rsa { RSA_GEN } else { EC_GEN }])?;
     private.only(&[COMMON, PRIVATE])?;
     for (t, class) in [(public, ObjectClass::PublicKey), (private, ObjectClass::PrivateKey)] {
-        if t.class()?.is_some_and(|c| c != class) || t.key_type()?.is_some_and(|k| k != KeyType::Rsa) {
+        if t.class()?.is_some_and(|c| c != class) || t.key_type()?.is_some_and(|k| k != key_type) {
+            crate::log(&format!("the {class:?} template names another class or key type"));
             return Err(rv::TEMPLATE_INCONSISTENT);
         }
     }
-    let bits = public.ulong(ck::CKA_MODULUS_BITS)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
-    let e = match public.get(ck::CKA_PUBLIC_EXPONENT) {
-        None => 65537,
-        Some(v) if !v.is_empty() && v.len() <= 8 => v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
-        Some(_) => return Err(rv::ATTRIBUTE_VALUE_INVALID),
+    let spec = match key_type {
+        KeyType::Rsa => {
+            let bits = public.ulong(ck::CKA_MODULUS_BITS)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+            let e = match public.get(ck::CKA_PUBLIC_EXPONENT) {
+                None => 65537,
+                Some(v) if !v.is_empty() && v.len() <= 8 => v.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)),
+                Some(_) => return Err(rv::ATTRIBUTE_VALUE_INVALID),
+            };
+            KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e }
+        }
+        _ => KeyPairSpec::Ec { curve: curve_of(public, key_type)? },
     };
     // One policy for the pair (the union of both templates' usages; each half keeps its side's);
     // the public key's own label and id are set on it afterwards.
@@ -862,8 +952,6 @@ pub fn generate_key_pair(
     }
     may_create(&lib, &s, &policy, !policy.public_object)?;
     let st = s.lock()?;
-    let spec =
-        KeyPairSpec::Rsa { bits: u32::try_from(bits).map_err(|_| Rv(ck::CKR_KEY_SIZE_RANGE))?, public_exponent: e };
     let (pub_h, priv_h) = st.emu.generate_key_pair(&spec, &policy).map_err(crate::emu_err)?;
     // The public key is an object of its own: it takes the public template's label and id.
     // The public key is an object of its own: it takes the public template's label and id, and
@@ -897,8 +985,11 @@ pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     match (class, key_type) {
         (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret) => t.only(&[COMMON, SECRET])?,
-        (ObjectClass::PrivateKey, KeyType::Rsa) => t.only(&[COMMON, PRIVATE])?,
-        _ => return Err(rv::TEMPLATE_INCONSISTENT),
+        (ObjectClass::PrivateKey, KeyType::Rsa | KeyType::Ec | KeyType::EcEdwards) => t.only(&[COMMON, PRIVATE])?,
+        _ => {
+            crate::log(&format!("a {class:?} of type {key_type:?} is not unwrapped here"));
+            return Err(rv::TEMPLATE_INCONSISTENT);
+        }
     }
     let mut policy = default_policy(Usage::of_class(class));
     apply(t, Usage::of_class(class), &mut policy, true)?;

@@ -91,6 +91,8 @@ pub enum Param {
     Ctr(CK_ULONG, [u8; 16]),
     /// `CK_GCM_PARAMS`: IV, additional authenticated data, tag bits.
     Gcm(Vec<u8>, Vec<u8>, CK_ULONG),
+    /// `CK_EDDSA_PARAMS`: pre-hash flag, context.
+    Eddsa(bool, Vec<u8>),
 }
 
 /// A mechanism as the caller gave it.
@@ -135,6 +137,7 @@ pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
             Param::RsaAes(..) => "RSA-AES key wrap parameters".into(),
             Param::Ctr(..) => "AES-CTR parameters".into(),
             Param::Gcm(iv, _, tag) => format!("GCM parameters ({}-byte IV, {tag}-bit tag)", iv.len()),
+            Param::Eddsa(ph, ctx) => format!("EdDSA parameters (pre-hash {ph}, {}-byte context)", ctx.len()),
         };
         crate::log(&format!("mechanism 0x{:x} with {param} is not supported", m.ty));
     }
@@ -238,6 +241,26 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
         ck::CKM_AES_KEY_WRAP_PAD | ck::CKM_AES_KEY_WRAP_KWP => match &m.param {
             Param::None => Ok(Mechanism::AesKeyWrapPad),
             Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6, 0x59, 0x59, 0xA6] => Ok(Mechanism::AesKeyWrapPad),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_ECDSA | ck::CKM_ECDSA_SHA1 | ck::CKM_ECDSA_SHA256 | ck::CKM_ECDSA_SHA384 | ck::CKM_ECDSA_SHA512 => {
+            match &m.param {
+                Param::None => Ok(Mechanism::Ecdsa {
+                    hash: match m.ty {
+                        ck::CKM_ECDSA_SHA1 => Some(HashAlg::Sha1),
+                        ck::CKM_ECDSA_SHA256 => Some(HashAlg::Sha256),
+                        ck::CKM_ECDSA_SHA384 => Some(HashAlg::Sha384),
+                        ck::CKM_ECDSA_SHA512 => Some(HashAlg::Sha512),
+                        _ => None,
+                    },
+                }),
+                _ => Err(rv::MECHANISM_PARAM_INVALID),
+            }
+        }
+        // Pure Ed25519; Ed25519ctx and Ed25519ph (a context or the pre-hash flag) are not offered.
+        ck::CKM_EDDSA => match &m.param {
+            Param::None => Ok(Mechanism::Eddsa),
+            Param::Eddsa(false, ctx) if ctx.is_empty() => Ok(Mechanism::Eddsa),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
         ck::CKM_RSA_AES_KEY_WRAP => match &m.param {
