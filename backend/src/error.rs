@@ -225,6 +225,8 @@ pub enum Op {
     WrapKey,
     /// `C_UnwrapKey`.
     UnwrapKey,
+    /// `C_DeriveKey`.
+    DeriveKey,
     /// `C_GenerateRandom`.
     Random,
     /// nShield `new-world --initialize`.
@@ -266,6 +268,7 @@ impl fmt::Display for Op {
             Op::Decrypt => "decrypt",
             Op::WrapKey => "wrap key",
             Op::UnwrapKey => "unwrap key",
+            Op::DeriveKey => "derive key",
             Op::Random => "generate random",
             Op::CreateWorld => "create security world",
             Op::LoadWorld => "load security world",

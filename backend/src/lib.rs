@@ -22,7 +22,7 @@ mod types;
 
 pub use ec::EcCurve;
 pub use error::{Error, ErrorKind, Op, Result};
-pub use mechanism::{HashAlg, Mechanism, MechanismFlags, MechanismInfo, MechanismKind};
+pub use mechanism::{HashAlg, KdfParam, KdfPrf, Mechanism, MechanismFlags, MechanismInfo, MechanismKind};
 pub use policy::{KeyPolicy, Usage};
 pub use session::{Attestation, Attested, Backend, Session, TransferTarget, WorldAuthority, WorldSummary};
 pub use signer::{RsaSigner, SignerHash};

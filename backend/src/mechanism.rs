@@ -47,6 +47,37 @@ impl HashAlg {
     }
 }
 
+/// The pseudo-random function of an SP 800-108 KDF (`prfType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KdfPrf {
+    /// HMAC with a hash (`CKM_SHA256_HMAC` and kin), keyed with a generic secret.
+    Hmac(HashAlg),
+    /// AES-CMAC (`CKM_AES_CMAC`), keyed with an AES key.
+    AesCmac,
+}
+
+/// One element of an SP 800-108 KDF's fixed input (`CK_PRF_DATA_PARAM`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KdfParam {
+    /// The iteration counter `i` (`CK_SP800_108_ITERATION_VARIABLE` in counter mode), encoded in
+    /// `bits` bits (8, 16, 24 or 32).
+    Counter {
+        /// Little-endian rather than big-endian.
+        little_endian: bool,
+        /// Width in bits.
+        bits: u8,
+    },
+    /// The derived keying material's length `L` in bits (`CK_SP800_108_DKM_LENGTH`).
+    DkmLength {
+        /// Little-endian rather than big-endian.
+        little_endian: bool,
+        /// Width in bits (8 to 64, whole bytes).
+        bits: u8,
+    },
+    /// Fixed bytes (`CK_SP800_108_BYTE_ARRAY`): the label, the separator, the context.
+    Bytes(Vec<u8>),
+}
+
 /// An operation's mechanism with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -101,6 +132,45 @@ pub enum Mechanism {
     },
     /// Pure Ed25519 (`CKM_EDDSA` without parameters; RFC 8032) with an Edwards-curve key.
     Eddsa,
+    /// ECDH key agreement (`CKM_ECDH1_DERIVE`; SP 800-56A): the x-coordinate of the shared
+    /// point, through the ANSI X9.63 KDF with `kdf`'s hash, or as it is (`CKD_NULL`, the key
+    /// taking the secret's trailing bytes as PKCS#11 truncates).
+    Ecdh1Derive {
+        /// `CKD_SHA*_KDF` (ANSI X9.63) with this hash; `None`: `CKD_NULL`.
+        kdf: Option<HashAlg>,
+        /// The KDF's shared info (`pSharedData`; empty with `CKD_NULL`).
+        shared_data: Vec<u8>,
+        /// The other party's public point (uncompressed, as `pPublicData` carries it).
+        public: Vec<u8>,
+    },
+    /// HKDF (`CKM_HKDF_DERIVE`; RFC 5869) with a generic secret as input keying material.
+    HkdfDerive {
+        /// The HMAC hash.
+        hash: HashAlg,
+        /// Run the extract step (`bExtract`).
+        extract: bool,
+        /// Run the expand step (`bExpand`).
+        expand: bool,
+        /// The salt (`CKF_HKDF_SALT_DATA`; empty: `CKF_HKDF_SALT_NULL`, a hash-length of zeros).
+        salt: Vec<u8>,
+        /// The expand step's info.
+        info: Vec<u8>,
+    },
+    /// The SP 800-108 KDF in counter mode (`CKM_SP800_108_COUNTER_KDF`), one derived key.
+    Sp800108Counter {
+        /// The pseudo-random function.
+        prf: KdfPrf,
+        /// The fixed input, in order (`CK_PRF_DATA_PARAM`s).
+        params: Vec<KdfParam>,
+    },
+    /// `CKM_AES_CBC_ENCRYPT_DATA`: the new key's value is the AES-CBC encryption (no padding) of
+    /// `data` under the base key.
+    AesCbcEncryptData {
+        /// The IV.
+        iv: [u8; 16],
+        /// The data, whole blocks.
+        data: Vec<u8>,
+    },
     /// RSAES-OAEP (`CKM_RSA_PKCS_OAEP`; RFC 8017 §7.1), MGF1 with the same hash, empty label.
     RsaOaep {
         /// OAEP hash and MGF1 hash.
@@ -179,6 +249,10 @@ impl Mechanism {
             Mechanism::Ecdsa { hash: Some(Sha384) } => MechanismKind::EcdsaSha384,
             Mechanism::Ecdsa { hash: Some(Sha512) } => MechanismKind::EcdsaSha512,
             Mechanism::Eddsa => MechanismKind::Eddsa,
+            Mechanism::Ecdh1Derive { .. } => MechanismKind::Ecdh1Derive,
+            Mechanism::HkdfDerive { .. } => MechanismKind::HkdfDerive,
+            Mechanism::Sp800108Counter { .. } => MechanismKind::Sp800108CounterKdf,
+            Mechanism::AesCbcEncryptData { .. } => MechanismKind::AesCbcEncryptData,
             Mechanism::AesEcb => MechanismKind::AesEcb,
             Mechanism::AesCbc { .. } => MechanismKind::AesCbc,
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
@@ -194,7 +268,12 @@ impl Mechanism {
     pub fn key_type(&self) -> crate::types::KeyType {
         use crate::types::KeyType;
         match self {
-            Mechanism::Hmac { .. } => KeyType::GenericSecret,
+            Mechanism::Hmac { .. } | Mechanism::HkdfDerive { .. } => KeyType::GenericSecret,
+            Mechanism::Sp800108Counter { prf: KdfPrf::Hmac(_), .. } => KeyType::GenericSecret,
+            Mechanism::Sp800108Counter { prf: KdfPrf::AesCmac, .. } | Mechanism::AesCbcEncryptData { .. } => {
+                KeyType::Aes
+            }
+            Mechanism::Ecdh1Derive { .. } => KeyType::Ec,
             Mechanism::AesCmac
             | Mechanism::AesEcb
             | Mechanism::AesCbc { .. }
@@ -239,6 +318,10 @@ impl Mechanism {
             | Mechanism::AesCtr { .. }
             | Mechanism::AesGcm { .. } => ed,
             Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaAesKeyWrap { .. } => wu,
+            Mechanism::Ecdh1Derive { .. }
+            | Mechanism::HkdfDerive { .. }
+            | Mechanism::Sp800108Counter { .. }
+            | Mechanism::AesCbcEncryptData { .. } => MechanismFlags::DERIVE,
         }
     }
 
@@ -261,6 +344,8 @@ impl Mechanism {
             Mechanism::RsaOaepLabel { hash, label } => format!("RSA-OAEP({}, {}-byte label)", hash.name(), label.len()),
             Mechanism::RsaPssRaw { hash } => format!("RSA-PKCS-PSS({})", hash.name()),
             Mechanism::Ecdsa { hash: Some(hash) } => format!("ECDSA({})", hash.name()),
+            Mechanism::Ecdh1Derive { kdf: Some(hash), .. } => format!("ECDH1-DERIVE(X9.63 KDF, {})", hash.name()),
+            Mechanism::HkdfDerive { hash, .. } => format!("HKDF-DERIVE({})", hash.name()),
             Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
                 format!("RSA-AES-KEY-WRAP(AES-{aes_bits}, OAEP {})", hash.name())
             }
@@ -347,6 +432,14 @@ mechanism_kinds! {
     EcdsaSha512 => CKM_ECDSA_SHA512, "ECDSA-SHA512";
     /// `CKM_EDDSA`: Ed25519.
     Eddsa => CKM_EDDSA, "EDDSA";
+    /// `CKM_ECDH1_DERIVE`.
+    Ecdh1Derive => CKM_ECDH1_DERIVE, "ECDH1-DERIVE";
+    /// `CKM_HKDF_DERIVE`.
+    HkdfDerive => CKM_HKDF_DERIVE, "HKDF-DERIVE";
+    /// `CKM_SP800_108_COUNTER_KDF`.
+    Sp800108CounterKdf => CKM_SP800_108_COUNTER_KDF, "SP800-108-COUNTER-KDF";
+    /// `CKM_AES_CBC_ENCRYPT_DATA`.
+    AesCbcEncryptData => CKM_AES_CBC_ENCRYPT_DATA, "AES-CBC-ENCRYPT-DATA";
     /// `CKM_SHA_1_HMAC`.
     Sha1Hmac => CKM_SHA_1_HMAC, "SHA-1-HMAC";
     /// `CKM_SHA256_HMAC`.
@@ -397,6 +490,8 @@ bitflags::bitflags! {
         const WRAP = 1 << 6;
         /// `CKF_UNWRAP`.
         const UNWRAP = 1 << 7;
+        /// `CKF_DERIVE`.
+        const DERIVE = 1 << 8;
     }
 }
 
@@ -411,6 +506,7 @@ impl MechanismFlags {
         (MechanismFlags::GENERATE_KEY_PAIR, ck::CKF_GENERATE_KEY_PAIR),
         (MechanismFlags::WRAP, ck::CKF_WRAP),
         (MechanismFlags::UNWRAP, ck::CKF_UNWRAP),
+        (MechanismFlags::DERIVE, ck::CKF_DERIVE),
     ];
 
     /// The flags set in a `CK_MECHANISM_INFO.flags`.

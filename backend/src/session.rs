@@ -80,6 +80,14 @@ pub trait Session: Send + fmt::Debug {
         key_type: KeyType,
         policy: &KeyPolicy,
     ) -> Result<KeyHandle>;
+    /// `C_DeriveKey`: a secret key made from `base` with a derivation mechanism (ECDH, HKDF,
+    /// SP 800-108, AES-CBC encryption of data). The base key needs the derive usage
+    /// (`CKA_DERIVE`).
+    fn derive_key(&self, mech: &Mechanism, base: KeyHandle, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let _ = (base, spec, policy);
+        Err(Error::new(ErrorKind::Unsupported, Op::DeriveKey)
+            .detail(format!("this backend derives no keys ({} asked)", mech.describe())))
+    }
     /// `C_GenerateRandom`.
     fn random(&self, out: &mut [u8]) -> Result<()>;
     /// The security world's authority over this session's keys, where the backend models one

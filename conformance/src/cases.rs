@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::{Case, Ctx};
 
+mod derive;
 mod ec;
 
 type R = Result<(), String>;
@@ -156,6 +157,27 @@ pub fn cases() -> Vec<Case> {
             id: "ed25519",
             clause: "PKCS#11 3.1 §2.3.5-6 CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA; RFC 8032 §7.1 tests 1-2",
             run: ec::ed25519,
+        },
+        Case {
+            id: "ecdh-p256",
+            clause: "PKCS#11 3.1 §2.3.9 CKM_ECDH1_DERIVE (CKD_NULL); SP 800-56A; CKA_DERIVE",
+            run: derive::ecdh_p256,
+        },
+        Case {
+            id: "ecdh-x963-kdf",
+            clause: "PKCS#11 3.1 §2.3.9 CKM_ECDH1_DERIVE with CKD_SHA256_KDF (ANSI X9.63, SEC 1 §3.6.1)",
+            run: derive::ecdh_x963_kdf,
+        },
+        Case { id: "hkdf", clause: "PKCS#11 3.0 §2.43 CKM_HKDF_DERIVE; RFC 5869 A.1", run: derive::hkdf },
+        Case {
+            id: "sp800-108-counter",
+            clause: "PKCS#11 3.0 §2.42 CKM_SP800_108_COUNTER_KDF; SP 800-108 §5.1",
+            run: derive::sp800_108_counter,
+        },
+        Case {
+            id: "aes-cbc-encrypt-data",
+            clause: "PKCS#11 3.1 §2.15.14 CKM_AES_CBC_ENCRYPT_DATA; SP 800-38A F.2.1",
+            run: derive::aes_cbc_encrypt_data,
         },
     ]
 }

@@ -116,6 +116,15 @@ impl fmt::Display for Report {
     }
 }
 
+/// The prefix of a case's `Err` that means "not run": the backend does not list what the case
+/// needs. [`not_listed`] makes one; the runner reports it as a skip with the reason.
+const SKIP_PREFIX: &str = "\u{0}skip: ";
+
+/// A case's answer when the backend does not list `what`: the case is skipped, with the reason.
+pub fn not_listed(what: &str) -> String {
+    format!("{SKIP_PREFIX}the backend does not list {what}")
+}
+
 /// Cases that check what a login changes: without a user PIN in the context there is nothing to
 /// check (a token without a user PIN, such as an nShield world's module protection, needs none).
 const NEED_LOGIN: &[&str] = &["logout-ends-private-use"];
@@ -132,6 +141,13 @@ pub fn run(backend: &str, ctx: &Ctx<'_>, expectations: &Expectations) -> Report 
             declared => {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(ctx)))
                     .unwrap_or_else(|_| Err("the case panicked".into()));
+                let result = match result {
+                    Err(e) if e.starts_with(SKIP_PREFIX) => {
+                        report.results.push((case.id, Outcome::Skip(e[SKIP_PREFIX.len()..].to_string())));
+                        continue;
+                    }
+                    other => other,
+                };
                 match (result, declared) {
                     (Ok(()), Some(Expectation::Fail(why))) => Outcome::UnexpectedPass(why.clone()),
                     (Ok(()), _) => Outcome::Pass,

@@ -56,6 +56,9 @@ pub enum DeriveRole {
     WrapKey,
     /// The key unwraps other keys (`CKA_UNWRAP`).
     UnwrapKey,
+    /// The key is the base of a key derivation (`CKA_DERIVE`): ECDH, a KDF, or the encryption of
+    /// data into a new key.
+    BaseKey,
 }
 
 /// Which keys a key may be exported (wrapped) under.
@@ -165,6 +168,7 @@ impl Need<'_> {
             Need::Op(p) => op_name(*p),
             Need::Derive(DeriveRole::WrapKey) => "DeriveKey(WrapKey)",
             Need::Derive(DeriveRole::UnwrapKey) => "DeriveKey(UnwrapKey)",
+            Need::Derive(DeriveRole::BaseKey) => "DeriveKey(BaseKey)",
             Need::ExportUnder { .. } => "Export (wrapped under this key)",
             Need::MakeBlob(_) => "MakeBlob (under this module key)",
             Need::Trusted => "TrustedWrapper",
@@ -512,6 +516,7 @@ pub const USAGE_TABLE: &[(Usage, Grant)] = &[
     (Usage::DECRYPT, Grant::Op(OpPerms::Decrypt)),
     (Usage::WRAP, Grant::Derive(DeriveRole::WrapKey)),
     (Usage::UNWRAP, Grant::Derive(DeriveRole::UnwrapKey)),
+    (Usage::DERIVE, Grant::Derive(DeriveRole::BaseKey)),
 ];
 
 const USAGE_OPS: OpPerms = OpPerms::Sign.union(OpPerms::Verify).union(OpPerms::Encrypt).union(OpPerms::Decrypt);

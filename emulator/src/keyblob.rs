@@ -187,6 +187,17 @@ impl KeyOrigin {
         KeyOrigin { local: true, always_sensitive: policy.sensitive, never_extractable: !policy.extractable }
     }
 
+    /// A key derived from a base key whose history was `base` (`C_DeriveKey`, PKCS#11 §4.9):
+    /// not local; always sensitive and never extractable only if the base key was too.
+    pub fn derived(base: Option<KeyOrigin>, policy: &hsmkit_backend::KeyPolicy) -> KeyOrigin {
+        let base = base.unwrap_or(KeyOrigin::IMPORTED);
+        KeyOrigin {
+            local: false,
+            always_sensitive: base.always_sensitive && policy.sensitive,
+            never_extractable: base.never_extractable && !policy.extractable,
+        }
+    }
+
     /// A key that came from outside (import or unwrap).
     pub const IMPORTED: KeyOrigin = KeyOrigin { local: false, always_sensitive: false, never_extractable: false };
 }

@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod card;
+pub mod derive;
 mod dl_params;
 pub mod ec;
 mod emulator;

@@ -83,6 +83,10 @@ impl Backend for Emulator {
             mechanisms.push(row(k, 256, 521, sv));
         }
         mechanisms.push(row(K::Eddsa, 255, 255, sv));
+        mechanisms.push(row(K::Ecdh1Derive, 256, 521, MechanismFlags::DERIVE));
+        mechanisms.push(row(K::HkdfDerive, 8, MAX_GENERIC_SECRET as u32 * 8, MechanismFlags::DERIVE));
+        mechanisms.push(row(K::Sp800108CounterKdf, 8, MAX_GENERIC_SECRET as u32 * 8, MechanismFlags::DERIVE));
+        mechanisms.push(row(K::AesCbcEncryptData, 128, 256, MechanismFlags::DERIVE));
         mechanisms.push(row(K::RsaPkcsOaep, 1024, 4096, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT | wu));
         mechanisms.push(row(K::AesCmac, 128, 256, sv));
         for k in [K::AesEcb, K::AesCbc, K::AesCbcPad, K::AesCtr, K::AesGcm] {
@@ -1167,6 +1171,76 @@ impl Session for EmulatorSession<'_> {
             ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),
             _ => e,
         })
+    }
+
+    fn derive_key(&self, mech: &Mechanism, base: KeyHandle, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
+        use crate::derive;
+        let op = Op::DeriveKey;
+        let o = self.object(base, op)?;
+        let want = mech.key_type();
+        let want_class = if matches!(want, KeyType::Aes | KeyType::GenericSecret) {
+            ObjectClass::SecretKey
+        } else {
+            ObjectClass::PrivateKey
+        };
+        if !mech.functions().contains(MechanismFlags::DERIVE) {
+            return Err(mechanism_invalid(mech, op, "C_DeriveKey"));
+        }
+        self.check_class(&o, want_class, mech, op)?;
+        if o.key.header.key_type.key_type() != want {
+            return Err(Error::new(ErrorKind::KeyTypeInconsistent, op)
+                .detail(format!("{} needs a base key of type {want:?}", mech.describe())));
+        }
+        self.emu.enforce(&o.key, &Need::Derive(DeriveRole::BaseKey), None, op)?;
+        let (len, kind) = match *spec {
+            KeySpec::Aes { bits: bits @ (128 | 192 | 256) } => (bits as usize / 8, BlobKeyType::Aes),
+            KeySpec::GenericSecret { bytes } if (1..=MAX_GENERIC_SECRET).contains(&(bytes as usize)) => {
+                (bytes as usize, BlobKeyType::Generic)
+            }
+            _ => {
+                return Err(Error::new(ErrorKind::KeySizeRange, op).detail(
+                    "a derived key is AES-128, -192 or -256, or a generic secret of 1 to 512 bytes".to_string(),
+                ));
+            }
+        };
+        let base_bytes = key_material_bytes(&o.key).ok_or_else(|| mechanism_invalid(mech, op, "a public key"))?;
+        let value = match mech {
+            Mechanism::Ecdh1Derive { kdf, shared_data, public } => {
+                let curve = match &o.key.public {
+                    Some(PublicKey::Ec(p)) => p.curve,
+                    _ => return Err(mechanism_invalid(mech, op, "this key")),
+                };
+                let z = derive::ecdh_secret(curve, &base_bytes, public)?;
+                match kdf {
+                    Some(hash) => derive::x963_kdf(*hash, &z, shared_data, len),
+                    None if !shared_data.is_empty() => {
+                        return Err(
+                            Error::new(ErrorKind::MechanismParamInvalid, op).detail("CKD_NULL takes no shared data")
+                        );
+                    }
+                    // PKCS#11 §2.3.9: truncation removes bytes from the leading end.
+                    None if len <= z.len() => Zeroizing::new(z[z.len() - len..].to_vec()),
+                    None => {
+                        return Err(Error::new(ErrorKind::KeySizeRange, op).detail(format!(
+                            "ECDH on {} without a KDF gives {} bytes, not {len}",
+                            curve.name(),
+                            z.len()
+                        )));
+                    }
+                }
+            }
+            Mechanism::HkdfDerive { hash, extract, expand, salt, info } => {
+                derive::hkdf(*hash, &base_bytes, salt, info, *extract, *expand, len)?
+            }
+            Mechanism::Sp800108Counter { prf, params } => derive::sp800_108_counter(*prf, &base_bytes, params, len)?,
+            Mechanism::AesCbcEncryptData { iv, data } => derive::aes_cbc_encrypt_data(&base_bytes, *iv, data, len)?,
+            other => return Err(mechanism_invalid(other, op, "C_DeriveKey")),
+        };
+        let (world, km) = self.emu.module_key(op)?;
+        let mut header = self.secret_header(&world, policy, &value, kind)?;
+        header.origin = Some(KeyOrigin::derived(o.key.header.origin, policy));
+        let handles = self.store(&world, &km, header, &value, policy.token, op)?;
+        handles.first().copied().ok_or_else(|| crate::emulator::poisoned(op))
     }
 
     fn random(&self, out: &mut [u8]) -> Result<()> {

@@ -277,7 +277,7 @@ pub fn ck_class(c: ObjectClass) -> CkClass {
     }
 }
 
-fn hash_type(h: HashAlg) -> MechanismType {
+pub(crate) fn hash_type(h: HashAlg) -> MechanismType {
     match h {
         HashAlg::Sha1 => MechanismType::SHA1,
         HashAlg::Sha256 => MechanismType::SHA256,

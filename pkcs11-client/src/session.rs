@@ -213,6 +213,92 @@ fn ec_private_template(der: &[u8], policy: &KeyPolicy) -> Result<Vec<Attribute>>
     Ok(t)
 }
 
+/// The `C_DeriveKey` call for a derivation mechanism: its `cryptoki` parameters live only as long
+/// as this call, so the call is made here.
+fn derive_call(
+    s: &cryptoki::session::Session,
+    mech: &Mechanism,
+    base: ObjectHandle,
+    template: &[Attribute],
+) -> Result<ObjectHandle> {
+    use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+    use cryptoki::mechanism::hkdf::{HkdfParams, HkdfSalt};
+    use cryptoki::mechanism::kbkdf::{
+        Endianness, KbkdfCounterFormat, KbkdfDkmLengthFormat, KbkdfDkmLengthMethod, KbkdfParams, PrfDataParam,
+        PrfDataParamType,
+    };
+    use hsmkit_backend::{HashAlg, KdfParam, KdfPrf};
+    let op = Op::DeriveKey;
+    let bad = |why: &str| Error::new(ErrorKind::MechanismParamInvalid, op).detail(why.to_string());
+    let call = |m: &CkMechanism<'_>| s.derive_key(m, base, template).or_op(op).map_err(|e| named(e, mech));
+    match mech {
+        Mechanism::Ecdh1Derive { kdf, shared_data, public } => {
+            let kdf = match kdf {
+                None => EcKdf::null(),
+                Some(HashAlg::Sha1) => EcKdf::sha1(shared_data),
+                Some(HashAlg::Sha256) => EcKdf::sha256(shared_data),
+                Some(HashAlg::Sha384) => EcKdf::sha384(shared_data),
+                Some(HashAlg::Sha512) => EcKdf::sha512(shared_data),
+            };
+            call(&CkMechanism::Ecdh1Derive(Ecdh1DeriveParams::new(kdf, public)))
+        }
+        Mechanism::HkdfDerive { hash, extract, expand, salt, info } => {
+            if !extract && !salt.is_empty() {
+                return Err(bad("HKDF without the extract step takes no salt"));
+            }
+            let salt = extract.then_some(if salt.is_empty() { HkdfSalt::Null } else { HkdfSalt::Data(salt) });
+            let info = expand.then_some(&info[..]);
+            call(&CkMechanism::HkdfDerive(HkdfParams::new(convert::hash_type(*hash), salt, info)))
+        }
+        Mechanism::Sp800108Counter { prf, params } => {
+            let endian = |little: bool| if little { Endianness::Little } else { Endianness::Big };
+            let width = |bits: u8| std::num::NonZeroUsize::new(usize::from(bits)).ok_or_else(|| bad("a zero width"));
+            // The formats first: the data parameters point at them.
+            let mut counters = Vec::new();
+            let mut lengths = Vec::new();
+            for p in params {
+                match p {
+                    KdfParam::Counter { little_endian, bits } => {
+                        counters.push(KbkdfCounterFormat::new(endian(*little_endian), width(*bits)?));
+                    }
+                    KdfParam::DkmLength { little_endian, bits } => lengths.push(KbkdfDkmLengthFormat::new(
+                        KbkdfDkmLengthMethod::SumOfKeys,
+                        endian(*little_endian),
+                        width(*bits)?,
+                    )),
+                    KdfParam::Bytes(_) => {}
+                }
+            }
+            let (mut c, mut l) = (counters.iter(), lengths.iter());
+            let mut data = Vec::new();
+            for p in params {
+                data.push(PrfDataParam::new(match p {
+                    KdfParam::Counter { .. } => {
+                        PrfDataParamType::IterationVariable(Some(c.next().ok_or_else(|| bad("counter"))?))
+                    }
+                    KdfParam::DkmLength { .. } => PrfDataParamType::DkmLength(l.next().ok_or_else(|| bad("length"))?),
+                    KdfParam::Bytes(b) => PrfDataParamType::ByteArray(b),
+                }));
+            }
+            let prf = match prf {
+                KdfPrf::Hmac(h) => match h {
+                    HashAlg::Sha1 => cryptoki::mechanism::MechanismType::SHA1_HMAC,
+                    HashAlg::Sha256 => cryptoki::mechanism::MechanismType::SHA256_HMAC,
+                    HashAlg::Sha384 => cryptoki::mechanism::MechanismType::SHA384_HMAC,
+                    HashAlg::Sha512 => cryptoki::mechanism::MechanismType::SHA512_HMAC,
+                },
+                KdfPrf::AesCmac => cryptoki::mechanism::MechanismType::AES_CMAC,
+            };
+            call(&CkMechanism::KbkdfCounter(KbkdfParams::new(prf, &data, None)))
+        }
+        Mechanism::AesCbcEncryptData { iv, data } => {
+            call(&CkMechanism::AesCbcEncryptData(cryptoki::mechanism::ekdf::AesCbcDeriveParams::new(*iv, data)))
+        }
+        other => Err(Error::new(ErrorKind::MechanismInvalid, op)
+            .detail(format!("{} is not a derivation mechanism", other.describe()))),
+    }
+}
+
 impl Session for Pkcs11Session {
     fn login(&self, user: UserKind, pin: &Pin) -> Result<()> {
         let ut = match user {
@@ -318,6 +404,22 @@ impl Session for Pkcs11Session {
         };
         let h = self.s.create_object(&template).or_op(Op::ImportKey)?;
         Ok(self.register(h))
+    }
+
+    fn derive_key(&self, mech: &Mechanism, base: KeyHandle, spec: &KeySpec, policy: &KeyPolicy) -> Result<KeyHandle> {
+        let h = self.object(base, Op::DeriveKey)?;
+        let template = match *spec {
+            KeySpec::Aes { bits } => convert::aes_template(policy, Some(bits)),
+            KeySpec::GenericSecret { bytes } => {
+                convert::secret_template(policy, CkKeyType::GENERIC_SECRET, Some(bytes.saturating_mul(8)))
+            }
+            _ => {
+                return Err(Error::new(ErrorKind::MechanismInvalid, Op::DeriveKey)
+                    .detail("only AES keys and generic secrets are derived"));
+            }
+        };
+        let derived = derive_call(&self.s, mech, h, &template)?;
+        Ok(self.register(derived))
     }
 
     fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyHandle>> {

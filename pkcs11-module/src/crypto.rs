@@ -502,6 +502,51 @@ pub fn unwrap_key(
     crate::objects::with_details(&st.emu, k, t)
 }
 
+/// `C_DeriveKey`: a secret key from `base` (its `CKA_DERIVE` must be set), the template naming
+/// the new key's type, length and attributes.
+pub fn derive_key(
+    h: CK_SESSION_HANDLE,
+    m: &MechIn,
+    base: CK_OBJECT_HANDLE,
+    t: &Template<'_>,
+) -> Result<CK_OBJECT_HANDLE> {
+    let (lib, s) = state::session(h)?;
+    let st = s.lock()?;
+    let mech = mechanism(m)?;
+    if !mech.functions().contains(MechanismFlags::DERIVE) {
+        crate::log(&format!("{} derives no keys", mech.describe()));
+        return Err(rv::MECHANISM_INVALID);
+    }
+    let v = visible_key(&lib, &s, &st, base, rv::KEY_HANDLE_INVALID)?;
+    let (class, key_type, policy) = v.parts();
+    if key_type != mech.key_type() || class == ObjectClass::PublicKey {
+        crate::log(&format!(
+            "{} derives from a {:?} key (a secret key or a private key), not a {class:?} of type {key_type:?}",
+            mech.describe(),
+            mech.key_type()
+        ));
+        return Err(rv::KEY_TYPE_INCONSISTENT);
+    }
+    if !policy.usage.contains(Usage::DERIVE) {
+        crate::log("the base key's CKA_DERIVE is false");
+        return Err(Rv(ck::CKR_KEY_FUNCTION_NOT_PERMITTED));
+    }
+    if !policy.allows_mechanism(mech.kind()) {
+        crate::log(&format!("{} is not in the base key's CKA_ALLOWED_MECHANISMS", mech.describe()));
+        return Err(rv::MECHANISM_INVALID);
+    }
+    // The length a derived key has when the template gives none: what the mechanism makes.
+    let natural = match &mech {
+        hsmkit_backend::Mechanism::Ecdh1Derive { kdf: None, .. } => v.curve().map(|c| c.field_len()),
+        hsmkit_backend::Mechanism::HkdfDerive { hash, expand: false, .. } => Some(hash.output_len()),
+        hsmkit_backend::Mechanism::AesCbcEncryptData { data, .. } => Some(data.len()),
+        _ => None,
+    };
+    let (spec, policy) = crate::objects::derive_template(&lib, &s, t, natural)?;
+    let k = st.emu.derive_key(&mech, state::key(base), &spec, &policy).map_err(crate::emu_err)?;
+    crate::objects::with_details(&st.emu, k, t)
+}
+
 /// `C_Login` with `CKU_CONTEXT_SPECIFIC`: the user's PIN again, for the active sign or decrypt
 /// operation of a key with `CKA_ALWAYS_AUTHENTICATE` (PKCS#11 §5.6).
 pub fn context_login(h: CK_SESSION_HANDLE, pin: &hsmkit_backend::Pin) -> Result<()> {

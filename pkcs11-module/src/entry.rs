@@ -613,6 +613,25 @@ pub unsafe extern "C" fn C_UnwrapKey(
     })
 }
 
+/// `C_DeriveKey`.
+pub unsafe extern "C" fn C_DeriveKey(
+    h: CK_SESSION_HANDLE,
+    m: CK_MECHANISM_PTR,
+    base: CK_OBJECT_HANDLE,
+    t: CK_ATTRIBUTE_PTR,
+    n: CK_ULONG,
+    out: CK_OBJECT_HANDLE_PTR,
+) -> CK_RV {
+    shim(|| {
+        state::session(h)?;
+        let m = unsafe { in_mechanism(m) }?;
+        let t = Template::new(unsafe { in_template(t, n) }?)?;
+        let out = unsafe { out_struct(out) }?;
+        *out = crypto::derive_key(h, &m, base, &t)?;
+        Ok(())
+    })
+}
+
 /// `C_SeedRandom`: the seed is mixed into the module's generator.
 pub unsafe extern "C" fn C_SeedRandom(h: CK_SESSION_HANDLE, seed: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
@@ -705,7 +724,6 @@ pub mod unsupported {
         C_DecryptDigestUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
         C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
         C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR);
-        C_DeriveKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
         C_WaitForSlotEvent(CK_FLAGS, *mut CK_SLOT_ID, *mut c_void);
         C_SessionCancel(CK_SESSION_HANDLE, CK_FLAGS);
         C_MessageEncryptInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);

@@ -389,6 +389,139 @@ unsafe fn oaep_in(p: &ck::CK_RSA_PKCS_OAEP_PARAMS) -> Result<crate::ops::OaepIn>
     Ok(crate::ops::OaepIn { hash: p.hashAlg, mgf: p.mgf, source: p.source, label: label.to_vec() })
 }
 
+/// Bytes a parameter points to, bounded; a bad pointer or length is
+/// `CKR_MECHANISM_PARAM_INVALID`.
+///
+/// # Safety
+/// `p` points to `len` readable bytes, or is null with `len` 0.
+unsafe fn param_bytes(p: *const u8, len: CK_ULONG) -> Result<Vec<u8>> {
+    // SAFETY: as documented.
+    let b = unsafe { in_bytes_at_most(p, len, MAX_PARAMETER, rv::MECHANISM_PARAM_INVALID) }
+        .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+    Ok(b.to_vec())
+}
+
+fn param_err(why: &str) -> Rv {
+    crate::log(why);
+    rv::MECHANISM_PARAM_INVALID
+}
+
+/// The hash a KDF's hash or HMAC mechanism names.
+fn kdf_hash(ckm: CK_ULONG) -> Option<hsmkit_backend::HashAlg> {
+    use hsmkit_backend::HashAlg;
+    match ckm {
+        ck::CKM_SHA_1 | ck::CKM_SHA_1_HMAC => Some(HashAlg::Sha1),
+        ck::CKM_SHA256 | ck::CKM_SHA256_HMAC => Some(HashAlg::Sha256),
+        ck::CKM_SHA384 | ck::CKM_SHA384_HMAC => Some(HashAlg::Sha384),
+        ck::CKM_SHA512 | ck::CKM_SHA512_HMAC => Some(HashAlg::Sha512),
+        _ => None,
+    }
+}
+
+/// The seam's mechanism for a derivation mechanism's parameter structure.
+///
+/// # Safety
+/// `ptr` points to `len` readable bytes holding the mechanism's parameter structure, whose own
+/// pointers are valid for the lengths beside them, as PKCS#11 requires.
+unsafe fn derive_param(ty: CK_ULONG, ptr: *const std::ffi::c_void, len: CK_ULONG) -> Result<hsmkit_backend::Mechanism> {
+    use hsmkit_backend::{HashAlg, KdfParam, KdfPrf, Mechanism};
+    Ok(match ty {
+        ck::CKM_ECDH1_DERIVE => {
+            // SAFETY: as documented.
+            let p: ck::CK_ECDH1_DERIVE_PARAMS = unsafe { param_struct(ptr, len) }?;
+            let kdf = match p.kdf {
+                ck::CKD_NULL => None,
+                ck::CKD_SHA1_KDF => Some(HashAlg::Sha1),
+                ck::CKD_SHA256_KDF => Some(HashAlg::Sha256),
+                ck::CKD_SHA384_KDF => Some(HashAlg::Sha384),
+                ck::CKD_SHA512_KDF => Some(HashAlg::Sha512),
+                other => {
+                    return Err(param_err(&format!("ECDH's KDF 0x{other:x} is not offered (CKD_NULL, CKD_SHA*_KDF)")));
+                }
+            };
+            // SAFETY: the shared and public data the parameters point to, as documented.
+            let shared_data = unsafe { param_bytes(p.pSharedData, p.ulSharedDataLen) }?;
+            // SAFETY: as above.
+            let public = unsafe { param_bytes(p.pPublicData, p.ulPublicDataLen) }?;
+            Mechanism::Ecdh1Derive { kdf, shared_data, public }
+        }
+        ck::CKM_HKDF_DERIVE => {
+            // SAFETY: as documented.
+            let p: ck::CK_HKDF_PARAMS = unsafe { param_struct(ptr, len) }?;
+            let hash = kdf_hash(p.prfHashMechanism)
+                .ok_or_else(|| param_err("HKDF's hash is SHA-1, SHA-256, SHA-384 or SHA-512"))?;
+            let salt = match p.ulSaltType {
+                ck::CKF_HKDF_SALT_NULL => Vec::new(),
+                // SAFETY: the salt the parameters point to, as documented.
+                ck::CKF_HKDF_SALT_DATA => unsafe { param_bytes(p.pSalt, p.ulSaltLen) }?,
+                _ => return Err(param_err("HKDF takes its salt as data (CKF_HKDF_SALT_DATA) or none, not a key")),
+            };
+            // SAFETY: the info the parameters point to, as documented.
+            let info = unsafe { param_bytes(p.pInfo, p.ulInfoLen) }?;
+            Mechanism::HkdfDerive { hash, extract: p.bExtract != 0, expand: p.bExpand != 0, salt, info }
+        }
+        ck::CKM_SP800_108_COUNTER_KDF => {
+            // SAFETY: as documented.
+            let p: ck::CK_SP800_108_KDF_PARAMS = unsafe { param_struct(ptr, len) }?;
+            let prf =
+                match p.prfType {
+                    ck::CKM_AES_CMAC => KdfPrf::AesCmac,
+                    other => KdfPrf::Hmac(kdf_hash(other).ok_or_else(|| {
+                        param_err("the SP 800-108 KDF's PRF is HMAC with SHA-1 or SHA-2, or AES-CMAC")
+                    })?),
+                };
+            if p.ulAdditionalDerivedKeys != 0 {
+                return Err(param_err("the SP 800-108 KDF derives one key here (no additional derived keys)"));
+            }
+            if p.ulNumberOfDataParams > 64 {
+                return Err(param_err("more than 64 SP 800-108 data parameters"));
+            }
+            // SAFETY: the data parameter array the parameters point to, as documented; bounded.
+            let list = unsafe { in_bytes(p.pDataParams as *const ck::CK_PRF_DATA_PARAM, p.ulNumberOfDataParams) }
+                .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
+            let mut params = Vec::new();
+            for d in list {
+                params.push(match d.type_ {
+                    ck::CK_SP800_108_ITERATION_VARIABLE => {
+                        // SAFETY: the counter format this element points to, as documented.
+                        let f: ck::CK_SP800_108_COUNTER_FORMAT = unsafe { param_struct(d.pValue, d.ulValueLen) }?;
+                        let bits = u8::try_from(f.ulWidthInBits).map_err(|_| param_err("a counter over 255 bits"))?;
+                        KdfParam::Counter { little_endian: f.bLittleEndian != 0, bits }
+                    }
+                    ck::CK_SP800_108_DKM_LENGTH => {
+                        // SAFETY: the length format this element points to, as documented.
+                        let f: ck::CK_SP800_108_DKM_LENGTH_FORMAT = unsafe { param_struct(d.pValue, d.ulValueLen) }?;
+                        if f.dkmLengthMethod != ck::CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS {
+                            return Err(param_err(
+                                "the KDF's length is the sum of the keys' (CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS)",
+                            ));
+                        }
+                        let bits = u8::try_from(f.ulWidthInBits).map_err(|_| param_err("a length over 255 bits"))?;
+                        KdfParam::DkmLength { little_endian: f.bLittleEndian != 0, bits }
+                    }
+                    ck::CK_SP800_108_BYTE_ARRAY => {
+                        // SAFETY: the bytes this element points to, as documented.
+                        KdfParam::Bytes(unsafe { param_bytes(d.pValue as *const u8, d.ulValueLen) }?)
+                    }
+                    other => {
+                        return Err(param_err(&format!(
+                            "SP 800-108 data parameter type {other} is not one counter mode takes"
+                        )));
+                    }
+                });
+            }
+            Mechanism::Sp800108Counter { prf, params }
+        }
+        _ => {
+            // SAFETY: as documented.
+            let p: ck::CK_AES_CBC_ENCRYPT_DATA_PARAMS = unsafe { param_struct(ptr, len) }?;
+            // SAFETY: the data the parameters point to, as documented.
+            let data = unsafe { param_bytes(p.pData, p.length) }?;
+            Mechanism::AesCbcEncryptData { iv: p.iv, data }
+        }
+    })
+}
+
 /// Reads a caller's `CK_MECHANISM` and, for the mechanisms the module knows, its parameter.
 ///
 /// # Safety
@@ -432,6 +565,10 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
             }
             .map_err(|_| rv::MECHANISM_PARAM_INVALID)?;
             Param::Gcm(iv.to_vec(), aad.to_vec(), g.ulTagBits)
+        }
+        ck::CKM_ECDH1_DERIVE | ck::CKM_HKDF_DERIVE | ck::CKM_SP800_108_COUNTER_KDF | ck::CKM_AES_CBC_ENCRYPT_DATA => {
+            // SAFETY: as documented.
+            Param::Ready(unsafe { derive_param(m.mechanism, ptr, len) }?)
         }
         ck::CKM_EDDSA => {
             // SAFETY: as documented.

@@ -126,7 +126,7 @@ macro_rules! function_list {
             C_GenerateKeyPair: Some(C_GenerateKeyPair),
             C_WrapKey: Some(C_WrapKey),
             C_UnwrapKey: Some(C_UnwrapKey),
-            C_DeriveKey: Some(u::C_DeriveKey),
+            C_DeriveKey: Some(C_DeriveKey),
             C_SeedRandom: Some(C_SeedRandom),
             C_GenerateRandom: Some(C_GenerateRandom),
             C_GetFunctionStatus: Some(C_GetFunctionStatus),

@@ -53,19 +53,36 @@ impl<'a> Template<'a> {
         match self.get(t) {
             None => Ok(None),
             Some([b]) => Ok(Some(*b != 0)),
-            Some(_) => Err(rv::ATTRIBUTE_VALUE_INVALID),
+            Some(v) => {
+                crate::log(&format!("attribute 0x{t:x} is a CK_BBOOL (1 byte), not {} bytes", v.len()));
+                Err(rv::ATTRIBUTE_VALUE_INVALID)
+            }
         }
     }
 
     fn ulong(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<CK_ULONG>> {
         match self.get(t) {
             None => Ok(None),
-            Some(v) => Ok(Some(CK_ULONG::from_ne_bytes(v.try_into().map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?))),
+            Some(v) => Ok(Some(CK_ULONG::from_ne_bytes(v.try_into().map_err(|_| {
+                crate::log(&format!(
+                    "attribute 0x{t:x} is a CK_ULONG ({} bytes), not {} bytes",
+                    size_of::<CK_ULONG>(),
+                    v.len()
+                ));
+                rv::ATTRIBUTE_VALUE_INVALID
+            })?))),
         }
     }
 
     fn text(&self, t: CK_ATTRIBUTE_TYPE) -> Result<Option<String>> {
-        self.get(t).map(|v| String::from_utf8(v.to_vec()).map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)).transpose()
+        self.get(t)
+            .map(|v| {
+                String::from_utf8(v.to_vec()).map_err(|_| {
+                    crate::log(&format!("attribute 0x{t:x} is not UTF-8 text"));
+                    rv::ATTRIBUTE_VALUE_INVALID
+                })
+            })
+            .transpose()
     }
 
     /// Every attribute is one of `known` (else `CKR_ATTRIBUTE_TYPE_INVALID`); those only the
@@ -182,8 +199,18 @@ const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
 fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) -> Result<()> {
     for (usage, cka) in Usage::ATTRIBUTES {
         if let Some(on) = t.bool(*cka)? {
-            if *usage == Usage::DERIVE || !side.contains(*usage) {
+            if *usage == Usage::DERIVE && !is_private {
+                // Applications such as pkcs11-tool ask CKA_DERIVE on an EC public key too; the
+                // agreement is the private key's (C_DeriveKey takes it), so the public key's
+                // flag carries nothing here and reads false.
+                continue;
+            }
+            if !side.contains(*usage) {
                 if on {
+                    crate::log(&format!(
+                        "{} true is not a right this kind of key can have here",
+                        usage.attribute_name()
+                    ));
                     return Err(rv::ATTRIBUTE_VALUE_INVALID);
                 }
                 continue;
@@ -193,6 +220,7 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
     }
     for cka in [ck::CKA_SIGN_RECOVER, ck::CKA_VERIFY_RECOVER] {
         if t.bool(cka)? == Some(true) {
+            crate::log("the module signs and verifies with recovery nothing (CKA_SIGN_RECOVER, CKA_VERIFY_RECOVER)");
             return Err(rv::ATTRIBUTE_VALUE_INVALID);
         }
     }
@@ -206,6 +234,7 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
         if !is_private && private {
             // A public key is a public object: asking otherwise is a template the module cannot
             // keep (it would hide nothing secret).
+            crate::log("a public key is a public object here (CKA_PRIVATE true is refused)");
             return Err(rv::ATTRIBUTE_VALUE_INVALID);
         }
         // CKA_PRIVATE false on a private or secret key: a public object, as the template asks.
@@ -322,6 +351,11 @@ impl View {
         Ok(v)
     }
 
+    /// The curve of an EC or Ed25519 key.
+    pub fn curve(&self) -> Option<hsmkit_backend::EcCurve> {
+        self.ec_params.as_deref().and_then(hsmkit_backend::EcCurve::from_params)
+    }
+
     /// Class, key type and policy.
     pub fn parts(&self) -> (ObjectClass, KeyType, &KeyPolicy) {
         (self.class, self.key_type, &self.policy)
@@ -370,7 +404,7 @@ impl View {
             ck::CKA_START_DATE => Answer::value(self.details.start_date.clone()),
             ck::CKA_END_DATE => Answer::value(self.details.end_date.clone()),
             ck::CKA_UNIQUE_ID => Answer::value(self.details.unique_id.clone().into_bytes()),
-            ck::CKA_DERIVE => b(false),
+            ck::CKA_DERIVE => b(p.usage.contains(Usage::DERIVE)),
             ck::CKA_LOCAL => b(self.origin().local),
             ck::CKA_KEY_GEN_MECHANISM => n(match (self.origin().local, self.key_type) {
                 (true, KeyType::Rsa) => ck::CKM_RSA_PKCS_KEY_PAIR_GEN,
@@ -977,6 +1011,52 @@ pub fn generate_key_pair(
         return Err(e);
     }
     Ok((pub_h.0, priv_h.0))
+}
+
+/// The template of `C_DeriveKey`: the new secret key's type and length (`CKA_VALUE_LEN`, or
+/// `natural`, what the mechanism makes, when the template gives none) and its policy.
+pub fn derive_template(
+    lib: &Library,
+    s: &Session,
+    t: &Template<'_>,
+    natural: Option<usize>,
+) -> Result<(KeySpec, KeyPolicy)> {
+    t.only(&[COMMON, SECRET])?;
+    if t.class()?.is_some_and(|c| c != ObjectClass::SecretKey) {
+        crate::log("C_DeriveKey makes secret keys (CKO_SECRET_KEY)");
+        return Err(rv::TEMPLATE_INCONSISTENT);
+    }
+    let key_type = t.key_type()?.ok_or_else(|| {
+        crate::log("a derived key's template names its CKA_KEY_TYPE (CKK_AES or CKK_GENERIC_SECRET)");
+        rv::TEMPLATE_INCOMPLETE
+    })?;
+    let len = match t.ulong(ck::CKA_VALUE_LEN)? {
+        Some(l) => usize::try_from(l).map_err(|_| rv::ATTRIBUTE_VALUE_INVALID)?,
+        None => natural.ok_or_else(|| {
+            crate::log("this derivation needs CKA_VALUE_LEN in the template");
+            rv::TEMPLATE_INCOMPLETE
+        })?,
+    };
+    let spec = match key_type {
+        KeyType::Aes if matches!(len, 16 | 24 | 32) => KeySpec::Aes { bits: len as u32 * 8 },
+        KeyType::GenericSecret if secret_len_fits(key_type, len) => KeySpec::GenericSecret { bytes: len as u32 },
+        KeyType::Aes | KeyType::GenericSecret => {
+            crate::log(&format!("a derived {key_type:?} key of {len} bytes is out of range"));
+            return Err(if t.ulong(ck::CKA_VALUE_LEN)?.is_some() {
+                rv::ATTRIBUTE_VALUE_INVALID
+            } else {
+                rv::TEMPLATE_INCOMPLETE
+            });
+        }
+        other => {
+            crate::log(&format!("C_DeriveKey makes AES keys and generic secrets, not {other:?} keys"));
+            return Err(rv::TEMPLATE_INCONSISTENT);
+        }
+    };
+    let mut policy = default_policy(Usage::all());
+    apply(t, Usage::all(), &mut policy, true)?;
+    may_create(lib, s, &policy, !policy.public_object)?;
+    Ok((spec, policy))
 }
 
 /// The template of `C_UnwrapKey`: the key type and policy of the key to make.

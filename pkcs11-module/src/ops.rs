@@ -47,6 +47,7 @@ pub fn mechanisms(emu: &hsmkit_emulator::Emulator) -> Result<Vec<MechRow>> {
                     | K::AesCtr
                     | K::AesGcm
                     | K::AesCmac
+                    | K::AesCbcEncryptData
             );
             let unit = if aes { 8 } else { 1 };
             MechRow {
@@ -93,6 +94,8 @@ pub enum Param {
     Gcm(Vec<u8>, Vec<u8>, CK_ULONG),
     /// `CK_EDDSA_PARAMS`: pre-hash flag, context.
     Eddsa(bool, Vec<u8>),
+    /// A derivation mechanism's parameters, read whole into the seam's mechanism.
+    Ready(Mechanism),
 }
 
 /// A mechanism as the caller gave it.
@@ -138,6 +141,7 @@ pub fn mechanism(m: &MechIn) -> Result<Mechanism> {
             Param::Ctr(..) => "AES-CTR parameters".into(),
             Param::Gcm(iv, _, tag) => format!("GCM parameters ({}-byte IV, {tag}-bit tag)", iv.len()),
             Param::Eddsa(ph, ctx) => format!("EdDSA parameters (pre-hash {ph}, {}-byte context)", ctx.len()),
+            Param::Ready(m) => m.describe(),
         };
         crate::log(&format!("mechanism 0x{:x} with {param} is not supported", m.ty));
     }
@@ -243,6 +247,12 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6, 0x59, 0x59, 0xA6] => Ok(Mechanism::AesKeyWrapPad),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
+        ck::CKM_ECDH1_DERIVE | ck::CKM_HKDF_DERIVE | ck::CKM_SP800_108_COUNTER_KDF | ck::CKM_AES_CBC_ENCRYPT_DATA => {
+            match &m.param {
+                Param::Ready(mech) if mech.kind().ckm() == m.ty => Ok(mech.clone()),
+                _ => Err(rv::MECHANISM_PARAM_INVALID),
+            }
+        }
         ck::CKM_ECDSA | ck::CKM_ECDSA_SHA1 | ck::CKM_ECDSA_SHA256 | ck::CKM_ECDSA_SHA384 | ck::CKM_ECDSA_SHA512 => {
             match &m.param {
                 Param::None => Ok(Mechanism::Ecdsa {

@@ -184,3 +184,86 @@ fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stderr).contains("CKR_KEY_UNEXTRACTABLE"), "{denied:?}");
 }
+
+/// EC through pkcs11-tool and OpenSSL: P-256 and Ed25519 key pairs made on the token,
+/// pkcs11-tool's own `--test-ec`, ECDSA and EdDSA signatures and an ECDH agreement each checked by
+/// OpenSSL, and OpenSSL's engine signing with the token's EC key.
+#[test]
+fn pkcs11_tool_makes_ec_keys_signs_and_agrees_and_openssl_agrees() {
+    let t = Tool::new();
+    t.run(&["--init-token", "--label", common::LABEL, "--so-pin", common::SO_PIN]);
+    t.run(&["--init-pin", "--so-pin", common::SO_PIN, "--pin", common::USER_PIN]);
+    t.user(&["--keypairgen", "--key-type", "EC:prime256v1", "--label", "ec1", "--id", "21"]);
+    // pkcs11-tool's EC self-test makes, signs with, relabels and deletes a pair of its own (it
+    // opens a read-write session only when another operation needs one, so a pair is made too).
+    let test = t.user(&["--keypairgen", "--key-type", "EC:secp384r1", "--id", "31", "--test-ec"]);
+    assert!(test.contains("==> OK"), "{test}");
+
+    let data = t.path("data.txt");
+    std::fs::write(&data, b"hsmkit EC through pkcs11-tool\n").expect("data");
+    let public = t.path("ec1.der");
+    t.run(&["--read-object", "--type", "pubkey", "--id", "21", "-o", s(&public)]);
+    let sig = t.path("ec.sig");
+    t.user(&[
+        "--sign",
+        "-m",
+        "ECDSA-SHA256",
+        "--signature-format",
+        "openssl",
+        "--id",
+        "21",
+        "-i",
+        s(&data),
+        "-o",
+        s(&sig),
+    ]);
+    openssl(&["dgst", "-sha256", "-verify", s(&public), "-keyform", "DER", "-signature", s(&sig), s(&data)]);
+
+    // ECDH: the token's key and an OpenSSL key agree on the same secret.
+    let (peer, peer_public, shared) = (t.path("peer.pem"), t.path("peer.der"), t.path("shared.bin"));
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", s(&peer)]);
+    openssl(&["pkey", "-in", s(&peer), "-pubout", "-outform", "DER", "-out", s(&peer_public)]);
+    t.user(&["--derive", "-m", "ECDH1-DERIVE", "--id", "21", "--input-file", s(&peer_public), "-o", s(&shared)]);
+    let theirs = openssl(&["pkeyutl", "-derive", "-inkey", s(&peer), "-peerkey", s(&public), "-peerform", "DER"]);
+    assert_eq!(std::fs::read(&shared).expect("shared"), theirs.stdout, "ECDH through the token and in OpenSSL");
+
+    // OpenSSL signs with the token's EC key through its PKCS#11 engine (libp11 sends CKM_ECDSA
+    // over the digest it computes).
+    let engine_sig = t.path("engine-ec.sig");
+    let uri = format!("pkcs11:token={};object=ec1;type=private;pin-value={}", common::LABEL, common::USER_PIN);
+    let out = Command::new("openssl")
+        .args(["dgst", "-engine", "pkcs11", "-keyform", "engine", "-sign", &uri, "-sha256", "-out", s(&engine_sig)])
+        .arg(&data)
+        .env("PKCS11_MODULE_PATH", common::module_path())
+        .env("HSMKIT_CONF", &t.conf)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl with the pkcs11 engine: {}", String::from_utf8_lossy(&out.stderr));
+    openssl(&["dgst", "-sha256", "-verify", s(&public), "-keyform", "DER", "-signature", s(&engine_sig), s(&data)]);
+    // Ed25519, last: libp11 (the engine above) stops enumerating keys at a CKK_EC_EDWARDS key.
+    // pkcs11-tool writes the public key as PEM.
+    t.user(&["--keypairgen", "--key-type", "EC:edwards25519", "--label", "ed1", "--id", "23"]);
+    let (ed_public, ed_sig) = (t.path("ed1.pem"), t.path("ed.sig"));
+    t.run(&["--read-object", "--type", "pubkey", "--id", "23", "-o", s(&ed_public)]);
+    t.user(&["--sign", "-m", "EDDSA", "--id", "23", "-i", s(&data), "-o", s(&ed_sig)]);
+    openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        s(&ed_public),
+        "-rawin",
+        "-in",
+        s(&data),
+        "-sigfile",
+        s(&ed_sig),
+    ]);
+    let other = t.path("other.txt");
+    std::fs::write(&other, b"other data\n").expect("other");
+    let refused = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-inkey", s(&ed_public), "-rawin", "-in", s(&other)])
+        .args(["-sigfile", s(&ed_sig)])
+        .output()
+        .expect("openssl");
+    assert!(!refused.status.success(), "an Ed25519 signature over other data must not verify");
+}
