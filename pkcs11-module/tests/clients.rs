@@ -206,6 +206,47 @@ fn main() -> ExitCode {
         let out = run(d, "p11tool", &["--provider", &module, "--list-all-certs", &token]);
         expect("p11tool lists it", text(&out).contains("object=gnutls;type=cert"), &out);
 
+        // GnuTLS with an ECDSA key: made on the token, a certificate self-signed with it.
+        let out = run(
+            d,
+            "p11tool",
+            &[
+                "--provider",
+                &module,
+                "--login",
+                "--generate-privkey=ecdsa",
+                "--curve=secp256r1",
+                "--label",
+                "gnutls-ec",
+                &token,
+            ],
+        );
+        expect("p11tool --generate-privkey=ecdsa on the token", out.status.success(), &out);
+        std::fs::write(d.join("template-ec"), "cn = \"gnutls ECDSA on hsmkit\"\nexpiration_days = 2\nsigning_key\n")
+            .expect("template");
+        let out = run(
+            d,
+            "certtool",
+            &[
+                "--provider",
+                &module,
+                "--generate-self-signed",
+                "--load-privkey",
+                &format!("{token};object=gnutls-ec;type=private"),
+                "--load-pubkey",
+                &format!("{token};object=gnutls-ec;type=public"),
+                "--template",
+                "template-ec",
+                "--outfile",
+                "gnutls-ec.pem",
+            ],
+        );
+        expect("certtool self-signs with the token's ECDSA key", out.status.success(), &out);
+        let out = run(d, "openssl", &["x509", "-in", "gnutls-ec.pem", "-noout", "-text"]);
+        expect("the certificate holds a P-256 key", text(&out).contains("NIST CURVE: P-256"), &out);
+        let out = run(d, "openssl", &["verify", "-CAfile", "gnutls-ec.pem", "gnutls-ec.pem"]);
+        expect("OpenSSL verifies the token's ECDSA signature on it", text(&out).contains("gnutls-ec.pem: OK"), &out);
+
         // Remote use through p11-kit: `p11-kit server` exports the token over a socket and
         // p11-kit-client.so reaches it from other processes; two jobs sign at once, OpenSSL checks.
         let client = [
@@ -253,6 +294,56 @@ fn main() -> ExitCode {
         }
         let _ = server.kill();
         let _ = server.wait();
+
+        // python-pkcs11's cryptography: OpenSSL makes the RSA ciphertexts and a peer EC key first,
+        // and checks the signature and the agreement afterwards.
+        for (file, opts) in [("ct-pkcs1", &[][..]), ("ct-oaep", oaep)] {
+            let mut enc = vec!["pkeyutl", "-encrypt", "-pubin", "-inkey", "dec.pem", "-in", "pt", "-out", file];
+            enc.extend_from_slice(opts);
+            let out = run(d, "openssl", &enc);
+            expect(&format!("OpenSSL encrypts {file}"), out.status.success(), &out);
+        }
+        let out = run(
+            d,
+            "openssl",
+            &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "peer-ec.pem"],
+        );
+        expect("OpenSSL makes a P-256 key", out.status.success(), &out);
+        let out =
+            run(d, "openssl", &["pkey", "-in", "peer-ec.pem", "-pubout", "-outform", "DER", "-out", "peer-ec.der"]);
+        expect("its public key", out.status.success(), &out);
+        let out = run(
+            d,
+            &python().display().to_string(),
+            &[
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/crypto.py").display().to_string(),
+                &module,
+                common::LABEL,
+                common::USER_PIN,
+                &d.display().to_string(),
+            ],
+        );
+        expect(
+            "python-pkcs11: RSA decryption, EC, ECDH, AES-CBC and GCM, HMAC, derivation, wrap and unwrap",
+            out.status.success(),
+            &out,
+        );
+        let out = run(
+            d,
+            "openssl",
+            &["dgst", "-sha256", "-verify", "py-ec.der", "-keyform", "DER", "-signature", "py-ec.sig", "pt"],
+        );
+        expect("OpenSSL verifies python-pkcs11's ECDSA signature", text(&out).contains("Verified OK"), &out);
+        let out = run(
+            d,
+            "openssl",
+            &["pkeyutl", "-derive", "-inkey", "peer-ec.pem", "-peerkey", "py-ec.der", "-peerform", "DER"],
+        );
+        expect(
+            "OpenSSL agrees on python-pkcs11's ECDH secret",
+            out.status.success() && std::fs::read(d.join("py-ecdh.bin")).ok() == Some(out.stdout.clone()),
+            &out,
+        );
 
         // python-pkcs11.
         let out = run(
