@@ -58,7 +58,11 @@ fn main() -> ExitCode {
         let cfg_s = cfg.display().to_string();
         let check_s = check.display().to_string();
         let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "k1", "more"]);
-        expect("a token signature verified by the JDK's own provider", text(&out).contains("verified k1"), &out);
+        expect(
+            "a token signature verified by the JDK's own provider",
+            text(&out).contains("verified k1 (SHA256withRSA)"),
+            &out,
+        );
         expect(
             "RSASSA-PSS through the token, verified by SunRsaSign",
             text(&out).contains("RSASSA-PSS verified"),
@@ -124,10 +128,31 @@ fn main() -> ExitCode {
         let out = import(&p12, "imported");
         expect("keytool -importkeystore into the token", out.status.success(), &out);
         let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "imported"]);
-        expect("the imported key signs on the token", text(&out).contains("verified imported"), &out);
+        expect("the imported key signs on the token", text(&out).contains("verified imported (SHA256withRSA)"), &out);
 
-        // An EC key the module cannot hold: refused, and nothing of it is left on the token.
-        let before = text(&keytool(&cfg, &["-list"]));
+        // EC: a P-256 key pair made on the token by keytool, and a software EC key store
+        // imported; each signs SHA256withECDSA on the token, verified by SunEC.
+        let out = keytool(
+            &cfg,
+            &[
+                "-genkeypair",
+                "-alias",
+                "ec1",
+                "-keyalg",
+                "EC",
+                "-groupname",
+                "secp256r1",
+                "-dname",
+                "CN=hsmkit java ec",
+            ],
+        );
+        expect("keytool -genkeypair of a P-256 key into the token", out.status.success(), &out);
+        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "ec1"]);
+        expect(
+            "SHA256withECDSA with the token's P-256 key, verified by SunEC",
+            text(&out).contains("verified ec1 (SHA256withECDSA)"),
+            &out,
+        );
         let ec = dir.path().join("ec.p12").display().to_string();
         let out = run(
             "keytool",
@@ -151,11 +176,45 @@ fn main() -> ExitCode {
         );
         expect("a software EC key store", out.status.success(), &out);
         let out = import(&ec, "eckey");
+        expect("keytool -importkeystore of the EC key into the token", out.status.success(), &out);
+        let out = run("java", &[&check_s, &cfg_s, common::USER_PIN, "eckey"]);
+        expect(
+            "the imported EC key signs on the token (SHA256withECDSA, verified by SunEC)",
+            text(&out).contains("verified eckey (SHA256withECDSA)"),
+            &out,
+        );
+
+        // A key the module cannot hold (RSA-768, under the module's 1024-bit floor): refused, and
+        // nothing of it is left on the token.
+        let before = text(&keytool(&cfg, &["-list"]));
+        let weak = dir.path().join("weak.p12").display().to_string();
+        let out = run(
+            "keytool",
+            &[
+                "-genkeypair",
+                "-alias",
+                "weak",
+                "-keyalg",
+                "RSA",
+                "-keysize",
+                "768",
+                "-dname",
+                "CN=weak",
+                "-keystore",
+                &weak,
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+            ],
+        );
+        expect("a software RSA-768 key store", out.status.success(), &out);
+        let out = import(&weak, "weak");
         let after = keytool(&cfg, &["-list"]);
         // keytool reports the entry it could not import (and exits 0 for a partial import).
         expect(
             "an import the module cannot take is reported",
-            text(&out).contains("Entry for alias eckey not imported"),
+            text(&out).contains("Entry for alias weak not imported"),
             &out,
         );
         expect("and leaves nothing behind", text(&after) == before, &after);

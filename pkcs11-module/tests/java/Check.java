@@ -1,5 +1,6 @@
 // Signs with a token key through Java's SunPKCS11 and verifies the signature with the JDK's own
-// provider (SunRsaSign) under the entry's certificate.
+// provider (SunRsaSign for RSA keys, SunEC for EC keys: SHA256withECDSA) under the entry's
+// certificate.
 // With a fourth argument "more": RSASSA-PSS and RSA/ECB/PKCS1Padding too.
 // Usage: java Check.java P11.cfg PIN ALIAS [more]
 import java.security.KeyStore;
@@ -22,18 +23,20 @@ public class Check {
             System.exit(2);
         }
         byte[] message = "hsmkit through SunPKCS11".getBytes("UTF-8");
-        Signature signer = Signature.getInstance("SHA256withRSA", p);
+        boolean ec = key.getAlgorithm().equals("EC");
+        String alg = ec ? "SHA256withECDSA" : "SHA256withRSA";
+        Signature signer = Signature.getInstance(alg, p);
         signer.initSign(key);
         signer.update(message);
         byte[] sig = signer.sign();
-        Signature verifier = Signature.getInstance("SHA256withRSA", "SunRsaSign");
+        Signature verifier = Signature.getInstance(alg, ec ? "SunEC" : "SunRsaSign");
         verifier.initVerify(cert.getPublicKey());
         verifier.update(message);
         if (!verifier.verify(sig)) {
             System.err.println("the signature does not verify");
             System.exit(3);
         }
-        System.out.println("verified " + args[2]);
+        System.out.println("verified " + args[2] + " (" + alg + ")");
         if (args.length > 3 && args[3].equals("more")) {
             more(p, key, cert);
         }
