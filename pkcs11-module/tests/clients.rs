@@ -146,6 +146,56 @@ fn main() -> ExitCode {
             );
         }
 
+        // OpenSSL serves TLS 1.3 with the token's RSA key through the engine (the handshake's
+        // signature is RSA-PSS over a digest, CKM_RSA_PKCS_PSS), and `s_client` checks it.
+        let out = Command::new("openssl")
+            .args(["req", "-new", "-x509", "-engine", "pkcs11", "-keyform", "engine", "-key", &engine_key])
+            .args(["-subj", "/CN=localhost", "-days", "2", "-out", "tls.pem"])
+            .current_dir(d)
+            .env("PKCS11_MODULE_PATH", &module)
+            .output()
+            .expect("openssl");
+        expect("OpenSSL self-signs a server certificate with the token key", out.status.success(), &out);
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port");
+        let mut server = Command::new("openssl")
+            .args(["s_server", "-engine", "pkcs11", "-keyform", "engine", "-key", &engine_key, "-cert", "tls.pem"])
+            .args(["-accept", &port.to_string(), "-naccept", "1", "-tls1_3", "-www"])
+            .current_dir(d)
+            .env("PKCS11_MODULE_PATH", &module)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl s_server");
+        let mut handshake = None;
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let out = Command::new("openssl")
+                .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-tls1_3", "-CAfile", "tls.pem"])
+                .args(["-servername", "localhost"])
+                .current_dir(d)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl s_client");
+            if text(&out).contains("Cipher is") {
+                handshake = Some(out);
+                break;
+            }
+        }
+        let _ = server.kill();
+        let served = server.wait_with_output().expect("s_server");
+        match handshake {
+            Some(out) => expect(
+                "a TLS 1.3 handshake with the token's key, verified by s_client",
+                text(&out).contains("New, TLSv1.3")
+                    && text(&out).contains("Peer signature type: RSA-PSS")
+                    && text(&out).contains("Verify return code: 0 (ok)"),
+                &out,
+            ),
+            None => expect("s_server with the token's key accepts a TLS 1.3 client", false, &served),
+        }
+
         // GnuTLS: a token key, a certificate self-signed with it, stored and listed.
         let out = run(
             d,
