@@ -52,7 +52,8 @@ pub struct GeneratekeyArgs {
     /// Generate a key for application APP.
     #[arg(short = 'g', long = "generate", value_name = "APP")]
     pub(crate) app: String,
-    /// Key parameters: type=RSA size=2048 protect=module ident=… plainname=… nvram=no pubexp=
+    /// Key parameters: type=RSA size=2048 (or type=ECDSA curve=NISTP256, or type=Ed25519)
+    /// protect=module ident=… plainname=… nvram=no pubexp=
     pub(crate) params: Vec<String>,
 }
 
@@ -327,14 +328,36 @@ pub fn nkminfo(g: &Global, a: &NkminfoArgs) -> Result<()> {
 }
 
 /// Parsed `key=value` parameters of `generatekey`.
-struct KeyParams {
-    size: u32,
-    ident: String,
-    plainname: String,
-    pubexp: u64,
+/// What `generatekey` makes.
+enum KeyKind {
+    /// `type=RSA size=… pubexp=…`.
+    Rsa { size: u32, pubexp: u64 },
+    /// `type=ECDSA curve=NISTP256` (or `type=Ed25519`).
+    Ec(hsmkit_backend::EcCurve),
 }
 
-const KNOWN_PARAMS: &[&str] = &["type", "size", "protect", "ident", "plainname", "nvram", "pubexp", "recovery"];
+struct KeyParams {
+    kind: KeyKind,
+    ident: String,
+    plainname: String,
+}
+
+const KNOWN_PARAMS: &[&str] =
+    &["type", "size", "curve", "protect", "ident", "plainname", "nvram", "pubexp", "recovery"];
+
+/// The curve a `curve=` parameter names (nShield's NISTP256, NISTP384, NISTP521, or the usual
+/// names).
+fn parse_curve(op: Op, text: Option<&str>) -> Result<hsmkit_backend::EcCurve> {
+    let text = text.ok_or_else(|| bad(op, "no curve given".into(), "add curve=NISTP256 (or NISTP384, NISTP521)"))?;
+    match hsmkit_backend::EcCurve::from_name(text) {
+        Some(hsmkit_backend::EcCurve::Ed25519) | None => Err(bad(
+            op,
+            format!("curve '{text}' is not one type=ECDSA takes"),
+            "use curve=NISTP256, NISTP384 or NISTP521 (for Ed25519, type=Ed25519)",
+        )),
+        Some(c) => Ok(c),
+    }
+}
 
 fn parse_key_params(params: &[String]) -> Result<KeyParams> {
     let op = Op::GenerateKeyPair;
@@ -357,14 +380,15 @@ fn parse_key_params(params: &[String]) -> Result<KeyParams> {
         map.insert(k.to_string(), v.to_string());
     }
     let get = |k: &str| map.get(k).map(String::as_str);
-    match get("type").unwrap_or("") {
-        t if t.eq_ignore_ascii_case("rsa") => {}
-        "" => return Err(bad(op, "no key type given".into(), "add type=RSA")),
+    let key_type = get("type").unwrap_or("").to_ascii_uppercase();
+    match key_type.as_str() {
+        "RSA" | "ECDSA" | "ED25519" => {}
+        "" => return Err(bad(op, "no key type given".into(), "add type=RSA (or type=ECDSA curve=NISTP256)")),
         t => {
             return Err(bad(
                 op,
                 format!("key type '{t}' is not supported"),
-                "the emulator's generatekey makes type=RSA keys",
+                "the emulator's generatekey makes type=RSA, type=ECDSA (with curve=) and type=Ed25519 keys",
             ));
         }
     }
@@ -387,26 +411,50 @@ fn parse_key_params(params: &[String]) -> Result<KeyParams> {
                 .hint("use nvram=no"));
         }
     }
-    let size_text = get("size").ok_or_else(|| bad(op, "no key size given".into(), "add size=2048"))?;
-    let size = size_text
-        .parse::<u32>()
-        .map_err(|_| bad(op, format!("size '{size_text}' is not a number"), "use size=2048"))?;
     let ident = get("ident")
         .ok_or_else(|| bad(op, "no ident given".into(), "add ident=NAME (digits, dashes and lowercase letters)"))?;
     check_ident(ident, op)?;
     let plainname = get("plainname").filter(|s| !s.is_empty()).unwrap_or(ident).to_string();
-    let pubexp = match get("pubexp").unwrap_or("") {
-        "" => 65537,
-        hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| {
-            bad(
-                op,
-                format!("pubexp '{hex}' is not a hexadecimal number"),
-                "give the exponent in hex (10001 for 65537), or leave it empty",
-            )
-        })?,
+    let kind = match key_type.as_str() {
+        "RSA" => {
+            let size_text = get("size").ok_or_else(|| bad(op, "no key size given".into(), "add size=2048"))?;
+            let size = size_text
+                .parse::<u32>()
+                .map_err(|_| bad(op, format!("size '{size_text}' is not a number"), "use size=2048"))?;
+            let pubexp = match get("pubexp").unwrap_or("") {
+                "" => 65537,
+                hex => u64::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|_| {
+                    bad(
+                        op,
+                        format!("pubexp '{hex}' is not a hexadecimal number"),
+                        "give the exponent in hex (10001 for 65537), or leave it empty",
+                    )
+                })?,
+            };
+            hsmkit_emulator::check_rsa_params(size, pubexp)?;
+            KeyKind::Rsa { size, pubexp }
+        }
+        "ECDSA" => KeyKind::Ec(parse_curve(op, get("curve"))?),
+        _ => KeyKind::Ec(hsmkit_backend::EcCurve::Ed25519),
     };
-    hsmkit_emulator::check_rsa_params(size, pubexp)?;
-    Ok(KeyParams { size, ident: ident.to_string(), plainname, pubexp })
+    if !matches!(kind, KeyKind::Rsa { .. }) {
+        for p in ["size", "pubexp"] {
+            if get(p).is_some_and(|v| !v.is_empty()) {
+                return Err(bad(op, format!("{p}= is an RSA parameter"), "an EC key's size is its curve's (curve=)"));
+            }
+        }
+    }
+    Ok(KeyParams { kind, ident: ident.to_string(), plainname })
+}
+
+/// nShield's name of a curve (`NISTP256`).
+fn curve_name(c: hsmkit_backend::EcCurve) -> &'static str {
+    match c {
+        hsmkit_backend::EcCurve::P256 => "NISTP256",
+        hsmkit_backend::EcCurve::P384 => "NISTP384",
+        hsmkit_backend::EcCurve::P521 => "NISTP521",
+        hsmkit_backend::EcCurve::Ed25519 => "Ed25519",
+    }
 }
 
 pub fn generatekey(g: &Global, a: &GeneratekeyArgs) -> Result<()> {
@@ -417,13 +465,27 @@ pub fn generatekey(g: &Global, a: &GeneratekeyArgs) -> Result<()> {
     println!(" operation    Operation to perform       generate");
     println!(" application  Application                {}", a.app);
     println!(" protect      Protected by               module");
-    println!(" type         Key type                   RSA");
-    println!(" size         Key size                   {}", p.size);
-    println!(" pubexp       Public exponent (hex)      {:x}", p.pubexp);
+    match p.kind {
+        KeyKind::Rsa { size, pubexp } => {
+            println!(" type         Key type                   RSA");
+            println!(" size         Key size                   {size}");
+            println!(" pubexp       Public exponent (hex)      {pubexp:x}");
+        }
+        KeyKind::Ec(hsmkit_backend::EcCurve::Ed25519) => {
+            println!(" type         Key type                   Ed25519");
+        }
+        KeyKind::Ec(curve) => {
+            println!(" type         Key type                   ECDSA");
+            println!(" curve        Elliptic curve             {}", curve_name(curve));
+        }
+    }
     println!(" ident        Key identifier             {}", p.ident);
     println!(" plainname    Key name                   {}", p.plainname);
     println!(" nvram        Blob in NVRAM (needs ACS)  no");
-    let header = emu.generate_rsa(&a.app, &p.ident, &p.plainname, p.size, p.pubexp)?;
+    let header = match p.kind {
+        KeyKind::Rsa { size, pubexp } => emu.generate_rsa(&a.app, &p.ident, &p.plainname, size, pubexp)?,
+        KeyKind::Ec(curve) => emu.generate_ec(&a.app, &p.ident, &p.plainname, curve)?,
+    };
     println!("Key successfully generated.");
     println!("Path to key: {}", emu.key_path(&header.appname, &header.ident).display());
     Ok(())

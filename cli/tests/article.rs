@@ -205,6 +205,30 @@ fn bad_key_input_fails_clearly_and_changes_nothing() {
 }
 
 #[test]
+fn generatekey_makes_ec_keys_as_nshield_names_them() {
+    let e = Env::new();
+    e.world();
+    let out = e.ok("generatekey --generate simple type=ECDSA curve=NISTP256 protect=module ident=ec256 nvram=no");
+    assert!(out.contains("ECDSA") && out.contains("NISTP256"), "{out}");
+    e.ok("generatekey --generate simple type=ECDSA curve=NISTP521 protect=module ident=ec521");
+    e.ok("generatekey --generate simple type=Ed25519 protect=module ident=ed");
+    let acl = e.ok("aclprint -A simple -K ec256");
+    assert!(acl.contains("ECDSA P-256") && acl.contains("256 bits"), "{acl}");
+    assert!(e.ok("aclprint -A simple -K ec521").contains("ECDSA P-521"));
+    assert!(e.ok("aclprint -A simple -K ed").contains("Ed25519"));
+    for (args, says) in [
+        ("type=ECDSA", "no curve given"),
+        ("type=ECDSA curve=secp256k1", "curve 'secp256k1' is not one type=ECDSA takes"),
+        ("type=ECDSA curve=NISTP256 size=2048", "size= is an RSA parameter"),
+        ("type=DSA size=2048", "key type 'DSA' is not supported"),
+    ] {
+        let err = e.fails(&format!("generatekey --generate simple {args} protect=module ident=bad"));
+        assert!(err.contains(says), "{args}: {err}");
+    }
+    assert!(!e.kmdata().join("local/key_simple_bad").exists(), "a refused key leaves no blob");
+}
+
+#[test]
 fn an_edited_acl_is_detected_by_aclprint() {
     let e = Env::new();
     e.world();
