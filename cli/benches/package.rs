@@ -72,7 +72,9 @@ fn bench_package(
     }
     let engine = Engine::new(backend, session.as_ref()).expect("engine");
     let label = format!("bench-{}", std::process::id());
-    engine.generate(&label, None, 2048).expect("generate");
+    engine
+        .generate(&label, None, &hsmkit_backend::KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 })
+        .expect("generate");
     let key = KeyRef::Label(label);
     if user.is_some() {
         session.logout().expect("logout");

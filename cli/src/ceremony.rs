@@ -279,7 +279,7 @@ fn run_pkcs11(
     step(1, "the provider's toolsets for NA, EU and AP (vendor init)", || make_toolsets(&g, dir, region))?;
     step(2, "validate the packages (verifykeypackage)", || verify_toolsets(dir, region))?;
     step(3, "create the tenant key on the token (transfer generate-key: C_GenerateKeyPair, RSA-2048)", || {
-        transfer::generate_key(&g, &GenerateKeyArgs { key: key_args.clone(), bits: 2048 })
+        transfer::generate_key(&g, &GenerateKeyArgs { key: key_args.clone(), bits: 2048, curve: None })
     })?;
     let original = transfer::public_spki(&g, &key_args)?;
     step(4, "a copy with reduced permissions (transfer modify-acls)", || {

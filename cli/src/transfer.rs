@@ -449,12 +449,15 @@ pub struct GenerateKeyArgs {
     /// The module, and the new key's `--label` (and optional `--id`).
     #[command(flatten)]
     pub key: KeyArgs,
-    /// The modulus size.
+    /// The modulus size of an RSA key.
     #[arg(long, default_value_t = 2048)]
     pub bits: u32,
+    /// Make an EC key on this curve instead (P-256, P-384 or P-521).
+    #[arg(long)]
+    pub curve: Option<String>,
 }
 
-/// Generates an RSA key pair to transfer on any module: sensitive and extractable (which
+/// Generates an RSA (or EC) key pair to transfer on any module: sensitive and extractable (which
 /// `pkcs11-tool --keypairgen` cannot ask for), so that a narrowed copy of it can be wrapped.
 pub fn generate_key(g: &Global, a: &GenerateKeyArgs) -> Result<()> {
     let label = match a.key.key()? {
@@ -469,8 +472,17 @@ pub fn generate_key(g: &Global, a: &GenerateKeyArgs) -> Result<()> {
     let session = opened.session()?;
     user_login(g, opened.backend.as_ref(), session.as_ref())?;
     let engine = Engine::new(opened.backend.as_ref(), session.as_ref())?;
-    let (_, public) = engine.generate(&label, id.as_deref(), a.bits)?;
-    println!("RSA-{} key {label:?} generated on the token: sensitive, extractable (for transfer)", a.bits);
+    let (spec, what) = match &a.curve {
+        None => (hsmkit_backend::KeyPairSpec::Rsa { bits: a.bits, public_exponent: 65537 }, format!("RSA-{}", a.bits)),
+        Some(name) => match hsmkit_backend::EcCurve::from_name(name) {
+            Some(curve) if curve != hsmkit_backend::EcCurve::Ed25519 => {
+                (hsmkit_backend::KeyPairSpec::Ec { curve }, format!("EC {}", curve.name()))
+            }
+            _ => return Err(bad(format!("--curve {name} is not P-256, P-384 or P-521"))),
+        },
+    };
+    let (_, public) = engine.generate(&label, id.as_deref(), &spec)?;
+    println!("{what} key {label:?} generated on the token: sensitive, extractable (for transfer)");
     println!(" public key SHA-256 {}", crate::commands::hex(&sha256(&public)));
     println!("Result: SUCCESS");
     Ok(())

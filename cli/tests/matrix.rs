@@ -22,6 +22,9 @@ struct Backend {
     /// A declared limit: the module's RSA-OAEP takes SHA-1 only (SoftHSM2 2.6), so a composed
     /// RSA-AES wrap with SHA-256 must be refused with a clear error.
     oaep_sha1_only: bool,
+    /// A declared limit: the module's `C_WrapKey` with RSA-OAEP wraps secret keys only (SoftHSM2
+    /// 2.6 answers a private key with `CKR_KEY_NOT_WRAPPABLE`).
+    oaep_wraps_secrets_only: bool,
 }
 
 impl Backend {
@@ -87,6 +90,7 @@ fn emulator() -> Backend {
         env: Vec::new(),
         attested: true,
         oaep_sha1_only: false,
+        oaep_wraps_secrets_only: false,
         dir,
     };
     b.ok(&[
@@ -120,6 +124,7 @@ fn libhsmkit_pkcs11() -> Backend {
         env: vec![("HSMKIT_CONF".into(), conf)],
         attested: false,
         oaep_sha1_only: false,
+        oaep_wraps_secrets_only: false,
         dir,
     }
 }
@@ -135,6 +140,7 @@ fn softhsm2() -> Backend {
         env: vec![("SOFTHSM2_CONF".into(), conf)],
         attested: false,
         oaep_sha1_only: true,
+        oaep_wraps_secrets_only: true,
         dir,
     }
 }
@@ -202,6 +208,111 @@ fn transfer_matrix(b: &Backend) {
             "{format} {extra:?}: OpenSSL gets the source key"
         );
     }
+    // An EC key in every format that takes one, each unwrapped by OpenSSL to the source key.
+    b.transfer("generate-key", &["--label", "eckey", "--id", "0c", "--curve", "P-256"]);
+    let ec_pem = d.join("eckey.pem");
+    b.transfer("public-key", &["--label", "eckey", "--out", &s(&ec_pem)]);
+    let ec_source = std::fs::read_to_string(&ec_pem).expect("pem");
+    assert!(
+        String::from_utf8(common::tool("openssl", &["pkey", "-pubin", "-in", &s(&ec_pem), "-text", "-noout"]))
+            .expect("text")
+            .contains("NIST CURVE: P-256"),
+        "the exported public key is a P-256 key"
+    );
+    b.transfer("modify-acls", &["--label", "eckey", "--kek-public-key", &s(&kek_pem)]);
+    let ec_formats: [(&str, &[&str], &str); 3] = [
+        ("azure-kv", &["--kid", "https://vault.example/keys/kek/1"], "sha1"),
+        ("aws", &["--aws-algorithm", "RSA_AES_KEY_WRAP_SHA_1"], "sha1"),
+        ("gcp", &["--gcp-method", "1"], "sha1"),
+    ];
+    for (i, (format, extra, md)) in ec_formats.iter().enumerate() {
+        let out = d.join(format!("ec-material-{i}"));
+        let (kp, op) = (s(&kek_pem), s(&out));
+        let mut args =
+            vec!["--format", format, "--label", "eckey", "--kek-public-key", kp.as_str(), "--out", op.as_str()];
+        args.extend(*extra);
+        b.transfer("package", &args);
+        let bytes = std::fs::read(&out).expect("material");
+        let blob = if *format == "azure-kv" {
+            use base64ct::Encoding;
+            let doc: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            base64ct::Base64UrlUnpadded::decode_vec(doc["ciphertext"].as_str().expect("ciphertext")).expect("b64")
+        } else {
+            bytes
+        };
+        assert_eq!(
+            common::openssl_unwrap_n(d, &kek_key, &blob, md, 384).expect("OpenSSL unwraps the EC material"),
+            ec_source,
+            "{format} {extra:?}: OpenSSL gets the source EC key"
+        );
+    }
+    // AWS KMS also takes EC key material wrapped with RSAES-OAEP alone: OpenSSL decrypts it.
+    let oaep_out = d.join("ec-oaep");
+    let oaep_args = [
+        "--format",
+        "aws",
+        "--aws-algorithm",
+        if b.oaep_sha1_only { "RSAES_OAEP_SHA_1" } else { "RSAES_OAEP_SHA_256" },
+        "--label",
+        "eckey",
+        "--kek-public-key",
+        &s(&kek_pem),
+        "--out",
+        &s(&oaep_out),
+    ];
+    if b.oaep_wraps_secrets_only {
+        let err = b.transfer_fails("package", &oaep_args);
+        assert!(err.contains("CKR_KEY_NOT_WRAPPABLE"), "{err}");
+        assert!(!oaep_out.exists(), "nothing written");
+        return rest_of_matrix(b, &kek_pem);
+    }
+    b.transfer("package", &oaep_args);
+    let md = "sha256";
+    let der = d.join("ec-oaep.der");
+    common::tool(
+        "openssl",
+        &[
+            "pkeyutl",
+            "-decrypt",
+            "-inkey",
+            &s(&kek_key),
+            "-in",
+            &s(&oaep_out),
+            "-out",
+            &s(&der),
+            "-pkeyopt",
+            "rsa_padding_mode:oaep",
+            "-pkeyopt",
+            &format!("rsa_oaep_md:{md}"),
+            "-pkeyopt",
+            &format!("rsa_mgf1_md:{md}"),
+        ],
+    );
+    let back = common::tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"]);
+    assert_eq!(
+        String::from_utf8(back).expect("pem"),
+        ec_source,
+        "AWS RSAES_OAEP_SHA_256: OpenSSL gets the source EC key"
+    );
+    rest_of_matrix(b, &kek_pem);
+}
+
+/// The rest of the matrix, after the EC formats.
+fn rest_of_matrix(b: &Backend, kek_pem: &Path) {
+    let d = b.dir.path();
+    let s = |p: &Path| p.display().to_string();
+
+    // Google Cloud KMS takes no P-521 key: refused before anything is wrapped.
+    b.transfer("generate-key", &["--label", "ec521", "--curve", "P-521"]);
+    b.transfer("modify-acls", &["--label", "ec521", "--kek-public-key", &s(&kek_pem)]);
+    let none = d.join("ec521-gcp");
+    let err = b.transfer_fails(
+        "package",
+        &["--format", "gcp", "--label", "ec521", "--kek-public-key", &s(&kek_pem), "--out", &s(&none)],
+    );
+    assert!(err.contains("does not import P-521"), "{err}");
+    assert!(!none.exists(), "nothing written");
+
     // A service's rule refuses before anything is wrapped: Google's method 2 needs a 4096-bit KEK.
     let err = b.transfer_fails(
         "package",

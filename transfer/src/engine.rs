@@ -13,8 +13,9 @@ use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 
 use hsmkit_backend::{
-    Attestation, Attr, AttrKind, AttrValue, Backend, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial, KeyPolicy,
-    Mechanism, MechanismKind, ObjectClass, Op, Pin, Result, Session, TransferTarget, Usage, UserKind,
+    Attestation, Attr, AttrKind, AttrValue, Backend, EcCurve, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial,
+    KeyPairSpec, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Pin, Result, Session, TransferTarget,
+    Usage, UserKind,
 };
 
 use crate::byok::{self, TransferBody, TransferPackage};
@@ -107,7 +108,7 @@ pub struct Wrapped {
     pub copy: KeyHandle,
     /// Its SubjectPublicKeyInfo.
     pub public: Vec<u8>,
-    /// Its modulus size.
+    /// Its size (the modulus', or the curve's).
     pub bits: u32,
     /// The mechanism's output.
     pub wrapped: Vec<u8>,
@@ -165,22 +166,23 @@ impl<'s> Engine<'s> {
         self.composed
     }
 
-    /// Generates an RSA key pair for transfer (`C_GenerateKeyPair`): a token key that signs,
-    /// verifies, encrypts and decrypts, sensitive and extractable, so that a narrowed copy of it can
-    /// later be wrapped. Returns its private half and its SubjectPublicKeyInfo.
-    pub fn generate(&self, label: &str, id: Option<&[u8]>, bits: u32) -> Result<(KeyHandle, Vec<u8>)> {
+    /// Generates a key pair for transfer (`C_GenerateKeyPair`): an RSA token key that signs,
+    /// verifies, encrypts and decrypts, or an EC one that signs and verifies, sensitive and
+    /// extractable, so that a narrowed copy of it can later be wrapped. Returns its private half
+    /// and its SubjectPublicKeyInfo.
+    pub fn generate(&self, label: &str, id: Option<&[u8]>, spec: &KeyPairSpec) -> Result<(KeyHandle, Vec<u8>)> {
         if !self.session.find_keys(&KeyFilter { label: Some(label.to_string()), ..KeyFilter::default() })?.is_empty() {
             return Err(Error::new(ErrorKind::AlreadyExists, Op::GenerateKeyPair)
                 .detail(format!("the token already has a key labelled {label:?}"))
                 .hint("choose another --label"));
         }
-        let mut policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT)
-            .with_label(label)
-            .extractable(true);
+        let usage = match spec {
+            KeyPairSpec::Rsa { .. } => Usage::SIGN | Usage::VERIFY | Usage::DECRYPT | Usage::ENCRYPT,
+            _ => Usage::SIGN | Usage::VERIFY,
+        };
+        let mut policy = KeyPolicy::new(usage).with_label(label).extractable(true);
         policy.id = id.map(<[u8]>::to_vec);
-        let (_, private) = self
-            .session
-            .generate_key_pair(&hsmkit_backend::KeyPairSpec::Rsa { bits, public_exponent: 65537 }, &policy)?;
+        let (_, private) = self.session.generate_key_pair(spec, &policy)?;
         Ok((private, self.public_key(private)?))
     }
 
@@ -233,16 +235,30 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// The SubjectPublicKeyInfo (DER) of an RSA key, from its modulus and public exponent (which
-    /// every PKCS#11 module reports, unlike `CKA_PUBLIC_KEY_INFO`).
+    /// The SubjectPublicKeyInfo (DER) of a key: an RSA key's from its modulus and public exponent
+    /// (which every PKCS#11 module reports, unlike `CKA_PUBLIC_KEY_INFO`); an EC private key's from
+    /// `CKA_PUBLIC_KEY_INFO`, or else from the public key object with its `CKA_ID` (or its
+    /// source's label), whose `CKA_EC_POINT` a PKCS#11 module always has.
     pub fn public_key(&self, key: KeyHandle) -> Result<Vec<u8>> {
-        let attrs = self.session.attributes(key, &[AttrKind::Modulus, AttrKind::PublicExponent])?;
+        let attrs = self.session.attributes(key, &[AttrKind::KeyType, AttrKind::Modulus, AttrKind::PublicExponent])?;
         let bytes = |a: Option<&Attr>| match a {
-            Some(Attr::Value(_, AttrValue::Bytes(b))) => Ok(b.clone()),
-            _ => Err(Error::new(ErrorKind::KeyTypeInconsistent, Op::GetAttributes)
-                .detail("the key has no RSA modulus and public exponent: only RSA keys are transferred")),
+            Some(Attr::Value(_, AttrValue::Bytes(b))) => Some(b.clone()),
+            _ => None,
         };
-        let (n, e) = (bytes(attrs.first())?, bytes(attrs.get(1))?);
+        match attrs.first() {
+            Some(Attr::Value(_, AttrValue::KeyType(KeyType::Ec | KeyType::EcEdwards))) => {
+                return self.ec_public_key(key);
+            }
+            Some(Attr::Value(_, AttrValue::KeyType(KeyType::Rsa))) => {}
+            _ => {
+                return Err(Error::new(ErrorKind::KeyTypeInconsistent, Op::GetAttributes)
+                    .detail("only RSA and EC keys are transferred"));
+            }
+        }
+        let (Some(n), Some(e)) = (bytes(attrs.get(1)), bytes(attrs.get(2))) else {
+            return Err(Error::new(ErrorKind::KeyTypeInconsistent, Op::GetAttributes)
+                .detail("the RSA key reports no modulus and public exponent"));
+        };
         let public =
             rsa::PublicKey::new(rsa::BoxedUint::from_be_slice_vartime(&n), rsa::BoxedUint::from_be_slice_vartime(&e))
                 .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
@@ -252,14 +268,70 @@ impl<'s> Engine<'s> {
             .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))
     }
 
+    fn ec_public_key(&self, key: KeyHandle) -> Result<Vec<u8>> {
+        let s = self.session;
+        let attrs = s.attributes(key, &[AttrKind::PublicKeyInfo, AttrKind::EcParams, AttrKind::EcPoint])?;
+        if let Some(Attr::Value(_, AttrValue::Bytes(spki))) = attrs.first()
+            && EcCurve::parse_spki(spki).is_some()
+        {
+            return Ok(spki.clone());
+        }
+        let point_of = |h: KeyHandle| -> Result<Option<Vec<u8>>> {
+            let a = s.attributes(h, &[AttrKind::EcParams, AttrKind::EcPoint])?;
+            Ok(match (a.first(), a.get(1)) {
+                (Some(Attr::Value(_, AttrValue::Bytes(p))), Some(Attr::Value(_, AttrValue::Bytes(q)))) => {
+                    EcCurve::from_params(p).and_then(|c| c.point_from_attribute(q).map(|q| c.spki(&q)))
+                }
+                _ => None,
+            })
+        };
+        // A public key object itself.
+        if let Some(spki) = point_of(key)? {
+            return Ok(spki);
+        }
+        // The private key's public half: the public key with its CKA_ID, or with its source's label.
+        let policy = match s.attributes(key, &[AttrKind::Policy])?.pop() {
+            Some(Attr::Value(_, AttrValue::Policy(p))) => p,
+            _ => KeyPolicy::default(),
+        };
+        let mut filters = Vec::new();
+        if let Some(id) = policy.id.filter(|i| !i.is_empty()) {
+            filters.push(KeyFilter { id: Some(id), ..KeyFilter::default() });
+        }
+        if let Some(label) = policy.label.filter(|l| !l.is_empty()) {
+            let source = label.strip_prefix(COPY_PREFIX).unwrap_or(&label).to_string();
+            filters.push(KeyFilter { label: Some(source), ..KeyFilter::default() });
+        }
+        let params = match attrs.get(1) {
+            Some(Attr::Value(_, AttrValue::Bytes(p))) => p.clone(),
+            _ => Vec::new(),
+        };
+        for f in filters {
+            for h in s.find_keys(&KeyFilter { class: Some(ObjectClass::PublicKey), ..f })? {
+                if let Some(spki) = point_of(h)?
+                    && EcCurve::parse_spki(&spki).is_some_and(|(c, _)| c.params() == params.as_slice())
+                {
+                    return Ok(spki);
+                }
+            }
+        }
+        Err(Error::new(ErrorKind::NotFound, Op::GetAttributes)
+            .detail("the EC key's public point is nowhere to be read: no CKA_PUBLIC_KEY_INFO and no public key with its CKA_ID")
+            .hint("keep the public key object of the pair on the token (same CKA_ID)"))
+    }
+
     /// The public key of `key` as PEM (`transfer public-key`).
     pub fn public_key_pem(&self, key: &KeyRef) -> Result<String> {
+        use base64ct::{Base64, Encoding as _};
         let spki = self.public_key(self.find(key)?)?;
-        let public = rsa::PublicKey::from_public_key_der(&spki)
-            .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))?;
-        public
-            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-            .map_err(|e| Error::new(ErrorKind::DataInvalid, Op::GetAttributes).detail(e.to_string()))
+        let b64 = Base64::encode_string(&spki);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Ok(pem)
     }
 
     /// Narrows a copy of `key` for `target` (`KeyTransferRemote -ModifyAcls`): with the world's
@@ -437,7 +509,7 @@ impl<'s> Engine<'s> {
             Some(authority) => Rights::Attested(authority.attestation(copy, target)?),
             None => Rights::Attributes(self.attributes_json(copy)?),
         };
-        let bits = rsa::PublicKey::from_public_key_der(&public).map(|k| k.n().bit_width()).unwrap_or(0);
+        let bits = formats::TransferKey::of_spki(&public).map_or(0, formats::TransferKey::bits);
         let (kek, temporary) = match self.trusted_kek(&target.kek_spki)? {
             Some(h) => (h, false),
             None => {
@@ -495,7 +567,13 @@ impl<'s> Engine<'s> {
         };
         let copy =
             self.narrowed_copy(key, "narrow the key first (KeyTransferRemote -ModifyAcls) with the same packages")?;
-        let w = self.wrap(copy, &target, &byok::WRAP)?;
+        let public = self.public_key(copy)?;
+        if let Some(formats::TransferKey::Ec(curve)) = formats::TransferKey::of_spki(&public) {
+            return Err(Error::new(ErrorKind::KeyTypeInconsistent, Op::WrapKey)
+                .detail(format!("the transfer package carries RSA tenant keys; {key} is an EC {} key", curve.name()))
+                .hint("export EC keys with --format azure-kv, aws or gcp"));
+        }
+        let w = self.wrap_public(copy, public, &target, &byok::WRAP)?;
         let (rights, certificate, key_hash) = match &w.rights {
             Rights::Attested(a) => {
                 let parse = |t: &str| {
@@ -547,8 +625,10 @@ impl<'s> Engine<'s> {
         let copy = self
             .narrowed_copy(key, "narrow it first with `hsmkit transfer modify-acls --kek-public-key` and this KEK")?;
         let public = self.public_key(copy)?;
-        let key_bits = rsa::PublicKey::from_public_key_der(&public).map_or(0, |k| k.n().bit_width());
-        let mechanism = format.mechanism_for_rsa(kek_bits, key_bits)?;
+        let transferred = formats::TransferKey::of_spki(&public).ok_or_else(|| {
+            Error::new(ErrorKind::KeyTypeInconsistent, Op::WrapKey).detail("only RSA and EC keys are transferred")
+        })?;
+        let mechanism = format.mechanism_for(kek_bits, transferred)?;
         let w = self.wrap_public(copy, public, &target, &mechanism)?;
         let bytes = match kid {
             Some(kid) => formats::azure_byok(kid, &w.wrapped, generator)?,

@@ -6,7 +6,44 @@
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
 
-use hsmkit_backend::{Error, ErrorKind, HashAlg, Mechanism, Op, Result};
+use hsmkit_backend::{EcCurve, Error, ErrorKind, HashAlg, Mechanism, Op, Result};
+
+/// The key a format is asked to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKey {
+    /// An RSA private key of this many bits.
+    Rsa(u32),
+    /// An EC private key on this curve.
+    Ec(EcCurve),
+}
+
+impl TransferKey {
+    /// The key of a SubjectPublicKeyInfo (RSA or EC); `None` for anything else.
+    pub fn of_spki(spki: &[u8]) -> Option<TransferKey> {
+        use rsa::pkcs8::DecodePublicKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        if let Some((curve, _)) = EcCurve::parse_spki(spki) {
+            return Some(TransferKey::Ec(curve));
+        }
+        rsa::PublicKey::from_public_key_der(spki).ok().map(|k| TransferKey::Rsa(k.n().bit_width()))
+    }
+
+    /// Its size in bits (the modulus', or the curve's).
+    pub fn bits(self) -> u32 {
+        match self {
+            TransferKey::Rsa(b) => b,
+            TransferKey::Ec(c) => c.bits(),
+        }
+    }
+
+    /// `RSA-2048`, `EC P-256`.
+    pub fn describe(self) -> String {
+        match self {
+            TransferKey::Rsa(b) => format!("RSA-{b}"),
+            TransferKey::Ec(c) => format!("EC {}", c.name()),
+        }
+    }
+}
 
 /// AWS KMS wrapping algorithms (`GetParametersForImport` `WrappingAlgorithm`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +111,41 @@ impl Format {
     /// The mechanism for an RSA private key of `key_bits` under a KEK of `kek_bits`, after the
     /// service's rules; the error says which rule refused.
     pub fn mechanism_for_rsa(self, kek_bits: u32, key_bits: u32) -> Result<Mechanism> {
+        self.mechanism_for(kek_bits, TransferKey::Rsa(key_bits))
+    }
+
+    /// The mechanism for `key` under a KEK of `kek_bits`, after the service's rules (key types and
+    /// sizes it imports, KEK sizes, wrapping algorithms); the error says which rule refused.
+    ///
+    /// - Azure Key Vault imports RSA-HSM 2048/3072/4096 and EC-HSM P-256/P-384/P-521, always with
+    ///   `CKM_RSA_AES_KEY_WRAP` and OAEP SHA-1.
+    /// - AWS KMS imports RSA 2048/3072/4096 (RSA-AES wrapping only) and ECC_NIST_P256/P384/P521,
+    ///   which may also be wrapped with RSAES-OAEP alone, except P-521 under a 2048-bit KEK.
+    /// - Google Cloud KMS imports RSA 2048/3072/4096 and EC_SIGN_P256_SHA256/P384_SHA384 (no
+    ///   P-521) with the RSA-AES import methods 1 to 4 only.
+    /// - No service here imports Ed25519 keys through these formats.
+    pub fn mechanism_for(self, kek_bits: u32, key: TransferKey) -> Result<Mechanism> {
         let service = self.name();
-        if !matches!(key_bits, 2048 | 3072 | 4096) {
-            return Err(bad(
-                format!("{service} does not import RSA-{key_bits} keys (only 2048, 3072 and 4096 bits)"),
-                "transfer a key of a supported size",
-            ));
+        match key {
+            TransferKey::Rsa(bits) if !matches!(bits, 2048 | 3072 | 4096) => {
+                return Err(bad(
+                    format!("{service} does not import RSA-{bits} keys (only 2048, 3072 and 4096 bits)"),
+                    "transfer a key of a supported size",
+                ));
+            }
+            TransferKey::Ec(EcCurve::Ed25519) => {
+                return Err(bad(
+                    format!("{service} does not import Ed25519 keys through this format"),
+                    "transfer an RSA key, or an EC key on P-256 or P-384",
+                ));
+            }
+            TransferKey::Ec(EcCurve::P521) if matches!(self, Format::Gcp(_)) => {
+                return Err(bad(
+                    format!("{service} does not import P-521 keys (EC_SIGN_P256_SHA256 and EC_SIGN_P384_SHA384 only)"),
+                    "transfer a P-256 or P-384 key to Google Cloud KMS",
+                ));
+            }
+            _ => {}
         }
         let rsa_aes = |hash| Mechanism::RsaAesKeyWrap { aes_bits: 256, hash };
         let kek_sizes = |ok: &[u32]| -> Result<()> {
@@ -92,6 +158,7 @@ impl Format {
                 ))
             }
         };
+        let ec = matches!(key, TransferKey::Ec(_));
         match self {
             Format::AzureKeyVault => {
                 kek_sizes(&[2048, 3072, 4096])?;
@@ -103,9 +170,23 @@ impl Format {
             Format::Aws(AwsAlgorithm::RsaAesKeyWrapSha256) => {
                 kek_sizes(&[2048, 3072, 4096]).map(|()| rsa_aes(HashAlg::Sha256))
             }
+            Format::Aws(AwsAlgorithm::RsaesOaepSha1 | AwsAlgorithm::RsaesOaepSha256) if ec => {
+                kek_sizes(&[2048, 3072, 4096])?;
+                if key == TransferKey::Ec(EcCurve::P521) && kek_bits == 2048 {
+                    return Err(bad(
+                        format!(
+                            "{service} does not wrap ECC_NIST_P521 key material under a 2048-bit KEK with RSAES-OAEP"
+                        ),
+                        "use a 3072- or 4096-bit KEK, or RSA_AES_KEY_WRAP_SHA_256",
+                    ));
+                }
+                let hash =
+                    if self == Format::Aws(AwsAlgorithm::RsaesOaepSha1) { HashAlg::Sha1 } else { HashAlg::Sha256 };
+                Ok(Mechanism::RsaOaep { hash })
+            }
             Format::Aws(_) => Err(bad(
                 format!(
-                    "{service} wraps symmetric key material only; RSA private keys need RSA_AES_KEY_WRAP_SHA_1 or _SHA_256"
+                    "{service} wraps symmetric and EC key material only; RSA private keys need RSA_AES_KEY_WRAP_SHA_1 or _SHA_256"
                 ),
                 "give --aws-algorithm RSA_AES_KEY_WRAP_SHA_256",
             )),
@@ -116,7 +197,7 @@ impl Format {
                 kek_sizes(&[4096]).map(|()| rsa_aes(if m == 2 { HashAlg::Sha1 } else { HashAlg::Sha256 }))
             }
             Format::Gcp(m) => Err(bad(
-                format!("{service} (direct RSA-OAEP) cannot wrap an RSA private key"),
+                format!("{service} (direct RSA-OAEP) cannot wrap an asymmetric private key"),
                 &format!("use import method 1 to 4, not {m}"),
             )),
         }
@@ -167,9 +248,7 @@ mod tests {
             Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 }
         );
         let aws = Format::parse("aws", Some("RSAES_OAEP_SHA_256"), None).expect("aws");
-        assert!(
-            aws.mechanism_for_rsa(2048, 2048).expect_err("oaep").to_string().contains("symmetric key material only")
-        );
+        assert!(aws.mechanism_for_rsa(2048, 2048).expect_err("oaep").to_string().contains("RSA private keys need"));
         let aws = Format::parse("aws", None, None).expect("aws");
         assert_eq!(
             aws.mechanism_for_rsa(4096, 3072).expect("ok"),
@@ -180,6 +259,33 @@ mod tests {
         assert!(Format::parse("gcp", None, Some(6)).expect("6").mechanism_for_rsa(4096, 2048).is_err());
         for (f, a, m) in [("gcp", None, Some(7)), ("aws", Some("RSA_PKCS1"), None), ("ibm", None, None)] {
             assert!(Format::parse(f, a, m).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn ec_keys_follow_each_services_rules() {
+        let p256 = TransferKey::Ec(EcCurve::P256);
+        let p521 = TransferKey::Ec(EcCurve::P521);
+        let kv = Format::parse("azure-kv", None, None).expect("kv");
+        assert_eq!(
+            kv.mechanism_for(2048, p521).expect("P-521"),
+            Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 }
+        );
+        let oaep = Format::parse("aws", Some("RSAES_OAEP_SHA_256"), None).expect("aws");
+        assert_eq!(oaep.mechanism_for(2048, p256).expect("P-256"), Mechanism::RsaOaep { hash: HashAlg::Sha256 });
+        assert!(oaep.mechanism_for(2048, p521).expect_err("P-521").to_string().contains("ECC_NIST_P521"));
+        assert_eq!(oaep.mechanism_for(3072, p521).expect("P-521, 3072"), Mechanism::RsaOaep { hash: HashAlg::Sha256 });
+        let gcp = Format::parse("gcp", None, Some(3)).expect("gcp");
+        assert!(gcp.mechanism_for(3072, p521).expect_err("P-521").to_string().contains("P-521"));
+        assert!(gcp.mechanism_for(3072, TransferKey::Ec(EcCurve::P384)).is_ok());
+        assert!(Format::parse("gcp", None, Some(5)).expect("5").mechanism_for(3072, p256).is_err());
+        for f in [kv, oaep, gcp] {
+            assert!(
+                f.mechanism_for(3072, TransferKey::Ec(EcCurve::Ed25519))
+                    .expect_err("Ed25519")
+                    .to_string()
+                    .contains("Ed25519")
+            );
         }
     }
 
