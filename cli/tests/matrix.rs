@@ -304,11 +304,11 @@ fn rest_of_matrix(b: &Backend, kek_pem: &Path) {
 
     // Google Cloud KMS takes no P-521 key: refused before anything is wrapped.
     b.transfer("generate-key", &["--label", "ec521", "--curve", "P-521"]);
-    b.transfer("modify-acls", &["--label", "ec521", "--kek-public-key", &s(&kek_pem)]);
+    b.transfer("modify-acls", &["--label", "ec521", "--kek-public-key", &s(kek_pem)]);
     let none = d.join("ec521-gcp");
     let err = b.transfer_fails(
         "package",
-        &["--format", "gcp", "--label", "ec521", "--kek-public-key", &s(&kek_pem), "--out", &s(&none)],
+        &["--format", "gcp", "--label", "ec521", "--kek-public-key", &s(kek_pem), "--out", &s(&none)],
     );
     assert!(err.contains("does not import P-521"), "{err}");
     assert!(!none.exists(), "nothing written");
@@ -324,7 +324,7 @@ fn rest_of_matrix(b: &Backend, kek_pem: &Path) {
             "--label",
             "exportkey",
             "--kek-public-key",
-            &s(&kek_pem),
+            &s(kek_pem),
             "--out",
             &s(&d.join("y")),
         ],
