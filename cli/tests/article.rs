@@ -864,7 +864,7 @@ fn key_vault_aws_and_google_material_unwraps_with_openssls_command_line() {
     // Each service's rules, by name.
     let out = |n: &str| d.join(n).display().to_string();
     let err = e.fails(&format!("transfer package --format aws --aws-algorithm RSAES_OAEP_SHA_1 --kek-public-key {pem} --ident contosokey --out {}", out("a")));
-    assert!(err.contains("symmetric key material only"), "{err}");
+    assert!(err.contains("RSA private keys need RSA_AES_KEY_WRAP"), "{err}");
     let err = e.fails(&format!(
         "transfer package --format gcp --gcp-method 1 --kek-public-key {pem} --ident contosokey --out {}",
         out("g")
