@@ -215,6 +215,26 @@ mod tests {
     }
 
     #[test]
+    fn the_counter_kdf_with_cmac_is_cmac_over_each_block_input() {
+        let key = unhex("2b7e151628aed2a6abf7158809cf4f3c");
+        let params = [
+            KdfParam::Counter { little_endian: true, bits: 16 },
+            KdfParam::Bytes(b"label".to_vec()),
+            KdfParam::DkmLength { little_endian: false, bits: 24 },
+        ];
+        let out = sp800_108_counter(KdfPrf::AesCmac, &key, &params, 20).expect("kdf");
+        let block = |i: u8| {
+            let mut input = vec![i, 0];
+            input.extend_from_slice(b"label");
+            input.extend_from_slice(&[0, 0, 160]);
+            keys::cmac_sign(&key, &input, OP).expect("cmac")
+        };
+        let mut want = block(1);
+        want.extend(block(2));
+        assert_eq!(&out[..], &want[..20]);
+    }
+
+    #[test]
     fn counters_refuse_what_does_not_fit() {
         assert_eq!(encode(258, 16, false, "x").expect("fits"), vec![1, 2]);
         assert_eq!(encode(258, 16, true, "x").expect("fits"), vec![2, 1]);

@@ -91,8 +91,10 @@ fn ecdsa_generated(ctx: &super::Ctx<'_>, curve: EcCurve, hash: HashAlg) -> R {
         (Mechanism::Ecdsa { hash: None }, digest(hash, data)),
         (Mechanism::Ecdsa { hash: Some(hash) }, digest(hash, data)),
         (Mechanism::Ecdsa { hash: Some(HashAlg::Sha1) }, digest(HashAlg::Sha1, data)),
-        // A digest shorter than the order (SHA-1 with CKM_ECDSA), which ECDSA reads as it is.
+        // A digest shorter than the order (SHA-1 with CKM_ECDSA), which ECDSA reads as it is, and a
+        // longer one (SHA-512), whose right-hand bits it drops.
         (Mechanism::Ecdsa { hash: None }, digest(HashAlg::Sha1, data)),
+        (Mechanism::Ecdsa { hash: None }, digest(HashAlg::Sha512, data)),
     ]
     .into_iter()
     .filter(|(m, _)| listed.contains(&m.kind()))
