@@ -66,13 +66,17 @@ fn pkcs11_tool_sets_up_tests_signs_and_wraps_and_openssl_agrees() {
     let slots = t.run(&["--list-slots"]);
     assert!(slots.contains(common::LABEL) && slots.contains("PIN initialized"), "{slots}");
 
-    // A key pair and an AES key, then pkcs11-tool's own self-test over them: RSA signatures,
+    // An RSA and an EC key pair and an AES key, then pkcs11-tool's own self-test over them: RSA
+    // signatures,
     // verification and decryption with CKM_RSA_X_509 and CKM_RSA_PKCS among the mechanisms.
     t.user(&["--keypairgen", "--key-type", "rsa:2048", "--label", "rsa1", "--id", "01"]);
     t.user(&["--keygen", "--key-type", "AES:32", "--label", "aes-self-test", "--id", "0f"]);
+    t.user(&["--keypairgen", "--key-type", "EC:prime256v1", "--label", "ec-self-test", "--id", "0e"]);
     let test = t.user(&["--test"]);
     assert!(test.contains("No errors"), "{test}");
     assert!(test.contains("all 4 signature functions seem to work"), "{test}");
+    // pkcs11-tool's --test signs with RSA keys only: it reaches the EC key and passes over it.
+    assert!(test.contains("non-RSA, skipping"), "{test}");
     assert!(test.contains("all 4 digest functions seem to work"), "{test}");
     for line in ["RSA-X-509: OK", "RSA-PKCS: OK"] {
         assert!(test.matches(line).count() >= 3, "{line} for signing, verifying and decrypting: {test}");
