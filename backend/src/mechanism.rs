@@ -7,6 +7,8 @@ use cryptoki_sys as ck;
 pub enum HashAlg {
     /// SHA-1 (FIPS 180-4): legacy, still the hash of RSA-OAEP in the Azure and GCP formats.
     Sha1,
+    /// SHA-224.
+    Sha224,
     /// SHA-256.
     Sha256,
     /// SHA-384.
@@ -20,6 +22,7 @@ impl HashAlg {
     pub fn output_len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
             HashAlg::Sha256 => 32,
             HashAlg::Sha384 => 48,
             HashAlg::Sha512 => 64,
@@ -30,6 +33,7 @@ impl HashAlg {
     pub fn name(self) -> &'static str {
         match self {
             HashAlg::Sha1 => "SHA-1",
+            HashAlg::Sha224 => "SHA-224",
             HashAlg::Sha256 => "SHA-256",
             HashAlg::Sha384 => "SHA-384",
             HashAlg::Sha512 => "SHA-512",
@@ -40,6 +44,7 @@ impl HashAlg {
     pub fn ckm(self) -> ck::CK_MECHANISM_TYPE {
         match self {
             HashAlg::Sha1 => ck::CKM_SHA_1,
+            HashAlg::Sha224 => ck::CKM_SHA224,
             HashAlg::Sha256 => ck::CKM_SHA256,
             HashAlg::Sha384 => ck::CKM_SHA384,
             HashAlg::Sha512 => ck::CKM_SHA512,
@@ -228,16 +233,19 @@ impl Mechanism {
         match *self {
             Mechanism::RsaPkcs1v15Raw => MechanismKind::RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha1 } => MechanismKind::Sha1RsaPkcs,
+            Mechanism::RsaPkcs1v15 { hash: Sha224 } => MechanismKind::Sha224RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha256 } => MechanismKind::Sha256RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha384 } => MechanismKind::Sha384RsaPkcs,
             Mechanism::RsaPkcs1v15 { hash: Sha512 } => MechanismKind::Sha512RsaPkcs,
             Mechanism::RsaPss { hash: Sha1 } => MechanismKind::Sha1RsaPkcsPss,
+            Mechanism::RsaPss { hash: Sha224 } => MechanismKind::Sha224RsaPkcsPss,
             Mechanism::RsaPss { hash: Sha256 } => MechanismKind::Sha256RsaPkcsPss,
             Mechanism::RsaPss { hash: Sha384 } => MechanismKind::Sha384RsaPkcsPss,
             Mechanism::RsaPss { hash: Sha512 } => MechanismKind::Sha512RsaPkcsPss,
             Mechanism::RsaPssRaw { .. } => MechanismKind::RsaPkcsPss,
             Mechanism::RsaX509 => MechanismKind::RsaX509,
             Mechanism::Hmac { hash: Sha1 } => MechanismKind::Sha1Hmac,
+            Mechanism::Hmac { hash: Sha224 } => MechanismKind::Sha224Hmac,
             Mechanism::Hmac { hash: Sha256 } => MechanismKind::Sha256Hmac,
             Mechanism::Hmac { hash: Sha384 } => MechanismKind::Sha384Hmac,
             Mechanism::Hmac { hash: Sha512 } => MechanismKind::Sha512Hmac,
@@ -245,6 +253,7 @@ impl Mechanism {
             Mechanism::AesCmac => MechanismKind::AesCmac,
             Mechanism::Ecdsa { hash: None } => MechanismKind::Ecdsa,
             Mechanism::Ecdsa { hash: Some(Sha1) } => MechanismKind::EcdsaSha1,
+            Mechanism::Ecdsa { hash: Some(Sha224) } => MechanismKind::EcdsaSha224,
             Mechanism::Ecdsa { hash: Some(Sha256) } => MechanismKind::EcdsaSha256,
             Mechanism::Ecdsa { hash: Some(Sha384) } => MechanismKind::EcdsaSha384,
             Mechanism::Ecdsa { hash: Some(Sha512) } => MechanismKind::EcdsaSha512,
@@ -404,6 +413,8 @@ mechanism_kinds! {
     RsaPkcsPss => CKM_RSA_PKCS_PSS, "RSA-PKCS-PSS";
     /// `CKM_SHA1_RSA_PKCS`.
     Sha1RsaPkcs => CKM_SHA1_RSA_PKCS, "SHA1-RSA-PKCS";
+    /// `CKM_SHA224_RSA_PKCS`.
+    Sha224RsaPkcs => CKM_SHA224_RSA_PKCS, "SHA224-RSA-PKCS";
     /// `CKM_SHA256_RSA_PKCS`.
     Sha256RsaPkcs => CKM_SHA256_RSA_PKCS, "SHA256-RSA-PKCS";
     /// `CKM_SHA384_RSA_PKCS`.
@@ -412,6 +423,8 @@ mechanism_kinds! {
     Sha512RsaPkcs => CKM_SHA512_RSA_PKCS, "SHA512-RSA-PKCS";
     /// `CKM_SHA1_RSA_PKCS_PSS`.
     Sha1RsaPkcsPss => CKM_SHA1_RSA_PKCS_PSS, "SHA1-RSA-PKCS-PSS";
+    /// `CKM_SHA224_RSA_PKCS_PSS`.
+    Sha224RsaPkcsPss => CKM_SHA224_RSA_PKCS_PSS, "SHA224-RSA-PKCS-PSS";
     /// `CKM_SHA256_RSA_PKCS_PSS`.
     Sha256RsaPkcsPss => CKM_SHA256_RSA_PKCS_PSS, "SHA256-RSA-PKCS-PSS";
     /// `CKM_SHA384_RSA_PKCS_PSS`.
@@ -424,6 +437,8 @@ mechanism_kinds! {
     Ecdsa => CKM_ECDSA, "ECDSA";
     /// `CKM_ECDSA_SHA1`.
     EcdsaSha1 => CKM_ECDSA_SHA1, "ECDSA-SHA1";
+    /// `CKM_ECDSA_SHA224`.
+    EcdsaSha224 => CKM_ECDSA_SHA224, "ECDSA-SHA224";
     /// `CKM_ECDSA_SHA256`.
     EcdsaSha256 => CKM_ECDSA_SHA256, "ECDSA-SHA256";
     /// `CKM_ECDSA_SHA384`.
@@ -442,6 +457,8 @@ mechanism_kinds! {
     AesCbcEncryptData => CKM_AES_CBC_ENCRYPT_DATA, "AES-CBC-ENCRYPT-DATA";
     /// `CKM_SHA_1_HMAC`.
     Sha1Hmac => CKM_SHA_1_HMAC, "SHA-1-HMAC";
+    /// `CKM_SHA224_HMAC`.
+    Sha224Hmac => CKM_SHA224_HMAC, "SHA224-HMAC";
     /// `CKM_SHA256_HMAC`.
     Sha256Hmac => CKM_SHA256_HMAC, "SHA256-HMAC";
     /// `CKM_SHA384_HMAC`.

@@ -199,7 +199,19 @@ fn hmac_sha256(ctx: &Ctx<'_>) -> R {
     s.verify(&mech, key, message, &want).map_err(err("the module verifies RustCrypto's tag"))?;
     let mut bad = want.to_vec();
     bad[0] ^= 1;
-    expect_kind(s.verify(&mech, key, message, &bad), &[ErrorKind::SignatureInvalid], "a wrong tag")
+    expect_kind(s.verify(&mech, key, message, &bad), &[ErrorKind::SignatureInvalid], "a wrong tag")?;
+    // HMAC-SHA224, where the backend lists it.
+    let listed = ctx.backend.capabilities().map_err(err("read the mechanism list"))?;
+    if listed.mechanism(hsmkit_backend::MechanismKind::Sha224Hmac).is_some() {
+        let tag = s.sign(&Mechanism::Hmac { hash: HashAlg::Sha224 }, key, message).map_err(err("HMAC-SHA224"))?;
+        let mut mac = hmac::Hmac::<sha2::Sha224>::new_from_slice(&secret).map_err(err("RustCrypto HMAC key"))?;
+        mac.update(message);
+        ensure(
+            tag.as_slice() == mac.finalize().into_bytes().as_slice(),
+            "the module's HMAC-SHA224 differs from RustCrypto's",
+        )?;
+    }
+    Ok(())
 }
 
 fn rsa_pkcs1_decrypt(ctx: &Ctx<'_>) -> R {
@@ -339,11 +351,14 @@ fn rsa_sign_pkcs1v15(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
     let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::VERIFY))?;
     let key = public_of(s.as_ref(), public)?;
-    for hash in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+    for hash in [HashAlg::Sha1, HashAlg::Sha224, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
         let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash }, private, b"conformance").map_err(err("sign"))?;
         let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(err("signature encoding"))?;
         let ok = match hash {
             HashAlg::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(key.clone()).verify(b"conformance", &sig),
+            HashAlg::Sha224 => {
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha224>::new(key.clone()).verify(b"conformance", &sig)
+            }
             HashAlg::Sha256 => {
                 rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.clone()).verify(b"conformance", &sig)
             }

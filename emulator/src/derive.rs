@@ -52,6 +52,7 @@ fn digest(hash: HashAlg, parts: &[&[u8]]) -> Vec<u8> {
     use aws_lc_rs::digest;
     let alg = match hash {
         HashAlg::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha224 => &digest::SHA224,
         HashAlg::Sha256 => &digest::SHA256,
         HashAlg::Sha384 => &digest::SHA384,
         HashAlg::Sha512 => &digest::SHA512,

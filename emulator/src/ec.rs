@@ -208,6 +208,7 @@ fn left_pad(bytes: &[u8], len: usize) -> Vec<u8> {
 fn hash_of(hash: HashAlg, data: &[u8]) -> Vec<u8> {
     let alg = match hash {
         HashAlg::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha224 => &digest::SHA224,
         HashAlg::Sha256 => &digest::SHA256,
         HashAlg::Sha384 => &digest::SHA384,
         HashAlg::Sha512 => &digest::SHA512,

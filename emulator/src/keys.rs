@@ -100,12 +100,14 @@ impl RsaPrivate {
             }
             Mechanism::RsaPkcs1v15 { hash } => match hash {
                 HashAlg::Sha1 => pkcs1!(sha1::Sha1),
+                HashAlg::Sha224 => pkcs1!(sha2::Sha224),
                 HashAlg::Sha256 => pkcs1!(sha2::Sha256),
                 HashAlg::Sha384 => pkcs1!(sha2::Sha384),
                 HashAlg::Sha512 => pkcs1!(sha2::Sha512),
             },
             Mechanism::RsaPss { hash } => match hash {
                 HashAlg::Sha1 => pss!(sha1::Sha1),
+                HashAlg::Sha224 => pss!(sha2::Sha224),
                 HashAlg::Sha256 => pss!(sha2::Sha256),
                 HashAlg::Sha384 => pss!(sha2::Sha384),
                 HashAlg::Sha512 => pss!(sha2::Sha512),
@@ -119,6 +121,7 @@ impl RsaPrivate {
                 }
                 return match hash {
                     HashAlg::Sha1 => raw_pss!(sha1::Sha1),
+                    HashAlg::Sha224 => raw_pss!(sha2::Sha224),
                     HashAlg::Sha256 => raw_pss!(sha2::Sha256),
                     HashAlg::Sha384 => raw_pss!(sha2::Sha384),
                     HashAlg::Sha512 => raw_pss!(sha2::Sha512),
@@ -162,13 +165,15 @@ impl RsaPrivate {
     /// RSA-OAEP decryption with a label (empty: none). Failures are opaque.
     pub fn decrypt_oaep_label(&self, hash: HashAlg, label: &[u8], ct: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
         let opaque = || opaque_failure(op);
+        // AWS-LC has no OAEP with SHA-224: RustCrypto decrypts it.
         let lc_alg = match hash {
-            HashAlg::Sha1 => &OAEP_SHA1_MGF1SHA1,
-            HashAlg::Sha256 => &OAEP_SHA256_MGF1SHA256,
-            HashAlg::Sha384 => &aws_lc_rs::rsa::OAEP_SHA384_MGF1SHA384,
-            HashAlg::Sha512 => &aws_lc_rs::rsa::OAEP_SHA512_MGF1SHA512,
+            HashAlg::Sha1 => Some(&OAEP_SHA1_MGF1SHA1),
+            HashAlg::Sha224 => None,
+            HashAlg::Sha256 => Some(&OAEP_SHA256_MGF1SHA256),
+            HashAlg::Sha384 => Some(&aws_lc_rs::rsa::OAEP_SHA384_MGF1SHA384),
+            HashAlg::Sha512 => Some(&aws_lc_rs::rsa::OAEP_SHA512_MGF1SHA512),
         };
-        if let Some(k) = &self.lc_oaep {
+        if let (Some(k), Some(lc_alg)) = (&self.lc_oaep, lc_alg) {
             let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
             let label = (!label.is_empty()).then_some(label);
             let len = k.decrypt(lc_alg, ct, &mut out, label).map_err(|_| opaque())?.len();
@@ -178,6 +183,7 @@ impl RsaPrivate {
         let l = || label.to_vec();
         let pt = match hash {
             HashAlg::Sha1 => self.rc.decrypt(rsa::Oaep::<sha1::Sha1>::new_with_label(l()), ct),
+            HashAlg::Sha224 => self.rc.decrypt(rsa::Oaep::<sha2::Sha224>::new_with_label(l()), ct),
             HashAlg::Sha256 => self.rc.decrypt(rsa::Oaep::<sha2::Sha256>::new_with_label(l()), ct),
             HashAlg::Sha384 => self.rc.decrypt(rsa::Oaep::<sha2::Sha384>::new_with_label(l()), ct),
             HashAlg::Sha512 => self.rc.decrypt(rsa::Oaep::<sha2::Sha512>::new_with_label(l()), ct),
@@ -413,6 +419,7 @@ pub fn hmac_verify(hash: HashAlg, key: &[u8], data: &[u8], tag: &[u8]) -> Result
 fn hmac_alg(hash: HashAlg) -> aws_lc_rs::hmac::Algorithm {
     match hash {
         HashAlg::Sha1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        HashAlg::Sha224 => aws_lc_rs::hmac::HMAC_SHA224,
         HashAlg::Sha256 => aws_lc_rs::hmac::HMAC_SHA256,
         HashAlg::Sha384 => aws_lc_rs::hmac::HMAC_SHA384,
         HashAlg::Sha512 => aws_lc_rs::hmac::HMAC_SHA512,
@@ -499,12 +506,14 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
         }
         Mechanism::RsaPkcs1v15 { hash } => match hash {
             HashAlg::Sha1 => check!(pkcs1v15, sha1::Sha1),
+            HashAlg::Sha224 => check!(pkcs1v15, sha2::Sha224),
             HashAlg::Sha256 => check!(pkcs1v15, sha2::Sha256),
             HashAlg::Sha384 => check!(pkcs1v15, sha2::Sha384),
             HashAlg::Sha512 => check!(pkcs1v15, sha2::Sha512),
         },
         Mechanism::RsaPss { hash } => match hash {
             HashAlg::Sha1 => check!(pss, sha1::Sha1),
+            HashAlg::Sha224 => check!(pss, sha2::Sha224),
             HashAlg::Sha256 => check!(pss, sha2::Sha256),
             HashAlg::Sha384 => check!(pss, sha2::Sha384),
             HashAlg::Sha512 => check!(pss, sha2::Sha512),
@@ -518,6 +527,7 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
             }
             match hash {
                 HashAlg::Sha1 => raw_pss!(sha1::Sha1),
+                HashAlg::Sha224 => raw_pss!(sha2::Sha224),
                 HashAlg::Sha256 => raw_pss!(sha2::Sha256),
                 HashAlg::Sha384 => raw_pss!(sha2::Sha384),
                 HashAlg::Sha512 => raw_pss!(sha2::Sha512),
@@ -584,6 +594,7 @@ pub fn encrypt_oaep_label(
     }
     let r = match hash {
         HashAlg::Sha1 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha1::Sha1>::new_with_label(label.to_vec()), pt),
+        HashAlg::Sha224 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha224>::new_with_label(label.to_vec()), pt),
         HashAlg::Sha256 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha256>::new_with_label(label.to_vec()), pt),
         HashAlg::Sha384 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha384>::new_with_label(label.to_vec()), pt),
         HashAlg::Sha512 => public.encrypt(rng.as_rng(), rsa::Oaep::<sha2::Sha512>::new_with_label(label.to_vec()), pt),

@@ -70,16 +70,17 @@ impl Backend for Emulator {
             row(K::RsaX509, 1024, 4096, sv | MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT),
             row(K::RsaPkcsPss, 1024, 4096, sv),
         ];
-        for k in [K::Sha1RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
+        for k in [K::Sha1RsaPkcs, K::Sha224RsaPkcs, K::Sha256RsaPkcs, K::Sha384RsaPkcs, K::Sha512RsaPkcs] {
             mechanisms.push(row(k, 1024, 4096, sv));
         }
-        for k in [K::Sha1RsaPkcsPss, K::Sha256RsaPkcsPss, K::Sha384RsaPkcsPss, K::Sha512RsaPkcsPss] {
+        for k in [K::Sha1RsaPkcsPss, K::Sha224RsaPkcsPss, K::Sha256RsaPkcsPss, K::Sha384RsaPkcsPss, K::Sha512RsaPkcsPss]
+        {
             mechanisms.push(row(k, 1024, 4096, sv));
         }
-        for k in [K::Sha1Hmac, K::Sha256Hmac, K::Sha384Hmac, K::Sha512Hmac] {
+        for k in [K::Sha1Hmac, K::Sha224Hmac, K::Sha256Hmac, K::Sha384Hmac, K::Sha512Hmac] {
             mechanisms.push(row(k, 8, MAX_GENERIC_SECRET as u32 * 8, sv));
         }
-        for k in [K::Ecdsa, K::EcdsaSha1, K::EcdsaSha256, K::EcdsaSha384, K::EcdsaSha512] {
+        for k in [K::Ecdsa, K::EcdsaSha1, K::EcdsaSha224, K::EcdsaSha256, K::EcdsaSha384, K::EcdsaSha512] {
             mechanisms.push(row(k, 256, 521, sv));
         }
         mechanisms.push(row(K::Eddsa, 255, 255, sv));

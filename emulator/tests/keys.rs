@@ -24,11 +24,13 @@ fn generatekey_writes_a_blob_whose_signatures_verify_independently() {
     assert_eq!((header.bits, header.pubexp), (2048, 65537));
     let handles = f.emu.load_key("simple", "contosokey").expect("load");
     let s = f.emu.open_session(SLOT, SessionMode::ReadOnly).expect("session");
-    for hash in [HashAlg::Sha1, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+    for hash in [HashAlg::Sha1, HashAlg::Sha224, HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
         let sig = s.sign(&Mechanism::RsaPkcs1v15 { hash }, handles[0], b"tenant key").expect("sign");
         let public = public_key(&header.public);
         let ok = match hash {
             HashAlg::Sha1 => rsa::pkcs1v15::VerifyingKey::<sha1::Sha1>::new(public)
+                .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
+            HashAlg::Sha224 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha224>::new(public)
                 .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),
             HashAlg::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public)
                 .verify(b"tenant key", &rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("sig")),

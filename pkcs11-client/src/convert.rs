@@ -280,6 +280,7 @@ pub fn ck_class(c: ObjectClass) -> CkClass {
 pub(crate) fn hash_type(h: HashAlg) -> MechanismType {
     match h {
         HashAlg::Sha1 => MechanismType::SHA1,
+        HashAlg::Sha224 => MechanismType::SHA224,
         HashAlg::Sha256 => MechanismType::SHA256,
         HashAlg::Sha384 => MechanismType::SHA384,
         HashAlg::Sha512 => MechanismType::SHA512,
@@ -289,6 +290,7 @@ pub(crate) fn hash_type(h: HashAlg) -> MechanismType {
 fn mgf(h: HashAlg) -> PkcsMgfType {
     match h {
         HashAlg::Sha1 => PkcsMgfType::MGF1_SHA1,
+        HashAlg::Sha224 => PkcsMgfType::MGF1_SHA224,
         HashAlg::Sha256 => PkcsMgfType::MGF1_SHA256,
         HashAlg::Sha384 => PkcsMgfType::MGF1_SHA384,
         HashAlg::Sha512 => PkcsMgfType::MGF1_SHA512,
@@ -307,6 +309,7 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
     Ok(match m {
         Mechanism::RsaPkcs1v15Raw => CkMechanism::RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha1 } => CkMechanism::Sha1RsaPkcs,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha224 } => CkMechanism::Sha224RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => CkMechanism::Sha256RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => CkMechanism::Sha384RsaPkcs,
         Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => CkMechanism::Sha512RsaPkcs,
@@ -317,6 +320,7 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
         Mechanism::RsaPssRaw { hash } => CkMechanism::RsaPkcsPss(pss(*hash)),
         Mechanism::RsaX509 => CkMechanism::RsaX509,
         Mechanism::Hmac { hash: HashAlg::Sha1 } => CkMechanism::Sha1Hmac,
+        Mechanism::Hmac { hash: HashAlg::Sha224 } => CkMechanism::Sha224Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha256 } => CkMechanism::Sha256Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha384 } => CkMechanism::Sha384Hmac,
         Mechanism::Hmac { hash: HashAlg::Sha512 } => CkMechanism::Sha512Hmac,
@@ -334,6 +338,7 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
         Mechanism::Ecdsa { hash: None } => CkMechanism::Ecdsa,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha1) } => CkMechanism::EcdsaSha1,
+        Mechanism::Ecdsa { hash: Some(HashAlg::Sha224) } => CkMechanism::EcdsaSha224,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha256) } => CkMechanism::EcdsaSha256,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha384) } => CkMechanism::EcdsaSha384,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha512) } => CkMechanism::EcdsaSha512,

@@ -256,6 +256,7 @@ impl RsaAesParams {
     fn new(aes_bits: u16, hash: HashAlg) -> Self {
         let mgf = match hash {
             HashAlg::Sha1 => cryptoki_sys::CKG_MGF1_SHA1,
+            HashAlg::Sha224 => cryptoki_sys::CKG_MGF1_SHA224,
             HashAlg::Sha256 => cryptoki_sys::CKG_MGF1_SHA256,
             HashAlg::Sha384 => cryptoki_sys::CKG_MGF1_SHA384,
             HashAlg::Sha512 => cryptoki_sys::CKG_MGF1_SHA512,

@@ -236,6 +236,7 @@ fn derive_call(
             let kdf = match kdf {
                 None => EcKdf::null(),
                 Some(HashAlg::Sha1) => EcKdf::sha1(shared_data),
+                Some(HashAlg::Sha224) => EcKdf::sha224(shared_data),
                 Some(HashAlg::Sha256) => EcKdf::sha256(shared_data),
                 Some(HashAlg::Sha384) => EcKdf::sha384(shared_data),
                 Some(HashAlg::Sha512) => EcKdf::sha512(shared_data),
@@ -283,6 +284,7 @@ fn derive_call(
             let prf = match prf {
                 KdfPrf::Hmac(h) => match h {
                     HashAlg::Sha1 => cryptoki::mechanism::MechanismType::SHA1_HMAC,
+                    HashAlg::Sha224 => cryptoki::mechanism::MechanismType::SHA224_HMAC,
                     HashAlg::Sha256 => cryptoki::mechanism::MechanismType::SHA256_HMAC,
                     HashAlg::Sha384 => cryptoki::mechanism::MechanismType::SHA384_HMAC,
                     HashAlg::Sha512 => cryptoki::mechanism::MechanismType::SHA512_HMAC,

@@ -411,6 +411,7 @@ fn kdf_hash(ckm: CK_ULONG) -> Option<hsmkit_backend::HashAlg> {
     use hsmkit_backend::HashAlg;
     match ckm {
         ck::CKM_SHA_1 | ck::CKM_SHA_1_HMAC => Some(HashAlg::Sha1),
+        ck::CKM_SHA224 | ck::CKM_SHA224_HMAC => Some(HashAlg::Sha224),
         ck::CKM_SHA256 | ck::CKM_SHA256_HMAC => Some(HashAlg::Sha256),
         ck::CKM_SHA384 | ck::CKM_SHA384_HMAC => Some(HashAlg::Sha384),
         ck::CKM_SHA512 | ck::CKM_SHA512_HMAC => Some(HashAlg::Sha512),
@@ -432,6 +433,7 @@ unsafe fn derive_param(ty: CK_ULONG, ptr: *const std::ffi::c_void, len: CK_ULONG
             let kdf = match p.kdf {
                 ck::CKD_NULL => None,
                 ck::CKD_SHA1_KDF => Some(HashAlg::Sha1),
+                ck::CKD_SHA224_KDF => Some(HashAlg::Sha224),
                 ck::CKD_SHA256_KDF => Some(HashAlg::Sha256),
                 ck::CKD_SHA384_KDF => Some(HashAlg::Sha384),
                 ck::CKD_SHA512_KDF => Some(HashAlg::Sha512),

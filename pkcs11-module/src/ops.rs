@@ -23,7 +23,7 @@ pub struct MechRow {
 }
 
 /// The digests the module computes itself (they need no key, so the emulator does not list them).
-const DIGESTS: [CK_MECHANISM_TYPE; 4] = [ck::CKM_SHA_1, ck::CKM_SHA256, ck::CKM_SHA384, ck::CKM_SHA512];
+const DIGESTS: [CK_MECHANISM_TYPE; 5] = [ck::CKM_SHA_1, ck::CKM_SHA224, ck::CKM_SHA256, ck::CKM_SHA384, ck::CKM_SHA512];
 
 /// The mechanism list (`C_GetMechanismList`, `C_GetMechanismInfo`): the emulator's capabilities,
 /// with AES key sizes in bytes as PKCS#11 gives them, then the digests. Every mechanism runs inside
@@ -110,6 +110,7 @@ pub struct MechIn {
 fn hash_of(ckm: CK_MECHANISM_TYPE) -> Option<(HashAlg, CK_ULONG)> {
     match ckm {
         ck::CKM_SHA_1 => Some((HashAlg::Sha1, ck::CKG_MGF1_SHA1)),
+        ck::CKM_SHA224 => Some((HashAlg::Sha224, ck::CKG_MGF1_SHA224)),
         ck::CKM_SHA256 => Some((HashAlg::Sha256, ck::CKG_MGF1_SHA256)),
         ck::CKM_SHA384 => Some((HashAlg::Sha384, ck::CKG_MGF1_SHA384)),
         ck::CKM_SHA512 => Some((HashAlg::Sha512, ck::CKG_MGF1_SHA512)),
@@ -169,6 +170,7 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
         ck::CKM_SHA1_RSA_PKCS => pkcs1(HashAlg::Sha1),
+        ck::CKM_SHA224_RSA_PKCS => pkcs1(HashAlg::Sha224),
         ck::CKM_SHA256_RSA_PKCS => pkcs1(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS => pkcs1(HashAlg::Sha384),
         ck::CKM_SHA512_RSA_PKCS => pkcs1(HashAlg::Sha512),
@@ -187,19 +189,23 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             },
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
-        ck::CKM_SHA_1_HMAC | ck::CKM_SHA256_HMAC | ck::CKM_SHA384_HMAC | ck::CKM_SHA512_HMAC => match &m.param {
-            Param::None => {
-                let hash = match m.ty {
-                    ck::CKM_SHA_1_HMAC => HashAlg::Sha1,
-                    ck::CKM_SHA256_HMAC => HashAlg::Sha256,
-                    ck::CKM_SHA384_HMAC => HashAlg::Sha384,
-                    _ => HashAlg::Sha512,
-                };
-                Ok(Mechanism::Hmac { hash })
+        ck::CKM_SHA_1_HMAC | ck::CKM_SHA224_HMAC | ck::CKM_SHA256_HMAC | ck::CKM_SHA384_HMAC | ck::CKM_SHA512_HMAC => {
+            match &m.param {
+                Param::None => {
+                    let hash = match m.ty {
+                        ck::CKM_SHA_1_HMAC => HashAlg::Sha1,
+                        ck::CKM_SHA224_HMAC => HashAlg::Sha224,
+                        ck::CKM_SHA256_HMAC => HashAlg::Sha256,
+                        ck::CKM_SHA384_HMAC => HashAlg::Sha384,
+                        _ => HashAlg::Sha512,
+                    };
+                    Ok(Mechanism::Hmac { hash })
+                }
+                _ => Err(rv::MECHANISM_PARAM_INVALID),
             }
-            _ => Err(rv::MECHANISM_PARAM_INVALID),
-        },
+        }
         ck::CKM_SHA1_RSA_PKCS_PSS => pss(HashAlg::Sha1),
+        ck::CKM_SHA224_RSA_PKCS_PSS => pss(HashAlg::Sha224),
         ck::CKM_SHA256_RSA_PKCS_PSS => pss(HashAlg::Sha256),
         ck::CKM_SHA384_RSA_PKCS_PSS => pss(HashAlg::Sha384),
         ck::CKM_SHA512_RSA_PKCS_PSS => pss(HashAlg::Sha512),
@@ -253,20 +259,24 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
                 _ => Err(rv::MECHANISM_PARAM_INVALID),
             }
         }
-        ck::CKM_ECDSA | ck::CKM_ECDSA_SHA1 | ck::CKM_ECDSA_SHA256 | ck::CKM_ECDSA_SHA384 | ck::CKM_ECDSA_SHA512 => {
-            match &m.param {
-                Param::None => Ok(Mechanism::Ecdsa {
-                    hash: match m.ty {
-                        ck::CKM_ECDSA_SHA1 => Some(HashAlg::Sha1),
-                        ck::CKM_ECDSA_SHA256 => Some(HashAlg::Sha256),
-                        ck::CKM_ECDSA_SHA384 => Some(HashAlg::Sha384),
-                        ck::CKM_ECDSA_SHA512 => Some(HashAlg::Sha512),
-                        _ => None,
-                    },
-                }),
-                _ => Err(rv::MECHANISM_PARAM_INVALID),
-            }
-        }
+        ck::CKM_ECDSA
+        | ck::CKM_ECDSA_SHA1
+        | ck::CKM_ECDSA_SHA224
+        | ck::CKM_ECDSA_SHA256
+        | ck::CKM_ECDSA_SHA384
+        | ck::CKM_ECDSA_SHA512 => match &m.param {
+            Param::None => Ok(Mechanism::Ecdsa {
+                hash: match m.ty {
+                    ck::CKM_ECDSA_SHA1 => Some(HashAlg::Sha1),
+                    ck::CKM_ECDSA_SHA224 => Some(HashAlg::Sha224),
+                    ck::CKM_ECDSA_SHA256 => Some(HashAlg::Sha256),
+                    ck::CKM_ECDSA_SHA384 => Some(HashAlg::Sha384),
+                    ck::CKM_ECDSA_SHA512 => Some(HashAlg::Sha512),
+                    _ => None,
+                },
+            }),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         // Pure Ed25519; Ed25519ctx and Ed25519ph (a context or the pre-hash flag) are not offered.
         ck::CKM_EDDSA => match &m.param {
             Param::None => Ok(Mechanism::Eddsa),
@@ -292,6 +302,8 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
 pub enum Hasher {
     /// SHA-1.
     Sha1(sha1::Sha1),
+    /// SHA-224.
+    Sha224(sha2::Sha224),
     /// SHA-256.
     Sha256(sha2::Sha256),
     /// SHA-384.
@@ -308,6 +320,7 @@ impl Hasher {
         }
         Ok(match m.ty {
             ck::CKM_SHA_1 => Hasher::Sha1(Default::default()),
+            ck::CKM_SHA224 => Hasher::Sha224(Default::default()),
             ck::CKM_SHA256 => Hasher::Sha256(Default::default()),
             ck::CKM_SHA384 => Hasher::Sha384(Default::default()),
             ck::CKM_SHA512 => Hasher::Sha512(Default::default()),
@@ -319,6 +332,7 @@ impl Hasher {
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha224(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha384(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
@@ -329,6 +343,7 @@ impl Hasher {
     pub fn finish(self) -> Vec<u8> {
         match self {
             Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha224(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Sha384(h) => h.finalize().to_vec(),
             Hasher::Sha512(h) => h.finalize().to_vec(),

@@ -58,6 +58,7 @@ fn digest(hash: HashAlg, data: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     match hash {
         HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),
+        HashAlg::Sha224 => sha2::Sha224::digest(data).to_vec(),
         HashAlg::Sha256 => sha2::Sha256::digest(data).to_vec(),
         HashAlg::Sha384 => sha2::Sha384::digest(data).to_vec(),
         HashAlg::Sha512 => sha2::Sha512::digest(data).to_vec(),
@@ -91,6 +92,7 @@ fn ecdsa_generated(ctx: &super::Ctx<'_>, curve: EcCurve, hash: HashAlg) -> R {
         (Mechanism::Ecdsa { hash: None }, digest(hash, data)),
         (Mechanism::Ecdsa { hash: Some(hash) }, digest(hash, data)),
         (Mechanism::Ecdsa { hash: Some(HashAlg::Sha1) }, digest(HashAlg::Sha1, data)),
+        (Mechanism::Ecdsa { hash: Some(HashAlg::Sha224) }, digest(HashAlg::Sha224, data)),
         // A digest shorter than the order (SHA-1 with CKM_ECDSA), which ECDSA reads as it is, and a
         // longer one (SHA-512), whose right-hand bits it drops.
         (Mechanism::Ecdsa { hash: None }, digest(HashAlg::Sha1, data)),
