@@ -211,6 +211,18 @@ pub enum Mechanism {
         /// The tag length in bits (128).
         tag_bits: u16,
     },
+    /// Triple DES in ECB mode (`CKM_DES3_ECB`; SP 800-67): whole 8-byte blocks. Legacy.
+    Des3Ecb,
+    /// Triple DES in CBC mode (`CKM_DES3_CBC`): whole blocks. Legacy.
+    Des3Cbc {
+        /// The initialisation vector.
+        iv: [u8; 8],
+    },
+    /// Triple DES in CBC mode with PKCS #7 padding (`CKM_DES3_CBC_PAD`). Legacy.
+    Des3CbcPad {
+        /// The initialisation vector.
+        iv: [u8; 8],
+    },
     /// AES key wrap (`CKM_AES_KEY_WRAP`; RFC 3394, SP 800-38F KW).
     AesKeyWrap,
     /// AES key wrap with padding (RFC 5649, SP 800-38F KWP): `CKM_AES_KEY_WRAP_KWP` in PKCS#11 3.0,
@@ -267,6 +279,9 @@ impl Mechanism {
             Mechanism::AesCbcPad { .. } => MechanismKind::AesCbcPad,
             Mechanism::AesCtr { .. } => MechanismKind::AesCtr,
             Mechanism::AesGcm { .. } => MechanismKind::AesGcm,
+            Mechanism::Des3Ecb => MechanismKind::Des3Ecb,
+            Mechanism::Des3Cbc { .. } => MechanismKind::Des3Cbc,
+            Mechanism::Des3CbcPad { .. } => MechanismKind::Des3CbcPad,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
             Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
             Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
@@ -283,6 +298,7 @@ impl Mechanism {
                 KeyType::Aes
             }
             Mechanism::Ecdh1Derive { .. } => KeyType::Ec,
+            Mechanism::Des3Ecb | Mechanism::Des3Cbc { .. } | Mechanism::Des3CbcPad { .. } => KeyType::Des3,
             Mechanism::AesCmac
             | Mechanism::AesEcb
             | Mechanism::AesCbc { .. }
@@ -325,7 +341,10 @@ impl Mechanism {
             | Mechanism::AesCbc { .. }
             | Mechanism::AesCbcPad { .. }
             | Mechanism::AesCtr { .. }
-            | Mechanism::AesGcm { .. } => ed,
+            | Mechanism::AesGcm { .. }
+            | Mechanism::Des3Ecb
+            | Mechanism::Des3Cbc { .. }
+            | Mechanism::Des3CbcPad { .. } => ed,
             Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaAesKeyWrap { .. } => wu,
             Mechanism::Ecdh1Derive { .. }
             | Mechanism::HkdfDerive { .. }
@@ -334,8 +353,9 @@ impl Mechanism {
         }
     }
 
-    /// Whether this is an AES encryption mode (ECB, CBC, CBC-PAD, CTR, GCM) rather than a key wrap.
-    pub fn is_aes_cipher(&self) -> bool {
+    /// Whether this is a block-cipher encryption mode with a secret key (AES ECB, CBC, CBC-PAD,
+    /// CTR, GCM; DES3 ECB, CBC, CBC-PAD) rather than a key wrap.
+    pub fn is_secret_cipher(&self) -> bool {
         matches!(
             self,
             Mechanism::AesEcb
@@ -343,6 +363,9 @@ impl Mechanism {
                 | Mechanism::AesCbcPad { .. }
                 | Mechanism::AesCtr { .. }
                 | Mechanism::AesGcm { .. }
+                | Mechanism::Des3Ecb
+                | Mechanism::Des3Cbc { .. }
+                | Mechanism::Des3CbcPad { .. }
         )
     }
 
@@ -477,6 +500,14 @@ mechanism_kinds! {
     AesCmac => CKM_AES_CMAC, "AES-CMAC";
     /// `CKM_AES_GCM`.
     AesGcm => CKM_AES_GCM, "AES-GCM";
+    /// `CKM_DES3_KEY_GEN` (legacy).
+    Des3KeyGen => CKM_DES3_KEY_GEN, "DES3-KEY-GEN";
+    /// `CKM_DES3_ECB` (legacy).
+    Des3Ecb => CKM_DES3_ECB, "DES3-ECB";
+    /// `CKM_DES3_CBC` (legacy).
+    Des3Cbc => CKM_DES3_CBC, "DES3-CBC";
+    /// `CKM_DES3_CBC_PAD` (legacy).
+    Des3CbcPad => CKM_DES3_CBC_PAD, "DES3-CBC-PAD";
     /// `CKM_AES_KEY_WRAP` (RFC 3394).
     AesKeyWrap => CKM_AES_KEY_WRAP, "AES-KEY-WRAP";
     /// `CKM_AES_KEY_WRAP_PAD` (RFC 5649 in SoftHSM2 and nShield).

@@ -77,6 +77,9 @@ pub enum KeyType {
     Ec,
     /// An Edwards-curve key (`CKK_EC_EDWARDS`): Ed25519 signatures.
     EcEdwards,
+    /// A triple-DES key (`CKK_DES3`, 24 bytes): legacy, for the older applications and test suites
+    /// that still use it.
+    Des3,
 }
 
 /// Object class (`CKO_*`).
@@ -104,6 +107,8 @@ pub enum KeySpec {
         /// Length in bytes (`CKA_VALUE_LEN`).
         bytes: u32,
     },
+    /// A triple-DES key (`CKM_DES3_KEY_GEN`): three independent DES keys, odd parity. Legacy.
+    Des3,
 }
 
 /// A key pair to generate (`C_GenerateKeyPair`; nShield `generatekey`).
@@ -136,6 +141,8 @@ pub enum KeyMaterial {
     Aes(Zeroizing<Vec<u8>>),
     /// A generic secret's bytes.
     GenericSecret(Zeroizing<Vec<u8>>),
+    /// A triple-DES key's 24 bytes (legacy).
+    Des3(Zeroizing<Vec<u8>>),
     /// An EC or Ed25519 private key as PKCS#8 `PrivateKeyInfo` DER (RFC 5915 inside for NIST
     /// curves, RFC 8410 for Ed25519).
     EcPrivatePkcs8(Zeroizing<Vec<u8>>),
@@ -151,6 +158,7 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::Aes(k) => write!(f, "Aes(<{} bits redacted>)", k.len() * 8),
             KeyMaterial::GenericSecret(k) => write!(f, "GenericSecret(<{} bytes redacted>)", k.len()),
             KeyMaterial::EcPrivatePkcs8(_) => f.write_str("EcPrivatePkcs8(<redacted>)"),
+            KeyMaterial::Des3(_) => f.write_str("Des3(<redacted>)"),
             KeyMaterial::EcPublicSpki(d) => write!(f, "EcPublicSpki({} bytes)", d.len()),
         }
     }

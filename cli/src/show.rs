@@ -86,6 +86,7 @@ pub fn key_type(h: &KeyHeader) -> String {
         BlobKeyType::Generic => "generic secret".into(),
         BlobKeyType::Ec => format!("ECDSA {}", curve()),
         BlobKeyType::Ed25519 => "Ed25519".into(),
+        BlobKeyType::Des3 => "DES3".into(),
     }
 }
 

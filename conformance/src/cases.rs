@@ -133,6 +133,16 @@ pub fn cases() -> Vec<Case> {
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with CKZ_DATA_SPECIFIED (a label)",
             run: rsa_oaep_label,
         },
+        Case {
+            id: "des3",
+            clause: "PKCS#11 3.1 §2.16 CKK_DES3, CKM_DES3_KEY_GEN, CKM_DES3_ECB/CBC/CBC_PAD (legacy); SP 800-67 Rev 2's example",
+            run: des3,
+        },
+        Case {
+            id: "des3-cbc-pad-damaged",
+            clause: "PKCS#11 3.1 §5.9 C_Decrypt: a bad CKM_DES3_CBC_PAD pad is CKR_ENCRYPTED_DATA_INVALID",
+            run: des3_cbc_pad_damaged,
+        },
         Case { id: "aes-cmac", clause: "PKCS#11 3.1 §2.15.11 CKM_AES_CMAC, RFC 4493 §4", run: aes_cmac },
         Case { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
         Case {
@@ -1023,5 +1033,78 @@ fn aes_cmac(ctx: &Ctx<'_>) -> R {
         s.verify(&Mechanism::AesCmac, key, &unhex("6bc1bee22e409f96e93d7e117393172a"), &bad),
         &[ErrorKind::SignatureInvalid],
         "a wrong tag",
+    )
+}
+
+/// Triple DES (legacy): SP 800-67's worked example in ECB, CBC checked with RustCrypto's `des`,
+/// a CBC-PAD round trip, and a generated key of odd parity and three distinct DES keys.
+fn des3(ctx: &Ctx<'_>) -> R {
+    use des::cipher::{BlockCipherEncrypt as _, KeyInit as _};
+    let listed = ctx.backend.capabilities().map_err(err("read the mechanism list"))?;
+    if listed.mechanism(hsmkit_backend::MechanismKind::Des3Ecb).is_none() {
+        return Err(crate::not_listed("CKM_DES3_ECB"));
+    }
+    let s = ctx.session()?;
+    let key_bytes = unhex("0123456789abcdef23456789abcdef01456789abcdef0123");
+    let key = s
+        .import_key(&KeyMaterial::Des3(Zeroizing::new(key_bytes.clone())), &policy(Usage::ENCRYPT | Usage::DECRYPT))
+        .map_err(err("import a DES3 key"))?;
+    let pt = b"The qufck brown fox jump".to_vec();
+    let ct = s.encrypt(&Mechanism::Des3Ecb, key, &pt).map_err(err("DES3-ECB"))?;
+    ensure(
+        ct == unhex("a826fd8ce53b855fcce21c8112256fe668d5c05dd9b6b900"),
+        "DES3-ECB differs from SP 800-67's example",
+    )?;
+    ensure(s.decrypt(&Mechanism::Des3Ecb, key, &ct).map_err(err("DES3-ECB decrypt"))? == pt, "DES3-ECB round trip")?;
+    let iv = [7u8; 8];
+    let cbc = s.encrypt(&Mechanism::Des3Cbc { iv }, key, &pt).map_err(err("DES3-CBC"))?;
+    let rc = des::TdesEde3::new_from_slice(&key_bytes).map_err(err("RustCrypto DES3"))?;
+    let mut chain = iv;
+    let mut want = Vec::new();
+    for block in pt.chunks(8) {
+        let mut b = des::cipher::Array::<u8, des::cipher::consts::U8>::default();
+        b.iter_mut().zip(block.iter().zip(chain)).for_each(|(o, (p, c))| *o = p ^ c);
+        rc.encrypt_block(&mut b);
+        chain.copy_from_slice(&b);
+        want.extend_from_slice(&b);
+    }
+    ensure(cbc == want, "DES3-CBC differs from RustCrypto's")?;
+    let padded = s.encrypt(&Mechanism::Des3CbcPad { iv }, key, b"seven!!").map_err(err("DES3-CBC-PAD"))?;
+    ensure(padded.len() == 8, "seven bytes pad to one block")?;
+    ensure(
+        s.decrypt(&Mechanism::Des3CbcPad { iv }, key, &padded).map_err(err("DES3-CBC-PAD decrypt"))? == b"seven!!",
+        "DES3-CBC-PAD round trip",
+    )?;
+    let readable = KeyPolicy { sensitive: false, extractable: true, ..policy(Usage::ENCRYPT | Usage::DECRYPT) };
+    let made = s.generate_key(&KeySpec::Des3, &readable).map_err(err("generate a DES3 key"))?;
+    let value = match s.attributes(made, &[AttrKind::Value]).map_err(err("read the value"))?.pop() {
+        Some(Attr::Value(_, AttrValue::Secret(v))) => v.to_vec(),
+        other => return Err(format!("the generated key's CKA_VALUE is {other:?}")),
+    };
+    ensure(value.len() == 24, "a DES3 key is 24 bytes")?;
+    ensure(value.iter().all(|b| b.count_ones() % 2 == 1), "a generated DES3 key has odd parity")?;
+    ensure(value[..8] != value[8..16] && value[8..16] != value[16..], "a generated DES3 key is three distinct keys")
+}
+
+/// A DES3-CBC-PAD ciphertext whose pad is wrong is refused as invalid encrypted data.
+fn des3_cbc_pad_damaged(ctx: &Ctx<'_>) -> R {
+    let listed = ctx.backend.capabilities().map_err(err("read the mechanism list"))?;
+    if listed.mechanism(hsmkit_backend::MechanismKind::Des3CbcPad).is_none() {
+        return Err(crate::not_listed("CKM_DES3_CBC_PAD"));
+    }
+    let s = ctx.session()?;
+    let key = s
+        .import_key(
+            &KeyMaterial::Des3(Zeroizing::new(unhex("0123456789abcdef23456789abcdef01456789abcdef0123"))),
+            &policy(Usage::ENCRYPT | Usage::DECRYPT),
+        )
+        .map_err(err("import a DES3 key"))?;
+    let iv = [7u8; 8];
+    // A whole block of data encrypted without padding: its last byte is not a valid pad.
+    let ct = s.encrypt(&Mechanism::Des3Cbc { iv }, key, b"eight!!\x00").map_err(err("DES3-CBC"))?;
+    expect_kind(
+        s.decrypt(&Mechanism::Des3CbcPad { iv }, key, &ct),
+        &[ErrorKind::EncryptedDataInvalid],
+        "a block whose pad is wrong",
     )
 }

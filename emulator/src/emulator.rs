@@ -725,7 +725,9 @@ impl Emulator {
             (BlobKeyType::Ec | BlobKeyType::Ed25519, true) => {
                 Material::Ec(Box::new(crate::ec::EcPrivate::from_pkcs8(private, Op::LoadKey)?))
             }
-            (BlobKeyType::Aes | BlobKeyType::Generic, true) => Material::Aes(Zeroizing::new(private.to_vec())),
+            (BlobKeyType::Aes | BlobKeyType::Generic | BlobKeyType::Des3, true) => {
+                Material::Aes(Zeroizing::new(private.to_vec()))
+            }
             (_, false) => Material::PublicOnly,
         };
         let public = match header.key_type {
@@ -733,7 +735,7 @@ impl Emulator {
             BlobKeyType::Ec | BlobKeyType::Ed25519 => {
                 Some(PublicKey::Ec(crate::ec::EcPublic::from_spki(&header.public, Op::LoadKey)?))
             }
-            BlobKeyType::Aes | BlobKeyType::Generic => None,
+            BlobKeyType::Aes | BlobKeyType::Generic | BlobKeyType::Des3 => None,
         };
         let allowed =
             header.allowed_mechanisms.as_ref().map(|v| v.iter().filter_map(|c| MechanismKind::from_ckm(*c)).collect());

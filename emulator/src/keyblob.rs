@@ -38,6 +38,9 @@ pub enum BlobKeyType {
     /// An Ed25519 key pair (or public key only).
     #[serde(rename = "Ed25519")]
     Ed25519,
+    /// A triple-DES key (legacy).
+    #[serde(rename = "DES3")]
+    Des3,
 }
 
 impl BlobKeyType {
@@ -50,6 +53,7 @@ impl BlobKeyType {
             BlobKeyType::Generic => KeyType::GenericSecret,
             BlobKeyType::Ec => KeyType::Ec,
             BlobKeyType::Ed25519 => KeyType::EcEdwards,
+            BlobKeyType::Des3 => KeyType::Des3,
         }
     }
 

@@ -237,6 +237,120 @@ impl AesBlock {
     }
 }
 
+/// A block cipher as the ECB and CBC modes use it.
+trait Blocks {
+    /// The block size in bytes.
+    fn size(&self) -> usize;
+    /// Encrypts one block in place.
+    fn encrypt_in_place(&self, block: &mut [u8]);
+    /// Decrypts one block in place.
+    fn decrypt_in_place(&self, block: &mut [u8]);
+}
+
+impl Blocks for AesBlock {
+    fn size(&self) -> usize {
+        16
+    }
+    fn encrypt_in_place(&self, block: &mut [u8]) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(block);
+        self.encrypt(&mut b);
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(&mut b);
+    }
+    fn decrypt_in_place(&self, block: &mut [u8]) {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(block);
+        self.decrypt(&mut b);
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(&mut b);
+    }
+}
+
+/// A triple-DES key (RustCrypto `des`; checked against SP 800-67's example by the conformance
+/// suite). Legacy.
+struct Des3Block(des::TdesEde3);
+
+impl Des3Block {
+    fn new(key: &[u8], op: Op) -> Result<Des3Block> {
+        use des::cipher::KeyInit as _;
+        check_des3(key, op)?;
+        des::TdesEde3::new_from_slice(key)
+            .map(Des3Block)
+            .map_err(|_| Error::new(ErrorKind::KeySizeRange, op).detail("DES3 keys are 24 bytes"))
+    }
+}
+
+/// Refuses a triple-DES key that is not 24 bytes or whose first two or last two DES keys are equal
+/// (it would be single DES, SP 800-67 §3.3).
+pub fn check_des3(key: &[u8], op: Op) -> Result<()> {
+    if key.len() != 24 {
+        return Err(
+            Error::new(ErrorKind::KeySizeRange, op).detail(format!("DES3 keys are 24 bytes, not {}", key.len()))
+        );
+    }
+    let strip = |k: &[u8]| k.iter().map(|b| b & 0xfe).collect::<Vec<u8>>();
+    let (k1, k2, k3) = (strip(&key[..8]), strip(&key[8..16]), strip(&key[16..]));
+    if k1 == k2 || k2 == k3 {
+        return Err(Error::new(ErrorKind::AttributeValueInvalid, op)
+            .detail("the DES3 key's first and second (or second and third) DES keys are equal: that is single DES"));
+    }
+    Ok(())
+}
+
+/// Sets each byte of a DES key to odd parity (the low bit of each byte is the parity bit).
+pub fn des_odd_parity(key: &mut [u8]) {
+    for b in key.iter_mut() {
+        let ones = (*b & 0xfe).count_ones();
+        *b = (*b & 0xfe) | u8::from(ones % 2 == 0);
+    }
+}
+
+impl Blocks for Des3Block {
+    fn size(&self) -> usize {
+        8
+    }
+    fn encrypt_in_place(&self, block: &mut [u8]) {
+        use des::cipher::BlockCipherEncrypt as _;
+        let mut b = des::cipher::Array::<u8, des::cipher::consts::U8>::default();
+        b.copy_from_slice(block);
+        self.0.encrypt_block(&mut b);
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(b.as_mut_slice());
+    }
+    fn decrypt_in_place(&self, block: &mut [u8]) {
+        use des::cipher::BlockCipherDecrypt as _;
+        let mut b = des::cipher::Array::<u8, des::cipher::consts::U8>::default();
+        b.copy_from_slice(block);
+        self.0.decrypt_block(&mut b);
+        block.copy_from_slice(&b);
+        zeroize::Zeroize::zeroize(b.as_mut_slice());
+    }
+}
+
+/// DES3 encryption or decryption in ECB, CBC or CBC-PAD mode (legacy), as [`aes_crypt`] does AES.
+pub fn des3_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> Result<Zeroizing<Vec<u8>>> {
+    let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    let cipher = Des3Block::new(key, op)?;
+    let (chain, pad) = match mech {
+        Mechanism::Des3Ecb => (None, false),
+        Mechanism::Des3Cbc { iv } => (Some(iv.to_vec()), false),
+        Mechanism::Des3CbcPad { iv } => (Some(iv.to_vec()), true),
+        other => return Err(mechanism_invalid(other, op, "a DES3 key")),
+    };
+    block_modes(&cipher, chain, pad, mech, input, encrypt)
+}
+
+/// A block-cipher mode with a secret key: the AES modes, or the DES3 modes (legacy).
+pub fn secret_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> Result<Zeroizing<Vec<u8>>> {
+    match mech {
+        Mechanism::Des3Ecb | Mechanism::Des3Cbc { .. } | Mechanism::Des3CbcPad { .. } => {
+            des3_crypt(key, mech, input, encrypt)
+        }
+        _ => aes_crypt(key, mech, input, encrypt),
+    }
+}
+
 /// AES encryption or decryption in ECB, CBC or CBC-PAD (PKCS #7) mode. Without padding the input
 /// must be whole blocks (`CKR_DATA_LEN_RANGE`, or `CKR_ENCRYPTED_DATA_LEN_RANGE` to decrypt); a bad
 /// pad is `CKR_ENCRYPTED_DATA_INVALID`.
@@ -248,50 +362,60 @@ pub fn aes_crypt(key: &[u8], mech: &Mechanism, input: &[u8], encrypt: bool) -> R
         _ => {}
     }
     let cipher = AesBlock::new(key, op)?;
-    let (mut chain, pad) = match mech {
+    let (chain, pad) = match mech {
         Mechanism::AesEcb => (None, false),
-        Mechanism::AesCbc { iv } => (Some(*iv), false),
-        Mechanism::AesCbcPad { iv } => (Some(*iv), true),
+        Mechanism::AesCbc { iv } => (Some(iv.to_vec()), false),
+        Mechanism::AesCbcPad { iv } => (Some(iv.to_vec()), true),
         other => return Err(mechanism_invalid(other, op, "an AES key here")),
     };
+    block_modes(&cipher, chain, pad, mech, input, encrypt)
+}
+
+/// ECB (no `chain`) or CBC (`chain` the IV), with PKCS #7 padding when `pad`.
+fn block_modes(
+    cipher: &dyn Blocks,
+    mut chain: Option<Vec<u8>>,
+    pad: bool,
+    mech: &Mechanism,
+    input: &[u8],
+    encrypt: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    let size = cipher.size();
     let mut data = Zeroizing::new(input.to_vec());
     if encrypt && pad {
-        let n = 16 - data.len() % 16;
+        let n = size - data.len() % size;
         data.extend(std::iter::repeat_n(n as u8, n));
     }
-    if !data.len().is_multiple_of(16) || (!encrypt && pad && data.is_empty()) {
+    if !data.len().is_multiple_of(size) || (!encrypt && pad && data.is_empty()) {
         let kind = if encrypt { ErrorKind::DataLenRange } else { ErrorKind::EncryptedDataLenRange };
         return Err(Error::new(kind, op).detail(format!(
-            "{} takes whole 16-byte blocks, not {} bytes",
+            "{} takes whole {size}-byte blocks, not {} bytes",
             mech.describe(),
             input.len()
         )));
     }
-    for chunk in data.chunks_exact_mut(16) {
-        let mut block = [0u8; 16];
-        block.copy_from_slice(chunk);
+    for chunk in data.chunks_exact_mut(size) {
         if encrypt {
             if let Some(c) = &chain {
-                block.iter_mut().zip(c).for_each(|(b, x)| *b ^= x);
+                chunk.iter_mut().zip(c).for_each(|(b, x)| *b ^= x);
             }
-            cipher.encrypt(&mut block);
-            if chain.is_some() {
-                chain = Some(block);
+            cipher.encrypt_in_place(chunk);
+            if let Some(c) = chain.as_mut() {
+                c.copy_from_slice(chunk);
             }
         } else {
-            let ciphertext = block;
-            cipher.decrypt(&mut block);
-            if let Some(c) = &chain {
-                block.iter_mut().zip(c).for_each(|(b, x)| *b ^= x);
-                chain = Some(ciphertext);
+            let ciphertext = Zeroizing::new(chunk.to_vec());
+            cipher.decrypt_in_place(chunk);
+            if let Some(c) = chain.as_mut() {
+                chunk.iter_mut().zip(c.iter()).for_each(|(b, x)| *b ^= x);
+                c.copy_from_slice(&ciphertext);
             }
         }
-        chunk.copy_from_slice(&block);
-        zeroize::Zeroize::zeroize(&mut block);
     }
     if !encrypt && pad {
         let n = usize::from(*data.last().unwrap_or(&0));
-        let ok = (1..=16).contains(&n) && data[data.len() - n..].iter().all(|b| usize::from(*b) == n);
+        let ok = (1..=size).contains(&n) && data[data.len() - n..].iter().all(|b| usize::from(*b) == n);
         if !ok {
             return Err(Error::new(ErrorKind::EncryptedDataInvalid, op));
         }

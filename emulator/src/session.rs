@@ -93,6 +93,10 @@ impl Backend for Emulator {
         for k in [K::AesEcb, K::AesCbc, K::AesCbcPad, K::AesCtr, K::AesGcm] {
             mechanisms.push(row(k, 128, 256, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT));
         }
+        mechanisms.push(row(K::Des3KeyGen, 192, 192, MechanismFlags::GENERATE));
+        for k in [K::Des3Ecb, K::Des3Cbc, K::Des3CbcPad] {
+            mechanisms.push(row(k, 192, 192, MechanismFlags::ENCRYPT | MechanismFlags::DECRYPT));
+        }
         mechanisms.push(row(K::AesKeyWrap, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapPad, 128, 256, wu));
         mechanisms.push(row(K::AesKeyWrapKwp, 128, 256, wu));
@@ -521,6 +525,20 @@ impl EmulatorSession<'_> {
         }
     }
 
+    /// The bytes of the secret key a block-cipher mechanism takes (AES, or DES3 for the DES3 modes).
+    fn cipher_key<'k>(&self, o: &'k Object, mech: &Mechanism, op: Op) -> Result<&'k [u8]> {
+        if mech.key_type() == KeyType::Aes {
+            return self.aes(o, mech, op);
+        }
+        match &o.key.material {
+            Material::Aes(k) if o.key.header.key_type == BlobKeyType::Des3 => Ok(k),
+            _ => {
+                Err(Error::new(ErrorKind::KeyTypeInconsistent, op)
+                    .detail(format!("{} needs a DES3 key", mech.describe())))
+            }
+        }
+    }
+
     /// Saves (for token keys) and registers a new key; returns its handles, private first.
     fn store(
         &self,
@@ -594,6 +612,10 @@ impl EmulatorSession<'_> {
     fn secret_header(&self, world: &World, policy: &KeyPolicy, key: &[u8], kind: BlobKeyType) -> Result<KeyHeader> {
         let bits = match (kind, key.len()) {
             (BlobKeyType::Aes, 16 | 24 | 32) | (BlobKeyType::Generic, 1..=MAX_GENERIC_SECRET) => key.len() as u32 * 8,
+            (BlobKeyType::Des3, _) => {
+                keys::check_des3(key, Op::ImportKey)?;
+                192
+            }
             (BlobKeyType::Generic, n) => {
                 return Err(Error::new(ErrorKind::KeySizeRange, Op::ImportKey)
                     .detail(format!("generic secrets are 1 to {MAX_GENERIC_SECRET} bytes, not {n}")));
@@ -750,6 +772,7 @@ impl Session for EmulatorSession<'_> {
                     .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
             }
             KeySpec::GenericSecret { bytes } => (bytes as usize, BlobKeyType::Generic),
+            KeySpec::Des3 => (24, BlobKeyType::Des3),
             _ => {
                 return Err(Error::new(ErrorKind::MechanismInvalid, Op::GenerateKey)
                     .detail("only AES keys and generic secrets"));
@@ -761,6 +784,14 @@ impl Session for EmulatorSession<'_> {
         }
         let mut key = Zeroizing::new(vec![0u8; len]);
         self.emu.rng(Op::GenerateKey)?.fill(&mut key);
+        if kind == BlobKeyType::Des3 {
+            // Odd parity, and three distinct DES keys (a draw that repeats one is drawn again).
+            keys::des_odd_parity(&mut key);
+            while keys::check_des3(&key, Op::GenerateKey).is_err() {
+                self.emu.rng(Op::GenerateKey)?.fill(&mut key);
+                keys::des_odd_parity(&mut key);
+            }
+        }
         let mut header = self.secret_header(&world, policy, &key, kind)?;
         header.origin = Some(KeyOrigin::generated(policy));
         let handles = self.store(&world, &km, header, &key, policy.token, Op::GenerateKey)?;
@@ -836,6 +867,7 @@ impl Session for EmulatorSession<'_> {
             }
             KeyMaterial::Aes(k) => (self.aes_header(&world, policy, k)?, k.clone()),
             KeyMaterial::GenericSecret(k) => (self.secret_header(&world, policy, k, BlobKeyType::Generic)?, k.clone()),
+            KeyMaterial::Des3(k) => (self.secret_header(&world, policy, k, BlobKeyType::Des3)?, k.clone()),
             KeyMaterial::RsaPublicSpki(spki) => {
                 use rsa::traits::PublicKeyParts;
                 let public = keys::public_from_spki(spki, Op::ImportKey)?;
@@ -1057,11 +1089,11 @@ impl Session for EmulatorSession<'_> {
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {
         let op = Op::Encrypt;
         let o = self.object(key, op)?;
-        if mech.is_aes_cipher() {
+        if mech.is_secret_cipher() {
             self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
-            let k = self.aes(&o, mech, op)?;
+            let k = self.cipher_key(&o, mech, op)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
-            return Ok(keys::aes_crypt(k, mech, plaintext, true)?.to_vec());
+            return Ok(keys::secret_crypt(k, mech, plaintext, true)?.to_vec());
         }
         if !matches!(
             mech,
@@ -1078,11 +1110,11 @@ impl Session for EmulatorSession<'_> {
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
         let op = Op::Decrypt;
         let o = self.object(key, op)?;
-        if mech.is_aes_cipher() {
+        if mech.is_secret_cipher() {
             self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
-            let k = self.aes(&o, mech, op)?;
+            let k = self.cipher_key(&o, mech, op)?;
             self.emu.enforce(&o.key, &Need::Op(OpPerms::Decrypt), None, op)?;
-            return Ok(keys::aes_crypt(k, mech, ciphertext, false)?.to_vec());
+            return Ok(keys::secret_crypt(k, mech, ciphertext, false)?.to_vec());
         }
         if !matches!(
             mech,
@@ -1167,6 +1199,7 @@ impl Session for EmulatorSession<'_> {
             KeyType::Aes => KeyMaterial::Aes(bytes),
             KeyType::GenericSecret => KeyMaterial::GenericSecret(bytes),
             KeyType::Ec | KeyType::EcEdwards => KeyMaterial::EcPrivatePkcs8(bytes),
+            KeyType::Des3 => KeyMaterial::Des3(bytes),
         };
         self.import_key(&material, policy).map_err(|e| match e.kind() {
             ErrorKind::DataInvalid | ErrorKind::KeySizeRange => Error::new(ErrorKind::WrappedKeyInvalid, op),

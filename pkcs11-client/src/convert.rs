@@ -117,6 +117,7 @@ pub fn unwrap_template(policy: &KeyPolicy, key_type: KeyType) -> Vec<Attribute> 
         KeyType::Aes => aes_template(policy, None),
         KeyType::GenericSecret => secret_template(policy, CkKeyType::GENERIC_SECRET, None),
         KeyType::Ec | KeyType::EcEdwards => private_template(policy, ck_key_type(key_type)),
+        KeyType::Des3 => secret_template(policy, CkKeyType::DES3, None),
     }
 }
 
@@ -128,12 +129,13 @@ pub fn ck_key_type(k: KeyType) -> CkKeyType {
         KeyType::GenericSecret => CkKeyType::GENERIC_SECRET,
         KeyType::Ec => CkKeyType::EC,
         KeyType::EcEdwards => CkKeyType::EC_EDWARDS,
+        KeyType::Des3 => CkKeyType::DES3,
     }
 }
 
 /// The key type of a `CKA_KEY_TYPE` value.
 pub fn key_type_of(k: CkKeyType) -> Option<KeyType> {
-    [KeyType::Rsa, KeyType::Aes, KeyType::GenericSecret, KeyType::Ec, KeyType::EcEdwards]
+    [KeyType::Rsa, KeyType::Aes, KeyType::GenericSecret, KeyType::Ec, KeyType::EcEdwards, KeyType::Des3]
         .into_iter()
         .find(|t| ck_key_type(*t) == k)
 }
@@ -336,6 +338,9 @@ pub fn mechanism(m: &Mechanism, op: Op) -> Result<CkMechanism<'_>> {
         Mechanism::AesCbcPad { iv } => CkMechanism::AesCbcPad(*iv),
         Mechanism::AesKeyWrap => CkMechanism::AesKeyWrap,
         Mechanism::AesKeyWrapPad => CkMechanism::AesKeyWrapPad,
+        Mechanism::Des3Ecb => CkMechanism::Des3Ecb,
+        Mechanism::Des3Cbc { iv } => CkMechanism::Des3Cbc(*iv),
+        Mechanism::Des3CbcPad { iv } => CkMechanism::Des3CbcPad(*iv),
         Mechanism::Ecdsa { hash: None } => CkMechanism::Ecdsa,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha1) } => CkMechanism::EcdsaSha1,
         Mechanism::Ecdsa { hash: Some(HashAlg::Sha224) } => CkMechanism::EcdsaSha224,

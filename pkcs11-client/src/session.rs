@@ -331,6 +331,7 @@ impl Session for Pkcs11Session {
                 return Err(Error::new(ErrorKind::KeySizeRange, Op::GenerateKey)
                     .detail(format!("AES keys are 128, 192 or 256 bits, not {bits}")));
             }
+            KeySpec::Des3 => (CkMechanism::Des3KeyGen, convert::secret_template(policy, CkKeyType::DES3, None)),
             KeySpec::GenericSecret { bytes } => (
                 CkMechanism::GenericSecretKeyGen,
                 convert::secret_template(policy, CkKeyType::GENERIC_SECRET, Some(bytes.saturating_mul(8))),
@@ -391,6 +392,11 @@ impl Session for Pkcs11Session {
                 t
             }
             KeyMaterial::EcPrivatePkcs8(der) => ec_private_template(der, policy)?,
+            KeyMaterial::Des3(k) => {
+                let mut t = convert::secret_template(policy, CkKeyType::DES3, None);
+                t.push(Attribute::Value(k.to_vec()));
+                t
+            }
             KeyMaterial::EcPublicSpki(spki) => {
                 let (curve, point) = EcCurve::parse_spki(spki).ok_or_else(|| {
                     Error::new(ErrorKind::DataInvalid, Op::ImportKey)

@@ -75,7 +75,7 @@ fn check_key(
     // Secret-key mechanisms take a secret key; the others the half of the pair the purpose needs.
     let want_type = m.key_type();
     let want_class = match want_type {
-        KeyType::Aes | KeyType::GenericSecret => ObjectClass::SecretKey,
+        KeyType::Aes | KeyType::GenericSecret | KeyType::Des3 => ObjectClass::SecretKey,
         _ => p.class(),
     };
     if class != want_class || key_type != want_type {
@@ -334,14 +334,14 @@ fn finish(
     Ok(())
 }
 
-/// `C_EncryptUpdate` and `C_DecryptUpdate`: the AES modes gather their input and return nothing
+/// `C_EncryptUpdate` and `C_DecryptUpdate`: the AES and DES3 modes gather their input and return nothing
 /// yet (the whole result comes from the final call, as PKCS#11 allows); RSA is single-part only.
 pub fn crypt_update(h: CK_SESSION_HANDLE, input: &[u8], out: OutBuf<'_>, decrypt: bool) -> Result<()> {
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
     let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if !op.mech.is_aes_cipher() {
+    if !op.mech.is_secret_cipher() {
         crate::log(&format!("{} is single-part: use C_Encrypt or C_Decrypt", op.mech.describe()));
         *slot = None;
         return Err(rv::MECHANISM_INVALID);
@@ -368,7 +368,7 @@ pub fn crypt_final(h: CK_SESSION_HANDLE, out: OutBuf<'_>, decrypt: bool) -> Resu
     let st = &mut *st;
     let slot = if decrypt { &mut st.ops.decrypt } else { &mut st.ops.encrypt };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
-    if !op.mech.is_aes_cipher() || op.single {
+    if !op.mech.is_secret_cipher() || op.single {
         let e = if op.single { rv::OPERATION_ACTIVE } else { rv::MECHANISM_INVALID };
         *slot = None;
         return Err(e);

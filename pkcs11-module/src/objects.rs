@@ -123,9 +123,10 @@ impl<'a> Template<'a> {
                 ck::CKK_GENERIC_SECRET => Ok(KeyType::GenericSecret),
                 ck::CKK_EC => Ok(KeyType::Ec),
                 ck::CKK_EC_EDWARDS => Ok(KeyType::EcEdwards),
+                ck::CKK_DES3 => Ok(KeyType::Des3),
                 _ => {
                     crate::log(&format!(
-                        "key type 0x{k:x} is not one the module has (RSA, EC, EC Edwards, AES, generic secret)"
+                        "key type 0x{k:x} is not one the module has (RSA, EC, EC Edwards, AES, generic secret, DES3)"
                     ));
                     Err(rv::ATTRIBUTE_VALUE_INVALID)
                 }
@@ -281,6 +282,7 @@ fn apply(t: &Template<'_>, side: Usage, base: &mut KeyPolicy, is_private: bool) 
 fn secret_len_fits(key_type: KeyType, len: usize) -> bool {
     match key_type {
         KeyType::Aes => matches!(len, 16 | 24 | 32),
+        KeyType::Des3 => len == 24,
         _ => (1..=MAX_GENERIC_SECRET).contains(&len),
     }
 }
@@ -395,6 +397,7 @@ impl View {
                 KeyType::GenericSecret => ck::CKK_GENERIC_SECRET,
                 KeyType::Ec => ck::CKK_EC,
                 KeyType::EcEdwards => ck::CKK_EC_EDWARDS,
+                KeyType::Des3 => ck::CKK_DES3,
             }),
             ck::CKA_TOKEN => b(p.token),
             ck::CKA_PRIVATE => b(self.private()),
@@ -412,6 +415,7 @@ impl View {
                 (true, KeyType::GenericSecret) => ck::CKM_GENERIC_SECRET_KEY_GEN,
                 (true, KeyType::Ec) => ck::CKM_EC_KEY_PAIR_GEN,
                 (true, KeyType::EcEdwards) => ck::CKM_EC_EDWARDS_KEY_PAIR_GEN,
+                (true, KeyType::Des3) => ck::CKM_DES3_KEY_GEN,
                 (false, _) => ck::CK_UNAVAILABLE_INFORMATION,
             }),
             // Absent when the key was made without a list (any mechanism its usages allow).
@@ -462,7 +466,8 @@ impl View {
                 }
                 value().and_then(|der| rsa_component(&der, t)).map_or(Answer::Sensitive, Answer::value)
             }
-            ck::CKA_VALUE_LEN if secret => n(self.bits as CK_ULONG / 8),
+            // A DES3 key has no CKA_VALUE_LEN (its length is fixed).
+            ck::CKA_VALUE_LEN if secret && self.key_type != KeyType::Des3 => n(self.bits as CK_ULONG / 8),
             ck::CKA_VALUE if secret => {
                 if p.sensitive || !p.extractable {
                     return Answer::Sensitive;
@@ -616,7 +621,7 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let mut policy = default_policy(Usage::of_class(class));
     let material = match (class, key_type) {
-        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret) => {
+        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret | KeyType::Des3) => {
             t.only(&[COMMON, SECRET, &[ck::CKA_VALUE]])?;
             apply(t, Usage::of_class(class), &mut policy, true)?;
             let value = t.get(ck::CKA_VALUE).ok_or(rv::TEMPLATE_INCOMPLETE)?;
@@ -624,10 +629,15 @@ pub fn create_object(h: CK_SESSION_HANDLE, t: &Template<'_>) -> Result<CK_OBJECT
                 return Err(rv::TEMPLATE_INCONSISTENT);
             }
             if !secret_len_fits(key_type, value.len()) {
+                crate::log(&format!("a {key_type:?} key of {} bytes is out of range", value.len()));
                 return Err(rv::ATTRIBUTE_VALUE_INVALID);
             }
             let value = Zeroizing::new(value.to_vec());
-            if key_type == KeyType::Aes { KeyMaterial::Aes(value) } else { KeyMaterial::GenericSecret(value) }
+            match key_type {
+                KeyType::Aes => KeyMaterial::Aes(value),
+                KeyType::Des3 => KeyMaterial::Des3(value),
+                _ => KeyMaterial::GenericSecret(value),
+            }
         }
         (ObjectClass::PublicKey, KeyType::Rsa) => {
             t.only(&[COMMON, PUBLIC, RSA_PUBLIC])?;
@@ -903,7 +913,11 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
     let key_type = match m.ty {
         ck::CKM_AES_KEY_GEN => KeyType::Aes,
         ck::CKM_GENERIC_SECRET_KEY_GEN => KeyType::GenericSecret,
-        _ => return Err(rv::MECHANISM_INVALID),
+        ck::CKM_DES3_KEY_GEN => KeyType::Des3,
+        other => {
+            crate::log(&format!("mechanism 0x{other:x} makes no secret key here"));
+            return Err(rv::MECHANISM_INVALID);
+        }
     };
     if m.param != Param::None {
         return Err(rv::MECHANISM_PARAM_INVALID);
@@ -912,8 +926,17 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
     if t.class()?.is_some_and(|c| c != ObjectClass::SecretKey) || t.key_type()?.is_some_and(|k| k != key_type) {
         return Err(rv::TEMPLATE_INCONSISTENT);
     }
-    let len = t.ulong(ck::CKA_VALUE_LEN)?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
+    // A DES3 key's length is fixed (24 bytes); AES keys and generic secrets say theirs.
+    let len = match (key_type, t.ulong(ck::CKA_VALUE_LEN)?) {
+        (KeyType::Des3, None) => 24,
+        (_, Some(len)) => len,
+        (_, None) => {
+            crate::log("C_GenerateKey needs CKA_VALUE_LEN (the key's length in bytes)");
+            return Err(rv::TEMPLATE_INCOMPLETE);
+        }
+    };
     if !usize::try_from(len).is_ok_and(|l| secret_len_fits(key_type, l)) {
+        crate::log(&format!("a {key_type:?} key of {len} bytes is out of range"));
         return Err(rv::ATTRIBUTE_VALUE_INVALID);
     }
     let mut policy = default_policy(Usage::all());
@@ -922,6 +945,7 @@ pub fn generate_key(h: CK_SESSION_HANDLE, m: &MechIn, t: &Template<'_>) -> Resul
     let st = s.lock()?;
     let spec = match key_type {
         KeyType::Aes => KeySpec::Aes { bits: len as u32 * 8 },
+        KeyType::Des3 => KeySpec::Des3,
         _ => KeySpec::GenericSecret { bytes: len as u32 },
     };
     let k = st.emu.generate_key(&spec, &policy).map_err(crate::emu_err)?;
@@ -1064,7 +1088,7 @@ pub fn unwrap_template(lib: &Library, s: &Session, t: &Template<'_>) -> Result<(
     let class = t.class()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     let key_type = t.key_type()?.ok_or(rv::TEMPLATE_INCOMPLETE)?;
     match (class, key_type) {
-        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret) => t.only(&[COMMON, SECRET])?,
+        (ObjectClass::SecretKey, KeyType::Aes | KeyType::GenericSecret | KeyType::Des3) => t.only(&[COMMON, SECRET])?,
         (ObjectClass::PrivateKey, KeyType::Rsa | KeyType::Ec | KeyType::EcEdwards) => t.only(&[COMMON, PRIVATE])?,
         _ => {
             crate::log(&format!("a {class:?} of type {key_type:?} is not unwrapped here"));

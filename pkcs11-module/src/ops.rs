@@ -233,6 +233,22 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             }
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
+        ck::CKM_DES3_ECB => match &m.param {
+            Param::None => Ok(Mechanism::Des3Ecb),
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
+        ck::CKM_DES3_CBC | ck::CKM_DES3_CBC_PAD => match &m.param {
+            Param::Bytes(iv) if iv.len() == 8 => {
+                let mut v = [0u8; 8];
+                v.copy_from_slice(iv);
+                Ok(if m.ty == ck::CKM_DES3_CBC {
+                    Mechanism::Des3Cbc { iv: v }
+                } else {
+                    Mechanism::Des3CbcPad { iv: v }
+                })
+            }
+            _ => Err(rv::MECHANISM_PARAM_INVALID),
+        },
         ck::CKM_AES_CTR => match &m.param {
             Param::Ctr(bits @ 1..=128, cb) => Ok(Mechanism::AesCtr { counter: *cb, counter_bits: *bits as u8 }),
             _ => Err(rv::MECHANISM_PARAM_INVALID),

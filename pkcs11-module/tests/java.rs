@@ -84,6 +84,11 @@ fn main() -> ExitCode {
             text(&out).contains("AES/GCM/NoPadding matches"),
             &out,
         );
+        expect(
+            "DESede/CBC/PKCS5Padding (legacy) through the token, decrypted by SunJCE",
+            text(&out).contains("DESede/CBC/PKCS5Padding matches"),
+            &out,
+        );
 
         // A PKCS#12 key store (made by the JDK in software) imported into the token.
         let p12 = dir.path().join("src.p12").display().to_string();

@@ -117,5 +117,21 @@ public class Check {
             System.exit(8);
         }
         System.out.println("AES/GCM/NoPadding matches");
+        byte[] desKey = new byte[24];
+        for (int i = 0; i < 24; i++) {
+            desKey[i] = (byte) (0x10 + 2 * i + 1);
+        }
+        javax.crypto.spec.SecretKeySpec des = new javax.crypto.spec.SecretKeySpec(desKey, "DESede");
+        javax.crypto.spec.IvParameterSpec desIv = new javax.crypto.spec.IvParameterSpec(new byte[8]);
+        javax.crypto.Cipher tokenDes = javax.crypto.Cipher.getInstance("DESede/CBC/PKCS5Padding", p);
+        tokenDes.init(javax.crypto.Cipher.ENCRYPT_MODE, des, desIv);
+        byte[] desCt = tokenDes.doFinal(plain);
+        javax.crypto.Cipher softDes = javax.crypto.Cipher.getInstance("DESede/CBC/PKCS5Padding", "SunJCE");
+        softDes.init(javax.crypto.Cipher.DECRYPT_MODE, des, desIv);
+        if (!java.util.Arrays.equals(softDes.doFinal(desCt), plain)) {
+            System.err.println("DESede/CBC/PKCS5Padding through the token does not decrypt with SunJCE");
+            System.exit(9);
+        }
+        System.out.println("DESede/CBC/PKCS5Padding matches");
     }
 }
