@@ -134,6 +134,11 @@ pub fn cases() -> Vec<Case> {
             run: rsa_oaep_label,
         },
         Case {
+            id: "aes-gcm-sizes",
+            clause: "PKCS#11 3.1 §2.15.9 CK_GCM_PARAMS: IVs of other lengths and tags of 96 and 64 bits (SP 800-38D §5.2.1)",
+            run: aes_gcm_sizes,
+        },
+        Case {
             id: "des3",
             clause: "PKCS#11 3.1 §2.16 CKK_DES3, CKM_DES3_KEY_GEN, CKM_DES3_ECB/CBC/CBC_PAD (legacy); SP 800-67 Rev 2's example",
             run: des3,
@@ -1107,4 +1112,54 @@ fn des3_cbc_pad_damaged(ctx: &Ctx<'_>) -> R {
         &[ErrorKind::EncryptedDataInvalid],
         "a block whose pad is wrong",
     )
+}
+
+/// AES-GCM with an 8-byte and a 60-byte IV and 96- and 64-bit tags, as RustCrypto's `aes-gcm`
+/// computes them; a changed tag is refused.
+fn aes_gcm_sizes(ctx: &Ctx<'_>) -> R {
+    use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+    let s = ctx.session()?;
+    let key_bytes = unhex("feffe9928665731c6d6a8f9467308308");
+    let key = import_aes(s.as_ref(), &key_bytes, &policy(Usage::ENCRYPT | Usage::DECRYPT))?;
+    let aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+    let pt = unhex(
+        "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+    );
+    // The GCM specification's test case 5 (an 8-byte IV) and 6 (a 60-byte IV).
+    let iv8 = unhex("cafebabefacedbad");
+    let iv60 = unhex(
+        "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728c3c0c95156809539fcf0e2429a6b525416aedbf5a0de6a57a637b39b",
+    );
+    macro_rules! rc {
+        ($nonce:ty, $tag:ty, $iv:expr) => {{
+            let c = aes_gcm::AesGcm::<aes_gcm::aes::Aes128, $nonce, $tag>::new_from_slice(&key_bytes)
+                .map_err(err("RustCrypto AES-GCM key"))?;
+            let nonce = aes_gcm::Nonce::<$nonce>::try_from(&$iv[..]).map_err(|_| "the IV's length".to_string())?;
+            c.encrypt(&nonce, Payload { msg: &pt, aad: &aad }).map_err(|_| "RustCrypto AES-GCM failed".to_string())?
+        }};
+    }
+    use aes_gcm::aead::consts::{U8, U12, U16, U60};
+    for (iv, tag_bits, want) in
+        [(&iv8, 128u16, rc!(U8, U16, &iv8)), (&iv60, 128, rc!(U60, U16, &iv60)), (&iv60, 96, rc!(U60, U12, &iv60))]
+    {
+        let mech = Mechanism::AesGcm { iv: iv.clone(), aad: aad.clone(), tag_bits };
+        let ct =
+            s.encrypt(&mech, key, &pt).map_err(err(&format!("AES-GCM, {}-byte IV, {tag_bits}-bit tag", iv.len())))?;
+        ensure(
+            ct == want,
+            &format!("AES-GCM with a {}-byte IV and a {tag_bits}-bit tag differs from RustCrypto's", iv.len()),
+        )?;
+        ensure(s.decrypt(&mech, key, &ct).map_err(err("decrypt"))? == pt, "AES-GCM does not decrypt its own output")?;
+        let mut bad = ct.clone();
+        *bad.last_mut().unwrap_or(&mut 0) ^= 1;
+        expect_kind(s.decrypt(&mech, key, &bad), &[ErrorKind::EncryptedDataInvalid], "a changed tag")?;
+    }
+    // A 64-bit tag is the full tag's left half.
+    let full = s
+        .encrypt(&Mechanism::AesGcm { iv: iv8.clone(), aad: aad.clone(), tag_bits: 128 }, key, &pt)
+        .map_err(err("128-bit tag"))?;
+    let short = s
+        .encrypt(&Mechanism::AesGcm { iv: iv8.clone(), aad: aad.clone(), tag_bits: 64 }, key, &pt)
+        .map_err(err("64-bit tag"))?;
+    ensure(short.as_slice() == &full[..full.len() - 8], "a 64-bit tag is not the full tag's left half")
 }

@@ -449,6 +449,97 @@ fn aes_ctr(key: &[u8], counter: &[u8; 16], bits: u8, input: &[u8], op: Op) -> Re
     Ok(out)
 }
 
+/// The IV lengths (1 to 256 bytes) and tag lengths (SP 800-38D §5.2.1.2: 128, 120, 112, 104 or 96
+/// bits, and 64 or 32 for the applications that need them) AES-GCM takes.
+fn check_gcm_params(iv: &[u8], tag_bits: u16, op: Op) -> Result<()> {
+    if !(1..=256).contains(&iv.len()) || !matches!(tag_bits, 32 | 64 | 96 | 104 | 112 | 120 | 128) {
+        return Err(Error::new(ErrorKind::MechanismParamInvalid, op).detail(format!(
+            "AES-GCM takes an IV of 1 to 256 bytes and a tag of 128, 120, 112, 104, 96, 64 or 32 bits, not {} bytes and {tag_bits} bits",
+            iv.len()
+        )));
+    }
+    Ok(())
+}
+
+/// AES-GCM for any IV and tag length SP 800-38D allows (§7.1): the counter block `J0` from the
+/// IV (GHASH of it when it is not 96 bits), GCTR from `inc32(J0)`, and the tag `MSB_t(E(J0) ^
+/// GHASH(A, C))`, compared in constant time when decrypting (nothing is returned on a mismatch).
+fn gcm_general(
+    key: &[u8],
+    iv: &[u8],
+    aad: &[u8],
+    tag_len: usize,
+    input: &[u8],
+    encrypt: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use ghash::universal_hash::UniversalHash as _;
+    let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    let cipher = AesBlock::new(key, op)?;
+    let mut h = Zeroizing::new([0u8; 16]);
+    cipher.encrypt(&mut h);
+    let ghash = |parts: &[&[u8]]| -> [u8; 16] {
+        let mut g = ghash::GHash::new(&ghash::Key::from(*h));
+        let mut lens = [0u8; 16];
+        for p in parts {
+            g.update_padded(p);
+        }
+        lens[..8].copy_from_slice(&((parts[0].len() as u64) * 8).to_be_bytes());
+        lens[8..].copy_from_slice(&((parts.get(1).map_or(0, |p| p.len()) as u64) * 8).to_be_bytes());
+        g.update_padded(&lens);
+        g.finalize().into()
+    };
+    let j0: [u8; 16] = if iv.len() == 12 {
+        let mut j = [0u8; 16];
+        j[..12].copy_from_slice(iv);
+        j[15] = 1;
+        j
+    } else {
+        // GHASH(IV || 0^(s+64) || [len(IV)]_64): the IV, padded, then a block of its bit length.
+        let mut g = ghash::GHash::new(&ghash::Key::from(*h));
+        g.update_padded(iv);
+        let mut lens = [0u8; 16];
+        lens[8..].copy_from_slice(&((iv.len() as u64) * 8).to_be_bytes());
+        g.update_padded(&lens);
+        g.finalize().into()
+    };
+    let gctr = |data: &mut [u8]| {
+        let mut counter = j0;
+        for chunk in data.chunks_mut(16) {
+            let low = u32::from_be_bytes([counter[12], counter[13], counter[14], counter[15]]).wrapping_add(1);
+            counter[12..].copy_from_slice(&low.to_be_bytes());
+            let mut block = counter;
+            cipher.encrypt(&mut block);
+            chunk.iter_mut().zip(block).for_each(|(b, k)| *b ^= k);
+        }
+    };
+    let tag_of = |ct: &[u8]| -> [u8; 16] {
+        let s = ghash(&[aad, ct]);
+        let mut t = j0;
+        cipher.encrypt(&mut t);
+        t.iter_mut().zip(s).for_each(|(a, b)| *a ^= b);
+        t
+    };
+    if encrypt {
+        let mut out = Zeroizing::new(input.to_vec());
+        gctr(&mut out);
+        let tag = tag_of(&out);
+        out.extend_from_slice(&tag[..tag_len]);
+        return Ok(out);
+    }
+    if input.len() < tag_len {
+        return Err(Error::new(ErrorKind::EncryptedDataLenRange, op).detail("shorter than the tag"));
+    }
+    let (ct, tag) = input.split_at(input.len() - tag_len);
+    let want = tag_of(ct);
+    let same = want[..tag_len].iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(Error::new(ErrorKind::EncryptedDataInvalid, op));
+    }
+    let mut out = Zeroizing::new(ct.to_vec());
+    gctr(&mut out);
+    Ok(out)
+}
+
 /// AES-GCM (AWS-LC): a 96-bit IV and a 128-bit tag, appended when encrypting and checked (all or
 /// nothing) when decrypting.
 fn aes_gcm(
@@ -461,11 +552,9 @@ fn aes_gcm(
 ) -> Result<Zeroizing<Vec<u8>>> {
     use aws_lc_rs::aead;
     let op = if encrypt { Op::Encrypt } else { Op::Decrypt };
+    check_gcm_params(iv, tag_bits, op)?;
     if iv.len() != 12 || tag_bits != 128 {
-        return Err(Error::new(ErrorKind::MechanismParamInvalid, op).detail(format!(
-            "AES-GCM here takes a 96-bit IV and a 128-bit tag, not {} and {tag_bits} bits",
-            iv.len() * 8
-        )));
+        return gcm_general(key, iv, aad, usize::from(tag_bits / 8), input, encrypt);
     }
     let alg = match key.len() {
         16 => &aead::AES_128_GCM,
@@ -898,5 +987,30 @@ mod padding_tests {
         long.extend([0u8; 8]);
         assert!(RsaPrivate::from_pkcs8(&long, Op::ImportKey).is_err(), "more than a block of padding");
         assert!(RsaPrivate::from_pkcs8(&der[..der.len() - 1], Op::ImportKey).is_err(), "truncated");
+    }
+}
+
+#[cfg(test)]
+mod gcm_tests {
+    use super::*;
+
+    #[test]
+    fn the_general_gcm_is_aws_lcs_for_a_96_bit_iv_and_a_full_tag() {
+        for (key_len, pt_len, aad_len) in [(16, 0, 0), (16, 1, 3), (24, 33, 17), (32, 64, 0), (32, 100, 100)] {
+            let key = vec![0x42u8; key_len];
+            let iv = [9u8; 12];
+            let aad = vec![0x17u8; aad_len];
+            let pt: Vec<u8> = (0..pt_len).map(|i| i as u8).collect();
+            let fast = aes_gcm(&key, &iv, &aad, 128, &pt, true).expect("AWS-LC");
+            let general = gcm_general(&key, &iv, &aad, 16, &pt, true).expect("general");
+            assert_eq!(fast.as_slice(), general.as_slice(), "{key_len} {pt_len} {aad_len}");
+            assert_eq!(gcm_general(&key, &iv, &aad, 16, &fast, false).expect("open").as_slice(), pt.as_slice());
+            // A truncated tag is the full tag's left part.
+            let short = gcm_general(&key, &iv, &aad, 12, &pt, true).expect("96-bit tag");
+            assert_eq!(short.as_slice(), &fast[..fast.len() - 4]);
+            let mut bad = short.to_vec();
+            *bad.last_mut().expect("tag") ^= 1;
+            assert!(gcm_general(&key, &iv, &aad, 12, &bad, false).is_err());
+        }
     }
 }
