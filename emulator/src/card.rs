@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 use hsmkit_backend::{Error, ErrorKind, Op, Pin, Result};
@@ -24,6 +25,7 @@ pub const DEFAULT_MAX_FAILURES: u32 = 5;
 
 /// Argon2id parameters of a card's PIN key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KdfParams {
     /// Memory in KiB.
     pub m_kib: u32,
@@ -44,7 +46,9 @@ impl KdfParams {
 
     /// The Argon2 parameters, refusing those a hostile file could use to exhaust memory or time.
     fn params(&self) -> Result<argon2::Params> {
-        if self.m_kib > 1024 * 1024 || self.t > 64 || self.p > 16 || self.salt.len() < 8 {
+        // At most 64 MiB, 8 passes and 4 lanes (a second or so): a file cannot make a try cost
+        // more. The recommended settings are 19 MiB and 2 passes.
+        if self.m_kib > 64 * 1024 || self.t > 8 || self.p > 4 || !(8..=64).contains(&self.salt.len()) {
             return Err(bad_kdf());
         }
         argon2::Params::new(self.m_kib, self.t, self.p, Some(32)).map_err(|_| bad_kdf())
@@ -73,6 +77,7 @@ fn bad_kdf() -> Error {
 
 /// What a card says about itself; bound into the share's encryption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CardHeader {
     /// Always [`CARD_FORMAT`].
     pub format: String,
@@ -92,15 +97,26 @@ pub struct CardHeader {
 }
 
 /// A card file.
+///
+/// The header is bound into the share's encryption (a changed header makes the share unopenable);
+/// `header_sha256` tells a damaged header from a wrong PIN before anything is tried, so damage
+/// costs no try. The counters are the card's own: the module never allows more than
+/// [`DEFAULT_MAX_FAILURES`] wrong PINs, whatever `max_failures` says, and counts each try under the
+/// card's lock file before it is made. Like any file, a card can be copied and its PIN attacked
+/// offline: Argon2id sets the price of each guess there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CardFile {
     /// The authenticated header.
     pub header: CardHeader,
+    /// SHA-256 of the header as it is bound in (hex).
+    #[serde(with = "hex")]
+    pub header_sha256: Vec<u8>,
     /// The share, sealed under the PIN key.
     pub share: Sealed,
     /// Wrong PINs so far.
     pub failures: u32,
-    /// Wrong PINs allowed before the card locks.
+    /// Wrong PINs allowed before the card locks (at most [`DEFAULT_MAX_FAILURES`]).
     pub max_failures: u32,
 }
 
@@ -110,7 +126,8 @@ impl CardFile {
         let key = header.kdf.derive(pin)?;
         let aad = aad(&header)?;
         let share = seal(key.as_ref(), nonce, &aad, share)?;
-        Ok(CardFile { header, share, failures: 0, max_failures: DEFAULT_MAX_FAILURES })
+        let header_sha256 = sha2::Sha256::digest(&aad).to_vec();
+        Ok(CardFile { header, header_sha256, share, failures: 0, max_failures: DEFAULT_MAX_FAILURES })
     }
 
     /// The card file name for card `card` of the world `hknso`: `acs_<first 10 hex>_card<N>`.
@@ -141,6 +158,15 @@ impl CardFile {
             return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
                 .detail(format!("{} has an impossible card number or quorum", path.display())));
         }
+        if sha2::Sha256::digest(aad(&card.header)?).as_slice() != card.header_sha256.as_slice() {
+            return Err(Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{}'s header is damaged (its checksum does not match)", path.display()))
+                .hint("restore the card file from its backup; no PIN was tried"));
+        }
+        card.header.kdf.check().map_err(|e| {
+            Error::new(ErrorKind::Corrupt, Op::ReadCard)
+                .detail(format!("{}: {}", path.display(), e.detail_text().unwrap_or("bad key-derivation settings")))
+        })?;
         Ok(card)
     }
 
@@ -154,10 +180,15 @@ impl CardFile {
     }
 
     /// Unlocks the share with `pin`. A wrong PIN is counted in the file (written crash-safely)
-    /// and, at the limit, locks the card.
+    /// and, at the limit, locks the card. The whole check runs under the card's lock file, with
+    /// the card read again under it: guesses made in parallel, by any number of processes, are
+    /// counted one by one, so no more than the limit are ever tried.
     pub fn unlock(&mut self, path: &Path, pin: &Pin, hook: &FaultHook) -> Result<Zeroizing<Vec<u8>>> {
+        let _held = lock(path)?;
+        *self = CardFile::read(path)?;
         let label = format!("card {} of {} ({})", self.header.card, self.header.of, path.display());
-        if self.failures >= self.max_failures {
+        let max = self.max_failures.min(DEFAULT_MAX_FAILURES);
+        if self.failures >= max {
             return Err(Error::new(ErrorKind::PinLocked, Op::ReadCard)
                 .detail(format!("{label} is locked after {} wrong PINs", self.failures))
                 .hint("use another card of the set; a locked card must be replaced with the quorum"));
@@ -177,7 +208,7 @@ impl CardFile {
             self.write(path, hook)?;
             return Ok(share);
         }
-        let left = self.max_failures.saturating_sub(self.failures);
+        let left = max.saturating_sub(self.failures);
         let (kind, what) = if left == 0 {
             (ErrorKind::PinLocked, format!("wrong PIN for {label}; the card is now locked"))
         } else {
@@ -185,6 +216,18 @@ impl CardFile {
         };
         Err(Error::new(kind, Op::ReadCard).detail(what))
     }
+}
+
+/// Holds the lock file of the card at `path` (`.<name>.lock` beside it) until dropped.
+fn lock(path: &Path) -> Result<fs::File> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let lock_path = path.with_file_name(format!(".{name}.lock"));
+    let io = |e: std::io::Error| {
+        Error::new(ErrorKind::Io, Op::ReadCard).detail(format!("cannot lock {}: {e}", lock_path.display()))
+    };
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
 }
 
 fn aad(header: &CardHeader) -> Result<Vec<u8>> {

@@ -65,8 +65,14 @@ enum Commit {
     New,
 }
 
-/// Writes `bytes` to `path` atomically, with mode 0600 (owner read/write only).
+/// Writes `bytes` to `path` atomically, with mode 0600 (owner read/write only). A `path` that is a
+/// symbolic link is written through: its target is replaced, the link stays (a card kept on a
+/// mounted stick and linked from the cards folder stays on the stick).
 pub fn write_atomic(path: &Path, bytes: &[u8], hook: &FaultHook) -> io::Result<()> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let target = fs::canonicalize(path)?;
+        return write_committed(&target, bytes, hook, Commit::Replace);
+    }
     write_committed(path, bytes, hook, Commit::Replace)
 }
 

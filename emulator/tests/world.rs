@@ -240,3 +240,63 @@ fn a_damaged_nvram_file_is_refused() {
     let err = emu.generate_rsa("simple", "k", "k", 1024, 65537).expect_err("wrong KM");
     assert!(matches!(err.kind(), ErrorKind::TokenNotRecognized | ErrorKind::Corrupt), "{err:?}");
 }
+
+#[test]
+fn parallel_wrong_pins_are_counted_one_by_one() {
+    let f = legacy_2_of_3();
+    let tried = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..12 {
+            s.spawn(|| {
+                let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong pin");
+                // "wrong PIN for …" means the PIN was tried; "is locked after" that it was refused first.
+                if err.to_string().contains("wrong PIN for") {
+                    tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    assert_eq!(err.kind(), &ErrorKind::PinLocked, "{err}");
+                }
+            });
+        }
+    });
+    assert_eq!(tried.into_inner(), 5, "exactly the limit of guesses is tried, however many run at once");
+    let err = f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect_err("locked");
+    assert_eq!(err.kind(), &ErrorKind::PinLocked);
+}
+
+#[test]
+fn a_card_file_cannot_raise_its_own_limit_and_damage_costs_no_try() {
+    let f = legacy_2_of_3();
+    let path = f.card(0, "x").0;
+    let text = std::fs::read_to_string(&path).expect("card");
+    let mut card: serde_json::Value = serde_json::from_str(&text).expect("json");
+    card["max_failures"] = serde_json::json!(u32::MAX);
+    std::fs::write(&path, serde_json::to_vec(&card).expect("json")).expect("write");
+    for _ in 0..5 {
+        f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("wrong");
+    }
+    let err = f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("sixth");
+    assert_eq!(err.kind(), &ErrorKind::PinLocked, "the module's limit holds: {err}");
+
+    // A damaged header is reported as damage, before any try.
+    let g = legacy_2_of_3();
+    let path = g.card(0, "x").0;
+    let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("card")).expect("json");
+    card["header"]["of"] = serde_json::json!(4);
+    std::fs::write(&path, serde_json::to_vec(&card).expect("json")).expect("write");
+    let err = g.emu.authorize(&[g.good_card(0), g.good_card(1)]).expect_err("damaged");
+    assert_eq!(err.kind(), &ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("header is damaged"), "{err}");
+    let after: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("card")).expect("json");
+    assert_eq!(after["failures"], 0, "no try was spent");
+
+    // Key-derivation settings that would make a try expensive are refused before any work.
+    let h = legacy_2_of_3();
+    let path = h.card(0, "x").0;
+    let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("card")).expect("json");
+    card["header"]["kdf"]["m_kib"] = serde_json::json!(1024 * 1024);
+    std::fs::write(&path, serde_json::to_vec(&card).expect("json")).expect("write");
+    let t = std::time::Instant::now();
+    let err = h.emu.authorize(&[h.good_card(0), h.good_card(1)]).expect_err("hostile KDF");
+    assert_eq!(err.kind(), &ErrorKind::Corrupt, "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "refused before deriving");
+}

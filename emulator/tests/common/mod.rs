@@ -63,6 +63,9 @@ impl Fixture {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
+                } else if e.file_name().to_string_lossy().ends_with(".lock") {
+                    // Lock files (empty, made on first use) are no state.
+                    continue;
                 } else {
                     out.push((p.clone(), std::fs::read(&p).expect("read")));
                 }
