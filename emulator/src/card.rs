@@ -164,8 +164,11 @@ impl CardFile {
                 .hint("restore the card file from its backup; no PIN was tried"));
         }
         card.header.kdf.check().map_err(|e| {
-            Error::new(ErrorKind::Corrupt, Op::ReadCard)
-                .detail(format!("{}: {}", path.display(), e.detail_text().unwrap_or("bad key-derivation settings")))
+            Error::new(ErrorKind::Corrupt, Op::ReadCard).detail(format!(
+                "{}: {}",
+                path.display(),
+                e.detail_text().unwrap_or("bad key-derivation settings")
+            ))
         })?;
         Ok(card)
     }

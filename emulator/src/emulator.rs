@@ -241,14 +241,48 @@ impl Emulator {
         {
             return Ok(required);
         }
-        let required = crate::token::login_required(&self.config.kmdata)?;
+        let required = match self.token_key(Op::Login)? {
+            Some(key) => crate::token::login_required(&self.config.kmdata, &key)?,
+            None => false,
+        };
         *cache = Some((stamp, required));
         Ok(required)
     }
 
+    /// The key the token record is authenticated under (derived from KM); `None` without a world.
+    fn token_key(&self, op: Op) -> Result<Option<crate::token::RecordKey>> {
+        if self.world()?.is_none() {
+            return Ok(None);
+        }
+        let (_, km) = self.module_key(op)?;
+        Ok(Some(derive_key(&km, "hsmkit pkcs11 token record")))
+    }
+
+    fn require_token_key(&self, op: Op) -> Result<crate::token::RecordKey> {
+        self.token_key(op)?.ok_or_else(|| self.require_world(op).err().unwrap_or_else(|| poisoned(op)))
+    }
+
+    /// The PKCS#11 token record (label, user PIN), read and checked now; `None` when there is none
+    /// (or no world yet).
+    pub fn token_record(&self) -> Result<Option<crate::token::TokenRecord>> {
+        match self.token_key(Op::Info)? {
+            Some(key) => crate::token::TokenRecord::load(&self.config.kmdata, &key),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a new token record labelled `label` (no user PIN), under the record's lock
+    /// (`C_InitToken`).
+    pub fn reset_token_record(&self, label: &str) -> Result<()> {
+        let key = self.require_token_key(Op::Login)?;
+        let _held = crate::token::TokenRecord::lock(&self.config.kmdata, Op::Login)?;
+        crate::token::TokenRecord::new(label).save(&self.config.kmdata, &key)
+    }
+
     /// Checks the token's user PIN (a wrong one is counted, across processes).
     pub fn check_user_pin(&self, pin: &hsmkit_backend::Pin) -> Result<()> {
-        crate::token::check_user_pin(&self.config.kmdata, pin)
+        let key = self.require_token_key(Op::Login)?;
+        crate::token::check_user_pin(&self.config.kmdata, &key, pin)
     }
 
     /// Sets the token's user PIN with the authority of the world's quorum (the security officer).
@@ -259,13 +293,15 @@ impl Emulator {
                 .detail("the quorum was collected for another security world"));
         }
         let salt = self.salt()?;
-        crate::token::init_user_pin(&self.config.kmdata, pin, salt, &format!("hsmkit {}", world.name()))
+        let key = self.require_token_key(Op::Login)?;
+        crate::token::init_user_pin(&self.config.kmdata, &key, pin, salt, &format!("hsmkit {}", world.name()))
     }
 
     /// Changes the token's user PIN (the old one is checked first).
     pub fn change_user_pin(&self, old: &hsmkit_backend::Pin, new: &hsmkit_backend::Pin) -> Result<()> {
         let salt = self.salt()?;
-        crate::token::change_user_pin(&self.config.kmdata, old, new, salt)
+        let key = self.require_token_key(Op::Login)?;
+        crate::token::change_user_pin(&self.config.kmdata, &key, old, new, salt)
     }
 
     fn salt(&self) -> Result<[u8; 16]> {

@@ -59,7 +59,12 @@ fn digest(key: &[u8; 32]) -> Vec<u8> {
     Sha256::new().chain_update(b"hsmkit pkcs11 user PIN\0").chain_update(key).finalize().to_vec()
 }
 
-/// The token record.
+/// The key a token record is authenticated under: derived from the world's module key KM, so only
+/// a module of the world can make or change a record it will accept.
+pub type RecordKey = zeroize::Zeroizing<[u8; 32]>;
+
+/// The token record. Every field is authenticated by `mac` (HMAC-SHA-256 under the world's
+/// [`RecordKey`]): a record edited by hand (a verifier replaced, a lock cleared) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
@@ -73,6 +78,9 @@ pub struct TokenRecord {
     pub user_pin: Option<PinCheck>,
     /// Wrong user PINs since the last right one.
     pub user_failures: u32,
+    /// HMAC-SHA-256 of the record (with this field empty) under the world's record key (hex).
+    #[serde(with = "hex", default)]
+    pub mac: Vec<u8>,
 }
 
 fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -84,7 +92,14 @@ fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
 impl TokenRecord {
     /// A new record with `label` and no user PIN.
     pub fn new(label: &str) -> TokenRecord {
-        TokenRecord { format: TOKEN_FORMAT.into(), version: 1, label: label.into(), user_pin: None, user_failures: 0 }
+        TokenRecord {
+            format: TOKEN_FORMAT.into(),
+            version: 1,
+            label: label.into(),
+            user_pin: None,
+            user_failures: 0,
+            mac: Vec::new(),
+        }
     }
 
     /// Where the record of the world in `kmdata` lives.
@@ -92,8 +107,31 @@ impl TokenRecord {
         kmdata.join("local").join("pkcs11_token")
     }
 
-    /// Parses a record, refusing what it cannot trust.
-    pub fn parse(bytes: &[u8], path: &Path) -> Result<TokenRecord> {
+    /// The record's MAC under `key`: HMAC-SHA-256 over its JSON with the `mac` field empty.
+    fn mac_under(&self, key: &RecordKey) -> Result<Vec<u8>> {
+        let bare = TokenRecord { mac: Vec::new(), ..self.clone() };
+        let json = serde_json::to_vec(&bare).map_err(|e| {
+            Error::new(ErrorKind::Device, Op::Info).detail(format!("cannot encode the token record: {e}"))
+        })?;
+        Ok(aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key[..]), &json)
+            .as_ref()
+            .to_vec())
+    }
+
+    /// Parses a record and checks its MAC under `key`, refusing what it cannot trust.
+    pub fn parse(bytes: &[u8], path: &Path, key: &RecordKey) -> Result<TokenRecord> {
+        let r = Self::parse_unchecked(bytes, path)?;
+        let want = r.mac_under(key)?;
+        if r.mac.len() != want.len() || aws_lc_rs::constant_time::verify_slices_are_equal(&r.mac, &want).is_err() {
+            return Err(corrupt(
+                path,
+                "its MAC does not verify under this world's module key (edited, or of another world)",
+            ));
+        }
+        Ok(r)
+    }
+
+    fn parse_unchecked(bytes: &[u8], path: &Path) -> Result<TokenRecord> {
         let r: TokenRecord = serde_json::from_slice(bytes).map_err(|e| corrupt(path, e))?;
         if r.format != TOKEN_FORMAT || r.version != 1 {
             return Err(corrupt(path, format!("format {:?} version {} is not {TOKEN_FORMAT} 1", r.format, r.version)));
@@ -110,20 +148,22 @@ impl TokenRecord {
         Ok(r)
     }
 
-    /// Reads the record of `kmdata`; `None` when there is none.
-    pub fn load(kmdata: &Path) -> Result<Option<TokenRecord>> {
+    /// Reads the record of `kmdata`, checked under `key`; `None` when there is none.
+    pub fn load(kmdata: &Path, key: &RecordKey) -> Result<Option<TokenRecord>> {
         let path = Self::path(kmdata);
-        match std::fs::read(&path) {
-            Ok(bytes) => Self::parse(&bytes, &path).map(Some),
+        match crate::fsio::read_bounded(&path, 64 * 1024) {
+            Ok(bytes) => Self::parse(&bytes, &path, key).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::new(ErrorKind::Io, Op::Info).detail(format!("cannot read {}: {e}", path.display()))),
         }
     }
 
-    /// Writes the record (atomically: the old one or the new one, never a torn one).
-    pub fn save(&self, kmdata: &Path) -> Result<()> {
+    /// Writes the record with its MAC under `key` (atomically: the old one or the new one, never a
+    /// torn one).
+    pub fn save(&self, kmdata: &Path, key: &RecordKey) -> Result<()> {
         let path = Self::path(kmdata);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+        let sealed = TokenRecord { mac: self.mac_under(key)?, ..self.clone() };
+        let bytes = serde_json::to_vec_pretty(&sealed).map_err(|e| {
             Error::new(ErrorKind::Device, Op::Info).detail(format!("cannot encode the token record: {e}"))
         })?;
         write_atomic(&path, &bytes, &FaultHook::default())
@@ -172,17 +212,17 @@ fn not_initialized(op: Op) -> Error {
 /// Whether the token of `kmdata` has a user PIN, which makes its private objects need the user's
 /// login. A world without one is module protection alone (nShield's default: the module is the
 /// protection, no login).
-pub fn login_required(kmdata: &Path) -> Result<bool> {
-    Ok(TokenRecord::load(kmdata)?.is_some_and(|r| r.user_pin.is_some()))
+pub fn login_required(kmdata: &Path, key: &RecordKey) -> Result<bool> {
+    Ok(TokenRecord::load(kmdata, key)?.is_some_and(|r| r.user_pin.is_some()))
 }
 
 /// Checks the user PIN of the token of `kmdata`, counting a wrong one (under the record's lock):
 /// `PinIncorrect` for a wrong PIN, `PinLocked` after [`MAX_USER_FAILURES`] in a row,
 /// `UserPinNotInitialized` when none is set.
-pub fn check_user_pin(kmdata: &Path, pin: &Pin) -> Result<()> {
+pub fn check_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin) -> Result<()> {
     let op = Op::Login;
     let _held = TokenRecord::lock(kmdata, op)?;
-    let mut r = TokenRecord::load(kmdata)?.filter(|r| r.user_pin.is_some()).ok_or_else(|| not_initialized(op))?;
+    let mut r = TokenRecord::load(kmdata, key)?.filter(|r| r.user_pin.is_some()).ok_or_else(|| not_initialized(op))?;
     if r.user_locked() {
         return Err(Error::new(ErrorKind::PinLocked, op)
             .detail(format!("the user PIN is locked after {MAX_USER_FAILURES} wrong PINs in a row"))
@@ -196,7 +236,7 @@ pub fn check_user_pin(kmdata: &Path, pin: &Pin) -> Result<()> {
     let before = r.user_failures;
     r.user_failures = if ok { 0 } else { r.user_failures.saturating_add(1) };
     if r.user_failures != before {
-        r.save(kmdata)?;
+        r.save(kmdata, key)?;
     }
     if ok {
         Ok(())
@@ -218,25 +258,25 @@ fn check_len(pin: &Pin, op: Op) -> Result<()> {
 
 /// Sets the user PIN of the token of `kmdata` (the security officer's `C_InitPIN`), unlocking it;
 /// a token without a record gets one labelled `label`.
-pub fn init_user_pin(kmdata: &Path, pin: &Pin, salt: [u8; 16], label: &str) -> Result<()> {
+pub fn init_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin, salt: [u8; 16], label: &str) -> Result<()> {
     let op = Op::Login;
     check_len(pin, op)?;
     let check = PinCheck::new(pin, salt)?;
     let _held = TokenRecord::lock(kmdata, op)?;
-    let mut r = TokenRecord::load(kmdata)?.unwrap_or_else(|| TokenRecord::new(label));
+    let mut r = TokenRecord::load(kmdata, key)?.unwrap_or_else(|| TokenRecord::new(label));
     r.user_pin = Some(check);
     r.user_failures = 0;
-    r.save(kmdata)
+    r.save(kmdata, key)
 }
 
 /// Changes the user PIN (the user's `C_SetPIN`): the old PIN is checked (and a wrong one counted)
 /// first.
-pub fn change_user_pin(kmdata: &Path, old: &Pin, new: &Pin, salt: [u8; 16]) -> Result<()> {
+pub fn change_user_pin(kmdata: &Path, key: &RecordKey, old: &Pin, new: &Pin, salt: [u8; 16]) -> Result<()> {
     let op = Op::Login;
     check_len(new, op)?;
     let check = PinCheck::new(new, salt)?;
     let _held = TokenRecord::lock(kmdata, op)?;
-    let mut r = TokenRecord::load(kmdata)?.filter(|r| r.user_pin.is_some()).ok_or_else(|| not_initialized(op))?;
+    let mut r = TokenRecord::load(kmdata, key)?.filter(|r| r.user_pin.is_some()).ok_or_else(|| not_initialized(op))?;
     if r.user_locked() {
         return Err(Error::new(ErrorKind::PinLocked, op).detail("the user PIN is locked"));
     }
@@ -246,12 +286,12 @@ pub fn change_user_pin(kmdata: &Path, old: &Pin, new: &Pin, salt: [u8; 16]) -> R
     };
     if !matches {
         r.user_failures = r.user_failures.saturating_add(1);
-        r.save(kmdata)?;
+        r.save(kmdata, key)?;
         return Err(Error::new(ErrorKind::PinIncorrect, op).detail("wrong user PIN"));
     }
     r.user_pin = Some(check);
     r.user_failures = 0;
-    r.save(kmdata)
+    r.save(kmdata, key)
 }
 
 /// Splits an SO PIN into the card PINs of cards 1 to `k`.
@@ -277,25 +317,37 @@ mod tests {
     fn records_round_trip_and_damage_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("local")).expect("local");
-        assert_eq!(TokenRecord::load(dir.path()).expect("none"), None);
+        let key: RecordKey = zeroize::Zeroizing::new([9u8; 32]);
+        assert_eq!(TokenRecord::load(dir.path(), &key).expect("none"), None);
         let mut r = TokenRecord::new("ci token");
         r.user_pin = Some(PinCheck::new(&Pin::from("abcd".to_owned()), [1; 16]).expect("verifier"));
-        r.save(dir.path()).expect("save");
-        assert_eq!(TokenRecord::load(dir.path()).expect("load"), Some(r.clone()));
+        r.user_failures = 3;
+        r.save(dir.path(), &key).expect("save");
+        let back = TokenRecord::load(dir.path(), &key).expect("load").expect("some");
+        assert_eq!(TokenRecord { mac: Vec::new(), ..back }, r);
         let bytes = std::fs::read(TokenRecord::path(dir.path())).expect("read");
         let p = Path::new("t");
         for cut in 0..bytes.len() {
-            assert!(TokenRecord::parse(&bytes[..cut], p).is_err(), "truncated at {cut}");
+            assert!(TokenRecord::parse(&bytes[..cut], p, &key).is_err(), "truncated at {cut}");
         }
+        // Every single-bit flip that still parses is caught by the MAC (JSON whitespace aside,
+        // which carries nothing).
         for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            // A flip either breaks the JSON or changes a value; it never panics, and a changed
-            // verifier never accepts the old PIN by accident of parsing.
-            if let Ok(changed) = TokenRecord::parse(&b, p) {
-                assert_ne!(changed, r, "flip at {i} went unnoticed");
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                if let Ok(changed) = TokenRecord::parse(&b, p, &key) {
+                    assert_eq!(TokenRecord { mac: Vec::new(), ..changed }, r, "flip at {i}.{bit} went unnoticed");
+                }
             }
         }
+        // Hand edits are refused: a cleared lock, another verifier; and a record of another world.
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        let cleared = text.replace("\"user_failures\": 3", "\"user_failures\": 0");
+        assert_ne!(cleared, text);
+        assert!(TokenRecord::parse(cleared.as_bytes(), p, &key).is_err(), "a cleared failure count");
+        let other: RecordKey = zeroize::Zeroizing::new([8u8; 32]);
+        assert!(TokenRecord::parse(&bytes, p, &other).is_err(), "another world's key");
         for hostile in [
             &br#"{"format":"hsmkit-pkcs11-token","version":2,"label":"x","user_pin":null,"user_failures":0}"#[..],
             br#"{"format":"other","version":1,"label":"x","user_pin":null,"user_failures":0}"#,
@@ -303,7 +355,7 @@ mod tests {
             br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"x","user_pin":null,"user_failures":0,"extra":1}"#,
             br#"{"format":"hsmkit-pkcs11-token","version":1,"label":"x","user_pin":{"kdf":{"m_kib":4194304,"t":1,"p":1,"salt":"0000000000000000"},"check":"0000000000000000000000000000000000000000000000000000000000000000"},"user_failures":0}"#,
         ] {
-            let e = TokenRecord::parse(hostile, p).expect_err("hostile record");
+            let e = TokenRecord::parse(hostile, p, &key).expect_err("hostile record");
             assert_eq!(*e.kind(), ErrorKind::Corrupt);
         }
     }

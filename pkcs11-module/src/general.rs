@@ -15,7 +15,7 @@ use hsmkit_emulator::{Emulator, EmulatorSession};
 use crate::ffi::{Result, Rv, padded, rv};
 use crate::ops::mechanisms;
 use crate::state::{self, Library, Session, Slot, Token};
-use crate::token::{self, MAX_PIN_LEN, MAX_USER_FAILURES, MIN_PIN_LEN, TokenRecord};
+use crate::token::{self, MAX_PIN_LEN, MAX_USER_FAILURES, MIN_PIN_LEN};
 
 const MANUFACTURER: &str = "hsmkit";
 
@@ -191,8 +191,7 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
     }
     {
         // Under the record's lock, so no PIN check in another process writes over the reset.
-        let _held = TokenRecord::lock(&s.kmdata, hsmkit_backend::Op::Login).map_err(emu_err)?;
-        TokenRecord::new(label).save(&s.kmdata).map_err(emu_err)?;
+        t.emu.reset_token_record(label).map_err(emu_err)?;
     }
     t.logout();
     Ok(())

@@ -88,7 +88,7 @@ impl Token {
     /// The PKCS#11 token record (label, user PIN), read from kmdata now (another process may
     /// have changed it); `None` until `C_InitToken` or `C_InitPIN`, or for a world made by the CLI.
     pub fn record(&self) -> Result<Option<TokenRecord>> {
-        TokenRecord::load(&self.emu.config().kmdata).map_err(|e| {
+        self.emu.token_record().map_err(|e| {
             crate::log_error(&e);
             Rv::from(e)
         })
@@ -173,7 +173,7 @@ impl Library {
         for s in &config.slots {
             let emu = Slot::open_module(&s.kmdata)?;
             // A damaged record is reported at once rather than at the first login.
-            TokenRecord::load(&s.kmdata).map_err(|e| {
+            emu.token_record().map_err(|e| {
                 crate::log_error(&e);
                 Rv::from(e)
             })?;
