@@ -110,7 +110,8 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else {
+            } else if !e.file_name().to_string_lossy().ends_with(".lock") {
+                // Lock files (empty, made on first use) are no state.
                 out.push((p.clone(), std::fs::read(&p).expect("read")));
             }
         }

@@ -125,6 +125,26 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
+/// Reads `path` whole if it is at most `max` bytes; a larger file is refused (`InvalidData`,
+/// naming the limit) before it is read, so a hostile file costs no memory.
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, more than the {max} bytes such a file can be", path.display()),
+        ));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(max + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} grew past {max} bytes", path.display())));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,24 +184,4 @@ mod tests {
         let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-}
-
-/// Reads `path` whole if it is at most `max` bytes; a larger file is refused (`InvalidData`,
-/// naming the limit) before it is read, so a hostile file costs no memory.
-pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let file = fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is {len} bytes, more than the {max} bytes such a file can be", path.display()),
-        ));
-    }
-    let mut out = Vec::with_capacity(len as usize);
-    file.take(max + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} grew past {max} bytes", path.display())));
-    }
-    Ok(out)
 }
