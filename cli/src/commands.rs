@@ -307,8 +307,11 @@ pub fn nkminfo(g: &Global, a: &NkminfoArgs) -> Result<()> {
     if a.keys {
         let app = a.filter.first();
         let ident = a.filter.get(1);
-        let keys: Vec<_> = emu
-            .list_keys()?
+        let (listed, damaged) = emu.list_keys_and_damage()?;
+        for e in &damaged {
+            eprintln!("hsmkit: warning: skipped: {e}");
+        }
+        let keys: Vec<_> = listed
             .into_iter()
             .filter(|k| app.is_none_or(|x| *x == k.header.appname) && ident.is_none_or(|x| *x == k.header.ident))
             .collect();

@@ -123,6 +123,7 @@ pub enum UseLimit {
 
 /// A permission group (`M_PermissionGroup`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PermissionGroup {
     /// The key whose certificate the command must carry (hex hash of KNSO), if any.
     #[serde(with = "opt_hex", default)]
@@ -136,6 +137,7 @@ pub struct PermissionGroup {
 
 /// A key's ACL (`M_ACL`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Acl {
     /// The permission groups; a request is allowed if any applicable group allows it.
     pub groups: Vec<PermissionGroup>,

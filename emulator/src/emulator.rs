@@ -685,25 +685,34 @@ impl Emulator {
         let archive_here = crate::acl::Action::MakeArchiveBlob { kahash: world.hkre().to_vec() };
         let recoverable = header.acl.groups.iter().any(|g| g.certifier.is_none() && g.actions.contains(&archive_here));
         let mut rng = self.rng(Op::SaveKey)?;
-        let mut file = KeyFile::seal(header, km, rng.array(), private)?;
+        let nonce = rng.array();
+        let mut recovery = None;
         if archive && recoverable && !private.is_empty() {
             let eph_seed = Zeroizing::new(rng.array::<32>());
             let eph = world.suite().dl_key_from_seed(&eph_seed[..])?;
             let shared = eph.agree(world.kre());
             let k = derive_key(&shared, "hsmkit archive blob");
-            let blob = seal(k.as_ref(), rng.array(), &file.header.hash, private)?;
-            file.archive = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
+            let blob = seal(k.as_ref(), rng.array(), &header.hash, private)?;
+            recovery = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
         }
-        Ok(file)
+        KeyFile::seal(header, km, nonce, private, recovery)
     }
 
     /// The key blobs in kmdata, sorted by file name.
     pub fn list_keys(&self) -> Result<Vec<KeyListing>> {
+        Ok(self.list_keys_and_damage()?.0)
+    }
+
+    /// The key blobs in kmdata, sorted by file name, and the `key_*` files that are not readable
+    /// blobs (damaged, truncated, renamed, stray), each with why: one bad file is reported, and
+    /// the others stay usable.
+    pub fn list_keys_and_damage(&self) -> Result<(Vec<KeyListing>, Vec<Error>)> {
         let local = self.local();
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         let entries = match fs::read_dir(&local) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, damaged)),
             Err(e) => {
                 return Err(
                     Error::new(ErrorKind::Io, Op::FindKeys).detail(format!("cannot list {}: {e}", local.display()))
@@ -716,11 +725,13 @@ impl Emulator {
                 continue;
             }
             let path = entry.path();
-            let file = KeyFile::read(&path)?;
-            out.push(KeyListing { path, header: file.header });
+            match KeyFile::read(&path) {
+                Ok(file) => out.push(KeyListing { path, header: file.header }),
+                Err(e) => damaged.push(e),
+            }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Loads a blob from `path`: checks it belongs to this world and opens it under KM.
@@ -965,8 +976,9 @@ impl Emulator {
             source_app: appname.into(),
             source_ident: ident.into(),
         });
-        let mut out = self.seal_key(&world, &km, header, &private, false)?;
-        out.archive = file.archive.clone();
+        // The copy keeps the source's recovery blob (made for the same key hash), bound in anew.
+        let nonce = self.rng(Op::ImportKey)?.array();
+        let out = KeyFile::seal(header, &km, nonce, &private, file.archive.clone())?;
         out.write_new(&path, &self.config.faults)?;
         Ok((path, out.header))
     }

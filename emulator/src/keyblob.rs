@@ -5,7 +5,6 @@
 //! the whole header bound in as associated data. A truncated or bit-flipped file, or a header
 //! edited by hand (an ACL widened in a text editor, say), fails to open and is never used.
 
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +78,7 @@ pub enum Protection {
 
 /// CNG metadata of a key imported with `cngimport`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CngInfo {
     /// The CNG container name.
     pub container: String,
@@ -95,6 +95,7 @@ pub struct CngInfo {
 
 /// The authenticated, readable part of a key blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyHeader {
     /// Always [`KEY_FORMAT`].
     pub format: String,
@@ -176,6 +177,7 @@ pub struct KeyHeader {
 /// A key's history, for `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: set when the
 /// key is made and carried unchanged by copies (which may only narrow it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyOrigin {
     /// Generated inside the module (not imported or unwrapped).
     pub local: bool,
@@ -209,6 +211,7 @@ impl KeyOrigin {
 /// The Administrator Card Set quorum's certificate over a key's ACL: KNSO's DSA signature over
 /// `hsmkit ChangeACL v1\n || key hash || ACL JSON`, with what is needed to check it anywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AclCertificate {
     /// The certifying world's cipher suite.
     pub cipher_suite: crate::suite::CipherSuite,
@@ -244,6 +247,7 @@ impl AclCertificate {
 /// A recovery (archive) blob: the private part encrypted to the world's recovery key KRE with
 /// discrete-log IES (an ephemeral Diffie-Hellman key, HKDF, AES-256-GCM).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveBlob {
     /// The ephemeral public value (hex).
     #[serde(with = "hex")]
@@ -272,7 +276,13 @@ impl ArchiveBlob {
 }
 
 /// A key blob file.
+///
+/// Version 2 binds everything: the private part is sealed with the header and, for a recoverable
+/// key, the hash of its recovery blob as associated data, so no byte of the file can change (or
+/// the recovery blob go missing) without the blob failing to open. Version 1 blobs bound the
+/// header only; they are still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyFile {
     /// The authenticated header.
     pub header: KeyHeader,
@@ -288,18 +298,45 @@ fn header_bytes(h: &KeyHeader) -> Result<Vec<u8>> {
     serde_json::to_vec(h).map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))
 }
 
+/// The associated data the private part is sealed with: the header, and (version 2) the
+/// SHA-256 of the recovery blob, or a marker that there is none.
+fn sealed_aad(header: &KeyHeader, archive: Option<&ArchiveBlob>) -> Result<Vec<u8>> {
+    use sha2::Digest as _;
+    let mut aad = header_bytes(header)?;
+    if header.version >= 2 {
+        match archive {
+            Some(a) => {
+                let json = serde_json::to_vec(a)
+                    .map_err(|e| Error::new(ErrorKind::Device, Op::SaveKey).detail(e.to_string()))?;
+                aad.extend_from_slice(b"\narchive ");
+                aad.extend_from_slice(&sha2::Sha256::digest(&json));
+            }
+            None => aad.extend_from_slice(b"\nno archive"),
+        }
+    }
+    Ok(aad)
+}
+
 impl KeyFile {
-    /// Seals `private` (PKCS#8 DER or AES bytes; empty for a public key) under `km`.
-    pub fn seal(header: KeyHeader, km: &[u8], nonce: [u8; 12], private: &[u8]) -> Result<KeyFile> {
+    /// Seals `private` (PKCS#8 DER or AES bytes; empty for a public key) under `km`, with its
+    /// recovery blob (made beforehand from the header's key hash) bound in.
+    pub fn seal(
+        mut header: KeyHeader,
+        km: &[u8],
+        nonce: [u8; 12],
+        private: &[u8],
+        archive: Option<ArchiveBlob>,
+    ) -> Result<KeyFile> {
+        header.version = header.version.max(2);
         let key = derive_key(km, "hsmkit key blob");
-        let privblob = seal(key.as_ref(), nonce, &header_bytes(&header)?, private)?;
-        Ok(KeyFile { header, privblob, archive: None })
+        let privblob = seal(key.as_ref(), nonce, &sealed_aad(&header, archive.as_ref())?, private)?;
+        Ok(KeyFile { header, privblob, archive })
     }
 
     /// Opens the private part under `km`, checking that nothing in the file was changed.
     pub fn open(&self, km: &[u8], path: &Path) -> Result<Zeroizing<Vec<u8>>> {
         let key = derive_key(km, "hsmkit key blob");
-        open(key.as_ref(), &header_bytes(&self.header)?, &self.privblob).ok_or_else(|| {
+        open(key.as_ref(), &sealed_aad(&self.header, self.archive.as_ref())?, &self.privblob).ok_or_else(|| {
             Error::new(ErrorKind::Corrupt, Op::LoadKey)
                 .detail(format!(
                     "the key blob {} failed its integrity check: its ACL or metadata was edited, or the file is damaged",
@@ -309,9 +346,10 @@ impl KeyFile {
         })
     }
 
-    /// Reads and parses a key blob (without opening it).
+    /// Reads and parses a key blob (without opening it). The file's name must be the one its
+    /// header names (`key_<appname>_<ident>`): a renamed copy is not another key.
     pub fn read(path: &Path) -> Result<KeyFile> {
-        let bytes = fs::read(path).map_err(|e| {
+        let bytes = crate::fsio::read_bounded(path, MAX_BLOB_BYTES).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
             Error::new(kind, Op::LoadKey).detail(format!("cannot read key blob {}: {e}", path.display()))
         })?;
@@ -320,9 +358,15 @@ impl KeyFile {
                 .detail(format!("{} is not a readable hsmkit key blob (truncated or damaged)", path.display()))
                 .hint("restore the key file from your backup")
         })?;
-        if file.header.format != KEY_FORMAT || file.header.version != 1 {
+        if file.header.format != KEY_FORMAT || !matches!(file.header.version, 1 | 2) {
             return Err(Error::new(ErrorKind::Corrupt, Op::LoadKey)
                 .detail(format!("{} is not an hsmkit key blob of a known version", path.display())));
+        }
+        let named = key_file_name(&file.header.appname, &file.header.ident);
+        if path.file_name().is_none_or(|n| n.to_string_lossy() != named) {
+            return Err(Error::new(ErrorKind::Corrupt, Op::LoadKey)
+                .detail(format!("{} holds key {named}: a blob's file name is the key's name", path.display()))
+                .hint(format!("rename it back to {named}, or restore the right file from your backup")));
         }
         Ok(file)
     }
@@ -351,6 +395,9 @@ impl KeyFile {
         })
     }
 }
+
+/// The largest key blob read (a 4096-bit RSA blob is about 12 KiB).
+pub const MAX_BLOB_BYTES: u64 = 1024 * 1024;
 
 /// The file name of key `ident` of application `appname`.
 pub fn key_file_name(appname: &str, ident: &str) -> String {

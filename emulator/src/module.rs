@@ -39,6 +39,7 @@ impl Mode {
 
 /// The NVRAM file's contents.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Nvram {
     /// Electronic serial number, `XXXX-XXXX-XXXX`.
     pub esn: String,

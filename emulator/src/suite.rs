@@ -237,6 +237,7 @@ fn pow_mod(p: &crypto_bigint::Odd<BoxedUint>, base: &BoxedUint, exponent: &[u8])
 
 /// A 256-bit AES-GCM sealed box: `nonce || ciphertext || tag` fields kept apart in files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sealed {
     /// The 96-bit nonce, hex.
     #[serde(with = "hex")]

@@ -28,6 +28,7 @@ pub const MAX_CARDS: u8 = 64;
 
 /// A k-of-n quorum, parsed from `K/N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Quorum {
     /// Cards needed.
     pub k: u8,
@@ -64,6 +65,7 @@ impl Quorum {
 
 /// The signed part of a world file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorldBody {
     /// Always [`WORLD_FORMAT`].
     pub format: String,
@@ -96,6 +98,7 @@ pub struct WorldBody {
 
 /// A world file: the body and KNSO's signature over it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorldFile {
     /// What is signed.
     pub body: WorldBody,

@@ -114,7 +114,15 @@ fn damaged_or_edited_key_blobs_are_refused() {
         ("ACL widened by hand", good.replacen("GetAppData", "GetAppData | ExportAsPlain", 1)),
         ("use limit removed", good.replacen("\"limits\": [],", "\"limits\": [{\"Global\": {\"max\": 1}}],", 1)),
         ("renamed", good.replacen("\"name\": \"contosokey\"", "\"name\": \"other\"", 1)),
-        ("other version", good.replacen("\"version\": 1", "\"version\": 9", 1)),
+        ("other version", good.replacen("\"version\": 2", "\"version\": 9", 1)),
+        ("older version", good.replacen("\"version\": 2", "\"version\": 1", 1)),
+        ("bit flip in the recovery blob", flip_hex_in(&good, "\"eph\"")),
+        ("recovery blob removed", {
+            let mut v: serde_json::Value = serde_json::from_str(&good).expect("json");
+            v.as_object_mut().expect("object").remove("archive");
+            serde_json::to_string_pretty(&v).expect("json")
+        }),
+        ("an unknown field", good.replacen("{", "{\"extra\": 1,", 1)),
     ];
     for (what, text) in cases {
         assert_ne!(text, good, "{what}: the edit must change the file");
@@ -123,6 +131,14 @@ fn damaged_or_edited_key_blobs_are_refused() {
         assert_eq!(err.kind(), &ErrorKind::Corrupt, "{what}: {err:?}");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "{what}: left as it was");
     }
+    // A blob copied under another key's name is not that key.
+    std::fs::write(&path, &good).expect("restore");
+    f.emu.generate_rsa("simple", "otherkey", "otherkey", 1024, 65537).expect("generate");
+    std::fs::copy(&path, f.kmdata().join("local/key_simple_otherkey")).expect("copy over");
+    let err = f.emu.load_key("simple", "otherkey").expect_err("renamed copy");
+    assert_eq!(err.kind(), &ErrorKind::Corrupt, "{err:?}");
+    assert!(err.to_string().contains("holds key key_simple_contosokey"), "{err}");
+    f.emu.load_key("simple", "contosokey").expect("the original still loads");
     std::fs::write(&path, &good).expect("restore");
     f.emu.load_key("simple", "contosokey").expect("the original loads again");
 }
@@ -489,4 +505,21 @@ fn an_ocs_protected_key_exists_but_is_refused_for_use_and_transfer() {
         f.emu.copy_with_acl(("simple", "ocskey"), ("xferacld", "ocskey"), acl, Some(&quorum)).expect_err("no transfer");
     assert!(err.to_string().contains("Operator Card Set"), "{err}");
     assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn a_stray_or_damaged_key_file_is_reported_and_the_others_stay_usable() {
+    use hsmkit_backend::Backend as _;
+    let f = legacy_2_of_3();
+    f.emu.generate_rsa("simple", "contosokey", "contosokey", 1024, 65537).expect("generate");
+    std::fs::write(f.kmdata().join("local/key_simple_junk"), b"not a key blob").expect("stray file");
+    let (keys, damaged) = f.emu.list_keys_and_damage().expect("list");
+    assert_eq!(keys.len(), 1, "the good key is listed");
+    assert_eq!(damaged.len(), 1, "the stray file is reported");
+    assert!(damaged[0].to_string().contains("key_simple_junk"), "{}", damaged[0]);
+    let s = f.emu.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadOnly).expect("session");
+    let found = s
+        .find_keys(&hsmkit_backend::KeyFilter { label: Some("contosokey".into()), ..Default::default() })
+        .expect("a search still works");
+    assert!(!found.is_empty());
 }

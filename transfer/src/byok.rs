@@ -21,6 +21,7 @@ pub const WRAP: Mechanism = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: Hash
 
 /// What the package is for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransferBody {
     /// The tenant (the article's BPOS id, a GUID).
     pub tenant: String,
@@ -54,6 +55,7 @@ pub struct TransferBody {
 
 /// A transfer package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TransferPackage {
     /// Always [`BYOK_FORMAT`].
     pub format: String,

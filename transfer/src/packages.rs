@@ -137,6 +137,7 @@ fn canonical<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 
 /// What the root certifies about a module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModuleCertBody {
     /// The module's serial number.
     pub esn: String,
@@ -147,6 +148,7 @@ pub struct ModuleCertBody {
 
 /// A module certificate: the body signed by the root (RSASSA-PKCS1-v1_5, SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModuleCert {
     /// What is certified.
     pub body: ModuleCertBody,
@@ -157,6 +159,7 @@ pub struct ModuleCert {
 
 /// The KEK as the provider module describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KekInfo {
     /// The KEK's SubjectPublicKeyInfo (hex).
     #[serde(with = "hex")]
@@ -171,6 +174,7 @@ pub struct KekInfo {
 
 /// The signed part of a KEK package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KekBody {
     /// Region.
     pub region: Region,
@@ -185,6 +189,7 @@ pub struct KekBody {
 
 /// The signed part of a Security World package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorldBody {
     /// Region.
     pub region: Region,
@@ -202,6 +207,7 @@ pub struct WorldBody {
 
 /// A signed package: a body, the module certificate, the root's public key, the module's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Package<B> {
     /// `hsmkit-byok-kek-package` or `hsmkit-byok-world-package`.
     pub format: String,
