@@ -179,6 +179,15 @@ pub(crate) fn poisoned(op: Op) -> Error {
     Error::new(ErrorKind::Device, op).detail("an earlier operation panicked; restart the module")
 }
 
+/// The error for a world file whose identity is not the one the module joined.
+fn forged_world(esn: &str, op: Op) -> Error {
+    Error::new(ErrorKind::TokenNotRecognized, op)
+        .detail(format!(
+            "the world file in kmdata is not the world module {esn} joined: its KNSO differs from the one kept in NVRAM (the file was replaced or forged)"
+        ))
+        .hint("restore the world file from your backup; a world cannot be changed under a module")
+}
+
 impl Emulator {
     /// Opens the module described by `config`: its NVRAM (made on first use) and, if kmdata has
     /// one, its world. The kmdata folder must exist.
@@ -192,9 +201,36 @@ impl Emulator {
             Some(s) => HsmRng::from_seed(s),
             None => HsmRng::from_os()?,
         };
-        let nvram = module::open_or_create(&config.nvram, &mut rng)?;
+        let mut nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
         let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
+        let seeded = config.seed.is_some();
+        let mixed = |what: &str| {
+            let (made, run) = if seeded { ("real", "seeded") } else { ("seeded (--seed)", "unseeded") };
+            Error::new(ErrorKind::ArgumentsBad, Op::Initialize)
+                .detail(format!("{what} was made with {made} randomness; a {run} run does not use it"))
+                .hint(if seeded {
+                    "drop --seed: seeded runs make test keys, and never in a module or world of real ones"
+                } else {
+                    "give the same --seed as when it was made (its keys are test keys), or use another kmdata and NVRAM"
+                })
+        };
+        if nvram.1.exists() && nvram.0.seeded != seeded {
+            return Err(mixed(&format!("module {} (NVRAM {})", nvram.0.esn, nvram.1.display())));
+        }
+        if world.as_ref().is_some_and(|w| w.body().seeded != seeded) {
+            return Err(mixed(&format!("the world in {}", config.kmdata.display())));
+        }
+        if seeded && nvram.1.exists() {
+            // Each seeded run of an existing module draws another stream (counted in NVRAM
+            // under its lock), so two runs never make the same keys.
+            let _held = module::lock(&nvram.1)?;
+            let (mut fresh, path) = module::open_or_create(&config.nvram, &mut rng)?;
+            fresh.epoch = fresh.epoch.saturating_add(1);
+            module::save(&fresh, &path, &config.faults)?;
+            rng.mix(&fresh.epoch.to_be_bytes());
+            nvram = (fresh, path);
+        }
         let operational = std::sync::atomic::AtomicBool::new(nvram.0.mode == Mode::Operational);
         let emu = Emulator {
             operational,
@@ -369,6 +405,9 @@ impl Emulator {
                 .detail(format!("module {} is in {} mode", nv.0.esn, nv.0.mode.describe()))
                 .hint("put it back in operational mode (`hsmkit nopclearfail -O`)"));
         }
+        if nv.0.hknso.as_ref().is_some_and(|h| *h != hex::encode(world.hknso())) {
+            return Err(forged_world(&nv.0.esn, op));
+        }
         match (&nv.0.km, &nv.0.hkm) {
             (Some(km), Some(hkm)) if *hkm == hex::encode(world.hkm()) => {
                 if world.suite().hash(&[b"hsmkit KM", km]) != world.hkm() {
@@ -452,6 +491,7 @@ impl Emulator {
             let mut next = nv.0.clone();
             next.km = Some(created.km.clone());
             next.hkm = Some(hex::encode(created.world.hkm()));
+            next.hknso = Some(hex::encode(created.world.hknso()));
             next.mode = Mode::Operational;
             module::save(&next, &nv.1, &self.config.faults)?;
             self.operational.store(true, Ordering::Release);
@@ -488,6 +528,7 @@ impl Emulator {
         let mut next = nv.0.clone();
         next.km = Some(km);
         next.hkm = Some(hex::encode(world.hkm()));
+        next.hknso = Some(hex::encode(world.hknso()));
         next.mode = Mode::Operational;
         module::save(&next, &nv.1, &self.config.faults)?;
         nv.0 = next;
@@ -505,6 +546,13 @@ impl Emulator {
     /// Collects the ACS quorum from card files and their PINs.
     pub fn authorize(&self, cards: &[(PathBuf, Pin)]) -> Result<QuorumAuth> {
         let world = self.require_world(Op::Quorum)?;
+        // A quorum is collected for the world the module joined, never for a file put in its place.
+        {
+            let nv = self.nvram.lock().map_err(|_| poisoned(Op::Quorum))?;
+            if nv.0.hknso.as_ref().is_some_and(|h| *h != hex::encode(world.hknso())) {
+                return Err(forged_world(&nv.0.esn, Op::Quorum));
+            }
+        }
         let presented: Vec<CardPresentation<'_>> =
             cards.iter().map(|(path, pin)| CardPresentation { path, pin }).collect();
         world.authorize(&presented, &self.config.faults)

@@ -51,6 +51,23 @@ pub struct Nvram {
     /// Hash of that KM (hex).
     #[serde(default)]
     pub hkm: Option<String>,
+    /// The identity (hash of KNSO, hex) of the world the module joined: a world file with the
+    /// same module key but another KNSO (a forged world) is refused. Absent for modules
+    /// programmed before it was kept; they are pinned when next programmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hknso: Option<String>,
+    /// The module's randomness is seeded (test output, never real keys): set when the module is
+    /// first written by a seeded run. Seeded and unseeded runs never share a module.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seeded: bool,
+    /// How many seeded runs opened the module: mixed into the seeded generator, so two runs do
+    /// not repeat each other's keys (zero, not written, for an unseeded module).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Debug for Nvram {
@@ -60,6 +77,8 @@ impl std::fmt::Debug for Nvram {
             .field("mode", &self.mode)
             .field("km", &self.km.as_ref().map(|_| "<redacted>"))
             .field("hkm", &self.hkm)
+            .field("hknso", &self.hknso)
+            .field("seeded", &self.seeded)
             .finish()
     }
 }
@@ -85,7 +104,18 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> 
             // so a command that fails leaves no trace.
             let b: [u8; 6] = rng.array();
             let esn = format!("{:02X}{:02X}-{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3], b[4], b[5]);
-            Ok((Nvram { esn, mode: Mode::Operational, km: None, hkm: None }, path))
+            Ok((
+                Nvram {
+                    esn,
+                    mode: Mode::Operational,
+                    km: None,
+                    hkm: None,
+                    hknso: None,
+                    seeded: rng.is_seeded(),
+                    epoch: 0,
+                },
+                path,
+            ))
         }
         Err(e) => Err(Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot read {}: {e}", path.display()))),
     }
@@ -129,4 +159,18 @@ mod opt_secret_hex {
         let s = s.map(Zeroizing::new);
         s.map(|h| hex::decode(h.as_str()).map(Zeroizing::new).map_err(serde::de::Error::custom)).transpose()
     }
+}
+
+/// Holds the lock file beside the NVRAM file at `path` (`module.lock`) until dropped: every
+/// read-modify-write of NVRAM by more than one process runs under it.
+pub fn lock(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let lock_path = path.with_file_name("module.lock");
+    let io = |e: std::io::Error| {
+        Error::new(ErrorKind::Io, Op::Module).detail(format!("cannot lock {}: {e}", lock_path.display()))
+    };
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&lock_path).map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
 }

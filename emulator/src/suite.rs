@@ -248,8 +248,22 @@ pub struct Sealed {
 }
 
 /// Encrypts and authenticates `plaintext` under the 256-bit `key`, binding `aad`.
-pub fn seal(key: &[u8], nonce: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Sealed> {
+///
+/// The nonce is synthetic: HMAC-SHA-256 under `key` of the caller's random `nonce_input`, `aad` and
+/// `plaintext`, cut to 96 bits. Two different messages never share a nonce under one key, even when
+/// the random input repeats (a seeded run restarts its generator in every process); the same
+/// message with the same input gives the same box, which reveals only that it is the same.
+pub fn seal(key: &[u8], nonce_input: [u8; 12], aad: &[u8], plaintext: &[u8]) -> Result<Sealed> {
     let k = LessSafeKey::new(UnboundKey::new(&aead::AES_256_GCM, key).map_err(|_| internal("bad AEAD key"))?);
+    let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(&mac_key);
+    ctx.update(b"hsmkit seal nonce\0");
+    ctx.update(&nonce_input);
+    ctx.update(&(aad.len() as u64).to_be_bytes());
+    ctx.update(aad);
+    ctx.update(plaintext);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&ctx.sign().as_ref()[..12]);
     let mut buf = plaintext.to_vec();
     k.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
         .map_err(|_| internal("AEAD seal failed"))?;
@@ -276,4 +290,23 @@ pub fn derive_key(secret: &[u8], info: &str) -> Zeroizing<[u8; 32]> {
         let _ = okm.fill(out.as_mut());
     }
     out
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn one_random_input_never_gives_two_messages_one_nonce() {
+        let key = [5u8; 32];
+        let input = [1u8; 12];
+        let a = seal(&key, input, b"aad", b"first message").expect("seal");
+        let b = seal(&key, input, b"aad", b"second message").expect("seal");
+        let c = seal(&key, input, b"other aad", b"first message").expect("seal");
+        assert_ne!(a.nonce, b.nonce, "different plaintexts");
+        assert_ne!(a.nonce, c.nonce, "different associated data");
+        assert_eq!(seal(&key, input, b"aad", b"first message").expect("seal"), a, "the same message, the same box");
+        assert_eq!(open(&key, b"aad", &a).expect("open").as_slice(), b"first message");
+        assert!(open(&key, b"other aad", &a).is_none());
+    }
 }

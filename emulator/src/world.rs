@@ -94,6 +94,10 @@ pub struct WorldBody {
     pub kre_pub: Vec<u8>,
     /// KM sealed under a key derived from the ACS secret.
     pub km_blob: Sealed,
+    /// Made with seeded randomness (`--seed`): a world of test keys, never for real use. Only
+    /// seeded runs open it, and seeded runs open nothing else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seeded: bool,
 }
 
 /// A world file: the body and KNSO's signature over it.
@@ -218,6 +222,7 @@ impl World {
             hkre,
             kre_pub,
             km_blob,
+            seeded: rng.is_seeded(),
         };
         let signature = knso.sign(&body_bytes(&body)?)?;
         let file = WorldFile { body, signature };

@@ -300,3 +300,59 @@ fn a_card_file_cannot_raise_its_own_limit_and_damage_costs_no_try() {
     assert_eq!(err.kind(), &ErrorKind::Corrupt, "{err}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5), "refused before deriving");
 }
+
+#[test]
+fn a_forged_world_with_the_real_module_key_hash_is_refused() {
+    use hsmkit_backend::{Backend as _, KeyMaterial, KeyPolicy, Usage};
+    let real = legacy_2_of_3();
+    real.emu.authorize(&[real.good_card(0), real.good_card(1)]).expect("the real quorum");
+    // The attacker's own world and cards, then a world file naming the real module key's hash,
+    // signed by the attacker's KNSO.
+    let attacker = world(CipherSuite::DLf1024s160mRijndael, 1, 1, 99);
+    let auth = attacker.emu.authorize(&[attacker.good_card(0)]).expect("the attacker's quorum");
+    let theirs = attacker.emu.world().expect("w").expect("w");
+    let mine = real.emu.world().expect("w").expect("w");
+    let mut body = theirs.body().clone();
+    body.hkm = mine.hkm().to_vec();
+    let signature = auth.certify(&serde_json::to_vec(&body).expect("body")).expect("sign");
+    let forged = serde_json::json!({ "body": body, "signature": hex::encode(signature) });
+    let world_path = real.kmdata().join("local/world");
+    std::fs::write(&world_path, serde_json::to_vec_pretty(&forged).expect("json")).expect("forge");
+    // The same module (its NVRAM) with the forged world in kmdata.
+    let emu = hsmkit_emulator::Emulator::open(config(real.dir.path(), Some(42))).expect("the file itself verifies");
+    let err = emu.authorize(&[attacker.good_card(0)]).expect_err("the attacker's cards");
+    assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized, "{err}");
+    assert!(err.to_string().contains("not the world module"), "{err}");
+    let s = emu.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadWrite).expect("session");
+    let mut p = KeyPolicy::new(Usage::WRAP);
+    p.token = false;
+    let err = s
+        .import_key(&KeyMaterial::Aes(zeroize::Zeroizing::new(vec![1; 32])), &p)
+        .expect_err("no key is made under the real KM with a forged world");
+    assert_eq!(err.kind(), &ErrorKind::TokenNotRecognized, "{err}");
+}
+
+#[test]
+fn seeded_and_unseeded_runs_never_share_a_module_and_seeded_runs_do_not_repeat() {
+    let f = legacy_2_of_3();
+    assert!(f.emu.world().expect("w").expect("w").body().seeded, "a seeded world says so");
+    let err = hsmkit_emulator::Emulator::open(config(f.dir.path(), None)).expect_err("unseeded on a seeded world");
+    assert!(err.to_string().contains("--seed"), "{err}");
+    // Two seeded runs (two opens, as two processes make) on the same module draw different keys.
+    let a = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(42))).expect("run 1");
+    let ha = a.generate_rsa("simple", "one", "one", 1024, 65537).expect("key one");
+    let b = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(42))).expect("run 2");
+    let hb = b.generate_rsa("simple", "two", "two", 1024, 65537).expect("key two");
+    assert_ne!(ha.public, hb.public, "two seeded runs made the same key");
+    // A world made with real randomness refuses a seeded run.
+    let dir = tempfile::tempdir().expect("tmp");
+    let real = hsmkit_emulator::Emulator::open(config(dir.path(), None)).expect("open");
+    real.create_world(
+        CipherSuite::DLf3072s256mAEScSP800131Ar1,
+        hsmkit_emulator::world::Quorum { k: 1, n: 1 },
+        &pins(1),
+    )
+    .expect("world");
+    let err = hsmkit_emulator::Emulator::open(config(dir.path(), Some(1))).expect_err("seeded on a real world");
+    assert!(err.to_string().contains("real randomness"), "{err}");
+}
