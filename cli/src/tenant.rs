@@ -49,9 +49,8 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         identifier: String,
     },
-    /// Open the tenant (made with its initial key on first use) and print nothing
-    /// (`Connect-AadrmService`).
-    #[command(skip)]
+    /// Connect as the tenant (`Connect-AadrmService`): on the first connection the tenant is
+    /// made, with a provider-made initial key (and the provider's database, for its first tenant).
     Open,
 }
 
@@ -102,9 +101,28 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
         }
         _ => None,
     };
-    let mut store = Store::open(&a.provider.join("tenants.sqlite"), &a.tenant, now, || {
-        provider::initial_key(session.as_ref(), &a.tenant)
-    })?;
+    let path = a.provider.join("tenants.sqlite");
+    // Reads and changes of a known tenant open the store as it is; only a connection or an upload
+    // makes what is missing (and says so).
+    let mut store = match &a.command {
+        TenantCommand::Open | TenantCommand::AddKey { .. } => {
+            let holds = provider::module_holds_tenant_keys(session.as_ref())?;
+            let (store, made) = Store::open_or_create(&path, &a.tenant, now, holds, || {
+                provider::initial_key(session.as_ref(), &a.tenant)
+            })?;
+            if made.database {
+                println!("Made the provider's tenant database {}.", path.display());
+            }
+            if made.tenant {
+                println!(
+                    "Tenant {} is new here: it starts with a provider-made initial key.",
+                    a.tenant.to_ascii_lowercase()
+                );
+            }
+            store
+        }
+        TenantCommand::Keys | TenantCommand::SetActive { .. } => Store::open(&path, &a.tenant)?,
+    };
     match &a.command {
         TenantCommand::Open => Ok(()),
         TenantCommand::Keys => {
@@ -183,9 +201,7 @@ pub fn check_active_key(
     original_spki: &[u8],
 ) -> Result<String> {
     let (backend, _) = provider_module(g, provider_dir)?;
-    let store = Store::open(&provider_dir.join("tenants.sqlite"), tenant, 0, || {
-        Err(Error::new(ErrorKind::NotFound, Op::Info).detail(format!("tenant {tenant} has no keys")))
-    })?;
+    let store = Store::open(&provider_dir.join("tenants.sqlite"), tenant)?;
     let session = open_session(backend.as_ref(), SessionMode::ReadOnly)?;
     provider::active_key_signs_as(session.as_ref(), &store, tenant, original_spki)
 }

@@ -1,5 +1,6 @@
 //! The article's commands, run as written with `hsmkit` in front, and the CLI's bad input.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -592,6 +593,14 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
         d.display()
     ));
     let t = |cmd: &str| format!("tenant --provider {} --tenant {tenant} {cmd}", provider.display());
+    let db = provider.join("tenants.sqlite");
+    // Reading an unknown tenant writes nothing: no database, no tenant, no key.
+    let err = e.fails(&t("keys"));
+    assert!(err.contains("there is no tenant database"), "{err}");
+    assert!(!db.exists(), "a read made no database");
+    let made = e.ok(&t("open"));
+    assert!(made.contains("Made the provider's tenant database") && made.contains("is new here"), "{made}");
+    assert_eq!(std::fs::metadata(&db).expect("db").permissions().mode() & 0o777, 0o600, "owner-only");
     let keys = e.ok(&t("keys"));
     assert!(keys.contains("Microsoft-managed        Active"), "the initial key: {keys}");
     let pkg = d.join("TransferPackage-First.byok");
@@ -607,7 +616,8 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     assert_eq!(e.ok(&t("keys")), before);
     // Another tenant's package is refused by name.
     let other = format!("tenant --provider {} --tenant 11111111-2222-3333-4444-555555555555 keys", provider.display());
-    e.ok(&other);
+    let err = e.fails(&other);
+    assert!(err.contains("has no keys at this provider"), "an unknown tenant is not made by a read: {err}");
     let err = e.fails(&other.replace(" keys", &format!(" add-key --key-file {} --yes", pkg.display())));
     assert!(err.contains(&format!("it is for tenant \"{tenant}\"")), "{err}");
     // A package made for another provider's world is refused by that provider.
@@ -621,8 +631,39 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
         pkg.display()
     ));
     assert!(err.contains("bound to another security world"), "{err}");
+    // An upload that crashed between the unwrap and the database's commit left its key in the
+    // provider's module (made here as that crash leaves it): the retry reuses it, no second copy.
+    let label = {
+        use hsmkit_backend::Backend as _;
+        let module = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(provider.join("kmdata")))
+            .expect("the provider's module");
+        let s = module.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadWrite).expect("session");
+        let bytes = std::fs::read(&pkg).expect("pkg");
+        let checked = hsmkit_transfer::provider::check(s.as_ref(), tenant, "pkg", &bytes, false).expect("check");
+        let label = hsmkit_transfer::provider::guid(&checked.package_sha256);
+        let policy = hsmkit_backend::KeyPolicy::new(checked.usage).with_label(label.clone());
+        let b = &checked.package.body;
+        s.unwrap_key(&hsmkit_transfer::byok::WRAP, checked.kek, &b.wrapped, hsmkit_backend::KeyType::Rsa, &policy)
+            .expect("the stray unwrap");
+        label
+    };
+    let copies = || {
+        use hsmkit_backend::Backend as _;
+        let module = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(provider.join("kmdata")))
+            .expect("the provider's module");
+        let s = module.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadOnly).expect("session");
+        s.find_keys(&hsmkit_backend::KeyFilter {
+            class: Some(hsmkit_backend::ObjectClass::PrivateKey),
+            label: Some(label.clone()),
+            ..Default::default()
+        })
+        .expect("find")
+        .len()
+    };
+    assert_eq!(copies(), 1, "the stray key");
     // Added: Active, the initial key Archived, the success sentence of the article.
     let out = e.ok(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert_eq!(copies(), 1, "the stray was reused, not unwrapped again");
     assert!(out.contains("The Rights management service successfully added the key."), "{out}");
     let keys = e.ok(&t("keys"));
     assert!(keys.contains("Microsoft-managed        Archived"), "{keys}");
@@ -678,6 +719,21 @@ fn the_tenant_side_adds_a_package_once_and_refuses_what_is_not_for_it() {
     std::fs::write(&db, &bytes).expect("corrupt");
     let err = e.fails(&t("keys"));
     assert!(err.contains("tenant database") && err.contains("damaged"), "{err}");
+    // A truncated database is not a new one, for a read or an upload; a deleted one is not made
+    // again while the module holds the tenants' keys (their history would be lost and the same
+    // package accepted twice).
+    std::fs::write(&db, b"").expect("truncate");
+    let err = e.fails(&t("keys"));
+    assert!(err.contains("is not a tenant database"), "{err}");
+    let err = e.fails(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert!(err.contains("is not a tenant database"), "{err}");
+    assert_eq!(std::fs::metadata(&db).expect("db").len(), 0, "left as it was");
+    std::fs::remove_file(&db).expect("delete");
+    let err = e.fails(&t("keys"));
+    assert!(err.contains("there is no tenant database"), "{err}");
+    let err = e.fails(&t(&format!("add-key --key-file {} --yes", pkg.display())));
+    assert!(err.contains("is missing, but the provider's module holds tenant keys"), "{err}");
+    assert!(!db.exists(), "no new database");
 }
 
 #[test]

@@ -397,10 +397,7 @@ fn rest_of_matrix(b: &Backend, kek_pem: &Path) {
     };
     let provider_module = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(provider.join("kmdata")))
         .expect("the provider's module");
-    let store = hsmkit_transfer::tenant::Store::open(&provider.join("tenants.sqlite"), TENANT, 0, || {
-        panic!("the tenant exists")
-    })
-    .expect("store");
+    let store = hsmkit_transfer::tenant::Store::open(&provider.join("tenants.sqlite"), TENANT).expect("store");
     use hsmkit_backend::Backend as _;
     let session =
         provider_module.open_session(hsmkit_emulator::SLOT, hsmkit_backend::SessionMode::ReadOnly).expect("session");

@@ -181,7 +181,25 @@ pub fn import(
     refuse_if_added(store, checked, name)?;
     let identifier = guid(&checked.package_sha256);
     let policy = KeyPolicy::new(checked.usage).with_label(identifier.clone());
-    let key = session.unwrap_key(&byok::WRAP, checked.kek, &b.wrapped, KeyType::Rsa, &policy)?;
+    // A key left by an attempt that crashed between the unwrap and the database's commit (the
+    // package was not added: `refuse_if_added` passed) is the same key: reused, not made again.
+    let strays = session.find_keys(&KeyFilter {
+        class: Some(ObjectClass::PrivateKey),
+        label: Some(identifier.clone()),
+        ..KeyFilter::default()
+    })?;
+    let mut reused = None;
+    for stray in strays {
+        if reused.is_none() && spki_of(session, stray).is_ok_and(|p| p == b.public) {
+            reused = Some(stray);
+        } else {
+            session.destroy(stray)?;
+        }
+    }
+    let key = match reused {
+        Some(k) => k,
+        None => session.unwrap_key(&byok::WRAP, checked.kek, &b.wrapped, KeyType::Rsa, &policy)?,
+    };
     let result = (|| {
         if spki_of(session, key)? != b.public {
             return Err(Error::new(ErrorKind::DataInvalid, op)
@@ -205,6 +223,24 @@ pub fn import(
         let _ = session.destroy(key);
     }
     result
+}
+
+/// Whether the provider's module holds keys of tenants (their initial keys, `tenant-…`, or keys
+/// they uploaded, named by the GUID of their package): then a missing tenant database was lost,
+/// not never made.
+pub fn module_holds_tenant_keys(session: &dyn Session) -> Result<bool> {
+    let keys = session.find_keys(&KeyFilter { class: Some(ObjectClass::PrivateKey), ..KeyFilter::default() })?;
+    for k in keys {
+        if let Some(hsmkit_backend::Attr::Value(_, hsmkit_backend::AttrValue::Text(label))) =
+            session.attributes(k, &[hsmkit_backend::AttrKind::Label])?.pop()
+        {
+            let guid_like = label.len() == 36 && label.bytes().filter(|b| *b == b'-').count() == 4;
+            if label.starts_with("tenant-") || guid_like {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// The provider's initial key for a new tenant (identifier, fingerprint, key name in the module),

@@ -67,41 +67,94 @@ fn db_err(path: &Path, op: Op) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
+const SCHEMA: &str = "PRAGMA foreign_keys = ON;
+     CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS keys (
+         identifier TEXT PRIMARY KEY,
+         tenant TEXT NOT NULL REFERENCES tenants(id),
+         key_type TEXT NOT NULL,
+         status TEXT NOT NULL CHECK (status IN ('Active', 'Archived')),
+         created_ms INTEGER NOT NULL,
+         fingerprint TEXT NOT NULL,
+         module_key TEXT NOT NULL,
+         package_sha256 TEXT UNIQUE
+     );
+     CREATE UNIQUE INDEX IF NOT EXISTS one_active ON keys(tenant) WHERE status = 'Active';
+     CREATE UNIQUE INDEX IF NOT EXISTS one_copy ON keys(tenant, fingerprint);";
+
+/// What [`Store::open_or_create`] made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Made {
+    /// The database file was made (the provider's first tenant).
+    pub database: bool,
+    /// The tenant was made, with its provider-made initial key.
+    pub tenant: bool,
+}
+
+fn missing(path: &Path, op: Op) -> Error {
+    Error::new(ErrorKind::NotFound, op)
+        .detail(format!("there is no tenant database at {}", path.display()))
+        .hint("a tenant's first connection (`hsmkit tenant open`, Connect-AadrmService) or upload makes it; if it was there, restore it from your backup")
+}
+
 impl Store {
-    /// Opens (or creates) the store of `tenant` in `path`. A new tenant gets an initial,
-    /// provider-made key from `initial` (identifier, fingerprint, module key), as the article's
-    /// first `Get-AadrmKeys` shows.
-    pub fn open(
+    /// Opens the existing store of a known `tenant` in `path`, writing nothing: a missing,
+    /// empty or damaged database, or an unknown tenant, is an error that says what to do.
+    pub fn open(path: &Path, tenant: &str) -> Result<Store> {
+        let op = Op::Info;
+        if !path.exists() {
+            return Err(missing(path, op));
+        }
+        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(db_err(path, op))?;
+        let store = Store { db, tenant: tenant.to_ascii_lowercase() };
+        store.check_schema(path, op)?;
+        if !store.tenant_known(path, op)? {
+            return Err(Error::new(ErrorKind::NotFound, op)
+                .detail(format!("tenant {} has no keys at this provider ({})", store.tenant, path.display()))
+                .hint("connect first (`hsmkit tenant open`, Connect-AadrmService), which makes the tenant"));
+        }
+        Ok(store)
+    }
+
+    /// Opens the store of `tenant` in `path`, making what is missing: the database (owner-only
+    /// mode) for the provider's first tenant, and the tenant, with an initial provider-made key
+    /// from `initial` (identifier, fingerprint, module key), as the article's first
+    /// `Get-AadrmKeys` shows. A database that is gone while `module_has_tenant_keys` is refused,
+    /// never made anew: its rows (the tenants' Active keys and history) would be lost and the
+    /// same packages accepted again.
+    pub fn open_or_create(
         path: &Path,
         tenant: &str,
         now_ms: u64,
+        module_has_tenant_keys: bool,
         initial: impl FnOnce() -> Result<(String, String, String)>,
-    ) -> Result<Store> {
+    ) -> Result<(Store, Made)> {
         let op = Op::Initialize;
-        let db = Connection::open(path).map_err(db_err(path, op))?;
-        db.execute_batch(
-            "PRAGMA foreign_keys = ON;
-             CREATE TABLE IF NOT EXISTS tenants (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS keys (
-                 identifier TEXT PRIMARY KEY,
-                 tenant TEXT NOT NULL REFERENCES tenants(id),
-                 key_type TEXT NOT NULL,
-                 status TEXT NOT NULL CHECK (status IN ('Active', 'Archived')),
-                 created_ms INTEGER NOT NULL,
-                 fingerprint TEXT NOT NULL,
-                 module_key TEXT NOT NULL,
-                 package_sha256 TEXT UNIQUE
-             );
-             CREATE UNIQUE INDEX IF NOT EXISTS one_active ON keys(tenant) WHERE status = 'Active';",
-        )
-        .map_err(db_err(path, op))?;
+        let exists = path.exists();
+        if !exists && module_has_tenant_keys {
+            return Err(Error::new(ErrorKind::Corrupt, op)
+                .detail(format!(
+                    "the tenant database {} is missing, but the provider's module holds tenant keys",
+                    path.display()
+                ))
+                .hint("restore tenants.sqlite from your backup; a new database would forget every tenant's keys"));
+        }
+        let db = if exists {
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(db_err(path, op))?
+        } else {
+            let db = Connection::open(path).map_err(db_err(path, op))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                Error::new(ErrorKind::Io, op).detail(format!("cannot make {} owner-only: {e}", path.display()))
+            })?;
+            db.execute_batch(SCHEMA).map_err(db_err(path, op))?;
+            db
+        };
         let mut store = Store { db, tenant: tenant.to_ascii_lowercase() };
-        let known: Option<String> = store
-            .db
-            .query_row("SELECT id FROM tenants WHERE id = ?1", params![store.tenant], |r| r.get(0))
-            .optional()
-            .map_err(db_err(path, op))?;
-        if known.is_none() {
+        store.check_schema(path, op)?;
+        let mut made = Made { database: !exists, tenant: false };
+        if !store.tenant_known(path, op)? {
             let (identifier, fingerprint, module_key) = initial()?;
             let tx = store.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(path, op))?;
             tx.execute("INSERT INTO tenants (id, created_ms) VALUES (?1, ?2)", params![store.tenant, now_ms as i64])
@@ -113,8 +166,36 @@ impl Store {
             )
             .map_err(db_err(path, op))?;
             tx.commit().map_err(db_err(path, op))?;
+            made.tenant = true;
         }
-        Ok(store)
+        Ok((store, made))
+    }
+
+    /// Refuses a database without the store's tables (an empty or foreign file).
+    fn check_schema(&self, path: &Path, op: Op) -> Result<()> {
+        let tables: i64 = self
+            .db
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('tenants', 'keys')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err(path, op))?;
+        if tables != 2 {
+            return Err(Error::new(ErrorKind::Corrupt, op)
+                .detail(format!("{} is not a tenant database (empty, truncated or another file)", path.display()))
+                .hint("restore tenants.sqlite from your backup"));
+        }
+        self.db.execute_batch("PRAGMA foreign_keys = ON;").map_err(db_err(path, op))
+    }
+
+    fn tenant_known(&self, path: &Path, op: Op) -> Result<bool> {
+        Ok(self
+            .db
+            .query_row("SELECT id FROM tenants WHERE id = ?1", params![self.tenant], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err(path, op))?
+            .is_some())
     }
 
     fn path(&self) -> std::path::PathBuf {
