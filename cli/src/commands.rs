@@ -265,7 +265,7 @@ pub fn new_world(g: &Global, a: &NewWorldArgs) -> Result<()> {
     }
     let suite = CipherSuite::parse(&a.cipher_suite)?;
     let quorum = Quorum::parse(&a.acs_quorum)?;
-    let emu = env::emulator(g)?;
+    let emu = env::emulator_making_kmdata(g)?;
     if let Some(w) = emu.world()? {
         return Err(Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
             .detail(format!("kmdata {} already holds world {}", emu.config().kmdata.display(), w.name()))

@@ -142,7 +142,26 @@ enum VendorCommand {
     Init(vendor::VendorInitArgs),
 }
 
+/// A closed output pipe (`hsmkit nkminfo -k | head -2`) ends the command quietly, as it ends
+/// other command-line tools, with the status of a `SIGPIPE` (141), never a panic message.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") || message.contains("os error 32") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::NewWorld(a) => commands::new_world(&cli.global, a),

@@ -1038,3 +1038,45 @@ fn nkminfo_lists_the_data_and_certificate_objects_stored_through_pkcs11() {
     let err = e.fails("nkminfo -k");
     assert!(err.contains("object file") && err.contains(&obj.display().to_string()), "{err}");
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_read_makes_no_folder() {
+    let e = Env::new();
+    e.world();
+    e.ok(GENERATEKEY);
+    // Output into a pipe whose reading end is already closed: every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = e
+        .command("aclprint -A simple -K contosokey")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "the status of a closed pipe: {err}");
+    // With neither HOME nor XDG_DATA_HOME, a read names what is missing and makes no folder.
+    let here = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["nkminfo"])
+        .current_dir(here.path())
+        .env_remove("HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("NFAST_KMDATA")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither XDG_DATA_HOME nor HOME is set"));
+    assert_eq!(std::fs::read_dir(here.path()).expect("dir").count(), 0, "no folder made where it stands");
+    // With HOME set, a read does not make the per-user default either.
+    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
+        .args(["nkminfo"])
+        .env("HOME", here.path())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("NFAST_KMDATA")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(!here.path().join(".local").exists(), "a read made no per-user kmdata");
+}

@@ -291,7 +291,7 @@ impl Emulator {
             return Ok(None);
         }
         let (_, km) = self.module_key(op)?;
-        Ok(Some(derive_key(&km, "hsmkit pkcs11 token record")))
+        Ok(Some(derive_key(&km, "hsmkit pkcs11 token record")?))
     }
 
     fn require_token_key(&self, op: Op) -> Result<crate::token::RecordKey> {
@@ -444,7 +444,7 @@ impl Emulator {
                 let _ = fs::remove_dir(&local);
             }
         };
-        fs::create_dir_all(&local).map_err(|e| {
+        crate::fsio::create_private_dir(&local).map_err(|e| {
             Error::new(ErrorKind::Io, Op::CreateWorld)
                 .detail(format!("cannot create {}: {e}", local.display()))
                 .hint("check that the kmdata folder is writable")
@@ -739,7 +739,7 @@ impl Emulator {
             let eph_seed = Zeroizing::new(rng.array::<32>());
             let eph = world.suite().dl_key_from_seed(&eph_seed[..])?;
             let shared = eph.agree(world.kre());
-            let k = derive_key(&shared, "hsmkit archive blob");
+            let k = derive_key(&shared, "hsmkit archive blob")?;
             let blob = seal(k.as_ref(), rng.array(), &header.hash, private)?;
             recovery = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
         }

@@ -270,7 +270,7 @@ impl ArchiveBlob {
         };
         let eph = suite.dl_public(&self.eph).map_err(|_| corrupt())?;
         let shared = kre.agree(&eph);
-        let k = derive_key(&shared, "hsmkit archive blob");
+        let k = derive_key(&shared, "hsmkit archive blob")?;
         open(k.as_ref(), key_hash, &self.blob).ok_or_else(corrupt)
     }
 }
@@ -328,14 +328,14 @@ impl KeyFile {
         archive: Option<ArchiveBlob>,
     ) -> Result<KeyFile> {
         header.version = header.version.max(2);
-        let key = derive_key(km, "hsmkit key blob");
+        let key = derive_key(km, "hsmkit key blob")?;
         let privblob = seal(key.as_ref(), nonce, &sealed_aad(&header, archive.as_ref())?, private)?;
         Ok(KeyFile { header, privblob, archive })
     }
 
     /// Opens the private part under `km`, checking that nothing in the file was changed.
     pub fn open(&self, km: &[u8], path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-        let key = derive_key(km, "hsmkit key blob");
+        let key = derive_key(km, "hsmkit key blob")?;
         open(key.as_ref(), &sealed_aad(&self.header, self.archive.as_ref())?, &self.privblob).ok_or_else(|| {
             Error::new(ErrorKind::Corrupt, Op::LoadKey)
                 .detail(format!(

@@ -112,7 +112,7 @@ impl ObjectFile {
         let text = Zeroizing::new(
             serde_json::to_vec(&plain).map_err(|e| Error::new(ErrorKind::Device, op).detail(e.to_string()))?,
         );
-        let key = derive_key(km, "hsmkit object file");
+        let key = derive_key(km, "hsmkit object file")?;
         let sealed = seal(key.as_ref(), nonce, &header_bytes(&obj.header, op)?, &text)?;
         Ok(ObjectFile { header: obj.header.clone(), sealed })
     }
@@ -133,7 +133,7 @@ impl ObjectFile {
 
     /// Opens the attributes under `km`.
     pub fn open(&self, km: &[u8], path: &Path) -> Result<StoredObject> {
-        let key = derive_key(km, "hsmkit object file");
+        let key = derive_key(km, "hsmkit object file")?;
         let text = open(key.as_ref(), &header_bytes(&self.header, Op::LoadKey)?, &self.sealed).ok_or_else(|| {
             corrupt(path, "failed its integrity check: it was edited, damaged or is of another world")
         })?;

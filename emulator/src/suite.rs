@@ -281,15 +281,16 @@ pub fn open(key: &[u8], aad: &[u8], sealed: &Sealed) -> Option<Zeroizing<Vec<u8>
 }
 
 /// HKDF-SHA-256 of `secret` for the purpose `info`: a 32-byte key.
-pub fn derive_key(secret: &[u8], info: &str) -> Zeroizing<[u8; 32]> {
+pub fn derive_key(secret: &[u8], info: &str) -> Result<Zeroizing<[u8; 32]>> {
     let mut out = Zeroizing::new([0u8; 32]);
     let prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"hsmkit").extract(secret);
     let info = [info.as_bytes()];
-    // Expanding 32 bytes from SHA-256 HKDF cannot fail (the limit is 255 * 32).
-    if let Ok(okm) = prk.expand(&info, aws_lc_rs::hkdf::HKDF_SHA256) {
-        let _ = okm.fill(out.as_mut());
-    }
-    out
+    // Expanding 32 bytes from SHA-256 HKDF does not fail (the limit is 255 * 32); if it ever
+    // did, the caller gets an error, never a key of zeros.
+    prk.expand(&info, aws_lc_rs::hkdf::HKDF_SHA256)
+        .and_then(|okm| okm.fill(out.as_mut()))
+        .map_err(|_| internal("HKDF failed to derive a key"))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ impl QuorumAuth {
 
     /// KM, unsealed from the world file (to program a module into the world).
     pub fn module_key(&self, world: &World) -> Result<Zeroizing<Vec<u8>>> {
-        let k = derive_key(&self.acs_secret, "hsmkit world KM wrap");
+        let k = derive_key(&self.acs_secret, "hsmkit world KM wrap")?;
         open(k.as_ref(), &world.file.body.hknso, &world.file.body.km_blob).ok_or_else(|| {
             Error::new(ErrorKind::Corrupt, Op::LoadWorld).detail("the world's sealed module key does not open")
         })
@@ -200,15 +200,15 @@ impl World {
                 .hint("give one PIN per card, card by card"));
         }
         let acs_secret = Zeroizing::new(rng.array::<32>().to_vec());
-        let knso = suite.dl_key_from_seed(&derive_key(&acs_secret, "hsmkit KNSO")[..])?;
-        let kre = suite.dl_key_from_seed(&derive_key(&acs_secret, "hsmkit KRE")[..])?;
+        let knso = suite.dl_key_from_seed(&derive_key(&acs_secret, "hsmkit KNSO")?[..])?;
+        let kre = suite.dl_key_from_seed(&derive_key(&acs_secret, "hsmkit KRE")?[..])?;
         let km = Zeroizing::new(rng.array::<32>().to_vec());
         let knso_pub = knso.public_bytes();
         let hknso = suite.hash(&[b"hsmkit KNSO", &knso_pub]);
         let kre_pub = kre.public_bytes();
         let hkre = suite.hash(&[b"hsmkit KRE", &kre_pub]);
         let hkm = suite.hash(&[b"hsmkit KM", &km]);
-        let km_key = derive_key(&acs_secret, "hsmkit world KM wrap");
+        let km_key = derive_key(&acs_secret, "hsmkit world KM wrap")?;
         let km_blob = seal(km_key.as_ref(), rng.array(), &hknso, &km)?;
         let body = WorldBody {
             format: WORLD_FORMAT.into(),
@@ -409,12 +409,12 @@ impl World {
                 .map_err(|_| Error::new(ErrorKind::Corrupt, Op::Quorum).detail("the shares do not combine"))?,
         );
         let suite = self.suite();
-        let knso = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KNSO")[..])?;
+        let knso = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KNSO")?[..])?;
         if knso.public_bytes() != self.file.body.knso_pub {
             return Err(Error::new(ErrorKind::Corrupt, Op::Quorum)
                 .detail("the cards' shares do not re-create this world's KNSO (a card was damaged or replaced)"));
         }
-        let kre = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KRE")[..])?;
+        let kre = suite.dl_key_from_seed(&derive_key(&secret, "hsmkit KRE")?[..])?;
         Ok(QuorumAuth { knso, kre, hknso: self.hknso().to_vec(), acs_secret: secret })
     }
 }

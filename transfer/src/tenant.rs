@@ -105,8 +105,8 @@ impl Store {
         if !path.exists() {
             return Err(missing(path, op));
         }
-        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(db_err(path, op))?;
+        let db =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(db_err(path, op))?;
         let store = Store { db, tenant: tenant.to_ascii_lowercase() };
         store.check_schema(path, op)?;
         if !store.tenant_known(path, op)? {
