@@ -20,6 +20,7 @@ pub mod fsio;
 pub mod keyblob;
 pub mod keys;
 pub mod module;
+pub mod mutate;
 pub mod rng;
 mod session;
 pub mod store;

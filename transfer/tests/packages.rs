@@ -159,3 +159,39 @@ fn a_renamed_package_is_refused() {
         .expect_err("renamed");
     assert!(err.to_string().contains("the file was renamed"), "{err}");
 }
+
+/// Runs 10,000 seeded mutants of `original` through `read`: each is refused or means what the
+/// original means; prints the counts for `docs/reliability.md`.
+fn mutants_refused<T: PartialEq>(format: &str, original: &[u8], seed: u64, read: impl Fn(&[u8]) -> Option<T>) {
+    let good = read(original).expect("the original reads");
+    let all = hsmkit_emulator::mutate::mutants(original, seed, 10_000);
+    assert_eq!(all.len(), 10_000);
+    let (mut refused, mut same) = (0, 0);
+    for (kind, m) in &all {
+        match read(m) {
+            None => refused += 1,
+            Some(x) if x == good => same += 1,
+            Some(_) => panic!("{format}: a {kind} mutant was read as something else"),
+        }
+    }
+    println!("MUTANTS {format}: {} mutants, {refused} refused, {same} read as the original", all.len());
+    assert!(refused > all.len() / 2);
+}
+
+#[test]
+fn ten_thousand_mutants_of_each_package_are_refused() {
+    let p = provider(31, Region::NA, Region::NA, false);
+    let (kek, world) = (p.kek.clone(), p.world.clone());
+    mutants_refused("KEK package", &p.kek, 5, |m| verify(m, &world, &p.root_hash).ok().map(|v| v.kek));
+    mutants_refused("world package", &p.world, 6, |m| verify(&kek, m, &p.root_hash).ok().map(|v| v.world));
+    // The transfer package of the golden ceremony (an insta snapshot: the file after its header).
+    let snap = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../vectors/ceremony-seed-7/TransferPackage-ContosoFirstkey.byok.snap"),
+    )
+    .expect("snapshot");
+    let body = snap.splitn(3, "---\n").nth(2).expect("the snapshot's content");
+    mutants_refused("transfer package", body.as_bytes(), 7, |m| {
+        hsmkit_transfer::byok::TransferPackage::from_bytes("p", m).ok()
+    });
+}
