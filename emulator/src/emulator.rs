@@ -312,13 +312,13 @@ impl Emulator {
     pub fn reset_token_record(&self, label: &str) -> Result<()> {
         let key = self.require_token_key(Op::Login)?;
         let _held = crate::token::TokenRecord::lock(&self.config.kmdata, Op::Login)?;
-        crate::token::TokenRecord::new(label).save(&self.config.kmdata, &key)
+        crate::token::TokenRecord::new(label).save(&self.config.kmdata, &key, &self.config.faults)
     }
 
     /// Checks the token's user PIN (a wrong one is counted, across processes).
     pub fn check_user_pin(&self, pin: &hsmkit_backend::Pin) -> Result<()> {
         let key = self.require_token_key(Op::Login)?;
-        crate::token::check_user_pin(&self.config.kmdata, &key, pin)
+        crate::token::check_user_pin(&self.config.kmdata, &key, pin, &self.config.faults)
     }
 
     /// Sets the token's user PIN with the authority of the world's quorum (the security officer).
@@ -330,14 +330,21 @@ impl Emulator {
         }
         let salt = self.salt()?;
         let key = self.require_token_key(Op::Login)?;
-        crate::token::init_user_pin(&self.config.kmdata, &key, pin, salt, &format!("hsmkit {}", world.name()))
+        crate::token::init_user_pin(
+            &self.config.kmdata,
+            &key,
+            pin,
+            salt,
+            &format!("hsmkit {}", world.name()),
+            &self.config.faults,
+        )
     }
 
     /// Changes the token's user PIN (the old one is checked first).
     pub fn change_user_pin(&self, old: &hsmkit_backend::Pin, new: &hsmkit_backend::Pin) -> Result<()> {
         let salt = self.salt()?;
         let key = self.require_token_key(Op::Login)?;
-        crate::token::change_user_pin(&self.config.kmdata, &key, old, new, salt)
+        crate::token::change_user_pin(&self.config.kmdata, &key, old, new, salt, &self.config.faults)
     }
 
     fn salt(&self) -> Result<[u8; 16]> {

@@ -558,7 +558,14 @@ impl EmulatorSession<'_> {
         let key = self.emu.loaded_from(header.clone(), private, path.clone())?;
         if let Some(path) = &path {
             let file = self.emu.seal_key(world, km, header, private, true)?;
-            file.write_new(path, &self.emu.config().faults)?;
+            if let Err(e) = file.write_new(path, &self.emu.config().faults) {
+                // A write that failed after its rename left our file in place: it goes, so a
+                // failed call makes no key. (A file made meanwhile by another is not ours.)
+                if e.kind() != &ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e);
+            }
         }
         Ok(self.emu.register_in(key, (!token).then_some(self.id), if token { None } else { self.group }))
     }

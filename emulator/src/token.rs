@@ -160,13 +160,13 @@ impl TokenRecord {
 
     /// Writes the record with its MAC under `key` (atomically: the old one or the new one, never a
     /// torn one).
-    pub fn save(&self, kmdata: &Path, key: &RecordKey) -> Result<()> {
+    pub fn save(&self, kmdata: &Path, key: &RecordKey, hook: &FaultHook) -> Result<()> {
         let path = Self::path(kmdata);
         let sealed = TokenRecord { mac: self.mac_under(key)?, ..self.clone() };
         let bytes = serde_json::to_vec_pretty(&sealed).map_err(|e| {
             Error::new(ErrorKind::Device, Op::Info).detail(format!("cannot encode the token record: {e}"))
         })?;
-        write_atomic(&path, &bytes, &FaultHook::default())
+        write_atomic(&path, &bytes, hook)
             .map_err(|e| Error::new(ErrorKind::Io, Op::Info).detail(format!("cannot write {}: {e}", path.display())))
     }
 
@@ -219,7 +219,7 @@ pub fn login_required(kmdata: &Path, key: &RecordKey) -> Result<bool> {
 /// Checks the user PIN of the token of `kmdata`, counting a wrong one (under the record's lock):
 /// `PinIncorrect` for a wrong PIN, `PinLocked` after [`MAX_USER_FAILURES`] in a row,
 /// `UserPinNotInitialized` when none is set.
-pub fn check_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin) -> Result<()> {
+pub fn check_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin, hook: &FaultHook) -> Result<()> {
     let op = Op::Login;
     let _held = TokenRecord::lock(kmdata, op)?;
     let mut r = TokenRecord::load(kmdata, key)?.filter(|r| r.user_pin.is_some()).ok_or_else(|| not_initialized(op))?;
@@ -236,7 +236,7 @@ pub fn check_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin) -> Result<()> {
     let before = r.user_failures;
     r.user_failures = if ok { 0 } else { r.user_failures.saturating_add(1) };
     if r.user_failures != before {
-        r.save(kmdata, key)?;
+        r.save(kmdata, key, hook)?;
     }
     if ok {
         Ok(())
@@ -258,7 +258,14 @@ fn check_len(pin: &Pin, op: Op) -> Result<()> {
 
 /// Sets the user PIN of the token of `kmdata` (the security officer's `C_InitPIN`), unlocking it;
 /// a token without a record gets one labelled `label`.
-pub fn init_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin, salt: [u8; 16], label: &str) -> Result<()> {
+pub fn init_user_pin(
+    kmdata: &Path,
+    key: &RecordKey,
+    pin: &Pin,
+    salt: [u8; 16],
+    label: &str,
+    hook: &FaultHook,
+) -> Result<()> {
     let op = Op::Login;
     check_len(pin, op)?;
     let check = PinCheck::new(pin, salt)?;
@@ -266,12 +273,19 @@ pub fn init_user_pin(kmdata: &Path, key: &RecordKey, pin: &Pin, salt: [u8; 16], 
     let mut r = TokenRecord::load(kmdata, key)?.unwrap_or_else(|| TokenRecord::new(label));
     r.user_pin = Some(check);
     r.user_failures = 0;
-    r.save(kmdata, key)
+    r.save(kmdata, key, hook)
 }
 
 /// Changes the user PIN (the user's `C_SetPIN`): the old PIN is checked (and a wrong one counted)
 /// first.
-pub fn change_user_pin(kmdata: &Path, key: &RecordKey, old: &Pin, new: &Pin, salt: [u8; 16]) -> Result<()> {
+pub fn change_user_pin(
+    kmdata: &Path,
+    key: &RecordKey,
+    old: &Pin,
+    new: &Pin,
+    salt: [u8; 16],
+    hook: &FaultHook,
+) -> Result<()> {
     let op = Op::Login;
     check_len(new, op)?;
     let check = PinCheck::new(new, salt)?;
@@ -286,12 +300,12 @@ pub fn change_user_pin(kmdata: &Path, key: &RecordKey, old: &Pin, new: &Pin, sal
     };
     if !matches {
         r.user_failures = r.user_failures.saturating_add(1);
-        r.save(kmdata, key)?;
+        r.save(kmdata, key, hook)?;
         return Err(Error::new(ErrorKind::PinIncorrect, op).detail("wrong user PIN"));
     }
     r.user_pin = Some(check);
     r.user_failures = 0;
-    r.save(kmdata, key)
+    r.save(kmdata, key, hook)
 }
 
 /// Splits an SO PIN into the card PINs of cards 1 to `k`.
@@ -322,7 +336,7 @@ mod tests {
         let mut r = TokenRecord::new("ci token");
         r.user_pin = Some(PinCheck::new(&Pin::from("abcd".to_owned()), [1; 16]).expect("verifier"));
         r.user_failures = 3;
-        r.save(dir.path(), &key).expect("save");
+        r.save(dir.path(), &key, &FaultHook::default()).expect("save");
         let back = TokenRecord::load(dir.path(), &key).expect("load").expect("some");
         assert_eq!(TokenRecord { mac: Vec::new(), ..back }, r);
         let bytes = std::fs::read(TokenRecord::path(dir.path())).expect("read");
