@@ -117,7 +117,7 @@ fn pkcs11_key_pair_and_changes_at_every_write() {
         let s = e.open_session(SLOT, SessionMode::ReadOnly).expect("session");
         let found =
             s.find_keys(&hsmkit_backend::KeyFilter { label: Some("pair".into()), ..Default::default() }).expect("find");
-        found.len() % 2 == 0 && e.list_keys().expect("list").iter().all(|k| e.load_blob(&k.path).is_ok())
+        found.len().is_multiple_of(2) && e.list_keys().expect("list").iter().all(|k| e.load_blob(&k.path).is_ok())
     };
     every_stage("C_GenerateKeyPair (token)", world_dir, pair, halves);
 }
