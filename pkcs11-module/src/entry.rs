@@ -48,18 +48,21 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
 
 /// `C_GetInfo` of the v2.40 interface: `cryptokiVersion` 2.40.
 pub unsafe extern "C" fn C_GetInfo(info: *mut ck::CK_INFO) -> CK_RV {
+    // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
     shim(|| general::get_info(unsafe { out_struct(info) }?, ck::CK_VERSION { major: 2, minor: 40 }))
 }
 
 /// `C_GetInfo` of the v3.0 interface: `cryptokiVersion` 3.0, the version of the interface the
 /// caller chose.
 pub unsafe extern "C" fn C_GetInfo_3_0(info: *mut ck::CK_INFO) -> CK_RV {
+    // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
     shim(|| general::get_info(unsafe { out_struct(info) }?, ck::CK_VERSION { major: 3, minor: 0 }))
 }
 
 /// `C_GetFunctionList`.
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut ck::CK_FUNCTION_LIST) -> CK_RV {
     shim(|| {
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(list) }?;
         *out = &crate::FUNCTION_LIST as *const ck::CK_FUNCTION_LIST as *mut ck::CK_FUNCTION_LIST;
         Ok(())
@@ -70,6 +73,7 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut ck::CK_FUNCTION_LIST)
 pub unsafe extern "C" fn C_GetSlotList(_present: CK_BBOOL, list: *mut CK_SLOT_ID, count: CK_ULONG_PTR) -> CK_RV {
     shim(|| {
         let lib = state::library()?;
+        // SAFETY: the caller gives a writable count and room for `*count` entries (or null, to ask the count); `put_list` writes no more.
         unsafe { put_list(list, count, &general::slot_list(&lib)) }
     })
 }
@@ -78,6 +82,7 @@ pub unsafe extern "C" fn C_GetSlotList(_present: CK_BBOOL, list: *mut CK_SLOT_ID
 pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut ck::CK_SLOT_INFO) -> CK_RV {
     shim(|| {
         state::library()?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         general::get_slot_info(slot, unsafe { out_struct(info) }?)
     })
 }
@@ -86,6 +91,7 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut ck::CK_SLOT_
 pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut ck::CK_TOKEN_INFO) -> CK_RV {
     shim(|| {
         state::library()?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         general::get_token_info(slot, unsafe { out_struct(info) }?)
     })
 }
@@ -96,6 +102,7 @@ pub unsafe extern "C" fn C_GetMechanismList(
     list: *mut CK_MECHANISM_TYPE,
     count: CK_ULONG_PTR,
 ) -> CK_RV {
+    // SAFETY: the caller gives a writable count and room for `*count` entries (or null, to ask the count); `put_list` writes no more.
     shim(|| unsafe { put_list(list, count, &general::mechanism_list(slot)?) })
 }
 
@@ -107,6 +114,7 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
 ) -> CK_RV {
     shim(|| {
         state::library()?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         general::mechanism_info(slot, ty, unsafe { out_struct(info) }?)
     })
 }
@@ -120,7 +128,9 @@ pub unsafe extern "C" fn C_InitToken(
 ) -> CK_RV {
     shim(|| {
         state::library()?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         let pin = unsafe { in_bytes(pin, len) }?;
+        // SAFETY: the caller gives a readable structure of this type or null; `in_struct` refuses null.
         let label = unsafe { in_struct(label as *const [u8; 32]) }?;
         general::init_token(slot, pin, label)
     })
@@ -130,6 +140,7 @@ pub unsafe extern "C" fn C_InitToken(
 pub unsafe extern "C" fn C_InitPIN(h: CK_SESSION_HANDLE, pin: CK_UTF8CHAR_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         general::init_pin(h, unsafe { in_bytes(pin, len) }?)
     })
 }
@@ -144,6 +155,7 @@ pub unsafe extern "C" fn C_SetPIN(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         general::set_pin(h, unsafe { in_bytes(old, old_len) }?, unsafe { in_bytes(new, new_len) }?)
     })
 }
@@ -158,6 +170,7 @@ pub unsafe extern "C" fn C_OpenSession(
 ) -> CK_RV {
     shim(|| {
         state::library()?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = general::open_session(slot, flags)?;
         Ok(())
@@ -178,6 +191,7 @@ pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
 pub unsafe extern "C" fn C_GetSessionInfo(h: CK_SESSION_HANDLE, info: *mut ck::CK_SESSION_INFO) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         general::get_session_info(h, unsafe { out_struct(info) }?)
     })
 }
@@ -191,6 +205,7 @@ pub unsafe extern "C" fn C_Login(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         general::login(h, user, unsafe { in_bytes(pin, len) }?)
     })
 }
@@ -209,7 +224,9 @@ pub unsafe extern "C" fn C_CreateObject(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = objects::create_object(h, &t)?;
         Ok(())
@@ -226,7 +243,9 @@ pub unsafe extern "C" fn C_CopyObject(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = objects::copy_object(h, obj, &t)?;
         Ok(())
@@ -247,12 +266,14 @@ pub unsafe extern "C" fn C_GetAttributeValue(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         let types: Vec<ck::CK_ATTRIBUTE_TYPE> = unsafe { in_bytes(t, n) }?.iter().map(|a| a.type_).collect();
         if t.is_null() {
             return Err(rv::ARGUMENTS_BAD);
         }
         let answers = objects::get_attribute_values(h, obj, &types)?;
         let mut it = answers.into_iter();
+        // SAFETY: the pointers come from the caller, who keeps them valid for the call, as PKCS#11 requires.
         unsafe { answer_template(t, n, |_| it.next().unwrap_or(Answer::Invalid)) }
     })
 }
@@ -266,6 +287,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
         objects::set_attribute_value(h, obj, &t)
     })
@@ -275,6 +297,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
 pub unsafe extern "C" fn C_FindObjectsInit(h: CK_SESSION_HANDLE, t: CK_ATTRIBUTE_PTR, n: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
         objects::find_init(h, &t)
     })
@@ -289,6 +312,7 @@ pub unsafe extern "C" fn C_FindObjects(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let count = unsafe { out_struct(count) }?;
         if out.is_null() {
             return Err(rv::ARGUMENTS_BAD);
@@ -310,6 +334,7 @@ pub unsafe extern "C" fn C_FindObjectsFinal(h: CK_SESSION_HANDLE) -> CK_RV {
 pub unsafe extern "C" fn C_EncryptInit(h: CK_SESSION_HANDLE, m: CK_MECHANISM_PTR, key: CK_OBJECT_HANDLE) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         crypto::encrypt_init(h, &unsafe { in_mechanism(m) }?, key)
     })
 }
@@ -325,7 +350,9 @@ pub unsafe extern "C" fn C_Encrypt(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Encrypt, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
         })
     })
@@ -342,7 +369,9 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Encrypt, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt_update(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
         })
     })
@@ -353,6 +382,7 @@ pub unsafe extern "C" fn C_EncryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, 
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Encrypt, || {
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt_final(h, unsafe { OutBuf::new(out, out_len) }?, false)
         })
     })
@@ -362,6 +392,7 @@ pub unsafe extern "C" fn C_EncryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, 
 pub unsafe extern "C" fn C_DecryptInit(h: CK_SESSION_HANDLE, m: CK_MECHANISM_PTR, key: CK_OBJECT_HANDLE) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         crypto::decrypt_init(h, &unsafe { in_mechanism(m) }?, key)
     })
 }
@@ -377,7 +408,9 @@ pub unsafe extern "C" fn C_Decrypt(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Decrypt, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt(h, &input, unsafe { OutBuf::new(out, out_len) }?, true)
         })
     })
@@ -394,7 +427,9 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Decrypt, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt_update(h, &input, unsafe { OutBuf::new(out, out_len) }?, true)
         })
     })
@@ -405,6 +440,7 @@ pub unsafe extern "C" fn C_DecryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, 
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Decrypt, || {
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::crypt_final(h, unsafe { OutBuf::new(out, out_len) }?, true)
         })
     })
@@ -414,6 +450,7 @@ pub unsafe extern "C" fn C_DecryptFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, 
 pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, m: CK_MECHANISM_PTR) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         crypto::digest_init(h, &unsafe { in_mechanism(m) }?)
     })
 }
@@ -429,7 +466,9 @@ pub unsafe extern "C" fn C_Digest(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Digest, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::digest(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
         })
     })
@@ -439,6 +478,7 @@ pub unsafe extern "C" fn C_Digest(
 pub unsafe extern "C" fn C_DigestUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         crypto::ending_on_error(h, Which::Digest, || crypto::digest_update(h, unsafe { in_bytes(data, len) }?))
     })
 }
@@ -448,6 +488,7 @@ pub unsafe extern "C" fn C_DigestFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, o
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Digest, || {
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::digest(h, &[], unsafe { OutBuf::new(out, out_len) }?, true)
         })
     })
@@ -457,6 +498,7 @@ pub unsafe extern "C" fn C_DigestFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, o
 pub unsafe extern "C" fn C_SignInit(h: CK_SESSION_HANDLE, m: CK_MECHANISM_PTR, key: CK_OBJECT_HANDLE) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         crypto::sign_init(h, &unsafe { in_mechanism(m) }?, key)
     })
 }
@@ -472,7 +514,9 @@ pub unsafe extern "C" fn C_Sign(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Sign, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             let input = unsafe { in_bytes_owned(data, len) }?;
+            // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
             crypto::sign(h, &input, unsafe { OutBuf::new(out, out_len) }?, false)
         })
     })
@@ -482,6 +526,7 @@ pub unsafe extern "C" fn C_Sign(
 pub unsafe extern "C" fn C_SignUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         crypto::ending_on_error(h, Which::Sign, || crypto::update(h, unsafe { in_bytes(data, len) }?, false))
     })
 }
@@ -490,6 +535,7 @@ pub unsafe extern "C" fn C_SignUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, l
 pub unsafe extern "C" fn C_SignFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out_len: CK_ULONG_PTR) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
         crypto::ending_on_error(h, Which::Sign, || crypto::sign(h, &[], unsafe { OutBuf::new(out, out_len) }?, true))
     })
 }
@@ -498,6 +544,7 @@ pub unsafe extern "C" fn C_SignFinal(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR, out
 pub unsafe extern "C" fn C_VerifyInit(h: CK_SESSION_HANDLE, m: CK_MECHANISM_PTR, key: CK_OBJECT_HANDLE) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         crypto::verify_init(h, &unsafe { in_mechanism(m) }?, key)
     })
 }
@@ -513,6 +560,7 @@ pub unsafe extern "C" fn C_Verify(
     shim(|| {
         state::session(h)?;
         crypto::ending_on_error(h, Which::Verify, || {
+            // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
             crypto::verify(h, unsafe { in_bytes(data, len) }?, unsafe { in_bytes(sig, sig_len) }?, false)
         })
     })
@@ -522,6 +570,7 @@ pub unsafe extern "C" fn C_Verify(
 pub unsafe extern "C" fn C_VerifyUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         crypto::ending_on_error(h, Which::Verify, || crypto::update(h, unsafe { in_bytes(data, len) }?, true))
     })
 }
@@ -530,6 +579,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(h: CK_SESSION_HANDLE, data: CK_BYTE_PTR,
 pub unsafe extern "C" fn C_VerifyFinal(h: CK_SESSION_HANDLE, sig: CK_BYTE_PTR, sig_len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         crypto::ending_on_error(h, Which::Verify, || crypto::verify(h, &[], unsafe { in_bytes(sig, sig_len) }?, true))
     })
 }
@@ -544,8 +594,11 @@ pub unsafe extern "C" fn C_GenerateKey(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         let m = unsafe { in_mechanism(m) }?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = objects::generate_key(h, &m, &t)?;
         Ok(())
@@ -565,10 +618,15 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         let m = unsafe { in_mechanism(m) }?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let pt = Template::new(unsafe { in_template(pt, pn) }?)?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let st = Template::new(unsafe { in_template(st, sn) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let public = unsafe { out_struct(public) }?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let private = unsafe { out_struct(private) }?;
         (*public, *private) = objects::generate_key_pair(h, &m, &pt, &st)?;
         Ok(())
@@ -586,7 +644,9 @@ pub unsafe extern "C" fn C_WrapKey(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         let m = unsafe { in_mechanism(m) }?;
+        // SAFETY: the caller gives an output buffer of `*len` bytes (or null, to ask the length) and a writable length, as PKCS#11 requires.
         crypto::wrap_key(h, &m, wrapping, key, unsafe { OutBuf::new(out, out_len) }?)
     })
 }
@@ -604,9 +664,13 @@ pub unsafe extern "C" fn C_UnwrapKey(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         let m = unsafe { in_mechanism(m) }?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         let wrapped = unsafe { in_bytes(wrapped, wrapped_len) }?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = crypto::unwrap_key(h, &m, unwrapping, wrapped, &t)?;
         Ok(())
@@ -624,8 +688,11 @@ pub unsafe extern "C" fn C_DeriveKey(
 ) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives a CK_MECHANISM whose parameter pointer and length are valid, or null; `in_mechanism` refuses null and bounds the parameter.
         let m = unsafe { in_mechanism(m) }?;
+        // SAFETY: the caller gives `n` CK_ATTRIBUTEs at `t` whose value pointers and lengths are valid; `in_template` bounds the count and each value.
         let t = Template::new(unsafe { in_template(t, n) }?)?;
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { out_struct(out) }?;
         *out = crypto::derive_key(h, &m, base, &t)?;
         Ok(())
@@ -636,6 +703,7 @@ pub unsafe extern "C" fn C_DeriveKey(
 pub unsafe extern "C" fn C_SeedRandom(h: CK_SESSION_HANDLE, seed: CK_BYTE_PTR, len: CK_ULONG) -> CK_RV {
     shim(|| {
         state::session(h)?;
+        // SAFETY: the caller gives that many readable bytes at that pointer (or null with 0), as PKCS#11 requires; the length is bounded first.
         general::seed_random(h, unsafe { in_bytes(seed, len) }?)
     })
 }
@@ -673,9 +741,14 @@ pub unsafe extern "C" fn C_GenerateRandom(h: CK_SESSION_HANDLE, out: CK_BYTE_PTR
             return Err(rv::ARGUMENTS_BAD);
         }
         let n = checked_len::<u8>(len)?;
-        // SAFETY: the caller gave `len` writable bytes at `out`; `n` passed the size bound.
-        let buf = unsafe { std::slice::from_raw_parts_mut(out, n) };
-        general::generate_random(h, buf)
+        // The caller's buffer may be uninitialised memory, which no Rust slice may cover: the
+        // bytes are made in a buffer of the module's own and copied out through the pointer.
+        let mut buf = zeroize::Zeroizing::new(vec![0u8; n]);
+        general::generate_random(h, &mut buf)?;
+        // SAFETY: the caller gave `len` writable bytes at `out` (not null, checked above); `n`
+        // passed the size bound; the module's buffer does not overlap the caller's.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), out, n) };
+        Ok(())
     })
 }
 
@@ -688,6 +761,7 @@ pub unsafe extern "C" fn C_LoginUser(
     _name: CK_UTF8CHAR_PTR,
     _name_len: CK_ULONG,
 ) -> CK_RV {
+    // SAFETY: the caller's arguments go on unchanged to the entry point, which checks them.
     unsafe { C_Login(h, user, pin, len) }
 }
 

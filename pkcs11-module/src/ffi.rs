@@ -538,6 +538,7 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
         ck::CKM_RSA_PKCS_OAEP => {
             // SAFETY: as documented.
             let o: ck::CK_RSA_PKCS_OAEP_PARAMS = unsafe { param_struct(ptr, len) }?;
+            // SAFETY: the pointers come from the caller, who keeps them valid for the call, as PKCS#11 requires.
             Param::Oaep(unsafe { oaep_in(&o) }?)
         }
         ck::CKM_RSA_PKCS_PSS
@@ -598,6 +599,7 @@ pub unsafe fn in_mechanism(p: *const ck::CK_MECHANISM) -> Result<crate::ops::Mec
                     size_of::<ck::CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
                 )
             }?;
+            // SAFETY: the pointers come from the caller, who keeps them valid for the call, as PKCS#11 requires.
             Param::RsaAes(w.ulAESKeyBits, unsafe { oaep_in(&o) }?)
         }
         _ => {

@@ -14,6 +14,7 @@
 //! Set `HSMKIT_PKCS11_LOG=1` to have the module explain its errors on standard error (never with
 //! secrets: PINs and key material appear in no message).
 #![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
 mod crypto;
@@ -202,6 +203,7 @@ fn interface_version(i: &ck::CK_INTERFACE) -> ck::CK_VERSION {
 /// `list` must be null or point to writable memory for one pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut ck::CK_FUNCTION_LIST) -> CK_RV {
+    // SAFETY: the caller's arguments go on unchanged to the entry point, which checks them.
     unsafe { entry::C_GetFunctionList(list) }
 }
 
@@ -211,6 +213,7 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut ck::CK_FUNCTION_LIST)
 /// As for any PKCS#11 list function: `count` must be writable, `list` null or room for `*count`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn C_GetInterfaceList(list: *mut ck::CK_INTERFACE, count: *mut CK_ULONG) -> CK_RV {
+    // SAFETY: the caller gives a writable count and room for `*count` entries (or null, to ask the count); `put_list` writes no more.
     shim(|| unsafe { ffi::put_list(list, count, &INTERFACES.0) })
 }
 
@@ -226,6 +229,7 @@ pub unsafe extern "C" fn C_GetInterface(
     flags: CK_FLAGS,
 ) -> CK_RV {
     shim(|| {
+        // SAFETY: the caller gives a writable out parameter or null, as PKCS#11 requires; `out_struct` refuses null.
         let out = unsafe { ffi::out_struct(out) }?;
         if !name.is_null() {
             // SAFETY: a non-null name is NUL-terminated, per the specification.
