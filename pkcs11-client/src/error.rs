@@ -5,9 +5,13 @@ use cryptoki_sys::CK_RV;
 use hsmkit_backend::{Error, ErrorKind, Op};
 
 /// The `CKR_*` value behind a `cryptoki` return-value error. `cryptoki` keeps only the decoded
-/// form, so the value is found by decoding the standard range (`CKR_*` below 0x400) the same way.
+/// form, so a standard value is found by decoding the standard range (`CKR_*` below 0x400) the
+/// same way; vendor-defined and unknown values carry their number and are kept as they are.
 fn ckr_of(rv: RvError) -> Option<CK_RV> {
-    (0..0x400).find(|&v| Rv::from(v) == Rv::Error(rv))
+    match rv {
+        RvError::VendorDefined(v) | RvError::UnknownErrorCode(v) => Some(v),
+        _ => (0..0x400).find(|&v| Rv::from(v) == Rv::Error(rv)),
+    }
 }
 
 /// Converts a `cryptoki` error in operation `op`.
@@ -15,7 +19,13 @@ pub fn map(e: CkError, op: Op) -> Error {
     match e {
         CkError::Pkcs11(rv, function) => {
             let kind = ckr_of(rv).map_or(ErrorKind::Device, ErrorKind::from_ckr);
-            let name = kind.ckr_name();
+            let name = match kind {
+                ErrorKind::Unrecognized { ckr } if ckr >= cryptoki_sys::CKR_VENDOR_DEFINED => {
+                    format!("the vendor-defined value {ckr:#x}")
+                }
+                ErrorKind::Unrecognized { ckr } => format!("the unknown value {ckr:#x}"),
+                _ => kind.ckr_name().to_string(),
+            };
             let err = Error::new(kind, op).detail(format!("C_{function:?} returned {name}"));
             match rv {
                 RvError::PinIncorrect => err.hint("check the PIN; repeated failures may lock the token"),
@@ -52,5 +62,23 @@ pub trait OrOp<T> {
 impl<T> OrOp<T> for Result<T, CkError> {
     fn or_op(self, op: Op) -> Result<T, Error> {
         self.map_err(|e| map(e, op))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryptoki::context::Function;
+
+    #[test]
+    fn vendor_defined_and_unknown_return_values_are_kept() {
+        let e = map(CkError::Pkcs11(RvError::VendorDefined(0x8000_0123), Function::Sign), Op::Sign);
+        assert_eq!(e.kind(), &ErrorKind::Unrecognized { ckr: 0x8000_0123 });
+        assert_eq!(e.kind().ckr(), 0x8000_0123);
+        assert!(e.to_string().contains("0x80000123"), "{e}");
+        let e = map(CkError::Pkcs11(RvError::UnknownErrorCode(0x3ff), Function::Sign), Op::Sign);
+        assert_eq!(e.kind().ckr(), 0x3ff);
+        let e = map(CkError::Pkcs11(RvError::PinIncorrect, Function::Login), Op::Login);
+        assert_eq!(e.kind(), &ErrorKind::PinIncorrect);
     }
 }
