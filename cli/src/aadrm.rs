@@ -86,7 +86,7 @@ fn connection_path() -> Result<PathBuf> {
 
 fn load() -> Result<Connection> {
     let path = connection_path()?;
-    let bytes = match std::fs::read(&path) {
+    let bytes = match hsmkit_emulator::fsio::read_bounded(&path, hsmkit_emulator::fsio::MAX_TEXT_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::new(ErrorKind::NotLoggedIn, Op::Info)

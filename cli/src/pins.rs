@@ -22,11 +22,13 @@ impl PinSource {
         let Some(path) = path else {
             return Ok(PinSource::Prompt);
         };
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-            Error::new(ErrorKind::NotFound, Op::ReadCard)
-                .detail(format!("cannot read the PIN file {}: {e}", path.display()))
-                .hint("give --pin-file FILE (or HSMKIT_PIN_FILE) with one PIN a line, card by card")
-        })?);
+        let text = Zeroizing::new(
+            hsmkit_emulator::fsio::read_text_bounded(&path, hsmkit_emulator::fsio::MAX_TEXT_BYTES).map_err(|e| {
+                Error::new(ErrorKind::NotFound, Op::ReadCard)
+                    .detail(format!("cannot read the PIN file {}: {e}", path.display()))
+                    .hint("give --pin-file FILE (or HSMKIT_PIN_FILE) with one PIN a line, card by card")
+            })?,
+        );
         let lines = text.lines().map(|l| Pin::from(l.trim_end_matches('\r').to_string())).collect();
         Ok(PinSource::File { path, lines, next: 0 })
     }

@@ -85,10 +85,11 @@ pub fn run(g: &Global, a: &TenantArgs) -> Result<()> {
     // not even by creating the tenant.
     let checked = match &a.command {
         TenantCommand::AddKey { key_file, allow_unattested, .. } => {
-            let bytes = std::fs::read(key_file).map_err(|e| {
-                Error::new(ErrorKind::NotFound, Op::UnwrapKey)
-                    .detail(format!("cannot read {}: {e}", key_file.display()))
-            })?;
+            let bytes =
+                hsmkit_emulator::fsio::read_bounded(key_file, hsmkit_emulator::fsio::MAX_INPUT_BYTES).map_err(|e| {
+                    Error::new(ErrorKind::NotFound, Op::UnwrapKey)
+                        .detail(format!("cannot read {}: {e}", key_file.display()))
+                })?;
             let name = key_file.display().to_string();
             let c = provider::check(session.as_ref(), &a.tenant, &name, &bytes, *allow_unattested)?;
             if c.provenance == Provenance::Unattested {

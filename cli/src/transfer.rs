@@ -365,7 +365,7 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// Reads an RSA public key (SubjectPublicKeyInfo PEM) and returns its DER.
 fn read_kek_pem(path: &std::path::Path) -> Result<Vec<u8>> {
     use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = hsmkit_emulator::fsio::read_text_bounded(path, hsmkit_emulator::fsio::MAX_TEXT_BYTES).map_err(|e| {
         Error::new(ErrorKind::NotFound, Op::ImportKey).detail(format!("cannot read {}: {e}", path.display()))
     })?;
     let key = rsa::PublicKey::from_public_key_pem(&text).map_err(|_| {

@@ -206,7 +206,7 @@ fn getrandom(out: &mut [u8]) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    hsmkit_emulator::fsio::read_bounded(path, hsmkit_emulator::fsio::MAX_INPUT_BYTES).map_err(|e| {
         Error::new(ErrorKind::NotFound, Op::Verify)
             .detail(format!("cannot read {}: {e}", path.display()))
             .hint("give the paths of the toolset's two packages")
@@ -229,7 +229,7 @@ pub fn verified_toolset(kek: &Path, world: &Path, root_hash: Option<&str>) -> Re
         (None, Ok(h)) => (h, "HSMKIT_ROOT_HASH".to_string()),
         (None, Err(_)) => {
             let pin_path = kek.parent().unwrap_or(Path::new(".")).join(PIN_FILE);
-            let text = std::fs::read_to_string(&pin_path).map_err(|e| {
+            let text = hsmkit_emulator::fsio::read_text_bounded(&pin_path, hsmkit_emulator::fsio::MAX_TEXT_BYTES).map_err(|e| {
                 Error::new(ErrorKind::NotFound, Op::Verify)
                     .detail(format!("no pinned root hash: {}: {e}", pin_path.display()))
                     .hint("give --root-hash (the hash your provider publishes), or keep the toolset's verifykeypackage.pin beside the packages")

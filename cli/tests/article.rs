@@ -1080,3 +1080,40 @@ fn a_closed_pipe_ends_quietly_and_a_read_makes_no_folder() {
     assert!(!out.status.success());
     assert!(!here.path().join(".local").exists(), "a read made no per-user kmdata");
 }
+
+#[test]
+fn inputs_past_their_size_limit_are_refused_before_they_are_read() {
+    let e = Env::new();
+    let d = e.dir.path();
+    let provider = d.join("provider");
+    e.ok(&format!("vendor init --region NA --dir {} --out {}", provider.display(), d.display()));
+    e.world();
+    // A sparse 4 GiB package costs no disk; reading it whole would cost 4 GiB of memory.
+    let huge = d.join("huge.byok");
+    std::fs::File::create(&huge).expect("create").set_len(4 << 30).expect("set_len");
+    let tenant = "01234567-89ab-cdef-0123-456789abcdef";
+    let err = e.fails(&format!(
+        "tenant --provider {} --tenant {tenant} add-key --key-file {} --yes",
+        provider.display(),
+        huge.display()
+    ));
+    assert!(err.contains("4294967296 bytes, more than the 16777216 bytes"), "{err}");
+    // The toolset's packages, a PIN file and the world file are bounded too.
+    let root = "00".repeat(20);
+    let err = e.fails(&format!("verifykeypackage -k {} -w {} --root-hash {root}", huge.display(), huge.display()));
+    assert!(err.contains("more than the 16777216 bytes"), "{err}");
+    let pins = d.join("huge-pins");
+    std::fs::File::create(&pins).expect("create").set_len(2 << 20).expect("set_len");
+    let out = e.command("new-world --program --module=1").env("HSMKIT_PIN_FILE", &pins).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("more than the 1048576 bytes"), "{err}");
+    std::fs::File::options()
+        .write(true)
+        .open(e.kmdata().join("local/world"))
+        .expect("world")
+        .set_len(2 << 20)
+        .expect("grow");
+    let out = e.run("nkminfo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("more than the 1048576 bytes"), "{err}");
+}

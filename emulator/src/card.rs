@@ -137,12 +137,18 @@ impl CardFile {
 
     /// Reads and parses a card file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = fs::read(path).map_err(|e| {
-            Error::new(ErrorKind::NotFound, Op::ReadCard)
+        let bytes = crate::fsio::read_bounded(path, crate::fsio::MAX_CARD_BYTES).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
+            Error::new(kind, Op::ReadCard)
                 .detail(format!("cannot read card file {}: {e}", path.display()))
                 .hint("check the --cards folder and the card file name")
         })?;
-        let card: CardFile = serde_json::from_slice(&bytes).map_err(|_| {
+        CardFile::from_bytes(&bytes, path)
+    }
+
+    /// Parses a card file's bytes and checks its header (`path` names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let card: CardFile = serde_json::from_slice(bytes).map_err(|_| {
             Error::new(ErrorKind::Corrupt, Op::ReadCard)
                 .detail(format!("{} is not a readable hsmkit card (truncated or damaged)", path.display()))
         })?;

@@ -38,6 +38,9 @@ pub struct Config {
     pub clock: Clock,
     /// A fault-injection hook for tests.
     pub faults: FaultHook,
+    /// Whether a missing kmdata folder opens as a module without a world (the PKCS#11 module's
+    /// uninitialised token, made by `C_InitToken`) rather than being an error.
+    pub kmdata_may_be_missing: bool,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             seed: None,
             clock: Clock::System,
             faults: FaultHook::default(),
+            kmdata_may_be_missing: false,
         }
     }
 }
@@ -192,7 +196,7 @@ impl Emulator {
     /// Opens the module described by `config`: its NVRAM (made on first use) and, if kmdata has
     /// one, its world. The kmdata folder must exist.
     pub fn open(config: Config) -> Result<Self> {
-        if !config.kmdata.is_dir() {
+        if !config.kmdata.is_dir() && !(config.kmdata_may_be_missing && !config.kmdata.exists()) {
             return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
                 .detail(format!("the kmdata folder {} does not exist", config.kmdata.display()))
                 .hint("create it, or point --kmdata or NFAST_KMDATA at an existing kmdata folder"));

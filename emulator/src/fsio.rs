@@ -125,6 +125,24 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
+/// The largest world file read (a world with 64 cards is about 10 KiB).
+pub const MAX_WORLD_BYTES: u64 = 1 << 20;
+/// The largest card file read (about 1 KiB).
+pub const MAX_CARD_BYTES: u64 = 64 << 10;
+/// The largest NVRAM file read (about 1 KiB).
+pub const MAX_NVRAM_BYTES: u64 = 64 << 10;
+/// The largest package, key file or other input file a command reads (a `.byok` of an RSA-4096
+/// key is about 10 KiB).
+pub const MAX_INPUT_BYTES: u64 = 16 << 20;
+/// The largest text file (PIN file, PEM key, configuration, expectation file) a command reads.
+pub const MAX_TEXT_BYTES: u64 = 1 << 20;
+
+/// Reads `path` as UTF-8 text if it is at most `max` bytes (as [`read_bounded`]).
+pub fn read_text_bounded(path: &Path, max: u64) -> io::Result<String> {
+    String::from_utf8(read_bounded(path, max)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{} is not UTF-8 text", path.display())))
+}
+
 /// Reads `path` whole if it is at most `max` bytes; a larger file is refused (`InvalidData`,
 /// naming the limit) before it is read, so a hostile file costs no memory.
 pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {

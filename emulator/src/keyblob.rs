@@ -353,7 +353,13 @@ impl KeyFile {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
             Error::new(kind, Op::LoadKey).detail(format!("cannot read key blob {}: {e}", path.display()))
         })?;
-        let file: KeyFile = serde_json::from_slice(&bytes).map_err(|_| {
+        KeyFile::from_bytes(&bytes, path)
+    }
+
+    /// Parses a key blob's bytes (without opening it); the name `path` ends in must be the one
+    /// the header names.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<KeyFile> {
+        let file: KeyFile = serde_json::from_slice(bytes).map_err(|_| {
             Error::new(ErrorKind::Corrupt, Op::LoadKey)
                 .detail(format!("{} is not a readable hsmkit key blob (truncated or damaged)", path.display()))
                 .hint("restore the key file from your backup")

@@ -83,22 +83,29 @@ impl std::fmt::Debug for Nvram {
     }
 }
 
+impl Nvram {
+    /// Parses the NVRAM file's bytes (`path` names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Nvram> {
+        let nv: Nvram = serde_json::from_slice(bytes).map_err(|_| {
+            Error::new(ErrorKind::Corrupt, Op::Module)
+                .detail(format!("the module's NVRAM file {} is damaged", path.display()))
+                .hint(
+                    "restore it, or remove the NVRAM folder to start a fresh module and load the world with its cards",
+                )
+        })?;
+        if !valid_esn(&nv.esn) {
+            return Err(Error::new(ErrorKind::Corrupt, Op::Module)
+                .detail(format!("the module's NVRAM file {} has an invalid serial number", path.display())));
+        }
+        Ok(nv)
+    }
+}
+
 /// Reads the module's NVRAM from `dir`, or starts a fresh module if it has none.
 pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> {
     let path = dir.join("module");
-    match fs::read(&path).map(Zeroizing::new) {
-        Ok(bytes) => {
-            let nv: Nvram = serde_json::from_slice(&bytes).map_err(|_| {
-                Error::new(ErrorKind::Corrupt, Op::Module)
-                    .detail(format!("the module's NVRAM file {} is damaged", path.display()))
-                    .hint("restore it, or remove the NVRAM folder to start a fresh module and load the world with its cards")
-            })?;
-            if !valid_esn(&nv.esn) {
-                return Err(Error::new(ErrorKind::Corrupt, Op::Module)
-                    .detail(format!("the module's NVRAM file {} has an invalid serial number", path.display())));
-            }
-            Ok((nv, path))
-        }
+    match crate::fsio::read_bounded(&path, crate::fsio::MAX_NVRAM_BYTES).map(Zeroizing::new) {
+        Ok(bytes) => Ok((Nvram::from_bytes(&bytes, &path)?, path)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // A fresh module: nothing is written until its state changes (a world is loaded),
             // so a command that fails leaves no trace.

@@ -248,7 +248,7 @@ impl Emulator {
     pub fn load_object(&self, path: &Path) -> Result<StoredObject> {
         let op = Op::LoadKey;
         let (world, km) = self.module_key(op)?;
-        let bytes = fs::read(path).map_err(|e| {
+        let bytes = crate::fsio::read_bounded(path, MAX_OBJECT_BYTES as u64 * 4).map_err(|e| {
             let kind =
                 if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::ObjectHandleInvalid } else { ErrorKind::Io };
             Error::new(kind, op).detail(format!("cannot read {}: {e}", path.display()))

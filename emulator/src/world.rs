@@ -292,14 +292,19 @@ impl World {
 
     /// Reads and verifies a world file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = fs::read(path).map_err(|e| {
+        let bytes = crate::fsio::read_bounded(path, crate::fsio::MAX_WORLD_BYTES).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::TokenNotPresent } else { ErrorKind::Io };
             Error::new(kind, Op::LoadWorld)
                 .detail(format!("cannot read the world file {}: {e}", path.display()))
                 .hint("create a world with `hsmkit new-world --initialize`, or point --kmdata / NFAST_KMDATA at an existing one")
         })?;
+        World::from_bytes(&bytes, path)
+    }
+
+    /// Parses and verifies a world file's bytes (`path` names it in errors).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let file: WorldFile =
-            serde_json::from_slice(&bytes).map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
+            serde_json::from_slice(bytes).map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
         World::from_file(file)
             .map_err(|e| if e.kind() == &ErrorKind::Corrupt { corrupt(path, e.detail_text().unwrap_or("")) } else { e })
     }

@@ -86,7 +86,7 @@ impl ModuleConfig {
         match std::env::var_os("HSMKIT_CONF") {
             Some(path) => {
                 let path = Path::new(&path);
-                let text = std::fs::read_to_string(path)
+                let text = hsmkit_emulator::fsio::read_text_bounded(path, hsmkit_emulator::fsio::MAX_TEXT_BYTES)
                     .map_err(|e| ConfigError(format!("cannot read HSMKIT_CONF file {}: {e}", path.display())))?;
                 ModuleConfig::parse(&text, &path.display().to_string())
             }

@@ -151,15 +151,17 @@ impl Slot {
         self.pin_check.lock().map_err(poisoned)
     }
 
-    /// Opens the emulated module of `kmdata`, making the folder if needed.
+    /// Opens the emulated module of `kmdata`. A missing folder is an uninitialised token: nothing
+    /// is made until `C_InitToken` creates a world there.
     pub fn open_module(kmdata: &std::path::Path) -> Result<Emulator> {
-        if !kmdata.is_dir() {
-            hsmkit_emulator::fsio::create_private_dir(kmdata).map_err(|e| {
-                crate::log(&format!("cannot create the kmdata folder {}: {e}", kmdata.display()));
-                Rv(ck::CKR_DEVICE_ERROR)
-            })?;
+        if !kmdata.exists() {
+            crate::log(&format!(
+                "the kmdata folder {} does not exist: the token is uninitialised until C_InitToken makes it",
+                kmdata.display()
+            ));
         }
-        Emulator::open(Config::beside(kmdata)).map_err(|e| {
+        let config = Config { kmdata_may_be_missing: true, ..Config::beside(kmdata) };
+        Emulator::open(config).map_err(|e| {
             crate::log_error(&e);
             Rv::from(e)
         })

@@ -1572,6 +1572,9 @@ fn main() -> ExitCode {
             ("C_Initialize arguments and double initialisation", initialize_arguments),
             ("token set-up", |p| {
                 p.init();
+                // A slot's folder is made by C_InitToken, not by loading the module.
+                assert!(!common::kmdata_of(0).exists(), "C_Initialize made the slot's kmdata folder");
+                assert!(!common::kmdata_of(7).exists(), "C_Initialize made the second slot's kmdata folder");
                 let pkcs11_slot = 0;
                 let label = format!("{:<32}", common::LABEL);
                 let so = common::SO_PIN;
@@ -1580,6 +1583,9 @@ fn main() -> ExitCode {
                     C_InitToken(pkcs11_slot, so.as_ptr() as *mut u8, so.len() as CK_ULONG, label.as_ptr() as *mut u8)
                 );
                 assert_eq!(rv, CKR_OK);
+                assert!(
+                    common::kmdata_of(0).join("world").exists() || common::kmdata_of(0).join("local/world").exists()
+                );
                 let h = p.open(true);
                 assert_eq!(p.login(h, CKU_SO, so), CKR_OK);
                 let pin = common::USER_PIN;
