@@ -196,7 +196,8 @@ impl Emulator {
     /// Opens the module described by `config`: its NVRAM (made on first use) and, if kmdata has
     /// one, its world. The kmdata folder must exist.
     pub fn open(config: Config) -> Result<Self> {
-        if !config.kmdata.is_dir() && !(config.kmdata_may_be_missing && !config.kmdata.exists()) {
+        let uninitialised = config.kmdata_may_be_missing && !config.kmdata.exists();
+        if !uninitialised && !config.kmdata.is_dir() {
             return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
                 .detail(format!("the kmdata folder {} does not exist", config.kmdata.display()))
                 .hint("create it, or point --kmdata or NFAST_KMDATA at an existing kmdata folder"));
