@@ -31,4 +31,7 @@ fi
 
 export INSTA_UPDATE=no
 cargo test --workspace --all-targets
+# The cargo-fuzz targets (their own workspace, run by scripts/fuzz.sh on nightly) compile on
+# stable; the entry points they call run in the fuzz_smoke tests above.
+CARGO_TARGET_DIR=target cargo check -q --manifest-path fuzz/Cargo.toml --bins
 cargo test --workspace --doc

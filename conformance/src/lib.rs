@@ -160,3 +160,12 @@ pub fn run(backend: &str, ctx: &Ctx<'_>, expectations: &Expectations) -> Report 
     }
     report
 }
+
+/// Entry point for fuzzing the expectation file reader: arbitrary bytes, read as the text of an
+/// expectation file (lossily, as `hsmkit conform --expectations` reads only UTF-8), must be read
+/// or refused with a message, never panic.
+/// Says whether the text was read.
+pub fn fuzz_expectations(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    Expectations::parse("fuzz.txt", &text).is_ok_and(|e| !format!("{e:?}").is_empty())
+}

@@ -17,6 +17,7 @@ mod dl_params;
 pub mod ec;
 mod emulator;
 pub mod fsio;
+pub mod fuzz;
 pub mod generate;
 pub mod keyblob;
 pub mod keys;

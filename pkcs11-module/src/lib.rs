@@ -20,6 +20,7 @@ pub mod config;
 mod crypto;
 pub mod entry;
 pub mod ffi;
+pub mod fuzz;
 mod general;
 mod objects;
 pub mod ops;

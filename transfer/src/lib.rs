@@ -30,3 +30,6 @@ pub mod engine;
 
 /// The provider's side, against the seam.
 pub mod provider;
+
+/// Entry points for fuzzing the transfer formats.
+pub mod fuzz;

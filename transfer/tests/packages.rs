@@ -195,3 +195,51 @@ fn ten_thousand_mutants_of_each_package_are_refused() {
         hsmkit_transfer::byok::TransferPackage::from_bytes("p", m).ok()
     });
 }
+
+/// The fuzz targets' smoke run (see `emulator/tests/fuzz_smoke.rs`): each entry point of
+/// `hsmkit_transfer::fuzz` reads its seed, survives 1,000 mutants and 200 random buffers, and
+/// reads no random buffer. The seeds go to `target/fuzz-seeds/<target>/` for `scripts/fuzz.sh`.
+#[test]
+fn every_fuzz_target_reads_its_seed_and_survives_its_mutants() {
+    use hsmkit_transfer::fuzz;
+    use rand_core::Rng as _;
+    let p = provider(32, Region::NA, Region::NA, false);
+    let snap = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../vectors/ceremony-seed-7/TransferPackage-ContosoFirstkey.byok.snap"),
+    )
+    .expect("snapshot");
+    let byok = snap.splitn(3, "---\n").nth(2).expect("the snapshot's content").as_bytes().to_vec();
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("transfer_package", byok),
+        ("kek_package", p.kek.clone()),
+        ("world_package", p.world.clone()),
+        ("toolset", fuzz::toolset_input(&p.root_hash, &p.kek, &p.world)),
+        ("arguments", b"aws RSA_AES_KEY_WRAP_SHA_256".to_vec()),
+    ];
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-seeds");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+    for (i, (name, target)) in fuzz::TARGETS.iter().enumerate() {
+        let seed = &seeds.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no seed for {name}")).1;
+        std::fs::create_dir_all(out.join(name)).expect("seed folder");
+        std::fs::write(out.join(name).join("seed"), seed).expect("seed");
+        assert!(target(seed), "{name}: the seed is not read");
+        let all = hsmkit_emulator::mutate::mutants(seed, 200 + i as u64, 1000);
+        let read = all.iter().filter(|(_, m)| target(m)).count();
+        let mut random = 0;
+        for _ in 0..200 {
+            let mut b = vec![0u8; (rng.next_u32() % 512) as usize];
+            rng.fill_bytes(&mut b);
+            random += usize::from(target(&b));
+        }
+        println!("FUZZSMOKE {name}: {} mutants ({read} read), 200 random buffers ({random} read)", all.len());
+        assert_eq!(random, 0, "{name}: random bytes were read");
+        // The verifier checks the signatures: it reads no mutant. The package readers alone parse
+        // (the signature is the verifier's); they still refuse most.
+        if *name == "toolset" {
+            assert_eq!(read, 0, "{name}: a mutant of a signed package was verified");
+        } else if *name != "arguments" {
+            assert!(read < all.len() / 2, "{name}: {read} mutants read");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Fuzzes `hsmkit_transfer::fuzz::transfer_package`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    hsmkit_transfer::fuzz::transfer_package(data);
+});
