@@ -109,7 +109,7 @@ fn session() -> Option<CK_SESSION_HANDLE> {
 /// An attribute template given to `C_CreateObject`, `C_GenerateKey` (AES), `C_FindObjectsInit`
 /// and, for an object made, `C_GetAttributeValue` and `C_SetAttributeValue`; whatever is made
 /// is destroyed again; says whether an object was made. Needs `HSMKIT_CONF` set (see
-/// [`session`]); returns at once without it.
+/// the private `session`); returns at once without it.
 pub fn template(data: &[u8]) -> bool {
     if std::env::var_os("HSMKIT_CONF").is_none() {
         return false;
