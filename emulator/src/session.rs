@@ -11,9 +11,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use hsmkit_backend::{
-    Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial,
-    KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags, MechanismInfo, MechanismKind, ObjectClass, Op,
-    Pin, Result, Session, SessionMode, SlotId, Usage, UserKind,
+    Attr, AttrKind, AttrValue, Backend, BackendInfo, Capabilities, Error, ErrorKind, HashAlg, KeyFilter, KeyHandle,
+    KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec, KeyType, Mechanism, MechanismFlags, MechanismInfo, MechanismKind,
+    ObjectClass, Op, Pin, Result, Session, SessionMode, SlotId, Usage, UserKind,
 };
 
 use crate::acl::{Acl, DeriveRole, Need, OpPerms};
@@ -233,6 +233,111 @@ impl EmulatorSession<'static> {
 }
 
 impl EmulatorSession<'_> {
+    /// Signs with `mech`, the key's `CKA_ALLOWED_MECHANISMS` checked against `allowed_as` (the
+    /// mechanism the caller asked for, when `mech` finishes its work on a digest).
+    fn sign_as(&self, allowed_as: &Mechanism, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>> {
+        let o = self.object(key, Op::Sign)?;
+        if let Mechanism::Hmac { hash } = *mech {
+            let secret = self.generic_secret(&o, mech, Op::Sign)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return Ok(keys::hmac_sign(hash, secret, data));
+        }
+        if *mech == Mechanism::AesCmac {
+            self.check_class(&o, ObjectClass::SecretKey, allowed_as, Op::Sign)?;
+            let k = self.aes(&o, mech, Op::Sign)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return keys::cmac_sign(k, data, Op::Sign);
+        }
+        self.check_class(&o, ObjectClass::PrivateKey, allowed_as, Op::Sign)?;
+        if let Material::Ec(k) = &o.key.material {
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+            return k.sign(mech, data);
+        }
+        let private = self.rsa(&o, mech, Op::Sign)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
+        let mut rng = self.emu.rng(Op::Sign)?;
+        private.sign(mech, data, &mut rng)
+    }
+
+    /// Verifies as [`Self::sign_as`] signs.
+    fn verify_as(
+        &self,
+        allowed_as: &Mechanism,
+        mech: &Mechanism,
+        key: KeyHandle,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
+        let o = self.object(key, Op::Verify)?;
+        if let Mechanism::Hmac { hash } = *mech {
+            let secret = self.generic_secret(&o, mech, Op::Verify)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return keys::hmac_verify(hash, secret, data, signature);
+        }
+        if *mech == Mechanism::AesCmac {
+            self.check_class(&o, ObjectClass::SecretKey, allowed_as, Op::Verify)?;
+            let k = self.aes(&o, mech, Op::Verify)?;
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return keys::cmac_verify(k, data, signature);
+        }
+        self.check_class(&o, ObjectClass::PublicKey, allowed_as, Op::Verify)?;
+        if let Some(PublicKey::Ec(p)) = &o.key.public {
+            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+            return p.verify(mech, data, signature);
+        }
+        let public = self.public(&o, mech, Op::Verify)?;
+        self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
+        keys::verify(public, mech, data, signature)
+    }
+
+    /// For a hash-and-sign mechanism (`CKM_SHA256_RSA_PKCS`, `CKM_SHA256_RSA_PKCS_PSS`,
+    /// `CKM_ECDSA_SHA256` and kin), the hash it applies to the message: a caller that hashes the
+    /// message as it arrives gives [`Self::sign_digest`] the digest. `None` for the others.
+    pub fn digest_first(mech: &Mechanism) -> Option<HashAlg> {
+        match *mech {
+            Mechanism::RsaPkcs1v15 { hash } | Mechanism::RsaPss { hash } | Mechanism::Ecdsa { hash: Some(hash) } => {
+                Some(hash)
+            }
+            _ => None,
+        }
+    }
+
+    /// The mechanism that finishes `mech`'s work on a digest, and its input.
+    fn on_digest(mech: &Mechanism, digest: &[u8], op: Op) -> Result<(Mechanism, Vec<u8>)> {
+        let Some(hash) = Self::digest_first(mech) else {
+            return Err(mechanism_invalid(mech, op, "over a digest"));
+        };
+        if digest.len() != hash.output_len() {
+            return Err(Error::new(ErrorKind::DataLenRange, op).detail(format!(
+                "a {} digest is {} bytes, not {}",
+                hash.name(),
+                hash.output_len(),
+                digest.len()
+            )));
+        }
+        Ok(match *mech {
+            Mechanism::RsaPkcs1v15 { hash } => {
+                (Mechanism::RsaPkcs1v15Raw, [keys::digest_info_prefix(hash), digest].concat())
+            }
+            Mechanism::RsaPss { hash } => (Mechanism::RsaPssRaw { hash }, digest.to_vec()),
+            _ => (Mechanism::Ecdsa { hash: None }, digest.to_vec()),
+        })
+    }
+
+    /// Signs the message whose `digest` (under [`Self::digest_first`]'s hash) is given, exactly
+    /// as `mech` signs the message itself: the key's ACL and `CKA_ALLOWED_MECHANISMS` are checked
+    /// for `mech`. Multi-part signing hashes as the data arrives and ends here.
+    pub fn sign_digest(&self, mech: &Mechanism, key: KeyHandle, digest: &[u8]) -> Result<Vec<u8>> {
+        let (raw, input) = Self::on_digest(mech, digest, Op::Sign)?;
+        self.sign_as(mech, &raw, key, &input)
+    }
+
+    /// Verifies a signature of the message whose `digest` is given, as [`Self::sign_digest`].
+    pub fn verify_digest(&self, mech: &Mechanism, key: KeyHandle, digest: &[u8], signature: &[u8]) -> Result<()> {
+        let (raw, input) = Self::on_digest(mech, digest, Op::Verify)?;
+        self.verify_as(mech, &raw, key, &input, signature)
+    }
+
     /// Mixes a caller's `seed` into the module's generator (`C_SeedRandom`).
     pub fn seed_random(&self, seed: &[u8]) -> Result<()> {
         self.emu.rng(Op::Random)?.mix(seed);
@@ -1047,50 +1152,11 @@ impl Session for EmulatorSession<'_> {
     }
 
     fn sign(&self, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>> {
-        let o = self.object(key, Op::Sign)?;
-        if let Mechanism::Hmac { hash } = *mech {
-            let secret = self.generic_secret(&o, mech, Op::Sign)?;
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
-            return Ok(keys::hmac_sign(hash, secret, data));
-        }
-        if *mech == Mechanism::AesCmac {
-            self.check_class(&o, ObjectClass::SecretKey, mech, Op::Sign)?;
-            let k = self.aes(&o, mech, Op::Sign)?;
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
-            return keys::cmac_sign(k, data, Op::Sign);
-        }
-        self.check_class(&o, ObjectClass::PrivateKey, mech, Op::Sign)?;
-        if let Material::Ec(k) = &o.key.material {
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
-            return k.sign(mech, data);
-        }
-        let private = self.rsa(&o, mech, Op::Sign)?;
-        self.emu.enforce(&o.key, &Need::Op(OpPerms::Sign), None, Op::Sign)?;
-        let mut rng = self.emu.rng(Op::Sign)?;
-        private.sign(mech, data, &mut rng)
+        self.sign_as(mech, mech, key, data)
     }
 
     fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()> {
-        let o = self.object(key, Op::Verify)?;
-        if let Mechanism::Hmac { hash } = *mech {
-            let secret = self.generic_secret(&o, mech, Op::Verify)?;
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
-            return keys::hmac_verify(hash, secret, data, signature);
-        }
-        if *mech == Mechanism::AesCmac {
-            self.check_class(&o, ObjectClass::SecretKey, mech, Op::Verify)?;
-            let k = self.aes(&o, mech, Op::Verify)?;
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
-            return keys::cmac_verify(k, data, signature);
-        }
-        self.check_class(&o, ObjectClass::PublicKey, mech, Op::Verify)?;
-        if let Some(PublicKey::Ec(p)) = &o.key.public {
-            self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
-            return p.verify(mech, data, signature);
-        }
-        let public = self.public(&o, mech, Op::Verify)?;
-        self.emu.enforce(&o.key, &Need::Op(OpPerms::Verify), None, Op::Verify)?;
-        keys::verify(public, mech, data, signature)
+        self.verify_as(mech, mech, key, data, signature)
     }
 
     fn encrypt(&self, mech: &Mechanism, key: KeyHandle, plaintext: &[u8]) -> Result<Vec<u8>> {

@@ -523,3 +523,53 @@ fn a_stray_or_damaged_key_file_is_reported_and_the_others_stay_usable() {
         .expect("a search still works");
     assert!(!found.is_empty());
 }
+
+#[test]
+fn a_digest_is_signed_as_its_mechanism_signs_the_message() {
+    use hsmkit_backend::{EcCurve, KeyPairSpec, MechanismKind, Session as _};
+    use hsmkit_emulator::EmulatorSession;
+    use sha2::Digest as _;
+    let f = legacy_2_of_3();
+    let emu = std::sync::Arc::new(f.emu);
+    let s = EmulatorSession::shared(emu.clone(), SessionMode::ReadWrite, 1).expect("session");
+    let mut policy = KeyPolicy::new(Usage::SIGN | Usage::VERIFY);
+    policy.allowed_mechanisms = Some(vec![MechanismKind::Sha256RsaPkcs, MechanismKind::Sha256RsaPkcsPss]);
+    let (public, private) =
+        s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, &policy).expect("pair");
+    let message = b"a message signed in parts";
+    let digest = sha2::Sha256::digest(message);
+    let pkcs1 = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
+    let whole = s.sign(&pkcs1, private, message).expect("sign");
+    assert_eq!(s.sign_digest(&pkcs1, private, &digest).expect("sign the digest"), whole, "deterministic: the same");
+    s.verify_digest(&pkcs1, public, &digest, &whole).expect("verify over the digest");
+    let pss = Mechanism::RsaPss { hash: HashAlg::Sha256 };
+    let sig = s.sign_digest(&pss, private, &digest).expect("PSS over the digest");
+    let spki = match s.attributes(public, &[AttrKind::PublicKeyInfo]).expect("spki").pop() {
+        Some(Attr::Value(_, AttrValue::Bytes(b))) => b,
+        other => panic!("{other:?}"),
+    };
+    rsa::pss::VerifyingKey::<sha2::Sha256>::new(public_key(&spki))
+        .verify(message, &rsa::pss::Signature::try_from(&sig[..]).expect("sig"))
+        .expect("RustCrypto verifies the PSS signature over the message");
+    // The raw mechanism the digest is finished with is not one the key allows, asked for itself.
+    let raw = s.sign(&Mechanism::RsaPkcs1v15Raw, private, &[0u8; 51]).expect_err("raw");
+    assert_eq!(raw.kind(), &ErrorKind::MechanismInvalid, "{raw}");
+    // A digest of the wrong length, and a mechanism that does not hash first, are refused.
+    assert_eq!(s.sign_digest(&pkcs1, private, &digest[..31]).expect_err("short").kind(), &ErrorKind::DataLenRange);
+    assert!(s.sign_digest(&Mechanism::RsaPkcs1v15Raw, private, &digest).is_err());
+    // ECDSA: the digest's signature verifies over the message with RustCrypto.
+    let (ec_pub, ec_priv) = s
+        .generate_key_pair(&KeyPairSpec::Ec { curve: EcCurve::P256 }, &KeyPolicy::new(Usage::SIGN | Usage::VERIFY))
+        .expect("EC pair");
+    let ecdsa = Mechanism::Ecdsa { hash: Some(HashAlg::Sha256) };
+    let sig = s.sign_digest(&ecdsa, ec_priv, &digest).expect("ECDSA over the digest");
+    let spki = match s.attributes(ec_pub, &[AttrKind::PublicKeyInfo]).expect("spki").pop() {
+        Some(Attr::Value(_, AttrValue::Bytes(b))) => b,
+        other => panic!("{other:?}"),
+    };
+    use p256::pkcs8::DecodePublicKey as _;
+    p256::ecdsa::VerifyingKey::from_public_key_der(&spki)
+        .expect("P-256 key")
+        .verify(message, &p256::ecdsa::Signature::from_slice(&sig).expect("r||s"))
+        .expect("RustCrypto verifies the ECDSA signature over the message");
+}

@@ -122,9 +122,11 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
     let key = state::key(key);
     match p {
         Purpose::Sign | Purpose::Verify => {
+            let hasher = hsmkit_emulator::EmulatorSession::digest_first(&mech).map(Hasher::for_alg);
             let op = SignOp {
                 mech,
                 key,
+                hasher,
                 data: Zeroizing::new(Vec::new()),
                 multipart: false,
                 single: false,
@@ -238,8 +240,12 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
         return Err(rv::USER_NOT_LOGGED_IN);
     }
     if op.result.is_none() {
-        let message: &[u8] = if final_ { &op.data } else { data };
-        match st.emu.sign(&op.mech, op.key, message) {
+        let signed = match (final_, op.hasher.take()) {
+            (true, Some(h)) => st.emu.sign_digest(&op.mech, op.key, &h.finish()),
+            (true, None) => st.emu.sign(&op.mech, op.key, &op.data),
+            (false, _) => st.emu.sign(&op.mech, op.key, data),
+        };
+        match signed {
             Ok(sig) => op.result = Some(sig),
             Err(e) => {
                 st.ops.sign = None;
@@ -265,11 +271,15 @@ pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
         *slot = None;
         return Err(rv::OPERATION_ACTIVE);
     }
+    op.multipart = true;
+    if let Some(h) = &mut op.hasher {
+        h.update(data);
+        return Ok(());
+    }
     if op.data.len().saturating_add(data.len()) > crate::ffi::MAX_INPUT {
         *slot = None;
         return Err(rv::DATA_LEN_RANGE);
     }
-    op.multipart = true;
     op.data.extend_from_slice(data);
     Ok(())
 }
@@ -282,8 +292,12 @@ pub fn verify(h: CK_SESSION_HANDLE, data: &[u8], signature: &[u8], final_: bool)
     if !final_ && op.multipart {
         return Err(rv::OPERATION_ACTIVE);
     }
-    let message: &[u8] = if final_ { &op.data } else { data };
-    st.emu.verify(&op.mech, op.key, message, signature).map_err(crate::emu_err)
+    let checked = match (final_, op.hasher) {
+        (true, Some(h)) => st.emu.verify_digest(&op.mech, op.key, &h.finish(), signature),
+        (true, None) => st.emu.verify(&op.mech, op.key, &op.data, signature),
+        (false, _) => st.emu.verify(&op.mech, op.key, data, signature),
+    };
+    checked.map_err(crate::emu_err)
 }
 
 /// `C_Encrypt` and `C_Decrypt` (single-part mechanisms).

@@ -345,6 +345,18 @@ impl Hasher {
         })
     }
 
+    /// A running hash of `alg`.
+    pub fn for_alg(alg: hsmkit_backend::HashAlg) -> Hasher {
+        use hsmkit_backend::HashAlg;
+        match alg {
+            HashAlg::Sha1 => Hasher::Sha1(Default::default()),
+            HashAlg::Sha224 => Hasher::Sha224(Default::default()),
+            HashAlg::Sha256 => Hasher::Sha256(Default::default()),
+            HashAlg::Sha384 => Hasher::Sha384(Default::default()),
+            HashAlg::Sha512 => Hasher::Sha512(Default::default()),
+        }
+    }
+
     /// Adds data.
     pub fn update(&mut self, data: &[u8]) {
         match self {
@@ -368,14 +380,17 @@ impl Hasher {
     }
 }
 
-/// A sign or verify operation: its data is gathered, then signed or checked at the end (the
-/// mechanisms hash the whole message).
+/// A sign or verify operation. A hash-and-sign mechanism hashes the parts as they arrive and
+/// signs the digest at the end; the others (HMAC, CMAC, EdDSA, the raw mechanisms) gather their
+/// input, bounded by [`crate::ffi::MAX_INPUT`].
 pub struct SignOp {
     /// The mechanism.
     pub mech: Mechanism,
     /// The key.
     pub key: KeyHandle,
-    /// The data so far.
+    /// The running hash of the parts, for a hash-and-sign mechanism.
+    pub hasher: Option<Hasher>,
+    /// The parts so far, for the other mechanisms.
     pub data: Zeroizing<Vec<u8>>,
     /// Whether `C_SignUpdate` was called (then `C_Sign` may not be).
     pub multipart: bool,

@@ -1492,6 +1492,62 @@ fn key_details(p: &P11) {
 /// AES CBC-PAD in several parts: updates gather, the final call returns the whole result with the
 /// size-query protocol; the result equals the single-part one (whose known answer the conformance
 /// suite checks); the two forms do not mix.
+/// Multi-part signing past the module's 256 MiB input limit: a hash-and-sign mechanism hashes as
+/// the parts arrive (300 MiB signs, and the signature verifies over the digest with RustCrypto;
+/// verification takes the same parts), while a mechanism that must gather its input (AES-CMAC)
+/// is refused at the limit.
+fn long_messages(p: &P11) {
+    use rsa::signature::hazmat::PrehashVerifier as _;
+    p.init();
+    let h = p.open(true);
+    assert_eq!(p.login(h, CKU_USER, common::USER_PIN), CKR_OK);
+    let (pubh, privh) = p.rsa_pair(h);
+    let part: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let parts = 75; // 300 MiB
+    let mut m = mech(CKM_SHA256_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut m, privh)), CKR_OK);
+    let mut digest = sha2::Sha256::new();
+    for _ in 0..parts {
+        assert_eq!(call!(p, C_SignUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)), CKR_OK);
+        digest.update(&part);
+    }
+    let digest = digest.finalize();
+    let mut sig = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    assert_eq!(call!(p, C_SignFinal(h, sig.as_mut_ptr(), &mut len)), CKR_OK);
+    let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(p.public_key(h, pubh));
+    let parsed = rsa::pkcs1v15::Signature::try_from(&sig[..]).expect("signature");
+    vk.verify_prehash(&digest, &parsed).expect("the 300 MiB message's signature verifies with RustCrypto");
+    assert_eq!(call!(p, C_VerifyInit(h, &mut m, pubh)), CKR_OK);
+    for _ in 0..parts {
+        assert_eq!(call!(p, C_VerifyUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)), CKR_OK);
+    }
+    assert_eq!(call!(p, C_VerifyFinal(h, sig.as_mut_ptr(), len)), CKR_OK);
+    // AES-CMAC gathers its input: past 256 MiB the update is refused and the operation ends.
+    let (class, kt, yes) = (CKO_SECRET_KEY as CK_OBJECT_CLASS, CKK_AES as CK_KEY_TYPE, b(true));
+    let value = [7u8; 32];
+    let t = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &value), attr(CKA_SIGN, &yes)];
+    let mut key = 0;
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut key)), CKR_OK);
+    let mut cmac = mech(CKM_AES_CMAC);
+    assert_eq!(call!(p, C_SignInit(h, &mut cmac, key)), CKR_OK);
+    let mut refused = None;
+    for i in 0..parts {
+        let rv = call!(p, C_SignUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG));
+        if rv != CKR_OK {
+            refused = Some((i, rv));
+            break;
+        }
+    }
+    assert_eq!(refused, Some((64, CKR_DATA_LEN_RANGE)), "refused at the 256 MiB limit");
+    check_rv(
+        "the refused update ended the operation",
+        call!(p, C_SignFinal(h, sig.as_mut_ptr(), &mut len)),
+        CKR_OPERATION_NOT_INITIALIZED,
+    );
+    p.fin();
+}
+
 fn aes_multipart(p: &P11) {
     p.init();
     let h = p.open(true);
@@ -1601,6 +1657,7 @@ fn main() -> ExitCode {
             ("bad handles and finalized sessions", bad_handles),
             ("buffer too small, then right", short_buffers),
             ("operation state after errors", operation_state),
+            ("multi-part signing past the input limit", long_messages),
             ("login state machine", login_state_machine),
             ("C_SetPIN", set_pin),
             ("parallel wrong PINs", parallel_wrong_pins),
