@@ -12,6 +12,7 @@
 //! - [`KeyPolicy`] is the common denominator of an nShield ACL and the PKCS#11 key attributes.
 //! - [`RsaSigner`] makes a backend-held RSA key usable through the `signature` traits.
 
+pub mod crash;
 mod ec;
 mod error;
 mod mechanism;

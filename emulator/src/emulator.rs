@@ -209,6 +209,10 @@ impl Emulator {
         let mut nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
         let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
+        if let Some(w) = &world {
+            // A new-world that crashed after committing its world left cards to move into place.
+            crate::world::finish_pending_cards(&config.cards, w.hknso())?;
+        }
         let seeded = config.seed.is_some();
         let mixed = |what: &str| {
             let (made, run) = if seeded { ("real", "seeded") } else { ("seeded (--seed)", "unseeded") };

@@ -36,6 +36,7 @@ impl FaultHook {
     }
 
     fn crash_at(&self, path: &Path, stage: WriteStage) -> io::Result<()> {
+        hsmkit_backend::crash::crash_point(|| format!("{stage:?} of {}", path.display()));
         match &self.0 {
             Some(f) if f(path, stage) => Err(io::Error::other(format!("simulated crash at {stage:?}"))),
             _ => Ok(()),
@@ -161,6 +162,33 @@ pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} grew past {max} bytes", path.display())));
     }
     Ok(out)
+}
+
+/// Removes `path` (a key or object being destroyed), with a crash point before and after.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    hsmkit_backend::crash::crash_point(|| format!("before removing {}", path.display()));
+    fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    hsmkit_backend::crash::crash_point(|| format!("after removing {}", path.display()));
+    Ok(())
+}
+
+/// Moves `from` to `to` (same file system) and syncs the folder, with a crash point before and
+/// after. A `from` already moved (by a process that got there first) is no error.
+pub fn rename_into(from: &Path, to: &Path) -> io::Result<()> {
+    hsmkit_backend::crash::crash_point(|| format!("before moving {} to {}", from.display(), to.display()));
+    match fs::rename(from, to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = to.parent() {
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    hsmkit_backend::crash::crash_point(|| format!("after moving {} to {}", from.display(), to.display()));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1139,7 +1139,7 @@ impl Session for EmulatorSession<'_> {
             return Ok(());
         }
         if let Some(path) = &o.key.path {
-            std::fs::remove_file(path).map_err(|e| {
+            crate::fsio::remove_file(path).map_err(|e| {
                 Error::new(ErrorKind::Io, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))
             })?;
             let path = path.clone();

@@ -237,7 +237,7 @@ impl Emulator {
     /// Removes the token object at `path` (under the objects' lock).
     pub fn destroy_object(&self, path: &Path) -> Result<()> {
         let _held = self.objects_lock(Op::DestroyKey)?;
-        fs::remove_file(path).map_err(|e| {
+        crate::fsio::remove_file(path).map_err(|e| {
             let kind =
                 if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::ObjectHandleInvalid } else { ErrorKind::Io };
             Error::new(kind, Op::DestroyKey).detail(format!("cannot remove {}: {e}", path.display()))

@@ -240,11 +240,9 @@ impl World {
         if let Err(e) = result {
             // A world whose file was never committed is no world: leave none of its cards behind.
             // Once the file is in place (the failure came after the rename) the cards are its
-            // only Administrator cards and are kept.
+            // only Administrator cards and are kept (and finished moving by the next open).
             if !world_path.exists() {
-                for p in &paths {
-                    let _ = fs::remove_file(p);
-                }
+                let _ = fs::remove_dir_all(pending_dir(cards_dir, &file.body.hknso));
             }
             return Err(e);
         }
@@ -264,7 +262,15 @@ impl World {
         hook: &FaultHook,
         paths: &mut Vec<std::path::PathBuf>,
     ) -> Result<()> {
+        // The cards are written into a folder of their own first, the world file commits the
+        // world, then the cards move into place: a crash before the commit leaves no card of a
+        // world that never was (only the dot-named folder, which no reader takes for cards), and
+        // one after it leaves cards that the next open of the module moves into place.
         let hknso = &file.body.hknso;
+        let pending = pending_dir(cards_dir, hknso);
+        crate::fsio::create_private_dir(&pending).map_err(|e| {
+            Error::new(ErrorKind::Io, Op::CreateWorld).detail(format!("cannot create {}: {e}", pending.display()))
+        })?;
         for (i, (share, pin)) in shares.iter().zip(pins).enumerate() {
             let card = i as u8 + 1;
             let header = CardHeader {
@@ -278,16 +284,16 @@ impl World {
             };
             let bytes = Zeroizing::new(Vec::from(share));
             let card_file = CardFile::new(header, pin, rng.array(), &bytes)?;
-            let path = card_path(cards_dir, hknso, card);
-            paths.push(path.clone());
-            card_file.write(&path, hook)?;
+            paths.push(card_path(cards_dir, hknso, card));
+            card_file.write(&card_path(&pending, hknso, card), hook)?;
         }
         let bytes = serde_json::to_vec_pretty(file)
             .map_err(|e| Error::new(ErrorKind::Device, Op::CreateWorld).detail(e.to_string()))?;
         write_atomic(world_path, &bytes, hook).map_err(|e| {
             Error::new(ErrorKind::Io, Op::CreateWorld)
                 .detail(format!("cannot write world file {}: {e}", world_path.display()))
-        })
+        })?;
+        finish_pending_cards(cards_dir, hknso)
     }
 
     /// Reads and verifies a world file.
@@ -428,6 +434,43 @@ fn corrupt(path: &Path, why: &str) -> Error {
     Error::new(ErrorKind::Corrupt, Op::LoadWorld)
         .detail(format!("the world file {} is damaged: {why}", path.display()))
         .hint("restore the world file from your backup (kmdata/local/world)")
+}
+
+/// The folder a new world's cards are written to before the world file commits it.
+fn pending_dir(cards_dir: &Path, hknso: &[u8]) -> std::path::PathBuf {
+    cards_dir.join(format!(".pending-{}", crate::card::short_hash(hknso)))
+}
+
+/// Moves the cards of the committed world `hknso` from their pending folder into `cards_dir`
+/// (after a crash, the rest of them); nothing to do when there is no such folder.
+pub fn finish_pending_cards(cards_dir: &Path, hknso: &[u8]) -> Result<()> {
+    let pending = pending_dir(cards_dir, hknso);
+    let entries = match fs::read_dir(&pending) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(
+                Error::new(ErrorKind::Io, Op::CreateWorld).detail(format!("cannot read {}: {e}", pending.display()))
+            );
+        }
+    };
+    let io = |e: std::io::Error| {
+        Error::new(ErrorKind::Io, Op::CreateWorld)
+            .detail(format!("cannot move the new world's cards from {}: {e}", pending.display()))
+    };
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        // Half-written temporary files of a crashed write are debris; whole cards move.
+        if name.to_string_lossy().starts_with('.') {
+            let _ = fs::remove_file(entry.path());
+            continue;
+        }
+        crate::fsio::rename_into(&entry.path(), &cards_dir.join(&name)).map_err(io)?;
+    }
+    fs::remove_dir(&pending)
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(io)
 }
 
 #[cfg(test)]

@@ -165,7 +165,9 @@ impl Store {
                 params![identifier, store.tenant, MICROSOFT_MANAGED, now_ms as i64, fingerprint, module_key],
             )
             .map_err(db_err(path, op))?;
+            hsmkit_backend::crash::crash_point(|| format!("before the commit of {}", path.display()));
             tx.commit().map_err(db_err(path, op))?;
+            hsmkit_backend::crash::crash_point(|| format!("after the commit of {}", path.display()));
             made.tenant = true;
         }
         Ok((store, made))
@@ -274,7 +276,9 @@ impl Store {
             params![key.identifier, self.tenant, CUSTOMER_MANAGED, key.created_ms as i64, key.fingerprint, key.module_key, package_sha256],
         )
         .map_err(&e)?;
+        hsmkit_backend::crash::crash_point(|| format!("before the commit of {}", path.display()));
         tx.commit().map_err(&e)?;
+        hsmkit_backend::crash::crash_point(|| format!("after the commit of {}", path.display()));
         Ok(Added::Added { identifier: key.identifier.clone(), archived })
     }
 
@@ -303,6 +307,9 @@ impl Store {
             params![self.tenant, identifier],
         )
         .map_err(&e)?;
-        tx.commit().map_err(&e)
+        hsmkit_backend::crash::crash_point(|| format!("before the commit of {}", path.display()));
+        tx.commit().map_err(&e)?;
+        hsmkit_backend::crash::crash_point(|| format!("after the commit of {}", path.display()));
+        Ok(())
     }
 }
