@@ -241,7 +241,8 @@ impl World {
             // A world whose file was never committed is no world: leave none of its cards behind.
             // Once the file is in place (the failure came after the rename) the cards are its
             // only Administrator cards and are kept (and finished moving by the next open).
-            if !world_path.exists() {
+            let ours = World::load(world_path).is_ok_and(|w| w.hknso() == file.body.hknso.as_slice());
+            if !ours {
                 let _ = fs::remove_dir_all(pending_dir(cards_dir, &file.body.hknso));
             }
             return Err(e);
@@ -289,9 +290,16 @@ impl World {
         }
         let bytes = serde_json::to_vec_pretty(file)
             .map_err(|e| Error::new(ErrorKind::Device, Op::CreateWorld).detail(e.to_string()))?;
-        write_atomic(world_path, &bytes, hook).map_err(|e| {
-            Error::new(ErrorKind::Io, Op::CreateWorld)
-                .detail(format!("cannot write world file {}: {e}", world_path.display()))
+        // Never over another world: of two new-worlds at once, the second commit fails.
+        crate::fsio::write_atomic_new(world_path, &bytes, hook).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(ErrorKind::AlreadyExists, Op::CreateWorld)
+                    .detail(format!("another security world was made at {} meanwhile", world_path.display()))
+                    .hint("use that world, or move its kmdata away (keep a backup) before creating a new one")
+            } else {
+                Error::new(ErrorKind::Io, Op::CreateWorld)
+                    .detail(format!("cannot write world file {}: {e}", world_path.display()))
+            }
         })?;
         finish_pending_cards(cards_dir, hknso)
     }

@@ -356,3 +356,35 @@ fn seeded_and_unseeded_runs_never_share_a_module_and_seeded_runs_do_not_repeat()
     let err = hsmkit_emulator::Emulator::open(config(dir.path(), Some(1))).expect_err("seeded on a real world");
     assert!(err.to_string().contains("real randomness"), "{err}");
 }
+
+#[test]
+fn two_new_worlds_at_once_make_one_world() {
+    use hsmkit_emulator::world::Quorum;
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = config(dir.path(), None);
+    let barrier = std::sync::Barrier::new(2);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (c, barrier) = (c.clone(), &barrier);
+                s.spawn(move || {
+                    let emu = hsmkit_emulator::Emulator::open(c).expect("open");
+                    barrier.wait();
+                    emu.create_world(CipherSuite::DLf1024s160mRijndael, Quorum { k: 1, n: 2 }, &pins(2))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    let made: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(made.len(), 1, "exactly one world is made: {results:?}");
+    let lost = results.iter().find_map(|r| r.as_ref().err()).expect("one refused");
+    assert_eq!(lost.kind(), &ErrorKind::AlreadyExists, "{lost}");
+    // The world on disk is the winner's, its cards are the only cards, and they open it.
+    let emu = hsmkit_emulator::Emulator::open(c).expect("reopen");
+    let w = emu.world().expect("w").expect("world");
+    assert_eq!(w.hknso(), made[0].world.hknso());
+    let cards: Vec<_> = std::fs::read_dir(dir.path().join("cards")).expect("cards").flatten().collect();
+    assert_eq!(cards.len(), 2, "no card or folder of the losing world: {cards:?}");
+    emu.authorize(&[(made[0].cards[0].clone(), hsmkit_backend::Pin::from("pin-1".to_string()))]).expect("quorum");
+}
