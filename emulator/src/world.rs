@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use hsmkit_backend::{Error, ErrorKind, Op, Pin, Result};
 
 use crate::card::{CardFile, CardHeader, KdfParams, card_path, short_hash};
-use crate::fsio::{FaultHook, write_atomic};
+use crate::fsio::FaultHook;
 use crate::rng::HsmRng;
 use crate::suite::{CipherSuite, DlKey, DlPublic, Sealed, derive_key, open, seal};
 
