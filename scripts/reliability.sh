@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# Regenerates docs/reliability.md: runs the mutation, crash-injection and concurrency tests and
-# writes their figures beside the list of findings and their regression tests.
+# Regenerates docs/reliability.md: runs the mutation, crash-injection, concurrency and fuzz-smoke
+# tests and writes their figures beside the list of findings and their regression tests. The
+# figures of the long fuzzing run come from target/fuzz-summary.txt (written by
+# `bash scripts/fuzz.sh`), when it is there.
 #
 # Usage: bash scripts/reliability.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-run() { cargo test -q "$@" -- --nocapture --test-threads 1 >>"$log" 2>&1; }
-run -p hsmkit-emulator --test mutants
-run -p hsmkit-transfer --test packages ten_thousand
-run -p hsmkit-emulator --test crashes
-run -p hsmkit-emulator --test world parallel_wrong_pins
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+run() { local log=$1; shift; cargo test -q "$@" -- --nocapture --test-threads 1 >>"$tmp/$log" 2>&1; }
+run mutants -p hsmkit-emulator --test mutants
+run mutants -p hsmkit-transfer --test packages ten_thousand
+run crashes -p hsmkit-emulator --test crashes
+run cli-crashes -p hsmkit-cli --test crashes
+run concurrency -p hsmkit-emulator --test world parallel_wrong_pins
+run smoke -p hsmkit-emulator --test fuzz_smoke
+run smoke -p hsmkit-transfer --test packages every_fuzz
+cargo test -q -p hsmkit-pkcs11-module --test fuzz_smoke >>"$tmp/smoke" 2>&1
 
-mutants=$(grep -o 'MUTANTS .*' "$log" | sed 's/^MUTANTS /| /; s/: / | /; s/ mutants, / | /; s/ refused, / | /; s/ read as the original/ |/')
-crashes=$(grep -o 'CRASHES .*' "$log" | sed 's/^CRASHES /| /; s/: / | /; s/ crash points, each left the state before or after/ |/')
+table() { grep -o "$1 .*" "$tmp/$2" | sed "s/^$1 /| /; s/: / | /"; }
+mutants=$(table MUTANTS mutants | sed 's/ mutants, / | /; s/ refused, / | /; s/ read as the original/ |/')
+crashes=$(table CRASHES crashes | sed 's/ crash points, each left the state before or after/ |/')
+cli_crashes=$(table CRASHES cli-crashes | sed 's/ crash points, each left the state before or after/ |/')
+smoke=$(table FUZZSMOKE smoke | sed 's/ mutants (\([0-9]*\) read), \([0-9]*\) random buffers.*$/ | \1 |/')
+if [ -f target/fuzz-summary.txt ]; then
+  fuzz_when=$(date -u -r target/fuzz-summary.txt +%Y-%m-%d)
+  fuzz=$(grep -o 'FUZZ .*' target/fuzz-summary.txt | sed 's/^FUZZ /| /; s/: / | /; s/ runs in / | /; s/ s, coverage / s | /; s/ edges, corpus / | /; s/ inputs, no crash/ | none |/')
+else
+  fuzz_when="never"
+  fuzz="| (no run yet: \`bash scripts/fuzz.sh\`) | | | | | |"
+fi
 when=$(date -u +%Y-%m-%d)
 rustc_v=$(rustc --version)
 
@@ -59,8 +75,20 @@ before the operation or from after it, and the operation run again must work
 |---|---|
 ${crashes}
 
-The CLI's \`new-world\` and \`generatekey\` are also killed at every write stage
-(\`emulator/tests/world.rs\`, \`emulator/tests/keys.rs\`).
+Whole processes are stopped too: \`HSMKIT_TEST_CRASH_AT=N\` makes a process abort at the N-th
+crash point it reaches (each stage of each file write, each removal, each move of a new world's
+cards, each commit of the tenant database; \`hsmkit_backend::crash\`), as \`kill -9\` would stop
+it there. \`cli/tests/crashes.rs\` runs each write-bearing command on a copy of a prepared state
+with N = 1, 2, … until it completes; after each crash every key must still read (\`nkminfo -k\`),
+the command run again must complete or say its work is already done, and its result must be
+whole and usable (the world's cards make the quorum, the key's ACL reads, the package parses,
+the tenant lists the key once and the provider's module holds one copy of it, the data object
+reads back its value, the destroyed key is gone). The PKCS#11 rows run \`pkcs11-tool\` with
+\`libhsmkit_pkcs11.so\`.
+
+| Command | Crash points |
+|---|---|
+${cli_crashes}
 
 ## Concurrency
 
@@ -68,9 +96,30 @@ The CLI's \`new-world\` and \`generatekey\` are also killed at every write stage
   refused as locked (\`emulator/tests/world.rs\`, \`parallel_wrong_pins_are_counted_one_by_one\`).
   Every read-modify-write of a card, the token record and NVRAM runs under a lock file
   (\`File::lock\`) with the file read again under it.
+- Two \`new-world\`s at once on one kmdata: one world is made, the other is refused and leaves
+  no card (\`two_new_worlds_at_once_make_one_world\`).
 - The user PIN's verifier and failure count are read under the token record's lock on every check
   in every process (\`pkcs11-module/tests/threads.rs\`, and the suite through the \`.so\` and in
   process on one kmdata).
+
+## Fuzzing
+
+Every parser has an entry point (\`hsmkit_emulator::fuzz\`, \`hsmkit_transfer::fuzz\`,
+\`hsmkit_pkcs11::fuzz\`, \`hsmkit_conformance::fuzz_expectations\`) and a cargo-fuzz target in
+\`fuzz/\`. In the test command, each entry point reads its seed and is given 1,000 seeded mutants
+of it (fewer for the ABI template target, which makes and destroys token objects) and random
+buffers (the \`fuzz_smoke\` tests); none may panic, and no random buffer may be read as a file.
+
+| Target | Mutants | Read |
+|---|---|---|
+${smoke}
+
+The long run, \`bash scripts/fuzz.sh SECONDS\` (libFuzzer under AddressSanitizer, nightly
+toolchain), last run ${fuzz_when}:
+
+| Target | Runs | Time | Coverage (edges) | Corpus | Crashes |
+|---|---|---|---|---|---|
+${fuzz}
 
 ## Findings and their regression tests
 
@@ -87,16 +136,18 @@ The CLI's \`new-world\` and \`generatekey\` are also killed at every write stage
 | A closed output pipe panicked | a closed pipe ends the command quietly (status 141) | \`a_closed_pipe_ends_quietly_and_a_read_makes_no_folder\` |
 | A stray \`key_*\` file made every key search fail | it is reported and skipped | \`a_stray_or_damaged_key_file_is_reported_and_the_others_stay_usable\` |
 | With \`HOME\` unset a read made \`./hsmkit/kmdata\` | reads make no folder; only \`new-world\` makes the per-user default | \`a_closed_pipe_ends_quietly_and_a_read_makes_no_folder\` |
-| A symlinked card was replaced by a regular file | writes go through the link to its target | (fsio) |
+| A symlinked card was replaced by a regular file | writes go through the link to its target | `a_symlinked_card_is_updated_through_its_link` |
 | \`derive_key\` returned zeros if HKDF failed | an error | (type-checked: \`Result\`) |
+| Every input file was read whole (a 4 GB sparse \`.byok\`: 50 s, 4.2 GB) | each file kind has a limit, checked before reading and named in the error | \`inputs_past_their_size_limit_are_refused_before_they_are_read\` |
+| \`C_SignUpdate\` gathered without bound | hash-and-sign mechanisms hash as the parts arrive (a 300 MiB message signs); the gathering ones stop at 256 MiB | \`long_messages\` in \`pkcs11-module/tests/abi.rs\`, \`a_digest_is_signed_as_its_mechanism_signs_the_message\` |
+| The \`.so\` made the folder \`HSMKIT_CONF\` names | a missing folder is an uninitialised token, made by \`C_InitToken\` | the token set-up of \`pkcs11-module/tests/abi.rs\` |
+| Vendor-defined \`CKR_*\` values became a device error | kept as they are, named in the message | \`vendor_defined_and_unknown_return_values_are_kept\` |
+| A crash in \`new-world\` left cards of a world that never was; two \`new-world\`s at once both "succeeded" | cards are written aside and moved in after the world file commits (the next open finishes the move); the world file never replaces another | the \`new-world\` rows above, \`two_new_worlds_at_once_make_one_world\` |
 | \`unsafe\` blocks without a \`SAFETY\` note; \`C_GenerateRandom\` made a slice over caller memory | every block noted (\`clippy::undocumented_unsafe_blocks\`, enforced in CI); random bytes are copied out through the pointer | clippy in CI |
 
 ## Not yet
 
-- Fuzzing with \`cargo-fuzz\` (targets and a time-bounded run).
-- The \`.so\` still makes a configured slot's kmdata folder on first use.
-- Multi-part signing gathers its input (bounded at 256 MiB a call) rather than hashing as it goes.
-- Key changes and destruction, \`module_<esn>\` and the tenant database under the crash hook
-  (the database is SQLite, transactional; its commit and the unwrapped key are reconciled on retry).
+- HMAC, CMAC and EdDSA multi-part operations gather their input (bounded at 256 MiB) rather
+  than running as they go.
 EOF
 echo "wrote docs/reliability.md"

@@ -388,3 +388,22 @@ fn two_new_worlds_at_once_make_one_world() {
     assert_eq!(cards.len(), 2, "no card or folder of the losing world: {cards:?}");
     emu.authorize(&[(made[0].cards[0].clone(), hsmkit_backend::Pin::from("pin-1".to_string()))]).expect("quorum");
 }
+
+#[test]
+fn a_symlinked_card_is_updated_through_its_link() {
+    // A card kept elsewhere (a mounted stick) and linked from the cards folder.
+    let f = legacy_2_of_3();
+    let (link, _) = f.card(0, "x");
+    let stick = f.dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let target = stick.join("card1");
+    std::fs::rename(&link, &target).expect("move the card");
+    std::os::unix::fs::symlink(&target, &link).expect("link");
+    f.emu.authorize(&[f.card(0, "wrong"), f.good_card(1)]).expect_err("a wrong PIN is counted");
+    assert!(std::fs::symlink_metadata(&link).expect("link").file_type().is_symlink(), "the link stays a link");
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&target).expect("card")).expect("json");
+    assert_eq!(card["failures"], 1, "the count reached the card on the stick");
+    f.emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("the right PIN still works through the link");
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&target).expect("card")).expect("json");
+    assert_eq!(card["failures"], 0);
+}
