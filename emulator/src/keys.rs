@@ -600,7 +600,7 @@ pub fn cmac_verify(key: &[u8], data: &[u8], tag: &[u8]) -> Result<()> {
     aws_lc_rs::cmac::verify(&k, data, tag).map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))
 }
 
-fn cmac_key(key: &[u8], op: Op) -> Result<aws_lc_rs::cmac::Key> {
+pub(crate) fn cmac_key(key: &[u8], op: Op) -> Result<aws_lc_rs::cmac::Key> {
     let alg = match key.len() {
         16 => aws_lc_rs::cmac::AES_128,
         24 => aws_lc_rs::cmac::AES_192,
@@ -629,7 +629,7 @@ pub fn hmac_verify(hash: HashAlg, key: &[u8], data: &[u8], tag: &[u8]) -> Result
         .map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))
 }
 
-fn hmac_alg(hash: HashAlg) -> aws_lc_rs::hmac::Algorithm {
+pub(crate) fn hmac_alg(hash: HashAlg) -> aws_lc_rs::hmac::Algorithm {
     match hash {
         HashAlg::Sha1 => aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         HashAlg::Sha224 => aws_lc_rs::hmac::HMAC_SHA224,

@@ -33,4 +33,4 @@ pub mod world;
 pub use emulator::{
     Config, Emulator, KeyListing, LoadedKey, Material, Object, PublicKey, WorldCreated, check_rsa_params,
 };
-pub use session::{EmulatorSession, KeyDetails, MAX_GENERIC_SECRET, SLOT, TRANSFER_APP};
+pub use session::{EmulatorSession, KeyDetails, MAX_GENERIC_SECRET, MacStream, SLOT, TRANSFER_APP};

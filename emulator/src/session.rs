@@ -290,6 +290,57 @@ impl EmulatorSession<'_> {
         keys::verify(public, mech, data, signature)
     }
 
+    /// The MAC context of `mech` (HMAC or AES-CMAC) under `key`, the key checked as a one-part
+    /// MAC checks it (class, type, `CKA_ALLOWED_MECHANISMS`, the ACL's Sign or Verify).
+    fn mac_context(&self, mech: &Mechanism, key: KeyHandle, op: Op) -> Result<MacContext> {
+        let o = self.object(key, op)?;
+        let perm = if op == Op::Verify { OpPerms::Verify } else { OpPerms::Sign };
+        match *mech {
+            Mechanism::Hmac { hash } => {
+                let secret = self.generic_secret(&o, mech, op)?;
+                self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
+                let k = aws_lc_rs::hmac::Key::new(keys::hmac_alg(hash), secret);
+                Ok(MacContext::Hmac(hash, aws_lc_rs::hmac::Context::with_key(&k)))
+            }
+            Mechanism::AesCmac => {
+                self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
+                let k = self.aes(&o, mech, op)?;
+                self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
+                Ok(MacContext::Cmac(aws_lc_rs::cmac::Context::with_key(&keys::cmac_key(k, op)?)))
+            }
+            _ => Err(mechanism_invalid(mech, op, "as a MAC computed in parts")),
+        }
+    }
+
+    /// Starts a MAC (HMAC or AES-CMAC) that takes the message in parts: multi-part signing and
+    /// verification keep no copy of the message. `op` is [`Op::Sign`] or [`Op::Verify`].
+    pub fn mac_begin(&self, mech: &Mechanism, key: KeyHandle, op: Op) -> Result<MacStream> {
+        Ok(MacStream(self.mac_context(mech, key, op)?))
+    }
+
+    /// The tag of a MAC begun with [`Self::mac_begin`]. The key is checked again first, as at the
+    /// start (a logout in between ends the right to use it).
+    pub fn mac_sign_finish(&self, stream: MacStream, mech: &Mechanism, key: KeyHandle) -> Result<Vec<u8>> {
+        self.mac_context(mech, key, Op::Sign)?;
+        stream.tag(Op::Sign)
+    }
+
+    /// Checks `tag` (in constant time) against a MAC begun with [`Self::mac_begin`].
+    pub fn mac_verify_finish(&self, stream: MacStream, mech: &Mechanism, key: KeyHandle, tag: &[u8]) -> Result<()> {
+        self.mac_context(mech, key, Op::Verify)?;
+        let want = stream.tag(Op::Verify)?;
+        if tag.len() != want.len() {
+            return Err(Error::new(ErrorKind::SignatureLenRange, Op::Verify).detail(format!(
+                "the tag is {} bytes, not {}",
+                want.len(),
+                tag.len()
+            )));
+        }
+        #[allow(deprecated)]
+        aws_lc_rs::constant_time::verify_slices_are_equal(&want, tag)
+            .map_err(|_| Error::new(ErrorKind::SignatureInvalid, Op::Verify))
+    }
+
     /// For a hash-and-sign mechanism (`CKM_SHA256_RSA_PKCS`, `CKM_SHA256_RSA_PKCS_PSS`,
     /// `CKM_ECDSA_SHA256` and kin), the hash it applies to the message: a caller that hashes the
     /// message as it arrives gives [`Self::sign_digest`] the digest. `None` for the others.
@@ -1353,5 +1404,47 @@ impl Session for EmulatorSession<'_> {
     fn random(&self, out: &mut [u8]) -> Result<()> {
         self.emu.rng(Op::Random)?.fill(out);
         Ok(())
+    }
+}
+
+/// A MAC's running state (AWS-LC's context, which holds the keyed state in C memory and cleanses
+/// it when dropped).
+enum MacContext {
+    Hmac(HashAlg, aws_lc_rs::hmac::Context),
+    Cmac(aws_lc_rs::cmac::Context),
+}
+
+/// A MAC being computed over a message given in parts ([`EmulatorSession::mac_begin`]).
+pub struct MacStream(MacContext);
+
+impl MacStream {
+    /// Adds a part of the message.
+    pub fn update(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.0 {
+            MacContext::Hmac(_, c) => {
+                c.update(data);
+                Ok(())
+            }
+            MacContext::Cmac(c) => c.update(data).map_err(|_| Error::new(ErrorKind::FunctionFailed, Op::Sign)),
+        }
+    }
+
+    fn tag(self, op: Op) -> Result<Vec<u8>> {
+        match self.0 {
+            MacContext::Hmac(_, c) => Ok(c.sign().as_ref().to_vec()),
+            MacContext::Cmac(c) => {
+                c.sign().map(|t| t.as_ref().to_vec()).map_err(|_| Error::new(ErrorKind::FunctionFailed, op))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MacStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match &self.0 {
+            MacContext::Hmac(h, _) => h.name(),
+            MacContext::Cmac(_) => "AES-CMAC",
+        })?;
+        f.write_str(" MAC in parts")
     }
 }

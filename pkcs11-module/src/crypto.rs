@@ -127,6 +127,7 @@ fn start(h: CK_SESSION_HANDLE, m: &MechIn, key: CK_OBJECT_HANDLE, p: Purpose) ->
                 mech,
                 key,
                 hasher,
+                mac: None,
                 data: Zeroizing::new(Vec::new()),
                 multipart: false,
                 single: false,
@@ -240,10 +241,11 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
         return Err(rv::USER_NOT_LOGGED_IN);
     }
     if op.result.is_none() {
-        let signed = match (final_, op.hasher.take()) {
-            (true, Some(h)) => st.emu.sign_digest(&op.mech, op.key, &h.finish()),
-            (true, None) => st.emu.sign(&op.mech, op.key, &op.data),
-            (false, _) => st.emu.sign(&op.mech, op.key, data),
+        let signed = match (final_, op.hasher.take(), op.mac.take()) {
+            (true, Some(h), _) => st.emu.sign_digest(&op.mech, op.key, &h.finish()),
+            (true, None, Some(m)) => st.emu.mac_sign_finish(m, &op.mech, op.key),
+            (true, None, None) => st.emu.sign(&op.mech, op.key, &op.data),
+            (false, ..) => st.emu.sign(&op.mech, op.key, data),
         };
         match signed {
             Ok(sig) => op.result = Some(sig),
@@ -264,6 +266,7 @@ pub fn sign(h: CK_SESSION_HANDLE, data: &[u8], out: OutBuf<'_>, final_: bool) ->
 pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
     let (_, s) = state::session(h)?;
     let mut st = s.lock()?;
+    let st = &mut *st;
     let slot = if verify { &mut st.ops.verify } else { &mut st.ops.sign };
     let op = slot.as_mut().ok_or(rv::OPERATION_NOT_INITIALIZED)?;
     // An update after a result was computed (a length query of C_Sign or C_SignFinal) mixes forms.
@@ -274,6 +277,23 @@ pub fn update(h: CK_SESSION_HANDLE, data: &[u8], verify: bool) -> Result<()> {
     op.multipart = true;
     if let Some(h) = &mut op.hasher {
         h.update(data);
+        return Ok(());
+    }
+    if op.mac.is_none() && matches!(op.mech, Mechanism::Hmac { .. } | Mechanism::AesCmac) {
+        let purpose = if verify { hsmkit_backend::Op::Verify } else { hsmkit_backend::Op::Sign };
+        match st.emu.mac_begin(&op.mech, op.key, purpose) {
+            Ok(m) => op.mac = Some(m),
+            Err(e) => {
+                *slot = None;
+                return Err(crate::emu_err(e));
+            }
+        }
+    }
+    if let Some(m) = &mut op.mac {
+        if let Err(e) = m.update(data) {
+            *slot = None;
+            return Err(crate::emu_err(e));
+        }
         return Ok(());
     }
     if op.data.len().saturating_add(data.len()) > crate::ffi::MAX_INPUT {
@@ -292,10 +312,11 @@ pub fn verify(h: CK_SESSION_HANDLE, data: &[u8], signature: &[u8], final_: bool)
     if !final_ && op.multipart {
         return Err(rv::OPERATION_ACTIVE);
     }
-    let checked = match (final_, op.hasher) {
-        (true, Some(h)) => st.emu.verify_digest(&op.mech, op.key, &h.finish(), signature),
-        (true, None) => st.emu.verify(&op.mech, op.key, &op.data, signature),
-        (false, _) => st.emu.verify(&op.mech, op.key, data, signature),
+    let checked = match (final_, op.hasher, op.mac) {
+        (true, Some(h), _) => st.emu.verify_digest(&op.mech, op.key, &h.finish(), signature),
+        (true, None, Some(m)) => st.emu.mac_verify_finish(m, &op.mech, op.key, signature),
+        (true, None, None) => st.emu.verify(&op.mech, op.key, &op.data, signature),
+        (false, ..) => st.emu.verify(&op.mech, op.key, data, signature),
     };
     checked.map_err(crate::emu_err)
 }

@@ -381,8 +381,9 @@ impl Hasher {
 }
 
 /// A sign or verify operation. A hash-and-sign mechanism hashes the parts as they arrive and
-/// signs the digest at the end; the others (HMAC, CMAC, EdDSA, the raw mechanisms) gather their
-/// input, bounded by [`crate::ffi::MAX_INPUT`].
+/// signs the digest at the end, HMAC and AES-CMAC run their MAC as the parts arrive; the others
+/// (EdDSA, which reads its message twice, and the raw mechanisms, whose input is one block)
+/// gather their input, bounded by [`crate::ffi::MAX_INPUT`].
 pub struct SignOp {
     /// The mechanism.
     pub mech: Mechanism,
@@ -390,6 +391,8 @@ pub struct SignOp {
     pub key: KeyHandle,
     /// The running hash of the parts, for a hash-and-sign mechanism.
     pub hasher: Option<Hasher>,
+    /// The running MAC of the parts, for HMAC and AES-CMAC (begun at the first part).
+    pub mac: Option<hsmkit_emulator::MacStream>,
     /// The parts so far, for the other mechanisms.
     pub data: Zeroizing<Vec<u8>>,
     /// Whether `C_SignUpdate` was called (then `C_Sign` may not be).

@@ -1494,8 +1494,9 @@ fn key_details(p: &P11) {
 /// suite checks); the two forms do not mix.
 /// Multi-part signing past the module's 256 MiB input limit: a hash-and-sign mechanism hashes as
 /// the parts arrive (300 MiB signs, and the signature verifies over the digest with RustCrypto;
-/// verification takes the same parts), while a mechanism that must gather its input (AES-CMAC)
-/// is refused at the limit.
+/// verification takes the same parts), HMAC and AES-CMAC run as the parts arrive (checked with
+/// RustCrypto's HMAC and RFC 4493), while a mechanism that must gather its input (raw PKCS#1
+/// v1.5) is refused at the limit.
 fn long_messages(p: &P11) {
     use rsa::signature::hazmat::PrehashVerifier as _;
     p.init();
@@ -1523,14 +1524,57 @@ fn long_messages(p: &P11) {
         assert_eq!(call!(p, C_VerifyUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)), CKR_OK);
     }
     assert_eq!(call!(p, C_VerifyFinal(h, sig.as_mut_ptr(), len)), CKR_OK);
-    // AES-CMAC gathers its input: past 256 MiB the update is refused and the operation ends.
-    let (class, kt, yes) = (CKO_SECRET_KEY as CK_OBJECT_CLASS, CKK_AES as CK_KEY_TYPE, b(true));
-    let value = [7u8; 32];
-    let t = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &value), attr(CKA_SIGN, &yes)];
+    // HMAC runs as the parts arrive too: the 300 MiB message's tag matches RustCrypto's.
+    let (class, yes) = (CKO_SECRET_KEY as CK_OBJECT_CLASS, b(true));
+    let secret = [7u8; 32];
+    let generic = CKK_GENERIC_SECRET as CK_KEY_TYPE;
+    let t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &generic),
+        bytes_attr(CKA_VALUE, &secret),
+        attr(CKA_SIGN, &yes),
+        attr(CKA_VERIFY, &yes),
+    ];
     let mut key = 0;
+    assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut key)), CKR_OK);
+    let mut hm = mech(CKM_SHA256_HMAC);
+    assert_eq!(call!(p, C_SignInit(h, &mut hm, key)), CKR_OK);
+    let mut expected = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&secret).expect("key");
+    for _ in 0..parts {
+        assert_eq!(call!(p, C_SignUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)), CKR_OK);
+        hmac::Mac::update(&mut expected, &part);
+    }
+    let mut tag = [0u8; 32];
+    let mut tlen: CK_ULONG = 32;
+    assert_eq!(call!(p, C_SignFinal(h, tag.as_mut_ptr(), &mut tlen)), CKR_OK);
+    assert_eq!(&tag[..], &hmac::Mac::finalize(expected).into_bytes()[..], "RustCrypto's HMAC of the message");
+    assert_eq!(call!(p, C_VerifyInit(h, &mut hm, key)), CKR_OK);
+    for _ in 0..parts {
+        assert_eq!(call!(p, C_VerifyUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG)), CKR_OK);
+    }
+    tag[0] ^= 1;
+    check_rv("a wrong tag", call!(p, C_VerifyFinal(h, tag.as_mut_ptr(), 32)), CKR_SIGNATURE_INVALID);
+    // AES-CMAC in three parts: RFC 4493's fourth example.
+    let cmac_key = hex_bytes("2b7e151628aed2a6abf7158809cf4f3c");
+    let msg = hex_bytes(
+        "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
+    );
+    let kt = CKK_AES as CK_KEY_TYPE;
+    let t = [attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt), bytes_attr(CKA_VALUE, &cmac_key), attr(CKA_SIGN, &yes)];
     assert_eq!(call!(p, C_CreateObject(h, t.as_ptr() as *mut _, t.len() as CK_ULONG, &mut key)), CKR_OK);
     let mut cmac = mech(CKM_AES_CMAC);
     assert_eq!(call!(p, C_SignInit(h, &mut cmac, key)), CKR_OK);
+    for piece in [&msg[..7], &msg[7..40], &msg[40..]] {
+        assert_eq!(call!(p, C_SignUpdate(h, piece.as_ptr() as *mut u8, piece.len() as CK_ULONG)), CKR_OK);
+    }
+    let mut tag = [0u8; 16];
+    let mut tlen: CK_ULONG = 16;
+    assert_eq!(call!(p, C_SignFinal(h, tag.as_mut_ptr(), &mut tlen)), CKR_OK);
+    assert_eq!(tag.to_vec(), hex_bytes("51f0bebf7e3b9d92fc49741779363cfe"), "RFC 4493 example 4");
+    // Raw RSA PKCS#1 v1.5 must gather its input: past 256 MiB the update is refused and the
+    // operation ends.
+    let mut raw = mech(CKM_RSA_PKCS);
+    assert_eq!(call!(p, C_SignInit(h, &mut raw, privh)), CKR_OK);
     let mut refused = None;
     for i in 0..parts {
         let rv = call!(p, C_SignUpdate(h, part.as_ptr() as *mut u8, part.len() as CK_ULONG));
@@ -1686,4 +1730,8 @@ fn main() -> ExitCode {
         }
         if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
     })
+}
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
 }
