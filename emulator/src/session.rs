@@ -300,7 +300,7 @@ impl EmulatorSession<'_> {
                 let secret = self.generic_secret(&o, mech, op)?;
                 self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
                 let k = aws_lc_rs::hmac::Key::new(keys::hmac_alg(hash), secret);
-                Ok(MacContext::Hmac(hash, aws_lc_rs::hmac::Context::with_key(&k)))
+                Ok(MacContext::Hmac(hash, Box::new(aws_lc_rs::hmac::Context::with_key(&k))))
             }
             Mechanism::AesCmac => {
                 self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
@@ -1410,7 +1410,7 @@ impl Session for EmulatorSession<'_> {
 /// A MAC's running state (AWS-LC's context, which holds the keyed state in C memory and cleanses
 /// it when dropped).
 enum MacContext {
-    Hmac(HashAlg, aws_lc_rs::hmac::Context),
+    Hmac(HashAlg, Box<aws_lc_rs::hmac::Context>),
     Cmac(aws_lc_rs::cmac::Context),
 }
 
