@@ -57,7 +57,11 @@ original means (JSON whitespace, the case of hex digits). The mutator is
 |---|---|---|---|
 ${mutants}
 
-What the formats leave unauthenticated, by design: a card's failure counters (the module never
+What is not authenticated, by design: the module's NVRAM (a real module keeps it inside its
+tamper boundary; here it is the folder apart from kmdata that stands for the module itself, to be
+protected as the module would be: whoever can write it holds KM); the user's own text files
+(PIN files, \`HSMKIT_CONF\`, expectation files), which are parsed and bounded but carry no MAC (their
+parsers are fuzzed below); a card's failure counters (the module never
 allows more than its own limit of five wrong PINs, whatever the file says, and counts each try under
 the card's lock file before it is made); JSON whitespace and hex case. A card's sealed share is
 authenticated by AES-GCM under its PIN key: a mutant that changes it reads, and is refused when the

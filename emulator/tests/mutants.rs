@@ -176,3 +176,25 @@ fn token_record_mutants_are_refused() {
     });
     assert!(refused > COUNT / 2);
 }
+
+#[test]
+fn stored_object_mutants_are_refused() {
+    // A data object stored through PKCS#11: its header and sealed attributes.
+    let f = legacy_2_of_3();
+    let attrs = [(3u64, b"label".to_vec()), (0x11, b"an object's value".to_vec())]
+        .into_iter()
+        .map(|(k, v)| (k, zeroize::Zeroizing::new(v)))
+        .collect();
+    let obj = f.emu.save_object(f.emu.new_object(0, true, attrs).expect("new")).expect("save");
+    let path = obj.path.clone().expect("a token object");
+    let original = std::fs::read(&path).expect("object");
+    let (refused, _) = run("stored object", &original, 5, 1, |_, m| {
+        std::fs::write(&path, m).expect("write");
+        match f.emu.load_object(&path) {
+            Err(_) => Ok(Verdict::Refused),
+            Ok(o) if o == obj => Ok(Verdict::Same),
+            Ok(_) => Err("a different object read".into()),
+        }
+    });
+    assert!(refused > COUNT / 2);
+}
