@@ -6,6 +6,7 @@
 
 mod aadrm;
 mod backends;
+mod bench;
 mod ceremony;
 mod commands;
 mod env;
@@ -118,6 +119,9 @@ enum Command {
     /// Dump a key blob file without opening it (`kmfile-dump`).
     #[command(name = "kmfile-dump")]
     KmfileDump(commands::KmfileDumpArgs),
+    /// Measure the wrap and sign paths on backends side by side, with the AWS-LC reference row.
+    #[command(name = "bench")]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
         Command::Aclprint(a) => commands::aclprint(&cli.global, &a.app, &a.ident),
         Command::Preload(a) => commands::preload(&cli.global, a),
         Command::KmfileDump(a) => commands::kmfile_dump(a),
+        Command::Bench(a) => bench::run(&cli.global, a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
         Command::Conform(a) => commands::conform(&cli.global, a),
         Command::InitPin(a) => commands::init_pin(&cli.global, a),

@@ -54,10 +54,22 @@ impl RsaPrivate {
         self.rc.to_public_key()
     }
 
-    /// Signs `data` with `mech`.
-    pub fn sign(&self, mech: &Mechanism, data: &[u8], rng: &mut HsmRng) -> Result<Vec<u8>> {
-        let fail = || Error::new(ErrorKind::FunctionFailed, Op::Sign).detail("the signature could not be computed");
-        let lc_encoding: Option<&'static dyn lcsig::RsaEncoding> = match mech {
+    /// Signs `data` with `mech` on AWS-LC when it has the mechanism (PKCS#1 v1.5 and PSS with
+    /// SHA-256/384/512): no module randomness is needed, so the caller holds no lock across the
+    /// private-key operation. `None` for the other mechanisms ([`Self::sign`]).
+    pub fn sign_fast(&self, mech: &Mechanism, data: &[u8]) -> Option<Result<Vec<u8>>> {
+        let enc = Self::lc_encoding(mech)?;
+        let kp = self.lc_sign.as_ref()?;
+        let mut sig = vec![0u8; kp.public_modulus_len()];
+        Some(
+            kp.sign(enc, &aws_lc_rs::rand::SystemRandom::new(), data, &mut sig).map(|()| sig).map_err(|_| {
+                Error::new(ErrorKind::FunctionFailed, Op::Sign).detail("the signature could not be computed")
+            }),
+        )
+    }
+
+    fn lc_encoding(mech: &Mechanism) -> Option<&'static dyn lcsig::RsaEncoding> {
+        match mech {
             Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => Some(&lcsig::RSA_PKCS1_SHA256),
             Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => Some(&lcsig::RSA_PKCS1_SHA384),
             Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => Some(&lcsig::RSA_PKCS1_SHA512),
@@ -65,12 +77,15 @@ impl RsaPrivate {
             Mechanism::RsaPss { hash: HashAlg::Sha384 } => Some(&lcsig::RSA_PSS_SHA384),
             Mechanism::RsaPss { hash: HashAlg::Sha512 } => Some(&lcsig::RSA_PSS_SHA512),
             _ => None,
-        };
-        if let (Some(enc), Some(kp)) = (lc_encoding, &self.lc_sign) {
-            let mut sig = vec![0u8; kp.public_modulus_len()];
-            kp.sign(enc, &aws_lc_rs::rand::SystemRandom::new(), data, &mut sig).map_err(|_| fail())?;
-            return Ok(sig);
         }
+    }
+
+    /// Signs `data` with `mech`.
+    pub fn sign(&self, mech: &Mechanism, data: &[u8], rng: &mut HsmRng) -> Result<Vec<u8>> {
+        if let Some(done) = self.sign_fast(mech, data) {
+            return done;
+        }
+        let fail = || Error::new(ErrorKind::FunctionFailed, Op::Sign).detail("the signature could not be computed");
         macro_rules! pkcs1 {
             ($d:ty) => {
                 rsa::pkcs1v15::SigningKey::<$d>::new(self.rc.clone()).try_sign(data).map(|s| s.to_vec())
