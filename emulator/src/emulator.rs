@@ -208,7 +208,8 @@ impl Emulator {
         };
         let mut nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
-        let world = if world_path.exists() { Some(World::load(&world_path)?) } else { None };
+        let world =
+            if world_path.exists() { Some(load_world(&world_path, nvram.0.world_sha256.as_deref())?) } else { None };
         if let Some(w) = &world {
             // A new-world that crashed after committing its world left cards to move into place.
             crate::world::finish_pending_cards(&config.cards, w.hknso())?;
@@ -508,6 +509,7 @@ impl Emulator {
             next.km = Some(created.km.clone());
             next.hkm = Some(hex::encode(created.world.hkm()));
             next.hknso = Some(hex::encode(created.world.hknso()));
+            next.world_sha256 = Some(hex::encode(created.world.file_sha256()?));
             next.mode = Mode::Operational;
             module::save(&next, &nv.1, &self.config.faults)?;
             self.operational.store(true, Ordering::Release);
@@ -545,6 +547,7 @@ impl Emulator {
         next.km = Some(km);
         next.hkm = Some(hex::encode(world.hkm()));
         next.hknso = Some(hex::encode(world.hknso()));
+        next.world_sha256 = Some(hex::encode(world.file_sha256()?));
         next.mode = Mode::Operational;
         module::save(&next, &nv.1, &self.config.faults)?;
         nv.0 = next;
@@ -754,7 +757,7 @@ impl Emulator {
         if archive && recoverable && !private.is_empty() {
             let eph_seed = Zeroizing::new(rng.array::<32>());
             let eph = world.suite().dl_key_from_seed(&eph_seed[..])?;
-            let shared = eph.agree(world.kre());
+            let shared = eph.agree(world.kre()?);
             let k = derive_key(&shared, "hsmkit archive blob")?;
             let blob = seal(k.as_ref(), rng.array(), &header.hash, private)?;
             recovery = Some(ArchiveBlob { eph: eph.public_bytes(), blob });
@@ -1190,4 +1193,19 @@ pub fn check_rsa_params(bits: u32, pubexp: u64) -> Result<()> {
             .hint("leave pubexp= empty for 65537"));
     }
     Ok(())
+}
+
+/// Loads the world file at `path`; when its bytes hash to `verified` (what the module's NVRAM
+/// keeps of the world it verified), the signature check is skipped.
+fn load_world(path: &Path, verified: Option<&str>) -> Result<World> {
+    use sha2::Digest as _;
+    let Some(verified) = verified else { return World::load(path) };
+    let bytes = crate::fsio::read_bounded(path, crate::fsio::MAX_WORLD_BYTES).map_err(|e| {
+        Error::new(ErrorKind::Io, Op::LoadWorld).detail(format!("cannot read the world file {}: {e}", path.display()))
+    })?;
+    if hex::encode(sha2::Sha256::digest(&bytes)) == verified {
+        World::from_bytes_verified_before(&bytes, path)
+    } else {
+        World::from_bytes(&bytes, path)
+    }
 }

@@ -64,6 +64,10 @@ pub struct Nvram {
     /// not repeat each other's keys (zero, not written, for an unseeded module).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub epoch: u64,
+    /// SHA-256 of the world file (hex) as the module last verified it: a load of the same bytes
+    /// skips the KNSO signature check. Recorded when the module makes or joins the world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_sha256: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -120,6 +124,7 @@ pub fn open_or_create(dir: &Path, rng: &mut HsmRng) -> Result<(Nvram, PathBuf)> 
                     hknso: None,
                     seeded: rng.is_seeded(),
                     epoch: 0,
+                    world_sha256: None,
                 },
                 path,
             ))

@@ -8,7 +8,7 @@ use hsmkit_backend::{Error, ErrorKind, Op, Result};
 
 /// The module's random number generator.
 ///
-/// The default draws its seed from the operating system (through AWS-LC's entropy source). A
+/// The default draws its seed from the operating system (`getrandom`). A
 /// seeded generator makes worlds, cards and keys byte-identical from run to run: right for golden
 /// vectors and tests, wrong for real keys, and [`HsmRng::is_seeded`] lets callers say so loudly.
 pub struct HsmRng {
@@ -17,10 +17,12 @@ pub struct HsmRng {
 }
 
 impl HsmRng {
-    /// A generator seeded from the operating system.
+    /// A generator seeded from the operating system's generator (`getrandom(2)`), not through
+    /// AWS-LC: its CPU-jitter entropy source takes tens of milliseconds to start, which every
+    /// process loading the PKCS#11 module would pay at `C_Initialize`.
     pub fn from_os() -> Result<Self> {
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(seed.as_mut()).map_err(|_| {
+        getrandom::fill(seed.as_mut()).map_err(|_| {
             Error::new(ErrorKind::Device, Op::Initialize).detail("the operating system's random source failed")
         })?;
         Ok(HsmRng { inner: ChaCha20Rng::from_seed(*seed), seeded: false })

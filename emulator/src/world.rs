@@ -111,12 +111,13 @@ pub struct WorldFile {
     pub signature: Vec<u8>,
 }
 
-/// A loaded, verified world.
+/// A loaded, verified world. Its public keys are parsed when first used (a world the module
+/// verified before, [`World::from_bytes_verified_before`], is not parsed again at every load).
 #[derive(Debug, Clone)]
 pub struct World {
     file: WorldFile,
-    knso: DlPublic,
-    kre: DlPublic,
+    knso: std::sync::OnceLock<DlPublic>,
+    kre: std::sync::OnceLock<DlPublic>,
 }
 
 /// A card to present: its file and PIN.
@@ -247,7 +248,7 @@ impl World {
             }
             return Err(e);
         }
-        let world = World::from_file(file)?;
+        let world = World::from_file(file, true)?;
         Ok(NewWorld { world, km, cards: paths })
     }
 
@@ -319,11 +320,23 @@ impl World {
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let file: WorldFile =
             serde_json::from_slice(bytes).map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
-        World::from_file(file)
+        World::from_file(file, true)
             .map_err(|e| if e.kind() == &ErrorKind::Corrupt { corrupt(path, e.detail_text().unwrap_or("")) } else { e })
     }
 
-    fn from_file(file: WorldFile) -> Result<Self> {
+    /// Parses a world file's bytes that the module verified before: `bytes` hash to what its
+    /// NVRAM keeps ([`World::file_sha256`], recorded when it made or joined the world), so the
+    /// KNSO signature and the public keys are not checked again (the discrete-log arithmetic is
+    /// most of a PKCS#11 application's start-up). Everything else is checked as in
+    /// [`World::from_bytes`].
+    pub fn from_bytes_verified_before(bytes: &[u8], path: &Path) -> Result<Self> {
+        let file: WorldFile =
+            serde_json::from_slice(bytes).map_err(|_| corrupt(path, "it is truncated or not a world file"))?;
+        World::from_file(file, false)
+            .map_err(|e| if e.kind() == &ErrorKind::Corrupt { corrupt(path, e.detail_text().unwrap_or("")) } else { e })
+    }
+
+    fn from_file(file: WorldFile, verify: bool) -> Result<Self> {
         let b = &file.body;
         let bad = |why: &str| Error::new(ErrorKind::Corrupt, Op::LoadWorld).detail(why.to_string());
         if b.format != WORLD_FORMAT || b.version != 1 {
@@ -339,10 +352,15 @@ impl World {
         if suite.hash(&[b"hsmkit KRE", &b.kre_pub]) != b.hkre {
             return Err(bad("KRE does not match its hash"));
         }
-        let knso = suite.dl_public(&b.knso_pub).map_err(|_| bad("KNSO is malformed"))?;
-        let kre = suite.dl_public(&b.kre_pub).map_err(|_| bad("KRE is malformed"))?;
-        if !knso.verify(&body_bytes(b)?, &file.signature) {
-            return Err(bad("its signature by KNSO does not verify: the file was edited or damaged"));
+        let (knso, kre) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+        if verify {
+            let k = suite.dl_public(&b.knso_pub).map_err(|_| bad("KNSO is malformed"))?;
+            let r = suite.dl_public(&b.kre_pub).map_err(|_| bad("KRE is malformed"))?;
+            if !k.verify(&body_bytes(b)?, &file.signature) {
+                return Err(bad("its signature by KNSO does not verify: the file was edited or damaged"));
+            }
+            let _ = knso.set(k);
+            let _ = kre.set(r);
         }
         Ok(World { file, knso, kre })
     }
@@ -373,8 +391,29 @@ impl World {
     }
 
     /// The recovery key's public half.
-    pub fn kre(&self) -> &DlPublic {
-        &self.kre
+    pub fn kre(&self) -> Result<&DlPublic> {
+        Self::parsed(&self.kre, self.file.body.cipher_suite, &self.file.body.kre_pub)
+    }
+
+    fn knso(&self) -> Result<&DlPublic> {
+        Self::parsed(&self.knso, self.file.body.cipher_suite, &self.file.body.knso_pub)
+    }
+
+    fn parsed<'w>(cell: &'w std::sync::OnceLock<DlPublic>, suite: CipherSuite, y: &[u8]) -> Result<&'w DlPublic> {
+        if let Some(k) = cell.get() {
+            return Ok(k);
+        }
+        let k = suite.dl_public(y)?;
+        Ok(cell.get_or_init(|| k))
+    }
+
+    /// SHA-256 of the world file as this module writes it: what the module's NVRAM keeps of the
+    /// world it verified, so the next load of the same bytes skips the signature check.
+    pub fn file_sha256(&self) -> Result<Vec<u8>> {
+        use sha2::Digest as _;
+        let bytes = serde_json::to_vec_pretty(&self.file)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::LoadWorld).detail(e.to_string()))?;
+        Ok(sha2::Sha256::digest(bytes).to_vec())
     }
 
     /// A short name for messages: the first 10 hex digits of hknso.
@@ -384,7 +423,7 @@ impl World {
 
     /// Whether `cert` is KNSO's certificate over `statement`.
     pub fn verify_certificate(&self, statement: &[u8], cert: &[u8]) -> bool {
-        self.knso.verify(statement, cert)
+        self.knso().is_ok_and(|k| k.verify(statement, cert))
     }
 
     /// Collects the ACS quorum from `cards` and re-creates KNSO. Wrong PINs are counted on the

@@ -407,3 +407,29 @@ fn a_symlinked_card_is_updated_through_its_link() {
     let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&target).expect("card")).expect("json");
     assert_eq!(card["failures"], 0);
 }
+
+#[test]
+fn the_module_remembers_the_world_it_verified_and_checks_any_other_bytes() {
+    use sha2::Digest as _;
+    let f = legacy_2_of_3();
+    let world_path = f.kmdata().join("local/world");
+    let bytes = std::fs::read(&world_path).expect("world");
+    let nvram: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.dir.path().join("nvram/module")).expect("nvram")).expect("json");
+    assert_eq!(nvram["world_sha256"], hex::encode(sha2::Sha256::digest(&bytes)), "the verified bytes are recorded");
+    // Reopened on the same bytes (no signature check): the world's keys still work when needed.
+    let emu = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(42))).expect("reopen");
+    let auth = emu.authorize(&[f.good_card(0), f.good_card(1)]).expect("quorum");
+    emu.program_module(&auth).expect("the quorum's KNSO matches the world");
+    // Other bytes (the same world re-serialised compactly: same content, new hash) are verified
+    // in full, and a changed signature is refused.
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    std::fs::write(&world_path, serde_json::to_vec(&v).expect("compact")).expect("write");
+    hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(42))).expect("verified in full");
+    let sig = v["signature"].as_str().expect("sig").to_string();
+    let flipped = format!("{}{}", if sig.starts_with('0') { "1" } else { "0" }, &sig[1..]);
+    v["signature"] = serde_json::json!(flipped);
+    std::fs::write(&world_path, serde_json::to_vec(&v).expect("compact")).expect("write");
+    let err = hsmkit_emulator::Emulator::open(config(f.dir.path(), Some(42))).expect_err("a bad signature");
+    assert!(err.to_string().contains("signature"), "{err}");
+}
