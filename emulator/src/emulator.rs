@@ -159,10 +159,20 @@ pub struct Emulator {
     /// Whether the token record asked for a login, by the record file's identity (inode, length,
     /// modification time), so the hot path does not read it on every key operation.
     login_cache: Mutex<Option<(FileStamp, bool)>>,
+    /// The headers of the key blobs in kmdata, each by its file's identity (inode, length,
+    /// modification time): a key search reads again only the blobs that changed, and parses no
+    /// unchanged one (every write renames a new file into place, so a change is a new identity).
+    key_index: Mutex<std::collections::HashMap<PathBuf, (FileStamp, KeyHeader)>>,
 }
 
 /// A file's identity for caching: inode, length, modification time (seconds, nanoseconds).
 type FileStamp = (u64, u64, i64, i64);
+
+/// A file's identity: inode, length and modification time (to the nanosecond).
+fn file_stamp(meta: &fs::Metadata) -> FileStamp {
+    use std::os::unix::fs::MetadataExt as _;
+    (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec())
+}
 
 /// Who is logged in for the in-process application, and how many of its sessions are open.
 #[derive(Debug, Default)]
@@ -254,6 +264,7 @@ impl Emulator {
             key_changes: Mutex::new(()),
             app: Mutex::new(AppLogin::default()),
             login_cache: Mutex::new(None),
+            key_index: Mutex::new(std::collections::HashMap::new()),
         };
         Ok(emu)
     }
@@ -269,7 +280,6 @@ impl Emulator {
     /// as nShield's module-protected keys need no login. Read from kmdata on each call, so a PIN
     /// set by another process counts at once.
     pub fn login_required(&self) -> Result<bool> {
-        use std::os::unix::fs::MetadataExt as _;
         // One stat a call: the record is read again only when its file changed (every write
         // renames a new file into place, so the inode changes).
         let path = crate::token::TokenRecord::path(&self.config.kmdata);
@@ -280,7 +290,7 @@ impl Emulator {
                 return Err(Error::new(ErrorKind::Io, Op::Login).detail(format!("cannot read {}: {e}", path.display())));
             }
         };
-        let stamp = (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        let stamp = file_stamp(&meta);
         let mut cache = self.login_cache.lock().map_err(|_| poisoned(Op::Login))?;
         if let Some((s, required)) = *cache
             && s == stamp
@@ -786,17 +796,34 @@ impl Emulator {
                 );
             }
         };
+        let mut index = self.key_index.lock().map_err(|_| poisoned(Op::FindKeys))?;
+        let mut seen = std::collections::HashSet::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with("key_") {
                 continue;
             }
             let path = entry.path();
+            let stamp = fs::metadata(&path).ok().map(|m| file_stamp(&m));
+            if let (Some(stamp), Some((known, header))) = (stamp, index.get(&path))
+                && *known == stamp
+            {
+                out.push(KeyListing { path: path.clone(), header: header.clone() });
+                seen.insert(path);
+                continue;
+            }
             match KeyFile::read(&path) {
-                Ok(file) => out.push(KeyListing { path, header: file.header }),
+                Ok(file) => {
+                    if let Some(stamp) = stamp {
+                        index.insert(path.clone(), (stamp, file.header.clone()));
+                    }
+                    seen.insert(path.clone());
+                    out.push(KeyListing { path, header: file.header });
+                }
                 Err(e) => damaged.push(e),
             }
         }
+        index.retain(|p, _| seen.contains(p));
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((out, damaged))
     }

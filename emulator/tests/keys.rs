@@ -573,3 +573,35 @@ fn a_digest_is_signed_as_its_mechanism_signs_the_message() {
         .verify(message, &p256::ecdsa::Signature::from_slice(&sig).expect("r||s"))
         .expect("RustCrypto verifies the ECDSA signature over the message");
 }
+
+#[test]
+fn the_key_index_follows_every_change_of_kmdata() {
+    let f = legacy_2_of_3();
+    f.emu.generate_rsa("simple", "a", "a", 1024, 65537).expect("generate");
+    let path = f.kmdata().join("local/key_simple_a");
+    let good = std::fs::read(&path).expect("blob");
+    let names = |emu: &Emulator| -> (Vec<String>, usize) {
+        let (keys, damaged) = emu.list_keys_and_damage().expect("list");
+        (keys.into_iter().map(|k| k.header.ident).collect(), damaged.len())
+    };
+    assert_eq!(names(&f.emu), (vec!["a".to_string()], 0));
+    // Another process replaces the file (a new file renamed into place), then restores it, then
+    // removes it: each listing of this module sees the change.
+    let replace = |bytes: &[u8]| {
+        let tmp = f.kmdata().join("local/.replace");
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    };
+    replace(b"{ damaged");
+    assert_eq!(names(&f.emu), (vec![], 1), "the damaged blob is reported, not served from the index");
+    replace(&good);
+    assert_eq!(names(&f.emu), (vec!["a".to_string()], 0));
+    // A rewrite in place (the same inode and length, a new modification time) is seen too.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    std::fs::write(&path, vec![b'x'; good.len()]).expect("in place");
+    assert_eq!(names(&f.emu), (vec![], 1), "the rewritten blob is read again");
+    std::fs::write(&path, &good).expect("in place");
+    assert_eq!(names(&f.emu), (vec!["a".to_string()], 0));
+    std::fs::remove_file(&path).expect("rm");
+    assert_eq!(names(&f.emu), (vec![], 0));
+}
