@@ -56,7 +56,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<26} {:<34} {:>3} {:>12} {:>11} {:>11} {:>8} {:>8}",
+            "{:<26} {:<42} {:>3} {:>12} {:>11} {:>11} {:>8} {:>8}",
             "operation", "row", "thr", "ops/s", "median", "p99", "vs 1st", "vs ref"
         );
         let mut warnings = Vec::new();
@@ -66,7 +66,7 @@ impl Report {
                 None => c.row.clone(),
             };
             if let Some(e) = &c.error {
-                let _ = writeln!(out, "{:<26} {:<34} {:>3} FAILED: {e}", c.op, row, c.threads);
+                let _ = writeln!(out, "{:<26} {:<42} {:>3} FAILED: {e}", c.op, row, c.threads);
                 continue;
             }
             let vs = |other: Option<&String>| {
@@ -74,7 +74,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<26} {:<34} {:>3} {:>12.1} {:>11} {:>11} {:>8} {:>8}",
+                "{:<26} {:<42} {:>3} {:>12.1} {:>11} {:>11} {:>8} {:>8}",
                 c.op,
                 row,
                 c.threads,

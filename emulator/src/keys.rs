@@ -22,8 +22,10 @@ use crate::rng::HsmRng;
 
 /// An RSA private key, parsed for both engines.
 pub struct RsaPrivate {
-    lc_sign: Option<RsaKeyPair>,
-    lc_oaep: Option<OaepPrivateDecryptingKey>,
+    /// AWS-LC's forms of the key, each parsed (and checked, which costs about a private-key
+    /// operation) when first used: an unwrapped or imported key pays only for what it does.
+    lc_sign: std::sync::OnceLock<Option<RsaKeyPair>>,
+    lc_oaep: std::sync::OnceLock<Option<OaepPrivateDecryptingKey>>,
     rc: rsa::PrivateKey,
     pkcs8: Zeroizing<Vec<u8>>,
 }
@@ -39,9 +41,24 @@ impl RsaPrivate {
         let rc = rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| {
             Error::new(ErrorKind::DataInvalid, op).detail("the key material is not an RSA PKCS#8 private key")
         })?;
-        let lc_sign = RsaKeyPair::from_pkcs8(der).ok();
-        let lc_oaep = PrivateDecryptingKey::from_pkcs8(der).ok().and_then(|k| OaepPrivateDecryptingKey::new(k).ok());
-        Ok(RsaPrivate { lc_sign, lc_oaep, rc, pkcs8: Zeroizing::new(der.to_vec()) })
+        Ok(RsaPrivate {
+            lc_sign: std::sync::OnceLock::new(),
+            lc_oaep: std::sync::OnceLock::new(),
+            rc,
+            pkcs8: Zeroizing::new(der.to_vec()),
+        })
+    }
+
+    fn lc_sign(&self) -> Option<&RsaKeyPair> {
+        self.lc_sign.get_or_init(|| RsaKeyPair::from_pkcs8(&self.pkcs8).ok()).as_ref()
+    }
+
+    fn lc_oaep(&self) -> Option<&OaepPrivateDecryptingKey> {
+        self.lc_oaep
+            .get_or_init(|| {
+                PrivateDecryptingKey::from_pkcs8(&self.pkcs8).ok().and_then(|k| OaepPrivateDecryptingKey::new(k).ok())
+            })
+            .as_ref()
     }
 
     /// The key as PKCS#8 DER.
@@ -59,7 +76,7 @@ impl RsaPrivate {
     /// private-key operation. `None` for the other mechanisms ([`Self::sign`]).
     pub fn sign_fast(&self, mech: &Mechanism, data: &[u8]) -> Option<Result<Vec<u8>>> {
         let enc = Self::lc_encoding(mech)?;
-        let kp = self.lc_sign.as_ref()?;
+        let kp = self.lc_sign()?;
         let mut sig = vec![0u8; kp.public_modulus_len()];
         Some(
             kp.sign(enc, &aws_lc_rs::rand::SystemRandom::new(), data, &mut sig).map(|()| sig).map_err(|_| {
@@ -188,7 +205,7 @@ impl RsaPrivate {
             HashAlg::Sha384 => Some(&aws_lc_rs::rsa::OAEP_SHA384_MGF1SHA384),
             HashAlg::Sha512 => Some(&aws_lc_rs::rsa::OAEP_SHA512_MGF1SHA512),
         };
-        if let (Some(k), Some(lc_alg)) = (&self.lc_oaep, lc_alg) {
+        if let (Some(lc_alg), Some(k)) = (lc_alg, self.lc_oaep()) {
             let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
             let label = (!label.is_empty()).then_some(label);
             let len = k.decrypt(lc_alg, ct, &mut out, label).map_err(|_| opaque())?.len();
