@@ -72,6 +72,13 @@ impl HsmRng {
         ChaCha20Rng::from_seed(*seed)
     }
 
+    /// A generator of its own for one operation, seeded from this one: the caller releases this
+    /// one's lock before the operation runs (threads then do not queue behind a public-key
+    /// operation), and seeded runs stay reproducible.
+    pub fn child(&mut self) -> HsmRng {
+        HsmRng { inner: self.fork(), seeded: self.seeded }
+    }
+
     /// The generator itself, for crates that take a `rand_core` RNG.
     pub fn as_rng(&mut self) -> &mut ChaCha20Rng {
         &mut self.inner

@@ -1233,7 +1233,8 @@ impl Session for EmulatorSession<'_> {
         self.check_class(&o, ObjectClass::PublicKey, mech, op)?;
         let public = keys::strong_enough(self.public(&o, mech, op)?, op)?;
         self.emu.enforce(&o.key, &Need::Op(OpPerms::Encrypt), None, op)?;
-        keys::encrypt(public, mech, plaintext, &mut *self.emu.rng(op)?, op)
+        let mut rng = self.emu.rng(op)?.child();
+        keys::encrypt(public, mech, plaintext, &mut rng, op)
     }
 
     fn decrypt(&self, mech: &Mechanism, key: KeyHandle, ciphertext: &[u8]) -> Result<Vec<u8>> {
@@ -1258,7 +1259,11 @@ impl Session for EmulatorSession<'_> {
             Mechanism::RsaOaep { hash } => private.decrypt_oaep(*hash, ciphertext, op)?,
             Mechanism::RsaOaepLabel { hash, label } => private.decrypt_oaep_label(*hash, label, ciphertext, op)?,
             Mechanism::RsaPkcs1v15Raw => private.decrypt_pkcs1(ciphertext, op)?,
-            _ => private.decrypt_raw(ciphertext, &mut *self.emu.rng(op)?, op)?,
+            _ => {
+                // The module's generator is locked only to seed this operation's own.
+                let mut rng = self.emu.rng(op)?.child();
+                private.decrypt_raw(ciphertext, &mut rng, op)?
+            }
         };
         Ok(plain.to_vec())
     }
@@ -1293,20 +1298,20 @@ impl Session for EmulatorSession<'_> {
             Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
                 keys::aes_wrap(self.aes(&w, mech, op)?, *mech == Mechanism::AesKeyWrapPad, &bytes)
             }
-            Mechanism::RsaOaep { hash } => keys::encrypt_oaep(
-                keys::strong_enough(self.public(&w, mech, op)?, op)?,
-                *hash,
-                &bytes,
-                &mut *self.emu.rng(op)?,
-                op,
-            ),
-            Mechanism::RsaAesKeyWrap { aes_bits, hash } => keys::rsa_aes_wrap(
-                keys::strong_enough(self.public(&w, mech, op)?, op)?,
-                *aes_bits,
-                *hash,
-                &bytes,
-                &mut *self.emu.rng(op)?,
-            ),
+            Mechanism::RsaOaep { hash } => {
+                let mut rng = self.emu.rng(op)?.child();
+                keys::encrypt_oaep(keys::strong_enough(self.public(&w, mech, op)?, op)?, *hash, &bytes, &mut rng, op)
+            }
+            Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
+                let mut rng = self.emu.rng(op)?.child();
+                keys::rsa_aes_wrap(
+                    keys::strong_enough(self.public(&w, mech, op)?, op)?,
+                    *aes_bits,
+                    *hash,
+                    &bytes,
+                    &mut rng,
+                )
+            }
             other => Err(mechanism_invalid(other, op, "a wrapping key")),
         }
     }
