@@ -739,6 +739,16 @@ pub fn verify(public: &rsa::PublicKey, mech: &Mechanism, data: &[u8], sig: &[u8]
             sig.len()
         )));
     }
+    // The common mechanisms are checked on AWS-LC first; only what it does not accept (a key
+    // below 2048 bits, an unusual exponent, or a bad signature) gets RustCrypto's verdict, so
+    // both libraries must refuse a signature for it to be refused.
+    if let Some(alg) = lc_verify_alg(mech)
+        && public.size() >= 256
+        && let Ok(der) = rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_der(public)
+        && aws_lc_rs::signature::UnparsedPublicKey::new(alg, der.as_bytes()).verify(data, sig).is_ok()
+    {
+        return Ok(());
+    }
     macro_rules! check {
         ($m:ident, $d:ty) => {{
             let s = rsa::$m::Signature::try_from(sig).map_err(|_| bad())?;
@@ -1069,4 +1079,18 @@ pub fn digest_info_prefix(hash: HashAlg) -> &'static [u8] {
             0x40,
         ],
     }
+}
+
+/// AWS-LC's verification algorithm for `mech`, where it has one.
+fn lc_verify_alg(mech: &Mechanism) -> Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm> {
+    use aws_lc_rs::signature as s;
+    Some(match mech {
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 } => &s::RSA_PKCS1_2048_8192_SHA256,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha384 } => &s::RSA_PKCS1_2048_8192_SHA384,
+        Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha512 } => &s::RSA_PKCS1_2048_8192_SHA512,
+        Mechanism::RsaPss { hash: HashAlg::Sha256 } => &s::RSA_PSS_2048_8192_SHA256,
+        Mechanism::RsaPss { hash: HashAlg::Sha384 } => &s::RSA_PSS_2048_8192_SHA384,
+        Mechanism::RsaPss { hash: HashAlg::Sha512 } => &s::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
 }
