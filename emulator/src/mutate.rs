@@ -206,3 +206,39 @@ mod tests {
         }
     }
 }
+
+/// What a fuzz target's smoke run saw ([`smoke`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Smoke {
+    /// Mutants given.
+    pub mutants: usize,
+    /// Mutants the target read.
+    pub mutants_read: usize,
+    /// Random buffers given.
+    pub random: usize,
+    /// Random buffers the target read.
+    pub random_read: usize,
+}
+
+/// A fuzz target's smoke run: `count` mutants of `seed_file` (drawn from `seed`) and `random`
+/// random buffers of up to `max_random_len` bytes, each given to `target` (which says whether it
+/// read its input). A panic of the target ends the caller's test.
+pub fn smoke(
+    target: impl Fn(&[u8]) -> bool,
+    seed_file: &[u8],
+    seed: u64,
+    count: usize,
+    random: usize,
+    max_random_len: u32,
+) -> Smoke {
+    let all = mutants(seed_file, seed, count);
+    let mutants_read = all.iter().filter(|(_, m)| target(m)).count();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut random_read = 0;
+    for _ in 0..random {
+        let mut b = vec![0u8; (rng.next_u32() % max_random_len.max(1)) as usize];
+        rng.fill_bytes(&mut b);
+        random_read += usize::from(target(&b));
+    }
+    Smoke { mutants: all.len(), mutants_read, random, random_read }
+}

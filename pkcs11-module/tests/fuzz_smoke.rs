@@ -8,8 +8,6 @@ mod common;
 
 use std::process::ExitCode;
 
-use rand_core::{Rng as _, SeedableRng as _};
-
 fn template_seed() -> Vec<u8> {
     // [type index][length][value]: CKA_CLASS = CKO_DATA, CKA_TOKEN = true, CKA_LABEL, CKA_VALUE.
     let mut t = vec![0u8, 8];
@@ -40,24 +38,18 @@ fn main() -> ExitCode {
             .collect();
         targets.push(("expectations", hsmkit_conformance::fuzz_expectations, files, 400));
         let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-seeds");
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(13);
         for (i, (name, target, seeds, count)) in targets.iter().enumerate() {
             std::fs::create_dir_all(out.join(name)).expect("seed folder");
-            let (mut total, mut read) = (0, 0);
+            let (mut total, mut read, mut random) = (0, 0, 0);
             for (j, seed) in seeds.iter().enumerate() {
                 std::fs::write(out.join(name).join(format!("seed{j}")), seed).expect("seed");
                 assert!(target(seed), "{name}: seed {j} is not read");
-                for (_, m) in hsmkit_emulator::mutate::mutants(seed, 300 + i as u64, *count) {
-                    total += 1;
-                    read += usize::from(target(&m));
-                }
+                let r = hsmkit_emulator::mutate::smoke(target, seed, 300 + i as u64, *count, 100 / seeds.len(), 256);
+                total += r.mutants;
+                read += r.mutants_read;
+                random += r.random;
             }
-            for _ in 0..100 {
-                let mut b = vec![0u8; (rng.next_u32() % 256) as usize];
-                rng.fill_bytes(&mut b);
-                target(&b);
-            }
-            println!("FUZZSMOKE {name}: {total} mutants ({read} read), 100 random buffers");
+            println!("FUZZSMOKE {name}: {total} mutants ({read} read), {random} random buffers");
         }
         // The template target made and destroyed what it made: the token holds no object.
         let kmdata = common::kmdata_of(0);

@@ -202,7 +202,6 @@ fn ten_thousand_mutants_of_each_package_are_refused() {
 #[test]
 fn every_fuzz_target_reads_its_seed_and_survives_its_mutants() {
     use hsmkit_transfer::fuzz;
-    use rand_core::Rng as _;
     let p = provider(32, Region::NA, Region::NA, false);
     let snap = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -218,28 +217,23 @@ fn every_fuzz_target_reads_its_seed_and_survives_its_mutants() {
         ("arguments", b"aws RSA_AES_KEY_WRAP_SHA_256".to_vec()),
     ];
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-seeds");
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
     for (i, (name, target)) in fuzz::TARGETS.iter().enumerate() {
         let seed = &seeds.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no seed for {name}")).1;
         std::fs::create_dir_all(out.join(name)).expect("seed folder");
         std::fs::write(out.join(name).join("seed"), seed).expect("seed");
         assert!(target(seed), "{name}: the seed is not read");
-        let all = hsmkit_emulator::mutate::mutants(seed, 200 + i as u64, 1000);
-        let read = all.iter().filter(|(_, m)| target(m)).count();
-        let mut random = 0;
-        for _ in 0..200 {
-            let mut b = vec![0u8; (rng.next_u32() % 512) as usize];
-            rng.fill_bytes(&mut b);
-            random += usize::from(target(&b));
-        }
-        println!("FUZZSMOKE {name}: {} mutants ({read} read), 200 random buffers ({random} read)", all.len());
-        assert_eq!(random, 0, "{name}: random bytes were read");
+        let r = hsmkit_emulator::mutate::smoke(target, seed, 200 + i as u64, 1000, 200, 512);
+        println!(
+            "FUZZSMOKE {name}: {} mutants ({} read), {} random buffers ({} read)",
+            r.mutants, r.mutants_read, r.random, r.random_read
+        );
+        assert_eq!(r.random_read, 0, "{name}: random bytes were read");
         // The verifier checks the signatures: it reads no mutant. The package readers alone parse
         // (the signature is the verifier's); they still refuse most.
         if *name == "toolset" {
-            assert_eq!(read, 0, "{name}: a mutant of a signed package was verified");
+            assert_eq!(r.mutants_read, 0, "{name}: a mutant of a signed package was verified");
         } else if *name != "arguments" {
-            assert!(read < all.len() / 2, "{name}: {read} mutants read");
+            assert!(r.mutants_read < r.mutants / 2, "{name}: {} mutants read", r.mutants_read);
         }
     }
 }
