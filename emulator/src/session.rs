@@ -295,44 +295,51 @@ impl EmulatorSession<'_> {
         keys::verify(public, mech, data, signature)
     }
 
-    /// The MAC context of `mech` (HMAC or AES-CMAC) under `key`, the key checked as a one-part
-    /// MAC checks it (class, type, `CKA_ALLOWED_MECHANISMS`, the ACL's Sign or Verify).
-    fn mac_context(&self, mech: &Mechanism, key: KeyHandle, op: Op) -> Result<MacContext> {
+    /// Checks `key` for a MAC of `mech` (HMAC or AES-CMAC) as a one-part MAC checks it (class,
+    /// type, `CKA_ALLOWED_MECHANISMS`, the ACL's Sign or Verify) and hands its secret to `then`.
+    fn with_mac_key<T>(
+        &self,
+        mech: &Mechanism,
+        key: KeyHandle,
+        op: Op,
+        then: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<T> {
         let o = self.object(key, op)?;
         let perm = if op == Op::Verify { OpPerms::Verify } else { OpPerms::Sign };
-        match *mech {
-            Mechanism::Hmac { hash } => {
-                let secret = self.generic_secret(&o, mech, op)?;
-                self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
-                let k = aws_lc_rs::hmac::Key::new(keys::hmac_alg(hash), secret);
-                Ok(MacContext::Hmac(hash, Box::new(aws_lc_rs::hmac::Context::with_key(&k))))
-            }
+        let secret = match *mech {
+            Mechanism::Hmac { .. } => self.generic_secret(&o, mech, op)?,
             Mechanism::AesCmac => {
                 self.check_class(&o, ObjectClass::SecretKey, mech, op)?;
-                let k = self.aes(&o, mech, op)?;
-                self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
-                Ok(MacContext::Cmac(aws_lc_rs::cmac::Context::with_key(&keys::cmac_key(k, op)?)))
+                self.aes(&o, mech, op)?
             }
-            _ => Err(mechanism_invalid(mech, op, "as a MAC computed in parts")),
-        }
+            _ => return Err(mechanism_invalid(mech, op, "as a MAC computed in parts")),
+        };
+        self.emu.enforce(&o.key, &Need::Op(perm), None, op)?;
+        then(secret)
     }
 
     /// Starts a MAC (HMAC or AES-CMAC) that takes the message in parts: multi-part signing and
     /// verification keep no copy of the message. `op` is [`Op::Sign`] or [`Op::Verify`].
     pub fn mac_begin(&self, mech: &Mechanism, key: KeyHandle, op: Op) -> Result<MacStream> {
-        Ok(MacStream(self.mac_context(mech, key, op)?))
+        self.with_mac_key(mech, key, op, |secret| match *mech {
+            Mechanism::Hmac { hash } => {
+                let k = aws_lc_rs::hmac::Key::new(keys::hmac_alg(hash), secret);
+                Ok(MacStream(MacContext::Hmac(hash, Box::new(aws_lc_rs::hmac::Context::with_key(&k)))))
+            }
+            _ => Ok(MacStream(MacContext::Cmac(aws_lc_rs::cmac::Context::with_key(&keys::cmac_key(secret, op)?)))),
+        })
     }
 
     /// The tag of a MAC begun with [`Self::mac_begin`]. The key is checked again first, as at the
     /// start (a logout in between ends the right to use it).
     pub fn mac_sign_finish(&self, stream: MacStream, mech: &Mechanism, key: KeyHandle) -> Result<Vec<u8>> {
-        self.mac_context(mech, key, Op::Sign)?;
+        self.with_mac_key(mech, key, Op::Sign, |_| Ok(()))?;
         stream.tag(Op::Sign)
     }
 
     /// Checks `tag` (in constant time) against a MAC begun with [`Self::mac_begin`].
     pub fn mac_verify_finish(&self, stream: MacStream, mech: &Mechanism, key: KeyHandle, tag: &[u8]) -> Result<()> {
-        self.mac_context(mech, key, Op::Verify)?;
+        self.with_mac_key(mech, key, Op::Verify, |_| Ok(()))?;
         let want = stream.tag(Op::Verify)?;
         if tag.len() != want.len() {
             return Err(Error::new(ErrorKind::SignatureLenRange, Op::Verify).detail(format!(
