@@ -218,8 +218,11 @@ impl Emulator {
         };
         let mut nvram = module::open_or_create(&config.nvram, &mut rng)?;
         let world_path = config.kmdata.join("local").join("world");
-        let world =
-            if world_path.exists() { Some(load_world(&world_path, nvram.0.world_sha256.as_deref())?) } else { None };
+        let world = if world_path.exists() {
+            Some(World::load_remembered(&world_path, nvram.0.world_sha256.as_deref())?)
+        } else {
+            None
+        };
         if let Some(w) = &world {
             // A new-world that crashed after committing its world left cards to move into place.
             crate::world::finish_pending_cards(&config.cards, w.hknso())?;
@@ -1220,19 +1223,4 @@ pub fn check_rsa_params(bits: u32, pubexp: u64) -> Result<()> {
             .hint("leave pubexp= empty for 65537"));
     }
     Ok(())
-}
-
-/// Loads the world file at `path`; when its bytes hash to `verified` (what the module's NVRAM
-/// keeps of the world it verified), the signature check is skipped.
-fn load_world(path: &Path, verified: Option<&str>) -> Result<World> {
-    use sha2::Digest as _;
-    let Some(verified) = verified else { return World::load(path) };
-    let bytes = crate::fsio::read_bounded(path, crate::fsio::MAX_WORLD_BYTES).map_err(|e| {
-        Error::new(ErrorKind::Io, Op::LoadWorld).detail(format!("cannot read the world file {}: {e}", path.display()))
-    })?;
-    if hex::encode(sha2::Sha256::digest(&bytes)) == verified {
-        World::from_bytes_verified_before(&bytes, path)
-    } else {
-        World::from_bytes(&bytes, path)
-    }
 }

@@ -307,12 +307,23 @@ impl World {
 
     /// Reads and verifies a world file.
     pub fn load(path: &Path) -> Result<Self> {
+        World::load_remembered(path, None)
+    }
+
+    /// Reads a world file; when its bytes hash to `verified` (hex SHA-256, what the module's
+    /// NVRAM keeps of the world it verified, [`World::file_sha256`]), the signature check is
+    /// skipped ([`World::from_bytes_verified_before`]); any other bytes are verified in full.
+    pub fn load_remembered(path: &Path, verified: Option<&str>) -> Result<Self> {
+        use sha2::Digest as _;
         let bytes = crate::fsio::read_bounded(path, crate::fsio::MAX_WORLD_BYTES).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::TokenNotPresent } else { ErrorKind::Io };
             Error::new(kind, Op::LoadWorld)
                 .detail(format!("cannot read the world file {}: {e}", path.display()))
                 .hint("create a world with `hsmkit new-world --initialize`, or point --kmdata / NFAST_KMDATA at an existing one")
         })?;
+        if verified.is_some_and(|v| hex::encode(sha2::Sha256::digest(&bytes)) == v) {
+            return World::from_bytes_verified_before(&bytes, path);
+        }
         World::from_bytes(&bytes, path)
     }
 
