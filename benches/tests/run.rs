@@ -102,3 +102,29 @@ fn a_backend_that_fails_mid_run_gives_failed_cells_not_a_crash() {
     assert!(report.table().contains("FAILED"));
     report.svg().expect("a chart with a failed cell");
 }
+
+#[test]
+fn a_cell_whose_rounds_disagree_is_flagged_and_one_that_agrees_is_not() {
+    let cell = |row: &str, rates: Vec<f64>, spread: f64| hsmkit_benches::Cell {
+        row: row.into(),
+        op: "sign-pkcs1-2048".into(),
+        threads: 1,
+        ops_per_sec: rates.iter().sum::<f64>() / rates.len() as f64,
+        median_ns: 1_000,
+        p99_ns: 2_000,
+        calls: 100,
+        round_rates: rates,
+        spread,
+        how: None,
+        error: None,
+    };
+    let cells =
+        vec![cell("steady", vec![1000.0, 1010.0, 990.0], 0.02), cell("noisy", vec![1000.0, 600.0, 900.0], 0.44)];
+    let report = Report::new(vec!["steady".into(), "noisy".into()], cells, &quick(vec![1]));
+    let table = report.table();
+    let warnings: Vec<&str> = table.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{table}");
+    assert!(warnings[0].contains("noisy") && warnings[0].contains("44%") && warnings[0].contains("cannot be trusted"));
+    // The ratio to the first row: the noisy row's mean rate over the steady row's.
+    assert!(table.lines().any(|l| l.contains("noisy") && l.contains("0.83x")), "{table}");
+}
