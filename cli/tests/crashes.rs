@@ -58,17 +58,27 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// Crashes `cmd` on copies of `template` at every point; after each crash, checks that the
-/// module's keys all read, reruns the command (which completes or says its result exists), and
-/// runs `check` on the result. Returns the number of crash points.
-fn crash_every_point(name: &str, template: &Env, scratch: &Path, cmd: &str, check: impl Fn(&Env)) -> usize {
-    let slug = name.replace(' ', "-");
+/// Crashes the command `run` makes on copies of `template` at every point; after each crash,
+/// checks that every key of `kmdata` (relative to the copy) reads, reruns the command (which
+/// completes or says `done_already`), and runs `check` on the result. Returns the number of
+/// crash points.
+fn crash_at_every_point(
+    name: &str,
+    template: &Env,
+    scratch: &Path,
+    kmdata: &str,
+    run: &dyn Fn(&Env) -> Command,
+    done_already: &str,
+    check: impl Fn(&Env),
+) -> usize {
+    let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let reference = template.copy(&scratch.join(format!("{slug}-reference")));
-    reference.ok(cmd);
+    let out = run(&reference).output().expect("run");
+    assert!(out.status.success(), "{name}: {}", text(&out));
     check(&reference);
     for n in 1..200 {
         let w = template.copy(&scratch.join(format!("{slug}-{n}")));
-        let out = w.command(cmd).env(CRASH_AT_VAR, n.to_string()).output().expect("run");
+        let out = run(&w).env(CRASH_AT_VAR, n.to_string()).output().expect("run");
         if out.status.success() {
             assert!(n > 1, "{name}: no crash point was reached");
             std::fs::remove_dir_all(&w.dir).ok();
@@ -82,22 +92,27 @@ fn crash_every_point(name: &str, template: &Env, scratch: &Path, cmd: &str, chec
         );
         let at = said.lines().find(|l| l.contains("crashing at point")).unwrap_or("").to_string();
         // No damaged file: every key blob reads (nkminfo reports a damaged one).
-        let keys = w.run("nkminfo -k");
+        let keys = w.command("nkminfo -k").env("NFAST_KMDATA", w.dir.join(kmdata)).output().expect("nkminfo");
         let listed = text(&keys);
         assert!(
-            !listed.contains("damaged") && !listed.contains("skipped"),
+            keys.status.success() && !listed.contains("damaged") && !listed.contains("skipped"),
             "{name}, after {at}: a damaged file: {listed}"
         );
-        let again = w.run(cmd);
+        let again = run(&w).output().expect("rerun");
         let said_again = text(&again);
         assert!(
-            again.status.success() || said_again.contains("already"),
+            again.status.success() || said_again.contains(done_already),
             "{name}, after {at}: the command run again failed: {said_again}"
         );
         check(&w);
         std::fs::remove_dir_all(&w.dir).ok();
     }
     panic!("{name}: more than 200 crash points");
+}
+
+/// [`crash_at_every_point`] for an `hsmkit` command on the customer's kmdata.
+fn crash_every_point(name: &str, template: &Env, scratch: &Path, cmd: &str, check: impl Fn(&Env)) -> usize {
+    crash_at_every_point(name, template, scratch, "kmdata", &|e: &Env| e.command(cmd), "already", check)
 }
 
 /// The customer's world (2/3 cards, PINs alpha, bravo, charlie) and the NA provider's toolset.
@@ -261,8 +276,7 @@ fn pkcs11_tool(e: &Env, args: &[&str]) -> Command {
     c
 }
 
-/// As [`crash_every_point`], for a `pkcs11-tool` command through the module; `done_already` says
-/// whether a failed rerun is the command finding its work done.
+/// [`crash_at_every_point`] for a `pkcs11-tool` command through the module on the token's kmdata.
 fn crash_pkcs11_tool(
     name: &str,
     template: &Env,
@@ -271,31 +285,7 @@ fn crash_pkcs11_tool(
     done_already: &str,
     check: impl Fn(&Env),
 ) -> usize {
-    let slug: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let reference = template.copy(&scratch.join(format!("{slug}-reference")));
-    let out = pkcs11_tool(&reference, args).output().expect("pkcs11-tool");
-    assert!(out.status.success(), "{name}: {}", text(&out));
-    check(&reference);
-    for n in 1..200 {
-        let w = template.copy(&scratch.join(format!("{slug}-{n}")));
-        let out = pkcs11_tool(&w, args).env(CRASH_AT_VAR, n.to_string()).output().expect("run");
-        if out.status.success() {
-            assert!(n > 1, "{name}: no crash point was reached");
-            println!("CRASHES {name}: {} crash points, each left the state before or after", n - 1);
-            return n - 1;
-        }
-        let said = text(&out);
-        assert!(out.status.code().is_none() && said.contains("crashing at point"), "{name}: point {n}: {said}");
-        let again = pkcs11_tool(&w, args).output().expect("rerun");
-        let said_again = text(&again);
-        assert!(
-            again.status.success() || said_again.contains(done_already),
-            "{name}, after point {n}: the command run again failed: {said_again}"
-        );
-        check(&w);
-        std::fs::remove_dir_all(&w.dir).ok();
-    }
-    panic!("{name}: more than 200 crash points");
+    crash_at_every_point(name, template, scratch, "token-kmdata", &|e: &Env| pkcs11_tool(e, args), done_already, check)
 }
 
 #[test]
