@@ -3,7 +3,7 @@
 # on the in-process emulator, libhsmkit_pkcs11.so and SoftHSM2 (both through pkcs11-client, on
 # throwaway tokens) with the AWS-LC reference row, at one and two threads; then start-up:
 # C_Initialize to the first C_GetTokenInfo in a fresh process, a whole `pkcs11-tool -L`, and
-# `hsmkit nkminfo`.
+# `hsmkit nkminfo`; last, the per-call cost of the ABI and of the seam (benches/benches/abi.rs).
 #
 # Usage: bash scripts/bench.sh [SECONDS-PER-CELL (default 2)]
 # Needs SoftHSM2 and OpenSC (bash scripts/test.sh installs them) and python3.
@@ -28,11 +28,12 @@ mkdir "$tmp/softhsm"
 printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$tmp/softhsm" > "$SOFTHSM2_CONF"
 softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 >/dev/null
 echo 1234 > "$tmp/pins"
+echo 5678 > "$tmp/so-pin"
 
 ops=$(target/release/hsmkit bench --op list | paste -sd, -)
 target/release/hsmkit bench \
   --backend emulator --backend "pkcs11:$so" --backend "pkcs11:$softhsm" \
-  --token bench --pin-file "$tmp/pins" --op "$ops" --threads 1,2 --duration "$duration" --rounds 3 \
+  --token bench --pin-file "$tmp/pins" --so-pin-file "$tmp/so-pin" --op "$ops" --threads 1,2 --duration "$duration" --rounds 3 \
   --json target/bench.json --plot docs/benchmarks.svg | tee target/bench.txt
 
 # Start-up, each the median of 20 fresh processes.
@@ -82,5 +83,11 @@ print(json.dumps({
 PY
 cat target/startup.json
 
-python3 scripts/benchmarks_md.py target/bench.json target/bench.txt target/startup.json "$duration" > BENCHMARKS.md
+# The layers under the seam: C_GetSessionInfo against an empty call, raw C_Sign against the seam
+# (the criterion harness makes its own throwaway tokens).
+HSMKIT_ABI_JSON=$root/target/abi.json cargo bench -q -p hsmkit-benches --bench abi -- \
+  --warm-up-time 1 --measurement-time 2 >/dev/null
+cat target/abi.json
+
+python3 scripts/benchmarks_md.py target/bench.json target/bench.txt target/startup.json "$duration" target/abi.json > BENCHMARKS.md
 echo "wrote BENCHMARKS.md and docs/benchmarks.svg"

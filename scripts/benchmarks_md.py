@@ -1,7 +1,7 @@
 """Writes BENCHMARKS.md from one run of scripts/bench.sh: the targets of the benchmark issue
 against the measured ratios, the whole table, the chart, and what the figures depend on.
 
-Usage: python3 scripts/benchmarks_md.py BENCH.json BENCH.txt STARTUP.json SECONDS > BENCHMARKS.md
+Usage: python3 scripts/benchmarks_md.py BENCH.json BENCH.txt STARTUP.json SECONDS ABI.json > BENCHMARKS.md
 """
 
 import datetime
@@ -15,6 +15,7 @@ bench = json.load(open(sys.argv[1]))
 table = open(sys.argv[2]).read()
 startup = json.load(open(sys.argv[3]))
 seconds = sys.argv[4]
+abi = json.load(open(sys.argv[5]))
 
 EMU = "emulator (in process)"
 SO = "libhsmkit_pkcs11.so (PKCS#11)"
@@ -119,6 +120,16 @@ w("|---|---|---|")
 w(f"| C_Initialize to the first C_GetTokenInfo | {i['libhsmkit_pkcs11.so']:.1f} ms | {i['SoftHSM2']:.1f} ms |")
 w(f"| `pkcs11-tool -L` (the whole process) | {p['libhsmkit_pkcs11.so']:.1f} ms | {p['SoftHSM2']:.1f} ms |")
 w(f"| `hsmkit nkminfo` (the whole process) | {startup['nkminfo_ms']:.1f} ms | |")
+w("")
+w("Under the seam, per call (`benches/benches/abi.rs`; an empty C function called through a pointer")
+w(f"costs {abi['empty_call_ns']} ns here):")
+w("")
+w("| | C_GetSessionInfo | RSA-2048 C_SignInit + C_Sign, raw | the same through pkcs11-client | the seam adds |")
+w("|---|---|---|---|---|")
+for name, m in abi["modules"].items():
+    seam = (m["sign_seam_median_ns"] / m["sign_raw_median_ns"] - 1) * 100
+    w(f"| {name} | {m['C_GetSessionInfo_ns']} ns | {m['sign_raw_median_ns'] / 1000:.1f} µs | "
+      f"{m['sign_seam_median_ns'] / 1000:.1f} µs | {seam:+.1f}% |")
 w("")
 w("## The run")
 w("")

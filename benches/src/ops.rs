@@ -5,9 +5,11 @@
 use std::fmt;
 
 use hsmkit_backend::{
-    Backend, EcCurve, Error, ErrorKind, HashAlg, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeyType, Mechanism,
-    MechanismKind, Op, Result, Session, Usage,
+    Backend, EcCurve, Error, ErrorKind, HashAlg, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeyType,
+    Mechanism, MechanismKind, Op, Pin, Result, Session, TransferTarget, Usage,
 };
+use hsmkit_transfer::engine::{self, Engine, KeyRef, Officer};
+use hsmkit_transfer::packages::{Region, Verified};
 use zeroize::Zeroizing;
 
 /// One measured operation.
@@ -33,6 +35,14 @@ pub enum BenchOp {
     /// ECDSA P-256 signature of a SHA-256 digest (`CKM_ECDSA`, which every module with EC keys
     /// has; SoftHSM2 has no `CKM_ECDSA_SHA256`).
     SignEcdsaP256,
+    /// AES-256-GCM encryption of 4 KiB (a fresh 96-bit IV each call, 128-bit tag).
+    EncryptAesGcm4k,
+    /// The transfer engine's package step (`KeyTransferRemote -Package`) of an RSA-2048 tenant
+    /// key narrowed for a provider's toolset (an RSA-2048 KEK): find the narrowed copy, wrap it
+    /// with `CKM_RSA_AES_KEY_WRAP` and sign the package with the key, through
+    /// `Engine::package`, the same function on every backend. Needs the security officer (or
+    /// the world's cards) once, to narrow.
+    Package,
     /// Nothing: the harness's own cost per call (reference row only).
     Noop,
 }
@@ -55,6 +65,8 @@ impl BenchOp {
         BenchOp::KeygenRsa(2048),
         BenchOp::KeygenRsa(3072),
         BenchOp::SignEcdsaP256,
+        BenchOp::EncryptAesGcm4k,
+        BenchOp::Package,
         BenchOp::Noop,
     ];
 
@@ -69,6 +81,7 @@ impl BenchOp {
         BenchOp::WrapAesKwp,
         BenchOp::KeygenRsa(2048),
         BenchOp::SignEcdsaP256,
+        BenchOp::Package,
     ];
 
     /// The operation's name on the command line and in reports (`sign-pkcs1-2048`).
@@ -83,6 +96,8 @@ impl BenchOp {
             BenchOp::WrapAesKwp => "wrap-aes-kwp".into(),
             BenchOp::KeygenRsa(b) => format!("keygen-rsa-{b}"),
             BenchOp::SignEcdsaP256 => "sign-ecdsa-p256".into(),
+            BenchOp::EncryptAesGcm4k => "encrypt-aes-gcm-4k".into(),
+            BenchOp::Package => "package-rsa-2048".into(),
             BenchOp::Noop => "noop".into(),
         }
     }
@@ -106,7 +121,11 @@ impl BenchOp {
             BenchOp::Verify2048 | BenchOp::OaepDecrypt2048 | BenchOp::UnwrapRsaAes2048 | BenchOp::WrapAesKwp => &[2048],
             BenchOp::WrapRsaAes(4096) => &[2048, 4096],
             BenchOp::WrapRsaAes(_) => &[2048],
-            BenchOp::KeygenRsa(_) | BenchOp::SignEcdsaP256 | BenchOp::Noop => &[],
+            BenchOp::KeygenRsa(_)
+            | BenchOp::SignEcdsaP256
+            | BenchOp::EncryptAesGcm4k
+            | BenchOp::Package
+            | BenchOp::Noop => &[],
         }
     }
 }
@@ -137,6 +156,7 @@ pub struct Material {
     signature_2048: Vec<u8>,
     oaep_ciphertext_2048: Vec<u8>,
     rsa_aes_blob_2048: Vec<u8>,
+    toolset: Option<Verified>,
 }
 
 impl fmt::Debug for Material {
@@ -180,7 +200,12 @@ impl Material {
         .map_err(|_| failed("signature"))?;
         let oaep_ciphertext_2048 = reference::oaep_encrypt(spki, &aes)?;
         let rsa_aes_blob_2048 = reference::rsa_aes_wrap(spki, der)?;
-        Ok(Material { rsa: rsa_keys, aes, signature_2048, oaep_ciphertext_2048, rsa_aes_blob_2048 })
+        let toolset = if ops.contains(&BenchOp::Package) { Some(mint_toolset()?) } else { None };
+        Ok(Material { rsa: rsa_keys, aes, signature_2048, oaep_ciphertext_2048, rsa_aes_blob_2048, toolset })
+    }
+
+    fn toolset(&self) -> Result<&Verified> {
+        self.toolset.as_ref().ok_or_else(|| failed("no provider toolset made"))
     }
 
     fn rsa(&self, bits: u32) -> Result<(&[u8], &[u8])> {
@@ -190,6 +215,14 @@ impl Material {
             .map(|r| (r.1.as_slice(), r.2.as_slice()))
             .ok_or_else(|| failed(&format!("no RSA-{bits} key made")))
     }
+}
+
+/// A provider's toolset, as a tenant has verified it: minted by an emulated provider in a
+/// temporary folder (removed again: only the packages are kept).
+fn mint_toolset() -> Result<Verified> {
+    let dir = tempfile::tempdir().map_err(|e| failed(&format!("a temporary folder: {e}")))?;
+    let toolset = hsmkit_provider::mint(dir.path(), &hsmkit_provider::Options::new(Region::NA))?;
+    toolset.verify()
 }
 
 /// One thread's prepared operation: call it to run the operation once.
@@ -223,10 +256,114 @@ pub fn how(backend: &dyn Backend, op: BenchOp) -> Option<&'static str> {
     }
 }
 
-/// Prepares `op` on `session` (its keys imported or generated as session objects).
-pub fn prepare<'a>(session: Box<dyn Session + 'a>, op: BenchOp, m: &Material) -> Result<Worker<'a>> {
+/// What a worker may use besides its session: the backend (its capabilities) and the
+/// credentials of the one operation that changes token objects, the package step.
+#[derive(Clone, Copy)]
+pub struct Access<'a> {
+    /// The backend the session belongs to.
+    pub backend: &'a dyn Backend,
+    /// The user PIN, for a backend whose private keys need a login (the session is logged in).
+    pub user: Option<&'a Pin>,
+    /// Who approves a narrowing: the world's cards, or the PKCS#11 security officer.
+    pub officer: Option<&'a Officer>,
+}
+
+/// The tenant of the bench's packages.
+const TENANT: &str = "00000000-0000-4000-8000-00000000b3c4";
+
+/// The package step's token objects (the tenant key, its narrowed copy, the trusted KEK this
+/// worker imported), destroyed when the worker is dropped, so the token is left as found.
+struct PackageCell<'a> {
+    s: Box<dyn Session + 'a>,
+    labels: Vec<String>,
+}
+
+impl Drop for PackageCell<'_> {
+    fn drop(&mut self) {
+        for label in &self.labels {
+            let filter = KeyFilter { label: Some(label.clone()), ..KeyFilter::default() };
+            for h in self.s.find_keys(&filter).unwrap_or_default() {
+                let _ = self.s.destroy(h);
+            }
+        }
+    }
+}
+
+/// A label no other worker or run uses.
+fn unique_label() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut nonce = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut nonce).unwrap_or_default();
+    format!(
+        "hsmkit-bench-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        u32::from_le_bytes(nonce)
+    )
+}
+
+/// Prepares the package step: a transfer key generated on the token, narrowed for the toolset,
+/// then packaged on every call.
+fn prepare_package<'a>(s: Box<dyn Session + 'a>, access: &Access<'_>, toolset: &Verified) -> Result<Worker<'a>> {
+    let officer = access.officer.ok_or_else(|| {
+        Error::new(ErrorKind::ArgumentsBad, Op::CopyKey)
+            .detail("the package step narrows a key first, which the security officer (or the world's cards) approves")
+            .hint("give the security officer's PIN (hsmkit bench --so-pin-file FILE)")
+    })?;
+    let caps = access.backend.capabilities()?;
+    let label = unique_label();
+    let target = TransferTarget {
+        kek_spki: toolset.kek.body.kek.spki.clone(),
+        provider_hkm: Some(toolset.world.body.hkm.clone()),
+        label: None,
+    };
+    let kek = engine::kek_label(&target.kek_spki);
+    let mut cell = PackageCell { s, labels: vec![label.clone()] };
+    let key = KeyRef::Label(label.clone());
+    {
+        let engine = Engine::with_capabilities(&caps, cell.s.as_ref());
+        engine.generate(&label, None, &KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 })?;
+        let kek_before = cell.s.find_keys(&KeyFilter { label: Some(kek.clone()), ..KeyFilter::default() })?;
+        if access.user.is_some() {
+            // The narrowing logs the security officer in, which needs the user logged out; it
+            // logs the user in again afterwards.
+            cell.s.logout()?;
+        }
+        let narrowed = engine.narrow(&key, &target, officer, access.user)?;
+        cell.labels.push(narrowed.label);
+        if kek_before.is_empty() {
+            cell.labels.push(kek);
+        }
+    }
+    let toolset = toolset.clone();
+    Ok(Box::new(move || {
+        Engine::with_capabilities(&caps, cell.s.as_ref()).package(&key, &toolset, TENANT, "bench").map(drop)
+    }))
+}
+
+/// Prepares `op` on `session` (its keys imported or generated as session objects; the package
+/// step's token objects are removed again when the worker is dropped).
+pub fn prepare<'a>(
+    session: Box<dyn Session + 'a>,
+    access: &Access<'_>,
+    op: BenchOp,
+    m: &Material,
+) -> Result<Worker<'a>> {
     let s = session;
     Ok(match op {
+        BenchOp::Package => prepare_package(s, access, m.toolset()?)?,
+        BenchOp::EncryptAesGcm4k => {
+            let key = s.import_key(&KeyMaterial::Aes(m.aes.clone()), &session_policy(Usage::ENCRYPT))?;
+            let block = vec![0x5a_u8; 4096];
+            let mut counter = 0u64;
+            Box::new(move || {
+                counter += 1;
+                let mut iv = vec![0u8; 4];
+                iv.extend_from_slice(&counter.to_be_bytes());
+                s.encrypt(&Mechanism::AesGcm { iv, aad: Vec::new(), tag_bits: 128 }, key, &block).map(drop)
+            })
+        }
         BenchOp::SignPkcs1(bits) | BenchOp::SignPss(bits) => {
             let key = import_private(s.as_ref(), m.rsa(bits)?.0, Usage::SIGN, false)?;
             let mech = match op {
@@ -399,6 +536,24 @@ pub mod reference {
                 let kp = sig::EcdsaKeyPair::generate(&sig::ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|_| lc("EC key"))?;
                 Box::new(move || kp.sign(&rng, MESSAGE).map(drop).map_err(|_| lc("ECDSA")))
             }
+            BenchOp::EncryptAesGcm4k => {
+                use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+                let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &m.aes).map_err(|_| lc("AES key"))?);
+                let mut block = vec![0x5a_u8; 4096];
+                let mut counter = 0u64;
+                Box::new(move || {
+                    counter += 1;
+                    let mut iv = [0u8; 12];
+                    iv[4..].copy_from_slice(&counter.to_be_bytes());
+                    block.truncate(4096);
+                    let tag = key
+                        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut block)
+                        .map_err(|_| lc("AES-GCM"))?;
+                    let _ = std::hint::black_box(tag);
+                    Ok(())
+                })
+            }
+            BenchOp::Package => return Err(lc("the package step is a backend's (the reference row has no module)")),
             BenchOp::Noop => Box::new(|| Ok(())),
         })
     }

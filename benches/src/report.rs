@@ -127,7 +127,14 @@ impl Report {
             .filter_map(|c| {
                 let g = groups.iter().position(|g| g.0 == c.op && g.1 == c.threads)?;
                 let r = rows.iter().position(|r| **r == c.row)?;
-                let rel = base.as_ref().and_then(|b| self.ratio(c, b)).unwrap_or(1.0);
+                // A group the base row has no cell in (the package step has no reference) is
+                // drawn relative to the first row that has one, which the chart's group label
+                // names.
+                let rel = base
+                    .as_ref()
+                    .and_then(|b| self.ratio(c, b))
+                    .or_else(|| self.rows.iter().find_map(|r| self.ratio(c, r)))
+                    .unwrap_or(1.0);
                 Some((g, r, rel))
             })
             .collect();
@@ -152,7 +159,16 @@ impl Report {
                 .y_label_area_size(200)
                 .build_cartesian_2d(0f64..top, 0u32..slots)
                 .map_err(|x| e(&x))?;
-            let names: Vec<String> = groups.iter().map(|(op, t)| format!("{op} x{t}")).collect();
+            let names: Vec<String> = groups
+                .iter()
+                .map(|(op, t)| {
+                    let has = |r: &String| self.find(r, op, *t).is_some_and(|c| c.error.is_none());
+                    match self.rows.iter().find(|r| has(r)) {
+                        Some(r) if !base.as_ref().is_some_and(has) => format!("{op} x{t} (vs {r})"),
+                        _ => format!("{op} x{t}"),
+                    }
+                })
+                .collect();
             let label_of = |y: u32| {
                 let Some(y) = (slots - 1).checked_sub(y).map(|y| y as usize) else { return String::new() };
                 if y % (per + 1) == per / 2 {

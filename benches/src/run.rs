@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use hsmkit_backend::{Backend, Pin, Result, SessionMode, SlotId, UserKind};
 
+use hsmkit_transfer::engine::Officer;
+
 use crate::ops::{self, BenchOp, Material, Worker};
 
 /// A row of the table: a backend, or the AWS-LC reference.
@@ -22,6 +24,9 @@ pub enum Row<'a> {
         slot: SlotId,
         /// The user PIN, for a backend whose private keys need a login.
         pin: Option<Pin>,
+        /// Who approves the package step's narrowing (the world's cards or the security
+        /// officer's PIN); without one, the package step is not run on this row.
+        officer: Option<Officer>,
     },
     /// AWS-LC called directly: the limit.
     Reference,
@@ -36,10 +41,14 @@ impl Row<'_> {
         }
     }
 
-    /// Whether the row runs `op` (the reference has no harness-cost row of a backend, and every
-    /// backend skips `noop`).
+    /// Whether the row runs `op`: the reference runs everything but the package step (which
+    /// needs a module); a backend runs everything but `noop`, and the package step only when the
+    /// row has an officer to approve the narrowing.
     pub fn runs(&self, op: BenchOp) -> bool {
-        matches!(self, Row::Reference) || op != BenchOp::Noop
+        match self {
+            Row::Reference => op != BenchOp::Package,
+            Row::Backend { officer, .. } => op != BenchOp::Noop && (op != BenchOp::Package || officer.is_some()),
+        }
     }
 
     /// A worker for `op` on this row: a session of its own (logged in when the row has a PIN)
@@ -47,7 +56,7 @@ impl Row<'_> {
     pub fn worker(&self, op: BenchOp, m: &Material) -> Result<Worker<'_>> {
         match self {
             Row::Reference => ops::reference::prepare(op, m),
-            Row::Backend { backend, slot, pin, .. } => {
+            Row::Backend { backend, slot, pin, officer, .. } => {
                 let s = backend.open_session(*slot, SessionMode::ReadWrite)?;
                 if let Some(pin) = pin {
                     match s.login(UserKind::User, pin) {
@@ -57,7 +66,8 @@ impl Row<'_> {
                         Err(e) => return Err(e),
                     }
                 }
-                ops::prepare(s, op, m)
+                let access = ops::Access { backend: *backend, user: pin.as_ref(), officer: officer.as_ref() };
+                ops::prepare(s, &access, op, m)
             }
         }
     }
@@ -187,7 +197,13 @@ pub fn run(
         latencies: Vec<u64>,
     }
     let mut slots: Vec<Slot<'_>> = Vec::new();
-    for &op in ops_list {
+    // The package step's narrowing logs the user out and in again, which (PKCS#11 says) destroys
+    // the application's private session objects: its cells are prepared before any other's,
+    // then put back in their place.
+    let mut order: Vec<(usize, BenchOp)> = ops_list.iter().copied().enumerate().collect();
+    order.sort_by_key(|(_, op)| *op != BenchOp::Package);
+    let mut places = Vec::new();
+    for (place, op) in order {
         for &threads in &settings.threads {
             for row in rows.iter().filter(|r| r.runs(op)) {
                 let how = match row {
@@ -223,9 +239,13 @@ pub fn run(
                     cell.error = Some(e);
                 }
                 slots.push(Slot { cell, workers, timed: Vec::new(), latencies: Vec::new() });
+                places.push(place);
             }
         }
     }
+    let mut placed: Vec<(usize, Slot<'_>)> = places.into_iter().zip(slots).collect();
+    placed.sort_by_key(|(place, _)| *place);
+    let mut slots: Vec<Slot<'_>> = placed.into_iter().map(|(_, slot)| slot).collect();
     let rounds = settings.rounds.max(1);
     let per_round = settings.duration / rounds;
     let total = slots.len() * rounds as usize;

@@ -28,7 +28,7 @@ fn cells_ratios_json_and_svg() {
     let dir = tempfile::tempdir().expect("tmp");
     let emu = emulator(dir.path());
     let rows = vec![
-        Row::Backend { name: "emulator".into(), backend: &emu, slot: hsmkit_emulator::SLOT, pin: None },
+        Row::Backend { name: "emulator".into(), backend: &emu, slot: hsmkit_emulator::SLOT, pin: None, officer: None },
         Row::Reference,
     ];
     let ops = [BenchOp::SignPkcs1(2048), BenchOp::WrapAesKwp, BenchOp::Noop];
@@ -79,7 +79,7 @@ fn a_backend_that_fails_mid_run_gives_failed_cells_not_a_crash() {
     let dir = tempfile::tempdir().expect("tmp");
     let emu = emulator(dir.path());
     let rows = vec![
-        Row::Backend { name: "emulator".into(), backend: &emu, slot: hsmkit_emulator::SLOT, pin: None },
+        Row::Backend { name: "emulator".into(), backend: &emu, slot: hsmkit_emulator::SLOT, pin: None, officer: None },
         Row::Reference,
     ];
     let ops = [BenchOp::SignPkcs1(2048)];
@@ -127,4 +127,61 @@ fn a_cell_whose_rounds_disagree_is_flagged_and_one_that_agrees_is_not() {
     assert!(warnings[0].contains("noisy") && warnings[0].contains("44%") && warnings[0].contains("cannot be trusted"));
     // The ratio to the first row: the noisy row's mean rate over the steady row's.
     assert!(table.lines().any(|l| l.contains("noisy") && l.contains("0.83x")), "{table}");
+}
+
+/// The files under the module's kmdata, sorted (what a bench must leave as it found).
+fn kmdata_files(dir: &std::path::Path) -> Vec<String> {
+    fn walk(d: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).expect("kmdata") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    let mut names = Vec::new();
+    walk(&dir.join("kmdata"), &mut names);
+    names.sort();
+    names
+}
+
+#[test]
+fn the_package_step_runs_through_the_engine_and_leaves_the_module_as_found() {
+    use hsmkit_transfer::engine::Officer;
+    let dir = tempfile::tempdir().expect("tmp");
+    let emu = emulator(dir.path());
+    let before = kmdata_files(dir.path());
+    let cards = Officer::Cards(vec![(1, hsmkit_backend::Pin::from("p".to_string()))]);
+    let rows = vec![
+        Row::Backend {
+            name: "emulator".into(),
+            backend: &emu,
+            slot: hsmkit_emulator::SLOT,
+            pin: None,
+            officer: Some(cards),
+        },
+        // Without an officer the row does not run the package step; the reference never does.
+        Row::Backend {
+            name: "no officer".into(),
+            backend: &emu,
+            slot: hsmkit_emulator::SLOT,
+            pin: None,
+            officer: None,
+        },
+        Row::Reference,
+    ];
+    let cells = hsmkit_benches::run::run(&rows, &[BenchOp::Package], &quick(vec![1, 2]), &mut |_| {}).expect("run");
+    assert_eq!(cells.len(), 2, "the emulator row at 1 and 2 threads only: {cells:#?}");
+    assert!(cells.iter().all(|c| c.row == "emulator" && c.error.is_none() && c.calls > 0), "{cells:#?}");
+    // Each worker generated, narrowed and packaged a key of its own; all of it is gone again.
+    assert!(before.iter().any(|f| f.contains("world")), "{before:?}");
+    assert_eq!(kmdata_files(dir.path()), before, "the bench left keys behind");
+    // Without an officer, a worker says what it needs.
+    let lone =
+        [Row::Backend { name: "x".into(), backend: &emu, slot: hsmkit_emulator::SLOT, pin: None, officer: None }];
+    let material = hsmkit_benches::ops::Material::for_ops(&[BenchOp::Package]).expect("material");
+    let err = lone[0].worker(BenchOp::Package, &material).err().expect("refused");
+    assert!(err.to_string().contains("security officer"), "{err}");
 }

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use hsmkit_backend::{Backend, Error, ErrorKind, Op, Result};
+use hsmkit_backend::{Backend, Error, ErrorKind, Op, Pin, Result};
 use hsmkit_benches::{BenchOp, Report, Row, Settings};
+use hsmkit_transfer::engine::Officer;
 
 use crate::Global;
 use crate::pins::PinSource;
@@ -37,12 +38,37 @@ pub struct BenchArgs {
     /// Leave out the AWS-LC reference row.
     #[arg(long)]
     pub(crate) no_reference: bool,
+    /// A file whose first line is the security officer's PIN (on an emulator world, the card
+    /// PINs joined by commas): the package step narrows a key once, which the officer approves.
+    /// Without it, the package step runs only on the throwaway `emulator`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) so_pin_file: Option<PathBuf>,
     /// Write the results as JSON (schema in docs/bench-json.md).
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
     /// Write a bar chart (SVG).
     #[arg(long, value_name = "FILE.svg")]
     pub(crate) plot: Option<PathBuf>,
+}
+
+/// The throwaway world's card PIN.
+const CARD_PIN: &str = "bench";
+
+/// The first line of the security officer's PIN file.
+fn read_so_pin(path: &std::path::Path) -> Result<Pin> {
+    let text = zeroize::Zeroizing::new(
+        hsmkit_emulator::fsio::read_text_bounded(path, hsmkit_emulator::fsio::MAX_TEXT_BYTES).map_err(|e| {
+            Error::new(ErrorKind::NotFound, Op::Login)
+                .detail(format!("cannot read the security officer's PIN file {}: {e}", path.display()))
+                .hint("give --so-pin-file FILE with the PIN on its first line")
+        })?,
+    );
+    match text.lines().next().map(|l| l.trim_end_matches('\r')) {
+        Some(line) if !line.is_empty() => Ok(Pin::from(line.to_string())),
+        _ => Err(Error::new(ErrorKind::ArgumentsBad, Op::Login)
+            .detail(format!("the security officer's PIN file {} is empty", path.display()))
+            .hint("put the PIN on the file's first line")),
+    }
 }
 
 fn bad(detail: String, hint: &str) -> Error {
@@ -68,6 +94,8 @@ fn parse_ops(names: &[String]) -> Result<Vec<BenchOp>> {
 struct Opened {
     name: String,
     backend: Box<dyn Backend>,
+    /// The throwaway world's card, which approves its narrowings.
+    officer: Option<Officer>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -83,9 +111,14 @@ fn open(spec: &str, g: &Global, token: Option<&str>) -> Result<Opened> {
         emu.create_world(
             hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
             hsmkit_emulator::world::Quorum { k: 1, n: 1 },
-            &[hsmkit_backend::Pin::from("bench".to_string())],
+            &[Pin::from(CARD_PIN.to_string())],
         )?;
-        return Ok(Opened { name: "emulator (in process)".into(), backend: Box::new(emu), _dir: Some(dir) });
+        return Ok(Opened {
+            name: "emulator (in process)".into(),
+            backend: Box::new(emu),
+            officer: Some(Officer::Cards(vec![(1, Pin::from(CARD_PIN.to_string()))])),
+            _dir: Some(dir),
+        });
     }
     let backend = crate::backends::open(spec, g, token)?;
     let name = match spec.strip_prefix("pkcs11:") {
@@ -95,7 +128,7 @@ fn open(spec: &str, g: &Global, token: Option<&str>) -> Result<Opened> {
         }
         None => spec.to_string(),
     };
-    Ok(Opened { name, backend, _dir: None })
+    Ok(Opened { name, backend, officer: None, _dir: None })
 }
 
 pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
@@ -119,6 +152,7 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     for spec in &a.backends {
         opened.push(open(spec, g, a.token.as_deref())?);
     }
+    let so_pin = a.so_pin_file.as_deref().map(read_so_pin).transpose()?;
     let mut pins: Option<PinSource> = None;
     let mut user_pin = None;
     let mut rows = Vec::new();
@@ -135,7 +169,15 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
         } else {
             None
         };
-        rows.push(Row::Backend { name: o.name.clone(), backend: o.backend.as_ref(), slot, pin });
+        let officer = o.officer.clone().or_else(|| so_pin.clone().map(Officer::Pin));
+        if officer.is_none() && ops.contains(&BenchOp::Package) {
+            eprintln!(
+                "note: {} is left out of {}: it narrows a key, which the security officer approves (give --so-pin-file)",
+                o.name,
+                BenchOp::Package
+            );
+        }
+        rows.push(Row::Backend { name: o.name.clone(), backend: o.backend.as_ref(), slot, pin, officer });
     }
     if !a.no_reference {
         rows.push(Row::Reference);

@@ -41,17 +41,23 @@ fn the_emulator_and_softhsm2_side_by_side_with_json_and_a_chart() {
     let d = dir.path();
     let conf = common::softhsm2_token(d, "bench");
     std::fs::write(d.join("pins"), "1234\n").expect("pins");
-    let out = Command::new(env!("CARGO_BIN_EXE_hsmkit"))
-        .args(["bench", "--backend", "emulator", "--backend", "pkcs11:/usr/lib/softhsm/libsofthsm2.so"])
-        .args(["--token", "bench", "--op", "sign-pkcs1-2048,wrap-rsa-aes-kek2048", "--threads", "1,2"])
-        .args(["--duration", "0.3", "--rounds", "2", "--json", "run.json", "--plot", "run.svg"])
-        .arg("--pin-file")
-        .arg(d.join("pins"))
-        .env("SOFTHSM2_CONF", &conf)
-        .env_remove("HOME")
-        .current_dir(d)
-        .output()
-        .expect("run");
+    std::fs::write(d.join("so-pin"), "5678\n").expect("so pin");
+    let bench = |ops: &str, so_pin: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsmkit"));
+        cmd.args(["bench", "--backend", "emulator", "--backend", "pkcs11:/usr/lib/softhsm/libsofthsm2.so"])
+            .args(["--token", "bench", "--op", ops, "--threads", "1,2"])
+            .args(["--duration", "0.3", "--rounds", "2", "--json", "run.json", "--plot", "run.svg"])
+            .arg("--pin-file")
+            .arg(d.join("pins"))
+            .env("SOFTHSM2_CONF", &conf)
+            .env_remove("HOME")
+            .current_dir(d);
+        if so_pin {
+            cmd.arg("--so-pin-file").arg(d.join("so-pin"));
+        }
+        cmd.output().expect("run")
+    };
+    let out = bench("sign-pkcs1-2048,wrap-rsa-aes-kek2048,package-rsa-2048", true);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     for row in [
@@ -67,9 +73,33 @@ fn the_emulator_and_softhsm2_side_by_side_with_json_and_a_chart() {
         serde_json::from_slice(&std::fs::read(d.join("run.json")).expect("json")).expect("JSON");
     assert_eq!(json["schema"], "hsmkit-bench/1");
     let cells = json["cells"].as_array().expect("cells");
-    // 2 operations x 2 thread counts x 3 rows.
-    assert_eq!(cells.len(), 12, "{json}");
+    // 2 operations x 2 thread counts x 3 rows, and the package step (no reference) x 2 x 2.
+    assert_eq!(cells.len(), 16, "{json}");
     assert!(cells.iter().all(|c| c["error"].is_null() && c["ops_per_sec"].as_f64().is_some_and(|r| r > 0.0)));
     let svg = std::fs::read_to_string(d.join("run.svg")).expect("svg");
     assert!(svg.starts_with("<svg") && svg.contains("wrap-rsa-aes-kek2048 x2"), "a labelled chart");
+    // The package step has no reference row: its bars are relative to the first row, and say so.
+    assert!(svg.contains("package-rsa-2048 x1 (vs emulator (in process))"), "{svg}");
+    // The token is left as found: the package step's keys are gone again.
+    let left = Command::new("pkcs11-tool")
+        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "bench", "--login", "--pin", "1234"])
+        .arg("--list-objects")
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .expect("pkcs11-tool");
+    let objects = String::from_utf8_lossy(&left.stdout);
+    assert!(left.status.success() && !objects.contains("Object"), "objects left on the token: {objects}");
+
+    // Without the security officer's PIN, SoftHSM2 is left out of the package step, and says why.
+    let out = bench("package-rsa-2048", false);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("libsofthsm2.so (PKCS#11) is left out of package-rsa-2048") && t.contains("--so-pin-file"),
+        "{t}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("run.json")).expect("json")).expect("JSON");
+    let rows: Vec<&str> = json["cells"].as_array().expect("cells").iter().filter_map(|c| c["row"].as_str()).collect();
+    assert_eq!(rows, ["emulator (in process)"; 2], "{json}");
 }

@@ -13,9 +13,9 @@ use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 
 use hsmkit_backend::{
-    Attestation, Attr, AttrKind, AttrValue, Backend, EcCurve, Error, ErrorKind, KeyFilter, KeyHandle, KeyMaterial,
-    KeyPairSpec, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Pin, Result, Session, TransferTarget,
-    Usage, UserKind,
+    Attestation, Attr, AttrKind, AttrValue, Backend, Capabilities, EcCurve, Error, ErrorKind, KeyFilter, KeyHandle,
+    KeyMaterial, KeyPairSpec, KeyPolicy, KeyType, Mechanism, MechanismKind, ObjectClass, Op, Pin, Result, Session,
+    TransferTarget, Usage, UserKind,
 };
 
 use crate::byok::{self, TransferBody, TransferPackage};
@@ -152,8 +152,14 @@ impl<'s> Engine<'s> {
     /// The engine on `session`, a session of `backend` (whose mechanism list says whether
     /// `CKM_RSA_AES_KEY_WRAP` is native or composed).
     pub fn new(backend: &dyn Backend, session: &'s dyn Session) -> Result<Engine<'s>> {
-        let composed = backend.capabilities()?.mechanism(MechanismKind::RsaAesKeyWrap).is_none_or(|m| m.composed);
-        Ok(Engine { session, composed })
+        Ok(Engine::with_capabilities(&backend.capabilities()?, session))
+    }
+
+    /// The engine on `session` of a backend whose capabilities are `caps` (read once by a
+    /// caller that makes many engines, such as a bench, instead of once per engine).
+    pub fn with_capabilities(caps: &Capabilities, session: &'s dyn Session) -> Engine<'s> {
+        let composed = caps.mechanism(MechanismKind::RsaAesKeyWrap).is_none_or(|m| m.composed);
+        Engine { session, composed }
     }
 
     /// The session.
