@@ -151,14 +151,6 @@ impl Report {
                 Some(b) => format!("calls per second relative to {b} (longer is faster)"),
                 None => "calls per second".to_string(),
             };
-            // Horizontal bars: one group per operation and thread count, top to bottom.
-            let mut chart = ChartBuilder::on(&root)
-                .caption(caption, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(200)
-                .build_cartesian_2d(0f64..top, 0u32..slots)
-                .map_err(|x| e(&x))?;
             let names: Vec<String> = groups
                 .iter()
                 .map(|(op, t)| {
@@ -169,6 +161,16 @@ impl Report {
                     }
                 })
                 .collect();
+            // Room for the longest group label (about 7 pixels a character at this size).
+            let widest = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) as u32;
+            // Horizontal bars: one group per operation and thread count, top to bottom.
+            let mut chart = ChartBuilder::on(&root)
+                .caption(caption, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size((widest * 7 + 16).max(200))
+                .build_cartesian_2d(0f64..top, 0u32..slots)
+                .map_err(|x| e(&x))?;
             let label_of = |y: u32| {
                 let Some(y) = (slots - 1).checked_sub(y).map(|y| y as usize) else { return String::new() };
                 if y % (per + 1) == per / 2 {

@@ -142,53 +142,6 @@ pub fn nopclearfail(g: &Global, a: &NopclearfailArgs) -> Result<()> {
     Ok(())
 }
 
-/// `conform` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ConformArgs {
-    /// The backend: emulator, emulator:KMDATA, pkcs11:/path/to/module.so
-    #[arg(long, default_value = "emulator")]
-    pub(crate) backend: String,
-    /// The token label (PKCS#11 modules; default: the first token).
-    #[arg(long)]
-    pub(crate) token: Option<String>,
-    /// Log in as the user with the first PIN of the PIN file or prompt (a token with a user PIN).
-    #[arg(long)]
-    pub(crate) login: bool,
-    /// An expectation file: declared deviations with reasons.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) expectations: Option<PathBuf>,
-}
-
-pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
-    let backend = crate::backends::open(&a.backend, g, a.token.as_deref())?;
-    let expectations =
-        match &a.expectations {
-            Some(f) => {
-                let text = hsmkit_emulator::fsio::read_text_bounded(f, hsmkit_emulator::fsio::MAX_TEXT_BYTES).map_err(
-                    |e| Error::new(ErrorKind::NotFound, Op::Info).detail(format!("cannot read {}: {e}", f.display())),
-                )?;
-                hsmkit_conformance::Expectations::parse(&f.display().to_string(), &text)
-                    .map_err(|e| Error::new(ErrorKind::ArgumentsBad, Op::Info).detail(e))?
-            }
-            // The emulator's own deviations ship with hsmkit.
-            None if a.backend.starts_with("emulator") => hsmkit_conformance::Expectations::builtin("emulator")
-                .unwrap_or_else(hsmkit_conformance::Expectations::none),
-            None => hsmkit_conformance::Expectations::none(),
-        };
-    let user_pin = if a.login { Some(PinSource::from(g)?.next("the token's user", false)?) } else { None };
-    let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-    let ctx = hsmkit_conformance::Ctx { backend: backend.as_ref(), slot, user_pin };
-    let report = hsmkit_conformance::run(&a.backend, &ctx, &expectations);
-    print!("{report}");
-    if report.ok() {
-        println!("Result: SUCCESS");
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::FunctionFailed, Op::Info)
-            .detail(format!("the backend {} does not conform (see the FAIL and XPASS lines)", a.backend)))
-    }
-}
-
 /// `init-pin` arguments.
 #[derive(Debug, clap::Args)]
 pub struct InitPinArgs {

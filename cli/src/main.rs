@@ -9,6 +9,7 @@ mod backends;
 mod bench;
 mod ceremony;
 mod commands;
+mod conform;
 mod env;
 mod pins;
 mod quorum;
@@ -95,7 +96,7 @@ enum Command {
     Tenant(tenant::TenantArgs),
     /// Run the conformance suite on a backend and print the report.
     #[command(name = "conform")]
-    Conform(commands::ConformArgs),
+    Conform(conform::ConformArgs),
     /// The article's `Connect-AadrmService`: saves which provider and tenant the next cmdlets use
     /// (`-Provider DIR -TenantBposId GUID`).
     #[command(name = "Connect-AadrmService", alias = "connect-aadrmservice")]
@@ -177,7 +178,7 @@ fn main() -> ExitCode {
         Command::KmfileDump(a) => commands::kmfile_dump(a),
         Command::Bench(a) => bench::run(&cli.global, a),
         Command::Nopclearfail(a) => commands::nopclearfail(&cli.global, a),
-        Command::Conform(a) => commands::conform(&cli.global, a),
+        Command::Conform(a) => conform::conform(&cli.global, a),
         Command::InitPin(a) => commands::init_pin(&cli.global, a),
         Command::ConnectAadrmService(a) => aadrm::connect(&cli.global, a),
         Command::GetAadrmConfiguration(a) => aadrm::configuration(&cli.global, a),

@@ -11,185 +11,224 @@ use rsa::signature::Verifier;
 use rsa::traits::PublicKeyParts;
 use zeroize::Zeroizing;
 
-use crate::{Case, Ctx};
+use crate::{Case, Ctx, Profile};
 
 mod derive;
 mod ec;
 
 type R = Result<(), String>;
 
-/// Every case of the suite, in the order they run.
+/// A case written as a plain function.
+struct Listed {
+    id: &'static str,
+    clause: &'static str,
+    run: fn(&Ctx<'_>) -> R,
+}
+
+/// The profile of a listed case, by what it checks.
+fn profile_of(id: &str) -> Profile {
+    const KEYWRAP: &[&str] = &["generic-secret", "unwrapped-key-value-len", "wrapped-pkcs8-is-der"];
+    const OBJECTS: &[&str] = &["attributes-sensitive", "find-and-destroy", "foreign-handle", "logout-ends-private-use"];
+    if id.starts_with("policy-") {
+        Profile::Policy
+    } else if id.starts_with("aes-key-wrap") || id.starts_with("rsa-aes-key-") || KEYWRAP.contains(&id) {
+        Profile::Keywrap
+    } else if id.starts_with("rsa-") {
+        Profile::Rsa
+    } else if OBJECTS.contains(&id) {
+        Profile::Objects
+    } else {
+        Profile::Mechanisms
+    }
+}
+
+/// Every case of the suite.
 pub fn cases() -> Vec<Case> {
+    listed().into_iter().map(|l| Case::seam(profile_of(l.id), l.id, l.clause, l.run)).collect()
+}
+
+/// The cases written as plain functions.
+fn listed() -> Vec<Listed> {
     vec![
-        Case {
+        Listed {
             id: "rsa-sign-pkcs1v15",
             clause: "PKCS#11 3.1 §2.1.6 CKM_SHA256_RSA_PKCS; RFC 8017 §8.2",
             run: rsa_sign_pkcs1v15,
         },
-        Case {
+        Listed {
             id: "rsa-sign-pss",
             clause: "PKCS#11 3.1 §2.1.10 CKM_SHA256_RSA_PKCS_PSS; RFC 8017 §8.1",
             run: rsa_sign_pss,
         },
-        Case {
+        Listed {
             id: "rsa-sign-pkcs1-digestinfo",
             clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (signing a DigestInfo); RFC 8017 §9.2",
             run: rsa_sign_pkcs1_digestinfo,
         },
-        Case {
+        Listed {
             id: "rsa-sign-pkcs1-too-long",
             clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS: input over k - 11 bytes is CKR_DATA_LEN_RANGE",
             run: rsa_sign_pkcs1_too_long,
         },
-        Case { id: "rsa-verify", clause: "PKCS#11 3.1 §5.13 C_Verify", run: rsa_verify },
-        Case {
+        Listed { id: "rsa-verify", clause: "PKCS#11 3.1 §5.13 C_Verify", run: rsa_verify },
+        Listed {
             id: "generic-secret",
             clause: "PKCS#11 3.1 §6.8 generic secret keys; CKM_GENERIC_SECRET_KEY_GEN; RFC 5649",
             run: generic_secret,
         },
-        Case {
+        Listed {
             id: "rsa-oaep-decrypt",
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP; RFC 8017 §7.1",
             run: rsa_oaep_decrypt,
         },
-        Case {
+        Listed {
             id: "rsa-oaep-decrypt-damaged",
             clause: "PKCS#11 3.1 §5.9 C_Decrypt: CKR_ENCRYPTED_DATA_INVALID",
             run: rsa_oaep_decrypt_damaged,
         },
-        Case { id: "aes-key-wrap", clause: "PKCS#11 3.1 §2.14.3 CKM_AES_KEY_WRAP; RFC 3394", run: aes_key_wrap },
-        Case {
+        Listed { id: "aes-key-wrap", clause: "PKCS#11 3.1 §2.14.3 CKM_AES_KEY_WRAP; RFC 3394", run: aes_key_wrap },
+        Listed {
             id: "unwrapped-key-value-len",
             clause: "PKCS#11 3.1 §2.14.1 CKA_VALUE_LEN of an AES key",
             run: unwrapped_key_value_len,
         },
-        Case { id: "aes-key-wrap-pad", clause: "RFC 5649 (CKM_AES_KEY_WRAP_PAD / _KWP)", run: aes_key_wrap_pad },
-        Case {
+        Listed { id: "aes-key-wrap-pad", clause: "RFC 5649 (CKM_AES_KEY_WRAP_PAD / _KWP)", run: aes_key_wrap_pad },
+        Listed {
             id: "wrapped-pkcs8-is-der",
             clause: "PKCS#11 3.1 §2.1.21 (the wrapped private key is a PKCS#8 PrivateKeyInfo, DER)",
             run: wrapped_pkcs8_is_der,
         },
-        Case { id: "rsa-aes-key-wrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_wrap },
-        Case {
-            id: "rsa-aes-key-unwrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_unwrap
+        Listed { id: "rsa-aes-key-wrap", clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP", run: rsa_aes_key_wrap },
+        Listed {
+            id: "rsa-aes-key-unwrap",
+            clause: "PKCS#11 2.40 §2.1.21 CKM_RSA_AES_KEY_WRAP",
+            run: rsa_aes_key_unwrap,
         },
-        Case {
+        Listed {
             id: "rsa-aes-key-unwrap-damaged",
             clause: "PKCS#11 3.1 §5.18 C_UnwrapKey: CKR_WRAPPED_KEY_INVALID",
             run: rsa_aes_key_unwrap_damaged,
         },
-        Case { id: "policy-sign-not-permitted", clause: "PKCS#11 3.1 §4.9 CKA_SIGN", run: policy_sign_not_permitted },
-        Case { id: "policy-unextractable", clause: "PKCS#11 3.1 §4.9 CKA_EXTRACTABLE", run: policy_unextractable },
-        Case {
+        Listed {
+            id: "policy-sign-not-permitted", clause: "PKCS#11 3.1 §4.9 CKA_SIGN", run: policy_sign_not_permitted
+        },
+        Listed { id: "policy-unextractable", clause: "PKCS#11 3.1 §4.9 CKA_EXTRACTABLE", run: policy_unextractable },
+        Listed {
             id: "policy-wrap-with-trusted",
             clause: "PKCS#11 3.1 §4.9 CKA_WRAP_WITH_TRUSTED",
             run: policy_wrap_with_trusted,
         },
-        Case { id: "policy-narrowed-copy", clause: "PKCS#11 3.1 §5.7 C_CopyObject", run: policy_narrowed_copy },
-        Case {
+        Listed { id: "policy-narrowed-copy", clause: "PKCS#11 3.1 §5.7 C_CopyObject", run: policy_narrowed_copy },
+        Listed {
             id: "policy-no-widening",
             clause: "PKCS#11 3.1 §4.1.2 (attributes change only to the safer value)",
             run: policy_no_widening,
         },
-        Case { id: "attributes-sensitive", clause: "PKCS#11 3.1 §5.7 C_GetAttributeValue", run: attributes_sensitive },
-        Case {
+        Listed {
+            id: "attributes-sensitive",
+            clause: "PKCS#11 3.1 §5.7 C_GetAttributeValue",
+            run: attributes_sensitive,
+        },
+        Listed {
             id: "find-and-destroy",
             clause: "PKCS#11 3.1 §5.7 C_FindObjects, C_DestroyObject",
             run: find_and_destroy,
         },
-        Case { id: "foreign-handle", clause: "PKCS#11 3.1 §2.3 session objects", run: foreign_handle },
-        Case { id: "random", clause: "PKCS#11 3.1 §5.15 C_GenerateRandom", run: random },
-        Case {
+        Listed { id: "foreign-handle", clause: "PKCS#11 3.1 §2.3 session objects", run: foreign_handle },
+        Listed { id: "random", clause: "PKCS#11 3.1 §5.15 C_GenerateRandom", run: random },
+        Listed {
             id: "rsa-oaep-encrypt",
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP (C_Encrypt)",
             run: rsa_oaep_encrypt,
         },
-        Case {
+        Listed {
             id: "rsa-pkcs1-decrypt",
             clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (C_Decrypt), RFC 8017 §7.2",
             run: rsa_pkcs1_decrypt,
         },
-        Case {
+        Listed {
             id: "rsa-pkcs1-decrypt-damaged",
             clause: "PKCS#11 3.1 §5.9 C_Decrypt: CKR_ENCRYPTED_DATA_INVALID, one answer for every failure",
             run: rsa_pkcs1_decrypt_damaged,
         },
-        Case {
-            id: "rsa-pkcs1-encrypt", clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (C_Encrypt)", run: rsa_pkcs1_encrypt
+        Listed {
+            id: "rsa-pkcs1-encrypt",
+            clause: "PKCS#11 3.1 §2.1.6 CKM_RSA_PKCS (C_Encrypt)",
+            run: rsa_pkcs1_encrypt,
         },
-        Case { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
-        Case { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
-        Case { id: "hmac-sha256", clause: "PKCS#11 3.1 §2.20 CKM_SHA256_HMAC, RFC 2104", run: hmac_sha256 },
-        Case {
+        Listed { id: "rsa-x509", clause: "PKCS#11 3.1 §2.1.7 CKM_RSA_X_509", run: rsa_x509 },
+        Listed { id: "rsa-pss-raw", clause: "PKCS#11 3.1 §2.1.14 CKM_RSA_PKCS_PSS over a digest", run: rsa_pss_raw },
+        Listed { id: "hmac-sha256", clause: "PKCS#11 3.1 §2.20 CKM_SHA256_HMAC, RFC 2104", run: hmac_sha256 },
+        Listed {
             id: "rsa-oaep-sha2",
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with SHA-256, SHA-384 and SHA-512 (MGF1 alike)",
             run: rsa_oaep_sha2,
         },
-        Case { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
-        Case { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
-        Case { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
-        Case {
+        Listed { id: "aes-ecb", clause: "PKCS#11 3.1 §2.15.3 CKM_AES_ECB, SP 800-38A F.1.1", run: aes_ecb },
+        Listed { id: "aes-cbc", clause: "PKCS#11 3.1 §2.15.4 CKM_AES_CBC, SP 800-38A F.2.1", run: aes_cbc },
+        Listed { id: "aes-cbc-pad", clause: "PKCS#11 3.1 §2.15.5 CKM_AES_CBC_PAD (PKCS #7)", run: aes_cbc_pad },
+        Listed {
             id: "rsa-oaep-label",
             clause: "PKCS#11 3.1 §2.1.8 CKM_RSA_PKCS_OAEP with CKZ_DATA_SPECIFIED (a label)",
             run: rsa_oaep_label,
         },
-        Case {
+        Listed {
             id: "aes-gcm-sizes",
             clause: "PKCS#11 3.1 §2.15.9 CK_GCM_PARAMS: IVs of other lengths and tags of 96 and 64 bits (SP 800-38D §5.2.1)",
             run: aes_gcm_sizes,
         },
-        Case {
+        Listed {
             id: "des3",
             clause: "PKCS#11 3.1 §2.16 CKK_DES3, CKM_DES3_KEY_GEN, CKM_DES3_ECB/CBC/CBC_PAD (legacy); SP 800-67 Rev 2's example",
             run: des3,
         },
-        Case {
+        Listed {
             id: "des3-cbc-pad-damaged",
             clause: "PKCS#11 3.1 §5.9 C_Decrypt: a bad CKM_DES3_CBC_PAD pad is CKR_ENCRYPTED_DATA_INVALID",
             run: des3_cbc_pad_damaged,
         },
-        Case { id: "aes-cmac", clause: "PKCS#11 3.1 §2.15.11 CKM_AES_CMAC, RFC 4493 §4", run: aes_cmac },
-        Case { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
-        Case {
+        Listed { id: "aes-cmac", clause: "PKCS#11 3.1 §2.15.11 CKM_AES_CMAC, RFC 4493 §4", run: aes_cmac },
+        Listed { id: "aes-ctr", clause: "PKCS#11 3.1 §2.15.8 CKM_AES_CTR, SP 800-38A F.5.1", run: aes_ctr },
+        Listed {
             id: "aes-gcm",
             clause: "PKCS#11 3.1 §2.15.9 CKM_AES_GCM, the GCM specification's test case 4 (with AAD)",
             run: aes_gcm,
         },
-        Case { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
-        Case {
+        Listed { id: "logout-ends-private-use", clause: "PKCS#11 3.1 §5.6 C_Logout", run: logout_ends_private_use },
+        Listed {
             id: "ecdsa-p256",
             clause: "PKCS#11 3.1 §2.3 CKM_EC_KEY_PAIR_GEN, CKM_ECDSA, CKM_ECDSA_SHA256; CKA_EC_PARAMS, CKA_EC_POINT; FIPS 186-5",
             run: ec::ecdsa_p256,
         },
-        Case { id: "ecdsa-p384", clause: "PKCS#11 3.1 §2.3 ECDSA on P-384 (CKM_ECDSA_SHA384)", run: ec::ecdsa_p384 },
-        Case { id: "ecdsa-p521", clause: "PKCS#11 3.1 §2.3 ECDSA on P-521 (CKM_ECDSA_SHA512)", run: ec::ecdsa_p521 },
-        Case {
+        Listed { id: "ecdsa-p384", clause: "PKCS#11 3.1 §2.3 ECDSA on P-384 (CKM_ECDSA_SHA384)", run: ec::ecdsa_p384 },
+        Listed { id: "ecdsa-p521", clause: "PKCS#11 3.1 §2.3 ECDSA on P-521 (CKM_ECDSA_SHA512)", run: ec::ecdsa_p521 },
+        Listed {
             id: "ec-import",
             clause: "PKCS#11 3.1 §2.3.3-4 EC public and private key objects (C_CreateObject); RFC 6979 A.2.5's key",
             run: ec::ec_import,
         },
-        Case {
+        Listed {
             id: "ed25519",
             clause: "PKCS#11 3.1 §2.3.5-6 CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA; RFC 8032 §7.1 tests 1-2",
             run: ec::ed25519,
         },
-        Case {
+        Listed {
             id: "ecdh-p256",
             clause: "PKCS#11 3.1 §2.3.9 CKM_ECDH1_DERIVE (CKD_NULL); SP 800-56A; CKA_DERIVE",
             run: derive::ecdh_p256,
         },
-        Case {
+        Listed {
             id: "ecdh-x963-kdf",
             clause: "PKCS#11 3.1 §2.3.9 CKM_ECDH1_DERIVE with CKD_SHA256_KDF (ANSI X9.63, SEC 1 §3.6.1)",
             run: derive::ecdh_x963_kdf,
         },
-        Case { id: "hkdf", clause: "PKCS#11 3.0 §2.43 CKM_HKDF_DERIVE; RFC 5869 A.1", run: derive::hkdf },
-        Case {
+        Listed { id: "hkdf", clause: "PKCS#11 3.0 §2.43 CKM_HKDF_DERIVE; RFC 5869 A.1", run: derive::hkdf },
+        Listed {
             id: "sp800-108-counter",
             clause: "PKCS#11 3.0 §2.42 CKM_SP800_108_COUNTER_KDF; SP 800-108 §5.1",
             run: derive::sp800_108_counter,
         },
-        Case {
+        Listed {
             id: "aes-cbc-encrypt-data",
             clause: "PKCS#11 3.1 §2.15.14 CKM_AES_CBC_ENCRYPT_DATA; SP 800-38A F.2.1",
             run: derive::aes_cbc_encrypt_data,

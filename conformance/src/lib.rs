@@ -1,20 +1,102 @@
-//! The hsmkit conformance kit: one suite of cases that drives any [`Backend`] through the seam,
-//! checks the backend's cryptographic output with independent implementations (RustCrypto `rsa`
-//! and `aes-kw`), and reads per-backend expectation files instead of branching on the backend.
+//! The hsmkit conformance kit: the cases a vendor runs on a PKCS#11 module (or any [`Backend`])
+//! before a BYOK integration, checked with independent implementations (RustCrypto), with
+//! per-backend expectation files instead of branches on the backend.
 //!
-//! A case passes, fails (with the reason), or is an expected failure declared in the backend's
-//! expectation file with its reason; a declared failure that passes is itself a failure, so the
-//! files cannot go stale silently.
+//! - Cases belong to a [`Profile`] (`--profile rsa`, …) and name the clause they check.
+//! - A case passes, fails (with the reason), is skipped because the backend does not list what it
+//!   needs (with the reason), or is an expected failure declared in the backend's expectation file
+//!   with its reason; a declared failure that passes is itself a failure, so the files cannot go
+//!   stale silently.
+//! - [`run`] runs a selection and reports each case as it starts and ends ([`Event`]), so a
+//!   parent process can record a crash against the case that was running ([`isolate`]).
+//! - [`Report`] prints as text, JSON (`docs/conform-json.md`), JUnit XML and Markdown.
 
+pub mod abi;
 mod cases;
 mod expectations;
+pub mod isolate;
+pub mod report;
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hsmkit_backend::{Backend, Pin, Session, SessionMode, SlotId, UserKind};
 
-pub use cases::cases;
 pub use expectations::{Expectation, Expectations};
+pub use report::{ModuleInfo, Report};
+
+/// The kit's version, named in every report.
+pub const KIT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A group of cases, selected with `--profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// The C ABI: arguments, states and return codes of the functions themselves.
+    Abi,
+    /// Objects: sensitive and extractable semantics, derived attributes, copy, set, find.
+    Objects,
+    /// RSA PKCS#1 v1.5, PSS and OAEP at the sizes and hashes the module lists.
+    Rsa,
+    /// Key wrap: RFC 3394 and 5649, RSA-AES, the wrapped bytes unwrapped independently.
+    Keywrap,
+    /// Every other mechanism the module lists: AES modes, HMAC, CMAC, EC, derivation, DES3.
+    Mechanisms,
+    /// Published test vectors (Wycheproof) with their valid, invalid and acceptable verdicts.
+    Vectors,
+    /// Key-management policy under attack (the Tookan attacks and their kin).
+    Policy,
+    /// The BYOK transfer engine on this backend, its package checked independently.
+    Byok,
+    /// The nShield world model: quorum, cards, lockout, blob binding (emulator only).
+    World,
+}
+
+impl Profile {
+    /// Every profile, in run order.
+    pub const ALL: &'static [Profile] = &[
+        Profile::Abi,
+        Profile::Objects,
+        Profile::Rsa,
+        Profile::Keywrap,
+        Profile::Mechanisms,
+        Profile::Vectors,
+        Profile::Policy,
+        Profile::Byok,
+        Profile::World,
+    ];
+
+    /// The profile's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Abi => "abi",
+            Profile::Objects => "objects",
+            Profile::Rsa => "rsa",
+            Profile::Keywrap => "keywrap",
+            Profile::Mechanisms => "mechanisms",
+            Profile::Vectors => "vectors",
+            Profile::Policy => "policy",
+            Profile::Byok => "byok",
+            Profile::World => "world",
+        }
+    }
+
+    /// The profile named `name`, or an error listing the names.
+    pub fn parse(name: &str) -> Result<Profile, String> {
+        Profile::ALL.iter().copied().find(|p| p.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown profile '{name}' (the profiles: {})", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What a case runs against.
 pub struct Ctx<'a> {
@@ -24,9 +106,24 @@ pub struct Ctx<'a> {
     pub slot: SlotId,
     /// The user PIN, for backends that need a login.
     pub user_pin: Option<Pin>,
+    /// The security officer's PIN, for the cases that need one (else they are skipped).
+    pub so_pin: Option<Pin>,
+    /// Vector checks made by the case running now (see [`Ctx::checked`]).
+    checks: AtomicU64,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context on `backend`'s `slot`.
+    pub fn new(backend: &'a dyn Backend, slot: SlotId, user_pin: Option<Pin>) -> Ctx<'a> {
+        Ctx { backend, slot, user_pin, so_pin: None, checks: AtomicU64::new(0) }
+    }
+
+    /// The same, with the security officer's PIN.
+    pub fn with_so_pin(mut self, so_pin: Option<Pin>) -> Ctx<'a> {
+        self.so_pin = so_pin;
+        self
+    }
+
     /// A read-write session, logged in as the user when the backend needs it.
     pub fn session(&self) -> Result<Box<dyn Session + '_>, String> {
         let s =
@@ -41,16 +138,80 @@ impl Ctx<'_> {
         }
         Ok(s)
     }
+
+    /// Counts `n` checks of published vectors made by the running case.
+    pub fn checked(&self, n: u64) {
+        self.checks.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A case's answer: `Err` says why the backend does not conform (or, made by [`not_listed`],
+/// why the case was not run).
+pub type CaseResult = Result<(), String>;
+
+/// A seam-level case's body.
+pub type SeamFn = Arc<dyn Fn(&Ctx<'_>) -> CaseResult + Send + Sync>;
+
+/// What a case drives.
+#[derive(Clone)]
+pub enum Body {
+    /// Any backend, through the seam.
+    Seam(SeamFn),
+    /// A PKCS#11 module's C ABI, directly.
+    Abi(abi::AbiFn),
+}
+
+/// What a run drives: the seam, the ABI, or both. A case whose level is absent is skipped.
+#[derive(Clone, Copy, Default)]
+pub struct Target<'a> {
+    /// The backend, through the seam.
+    pub seam: Option<&'a Ctx<'a>>,
+    /// The module's C ABI.
+    pub abi: Option<&'a abi::AbiCtx<'a>>,
 }
 
 /// One conformance case.
+#[derive(Clone)]
 pub struct Case {
-    /// Stable identifier, used in expectation files.
-    pub id: &'static str,
+    /// Stable identifier, used in expectation files and reports.
+    pub id: String,
+    /// The profile it belongs to.
+    pub profile: Profile,
     /// The specification clause it checks.
-    pub clause: &'static str,
-    /// The body: `Err` says why the backend does not conform.
-    pub run: fn(&Ctx<'_>) -> Result<(), String>,
+    pub clause: String,
+    /// What it runs.
+    pub body: Body,
+}
+
+impl Case {
+    /// A seam-level case.
+    pub fn seam(
+        profile: Profile,
+        id: impl Into<String>,
+        clause: impl Into<String>,
+        run: impl Fn(&Ctx<'_>) -> CaseResult + Send + Sync + 'static,
+    ) -> Case {
+        Case { id: id.into(), profile, clause: clause.into(), body: Body::Seam(Arc::new(run)) }
+    }
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Case").field("id", &self.id).field("profile", &self.profile).finish_non_exhaustive()
+    }
+}
+
+/// Every case of the kit, in run order (profile by profile).
+pub fn suite() -> Vec<Case> {
+    let mut all = abi::cases();
+    all.extend(cases::cases());
+    all.sort_by_key(|c| c.profile);
+    all
+}
+
+/// The cases of `profiles` (all of them when empty), in run order.
+pub fn select(profiles: &[Profile]) -> Vec<Case> {
+    suite().into_iter().filter(|c| profiles.is_empty() || profiles.contains(&c.profile)).collect()
 }
 
 /// A case's outcome.
@@ -64,8 +225,10 @@ pub enum Outcome {
     ExpectedFailure(String),
     /// It was declared to fail but passed: the expectation is out of date.
     UnexpectedPass(String),
-    /// Not run, as the expectation file declares: the reason.
+    /// Not run: the reason (the expectation file's, or what the backend does not list).
     Skip(String),
+    /// The module crashed, aborted or hung while the case ran (see [`isolate`]): what happened.
+    Crashed(String),
 }
 
 impl Outcome {
@@ -73,47 +236,56 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         matches!(self, Outcome::Pass | Outcome::ExpectedFailure(_) | Outcome::Skip(_))
     }
-}
 
-/// The outcomes of a run.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// The backend's name.
-    pub backend: String,
-    /// (case id, outcome), in order.
-    pub results: Vec<(&'static str, Outcome)>,
-}
-
-impl Report {
-    /// Whether every outcome is green.
-    pub fn ok(&self) -> bool {
-        self.results.iter().all(|(_, o)| o.ok())
-    }
-
-    fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
-        self.results.iter().filter(|(_, o)| f(o)).count()
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "conformance suite on {}", self.backend)?;
-        for (id, o) in &self.results {
-            match o {
-                Outcome::Pass => writeln!(f, "  pass   {id}")?,
-                Outcome::Fail(why) => writeln!(f, "  FAIL   {id}: {why}")?,
-                Outcome::ExpectedFailure(why) => writeln!(f, "  xfail  {id} (declared: {why})")?,
-                Outcome::UnexpectedPass(why) => {
-                    writeln!(f, "  XPASS  {id}: declared to fail ({why}) but passed; update the expectation file")?
-                }
-                Outcome::Skip(why) => writeln!(f, "  skip   {id} ({why})")?,
-            }
+    /// The outcome's short name in reports: pass, fail, xfail, xpass, skip, crash.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail(_) => "fail",
+            Outcome::ExpectedFailure(_) => "xfail",
+            Outcome::UnexpectedPass(_) => "xpass",
+            Outcome::Skip(_) => "skip",
+            Outcome::Crashed(_) => "crash",
         }
-        let passed = self.count(|o| matches!(o, Outcome::Pass | Outcome::ExpectedFailure(_)));
-        let failed = self.count(|o| !o.ok());
-        let skipped = self.count(|o| matches!(o, Outcome::Skip(_)));
-        writeln!(f, "{passed} passed, {failed} failed, {skipped} skipped")
     }
+
+    /// The reason, for every outcome but a pass.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Pass => None,
+            Outcome::Fail(r)
+            | Outcome::ExpectedFailure(r)
+            | Outcome::UnexpectedPass(r)
+            | Outcome::Skip(r)
+            | Outcome::Crashed(r) => Some(r),
+        }
+    }
+}
+
+/// One case's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The case.
+    pub id: String,
+    /// Its profile.
+    pub profile: Profile,
+    /// The clause it checks.
+    pub clause: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// How long it took.
+    pub duration: Duration,
+    /// Published vectors it checked.
+    pub checks: u64,
+}
+
+/// What the runner reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A case starts.
+    Start(&'a Case),
+    /// A case ended.
+    End(&'a Finding),
 }
 
 /// The prefix of a case's `Err` that means "not run": the backend does not list what the case
@@ -125,40 +297,82 @@ pub fn not_listed(what: &str) -> String {
     format!("{SKIP_PREFIX}the backend does not list {what}")
 }
 
+/// A case's answer when it cannot run for another reason (`why`): the case is skipped.
+pub fn skipped(why: &str) -> String {
+    format!("{SKIP_PREFIX}{why}")
+}
+
 /// Cases that check what a login changes: without a user PIN in the context there is nothing to
 /// check (a token without a user PIN, such as an nShield world's module protection, needs none).
 const NEED_LOGIN: &[&str] = &["logout-ends-private-use"];
 
-/// Runs every case on `ctx` under `expectations`.
-pub fn run(backend: &str, ctx: &Ctx<'_>, expectations: &Expectations) -> Report {
-    let mut report = Report { backend: backend.to_string(), results: Vec::new() };
-    for case in cases() {
-        let outcome = match expectations.get(case.id) {
-            Some(Expectation::Skip(why)) => Outcome::Skip(why.clone()),
-            None if ctx.user_pin.is_none() && NEED_LOGIN.contains(&case.id) => {
-                Outcome::Skip("no user PIN was given (--login), so there is no login to end".into())
-            }
-            declared => {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(ctx)))
-                    .unwrap_or_else(|_| Err("the case panicked".into()));
-                let result = match result {
-                    Err(e) if e.starts_with(SKIP_PREFIX) => {
-                        report.results.push((case.id, Outcome::Skip(e[SKIP_PREFIX.len()..].to_string())));
-                        continue;
-                    }
-                    other => other,
-                };
-                match (result, declared) {
-                    (Ok(()), Some(Expectation::Fail(why))) => Outcome::UnexpectedPass(why.clone()),
-                    (Ok(()), _) => Outcome::Pass,
-                    (Err(_), Some(Expectation::Fail(why))) => Outcome::ExpectedFailure(why.clone()),
-                    (Err(e), _) => Outcome::Fail(format!("{e} [{}]", case.clause)),
-                }
-            }
-        };
-        report.results.push((case.id, outcome));
+/// Runs one case on `target` under `declared`.
+pub fn run_case(case: &Case, target: Target<'_>, declared: Option<&Expectation>) -> Finding {
+    let start = Instant::now();
+    if let Some(ctx) = target.seam {
+        ctx.checks.store(0, Ordering::Relaxed);
     }
-    report
+    let no_login = target.seam.is_some_and(|c| c.user_pin.is_none());
+    let outcome = match (declared, &case.body) {
+        (Some(Expectation::Skip(why)), _) => Outcome::Skip(why.clone()),
+        (None, Body::Seam(_)) if no_login && NEED_LOGIN.contains(&case.id.as_str()) => {
+            Outcome::Skip("no user PIN was given (--login), so there is no login to end".into())
+        }
+        (_, Body::Seam(_)) if target.seam.is_none() => {
+            Outcome::Skip("a seam-level case, and this run drives the module's ABI only".into())
+        }
+        (_, Body::Abi(_)) if target.abi.is_none() => Outcome::Skip(
+            "an ABI-level case: it needs a PKCS#11 module (pkcs11:PATH); the in-process emulator has no C ABI, libhsmkit_pkcs11.so has".into(),
+        ),
+        (declared, body) => {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (body, target) {
+                (Body::Seam(f), Target { seam: Some(ctx), .. }) => f(ctx),
+                (Body::Abi(f), Target { abi: Some(ctx), .. }) => f(ctx),
+                _ => Err("no target for the case".into()),
+            }))
+            .unwrap_or_else(|_| Err("the case panicked".into()));
+            match (result, declared) {
+                (Err(e), _) if e.starts_with(SKIP_PREFIX) => Outcome::Skip(e[SKIP_PREFIX.len()..].to_string()),
+                (Ok(()), Some(Expectation::Fail(why))) => Outcome::UnexpectedPass(why.clone()),
+                (Ok(()), _) => Outcome::Pass,
+                (Err(_), Some(Expectation::Fail(why))) => Outcome::ExpectedFailure(why.clone()),
+                (Err(e), _) => Outcome::Fail(format!("{e} [{}]", case.clause)),
+            }
+        }
+    };
+    Finding {
+        id: case.id.clone(),
+        profile: case.profile,
+        clause: case.clause.clone(),
+        outcome,
+        duration: start.elapsed(),
+        checks: target.seam.map_or(0, |c| c.checks.load(Ordering::Relaxed)),
+    }
+}
+
+/// Runs `cases` on `target` under `expectations`, one after another, telling `events` as it goes.
+pub fn run_cases(
+    cases: &[Case],
+    target: Target<'_>,
+    expectations: &Expectations,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Vec<Finding> {
+    let mut out = Vec::with_capacity(cases.len());
+    for case in cases {
+        events(Event::Start(case));
+        let finding = run_case(case, target, expectations.get(&case.id));
+        events(Event::End(&finding));
+        out.push(finding);
+    }
+    out
+}
+
+/// Runs every seam-level case on `ctx` under `expectations` (no events): the report of the suite
+/// through the seam (the ABI-level cases are left out).
+pub fn run(backend: &str, ctx: &Ctx<'_>, expectations: &Expectations) -> Report {
+    let cases: Vec<Case> = suite().into_iter().filter(|c| matches!(c.body, Body::Seam(_))).collect();
+    let findings = run_cases(&cases, Target { seam: Some(ctx), abi: None }, expectations, &mut |_| {});
+    Report::new(ModuleInfo::of(backend, ctx.backend), Vec::new(), findings)
 }
 
 /// Entry point for fuzzing the expectation file reader: arbitrary bytes, read as the text of an

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         s.logout().expect("logout");
     }
     let expectations = Expectations::builtin("emulator").expect("the emulator's expectation file");
-    let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: Some(Pin::from("user-pin".to_string())) };
+    let ctx = Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string())));
     let report = run("the hsmkit emulator", &ctx, &expectations);
     print!("{report}");
     if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     };
     let mut ok = true;
     let expectations = Expectations::builtin("softhsm2").expect("SoftHSM2's expectation file");
-    let ctx = Ctx { backend: &backend, slot: backend.slot(), user_pin: Some(Pin::from(USER_PIN.to_string())) };
+    let ctx = Ctx::new(&backend, backend.slot(), Some(Pin::from(USER_PIN.to_string())));
     let report = run("SoftHSM2", &ctx, &expectations);
     print!("{report}");
     ok &= report.ok();
@@ -239,7 +239,7 @@ fn other_module() -> bool {
             return false;
         }
     };
-    let ctx = Ctx { backend: &backend, slot: backend.slot(), user_pin: pin };
+    let ctx = Ctx::new(&backend, backend.slot(), pin);
     let report = run(&format!("{}", PathBuf::from(&path).display()), &ctx, &expectations);
     print!("{report}");
     report.ok()

@@ -19,15 +19,14 @@ fn main() -> ExitCode {
         let rsa_aes = caps.mechanism(MechanismKind::RsaAesKeyWrap).expect("CKM_RSA_AES_KEY_WRAP is listed");
         assert!(!rsa_aes.composed, "the single mechanism is used where the module has it");
         assert!(caps.mechanism(MechanismKind::AesKeyWrapKwp).is_some(), "CKM_AES_KEY_WRAP_KWP is listed");
-        let ctx =
-            Ctx { backend: &backend, slot: backend.slot(), user_pin: Some(Pin::from(common::USER_PIN.to_string())) };
+        let ctx = Ctx::new(&backend, backend.slot(), Some(Pin::from(common::USER_PIN.to_string())));
         let module = run("libhsmkit_pkcs11.so", &ctx, &Expectations::builtin("pkcs11-module").expect("expectations"));
         print!("{module}");
 
         // The in-process emulator on the same kmdata: the user PIN the module's C_InitPIN set is the
         // PIN the in-process login checks (one token record, one login rule).
         let emu = Emulator::open(Config::beside(common::kmdata_of(0))).expect("emulator");
-        let ctx = Ctx { backend: &emu, slot: SLOT, user_pin: Some(Pin::from(common::USER_PIN.to_string())) };
+        let ctx = Ctx::new(&emu, SLOT, Some(Pin::from(common::USER_PIN.to_string())));
         let in_process =
             run("the in-process emulator", &ctx, &Expectations::builtin("emulator").expect("expectations"));
 
@@ -35,7 +34,13 @@ fn main() -> ExitCode {
         let conforms = |o: &Outcome| matches!(o, Outcome::Pass | Outcome::UnexpectedPass(_));
         let declared = |o: &Outcome| matches!(o, Outcome::ExpectedFailure(_) | Outcome::Skip(_));
         let mut agree = true;
-        for ((id, a), (_, b)) in module.results.iter().zip(&in_process.results) {
+        let ids = |r: &hsmkit_conformance::Report| r.findings.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+        if ids(&module) != ids(&in_process) {
+            println!("  the two runs ran different cases");
+            agree = false;
+        }
+        for (fa, fb) in module.findings.iter().zip(&in_process.findings) {
+            let (id, a, b) = (&fa.id, &fa.outcome, &fb.outcome);
             if declared(a) || declared(b) {
                 // The two declare no difference: both expectation files are empty.
                 println!("  DECLARED {id}: through the .so {a:?}, in process {b:?}; the two must agree undeclared");

@@ -1,0 +1,216 @@
+//! `hsmkit conform` on PKCS#11 modules: a deliberately broken module (it segfaults in
+//! C_SignInit and hangs in C_GenerateRandom) costs the cases that were running, not the run; the
+//! reports validate (JUnit against docs/junit.xsd with xmllint, JSON against
+//! docs/conform.schema.json); and the kit runs green on libhsmkit_pkcs11.so and SoftHSM2 against
+//! their expectation files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
+}
+
+/// The broken module, compiled with the system's C compiler into `dir`.
+fn broken_module(dir: &Path) -> PathBuf {
+    let out = dir.join("libbroken.so");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/broken/broken_module.c");
+    let cc = Command::new("cc").args(["-shared", "-fPIC", "-O0", "-o"]).arg(&out).arg(&src).output().expect("cc");
+    assert!(cc.status.success(), "{}", String::from_utf8_lossy(&cc.stderr));
+    out
+}
+
+fn conform(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsmkit"));
+    cmd.arg("conform").args(args).env_remove("HOME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hsmkit conform")
+}
+
+/// Validates `value` against the subset of JSON Schema that docs/conform.schema.json uses
+/// (type, enum, required, properties, additionalProperties: false, items); returns what is wrong.
+fn validate(schema: &serde_json::Value, value: &serde_json::Value, at: &str, errors: &mut Vec<String>) {
+    use serde_json::Value;
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => errors.push(format!("{at}: not a {t}: {value}")),
+        Value::Array(ts) if !ts.iter().filter_map(Value::as_str).any(type_ok) => {
+            errors.push(format!("{at}: none of {ts:?}: {value}"))
+        }
+        _ => {}
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        errors.push(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
+        for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !obj.contains_key(r) {
+                errors.push(format!("{at}: missing {r}"));
+            }
+        }
+        for (k, v) in obj {
+            match props.get(k) {
+                Some(s) => validate(s, v, &format!("{at}.{k}"), errors),
+                None if schema["additionalProperties"] == Value::Bool(false) => {
+                    errors.push(format!("{at}: unknown {k}"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            validate(items, v, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+fn check_reports(dir: &Path) -> serde_json::Value {
+    let xmllint = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(repo().join("docs/junit.xsd"))
+        .arg(dir.join("report.xml"))
+        .output()
+        .expect("xmllint (bash scripts/test.sh installs libxml2-utils)");
+    assert!(xmllint.status.success(), "the JUnit report: {}", String::from_utf8_lossy(&xmllint.stderr));
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("docs/conform.schema.json")).expect("schema")).expect("JSON");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report")).expect("JSON");
+    let mut errors = Vec::new();
+    validate(&schema, &report, "$", &mut errors);
+    assert!(errors.is_empty(), "the JSON report against docs/conform.schema.json: {errors:#?}");
+    report
+}
+
+fn outcome<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
+    let case = report["cases"].as_array().expect("cases").iter().find(|c| c["id"] == id);
+    let case = case.unwrap_or_else(|| panic!("no case {id}"));
+    (case["outcome"].as_str().expect("outcome"), case["reason"].as_str().unwrap_or_default())
+}
+
+#[test]
+fn a_module_that_crashes_and_hangs_costs_the_cases_that_ran_not_the_run() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let module = broken_module(d);
+    let spec = format!("pkcs11:{}", module.display());
+    let (json, xml, md) = (d.join("report.json"), d.join("report.xml"), d.join("report.md"));
+    let out = conform(
+        &[
+            "--backend",
+            &spec,
+            "--profile",
+            "abi",
+            "--case-timeout",
+            "2",
+            "--json",
+            json.to_str().expect("utf-8"),
+            "--junit",
+            xml.to_str().expect("utf-8"),
+            "--markdown",
+            md.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a module that crashes does not conform: {stdout}");
+    let report = check_reports(d);
+    // The segfault and the hang are recorded against the cases that were running...
+    for id in ["abi-not-initialized-C_SignInit", "abi-bad-session-C_SignInit"] {
+        let (o, why) = outcome(&report, id);
+        assert!(o == "crash" && why.contains("SIGSEGV"), "{id}: {o} {why}");
+    }
+    for id in ["abi-not-initialized-C_GenerateRandom", "abi-bad-session-C_GenerateRandom", "abi-generate-random-null"] {
+        let (o, why) = outcome(&report, id);
+        assert!(o == "crash" && why.contains("did not answer within 2 s"), "{id}: {o} {why}");
+    }
+    // ... and the run went on: every case has a finding, and those after the crashes ran.
+    let cases = report["cases"].as_array().expect("cases");
+    assert_eq!(report["totals"]["crash"], 5, "{}", report["totals"]);
+    assert_eq!(cases.len() as u64, report["totals"]["cases"].as_u64().expect("n"));
+    assert!(cases.len() > 100, "the abi profile has {} cases", cases.len());
+    assert_eq!(outcome(&report, "abi-get-info").0, "pass");
+    assert_eq!(outcome(&report, "abi-bad-session-C_SignUpdate").0, "pass", "the case after a crash ran");
+    // The broken module's own faults are found as well as its crashes.
+    assert_eq!(outcome(&report, "abi-initialize-mutex-inconsistent").0, "fail");
+    // The reports name the module.
+    assert_eq!(report["module"]["library"], "hsmkit tests a deliberately broken module 0.0 (Cryptoki 2.40)");
+    let junit = std::fs::read_to_string(&xml).expect("junit");
+    assert_eq!(junit.matches("<error ").count(), 5, "{junit}");
+    let markdown = std::fs::read_to_string(&md).expect("markdown");
+    assert!(markdown.contains("does not conform") && markdown.contains("| `abi-bad-session-C_SignInit` | crash |"));
+    assert!(stdout.contains("CRASH  abi-not-initialized-C_SignInit"), "{stdout}");
+}
+
+#[test]
+fn the_kit_runs_green_on_libhsmkit_pkcs11_and_softhsm2_with_their_expectation_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("pin"), "1234\n").expect("pin");
+    std::fs::write(d.join("so-pin"), "5678\n").expect("so pin");
+    let (module, hsmkit_conf) = common::libhsmkit_token(d, "kit");
+    let softhsm_conf = common::softhsm2_token(d, "kit");
+    let expectations = repo().join("conformance/expectations");
+    for (spec, file, env) in [
+        (format!("pkcs11:{}", module.display()), "pkcs11-module.txt", ("HSMKIT_CONF", hsmkit_conf.as_path())),
+        (
+            "pkcs11:/usr/lib/softhsm/libsofthsm2.so".to_string(),
+            "softhsm2.txt",
+            ("SOFTHSM2_CONF", softhsm_conf.as_path()),
+        ),
+    ] {
+        let out = conform(
+            &[
+                "--backend",
+                &spec,
+                "--token",
+                "kit",
+                "--login",
+                "--pin-file",
+                d.join("pin").to_str().expect("utf-8"),
+                "--so-pin-file",
+                d.join("so-pin").to_str().expect("utf-8"),
+                "--expectations",
+                expectations.join(file).to_str().expect("utf-8"),
+                "--json",
+                d.join("report.json").to_str().expect("utf-8"),
+                "--junit",
+                d.join("report.xml").to_str().expect("utf-8"),
+            ],
+            &[env],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{spec}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let report = check_reports(d);
+        assert_eq!(report["ok"], true);
+        // The ABI level ran (in a worker of its own), not skipped.
+        let abi_run = report["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .filter(|c| c["profile"] == "abi" && (c["outcome"] == "pass" || c["outcome"] == "xfail"))
+            .count();
+        assert!(abi_run > 100, "{spec}: {abi_run} ABI cases ran");
+        assert!(
+            report["module"]["library"].is_string()
+                && !report["module"]["mechanisms"].as_array().expect("m").is_empty()
+        );
+    }
+}

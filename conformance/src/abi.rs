@@ -1,0 +1,933 @@
+//! ABI-level cases: a PKCS#11 module driven through its C function list directly (`cryptoki-sys`),
+//! where a safe wrapper would hide what is checked: `C_Initialize`'s arguments, the state
+//! machine, the return code of every function for a bad handle, a null pointer or the wrong state,
+//! the size-query protocol, and attribute templates.
+//!
+//! Every case starts from a module that is not initialised, initialises it itself and finalises
+//! it at the end, so the cases are independent of each other and of the order they run in. They
+//! run in a process where nothing else has the module loaded (`hsmkit conform` runs the `abi`
+//! profile in a worker of its own).
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::ptr::{null, null_mut};
+use std::sync::Arc;
+
+use cryptoki_sys as ck;
+use hsmkit_backend::{ErrorKind, Pin};
+use secrecy::ExposeSecret as _;
+
+use crate::{Body, Case, CaseResult, Profile};
+
+/// An ABI-level case's body.
+pub type AbiFn = Arc<dyn Fn(&AbiCtx<'_>) -> CaseResult + Send + Sync>;
+
+/// A PKCS#11 module, loaded for raw calls.
+pub struct Module {
+    _lib: libloading::Library,
+    f: &'static ck::CK_FUNCTION_LIST,
+    path: PathBuf,
+    reserved: Option<CString>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// `CKR_NAME (0x…)` of a return value.
+pub fn rv_name(rv: ck::CK_RV) -> String {
+    let name = ErrorKind::from_ckr(rv).ckr_name();
+    if rv == ck::CKR_OK {
+        "CKR_OK".into()
+    } else if name == "CKR_?" {
+        format!("0x{rv:x}")
+    } else {
+        format!("{name} (0x{rv:x})")
+    }
+}
+
+impl Module {
+    /// Loads the module at `path`; `reserved` is the string some modules (NSS softokn) need in
+    /// `C_Initialize`'s `pReserved`.
+    pub fn load(path: &Path, reserved: Option<&str>) -> Result<Module, String> {
+        let reserved = reserved
+            .map(|r| CString::new(r).map_err(|_| "the initialisation string has a NUL byte".to_string()))
+            .transpose()?;
+        // SAFETY: loading a PKCS#11 module runs its initialisers, which is what loading it is for;
+        // C_GetFunctionList has this signature in every module and returns a static list.
+        unsafe {
+            let lib = libloading::Library::new(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+            let get: libloading::Symbol<'_, unsafe extern "C" fn(*mut *mut ck::CK_FUNCTION_LIST) -> ck::CK_RV> = lib
+                .get(b"C_GetFunctionList")
+                .map_err(|e| format!("{} has no C_GetFunctionList: {e}", path.display()))?;
+            let mut list = null_mut();
+            let rv = get(&mut list);
+            if rv != ck::CKR_OK || list.is_null() {
+                return Err(format!("C_GetFunctionList returned {} and {list:?}", rv_name(rv)));
+            }
+            let f: &'static ck::CK_FUNCTION_LIST = &*list;
+            Ok(Module { _lib: lib, f, path: path.to_path_buf(), reserved })
+        }
+    }
+
+    /// The module's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The function list.
+    pub fn f(&self) -> &ck::CK_FUNCTION_LIST {
+        self.f
+    }
+
+    /// The initialisation arguments every case uses: the operating system's locking, and the
+    /// module's initialisation string if it needs one.
+    pub fn init_args(&self) -> ck::CK_C_INITIALIZE_ARGS {
+        ck::CK_C_INITIALIZE_ARGS {
+            CreateMutex: None,
+            DestroyMutex: None,
+            LockMutex: None,
+            UnlockMutex: None,
+            flags: ck::CKF_OS_LOCKING_OK,
+            pReserved: self.reserved.as_ref().map_or(null_mut(), |r| r.as_ptr().cast_mut().cast()),
+        }
+    }
+
+    /// `C_Initialize` with [`Module::init_args`].
+    pub fn initialize(&self) -> ck::CK_RV {
+        let mut args = self.init_args();
+        match self.f.C_Initialize {
+            // SAFETY: the arguments live through the call.
+            Some(init) => unsafe { init((&raw mut args).cast()) },
+            None => ck::CKR_FUNCTION_NOT_SUPPORTED,
+        }
+    }
+
+    /// `C_Finalize(NULL)`.
+    pub fn finalize(&self) -> ck::CK_RV {
+        match self.f.C_Finalize {
+            // SAFETY: NULL is the one argument C_Finalize takes.
+            Some(fin) => unsafe { fin(null_mut()) },
+            None => ck::CKR_FUNCTION_NOT_SUPPORTED,
+        }
+    }
+
+    /// `C_GetInfo` as one line (manufacturer, description, library and Cryptoki versions);
+    /// the module must be initialised.
+    pub fn library_line(&self) -> Option<String> {
+        let mut info: ck::CK_INFO = zeroed_info();
+        // SAFETY: an output struct of the right type.
+        let rv = unsafe { self.f.C_GetInfo?(&mut info) };
+        (rv == ck::CKR_OK).then(|| {
+            format!(
+                "{} {} {}.{} (Cryptoki {}.{})",
+                padded(&info.manufacturerID),
+                padded(&info.libraryDescription),
+                info.libraryVersion.major,
+                info.libraryVersion.minor,
+                info.cryptokiVersion.major,
+                info.cryptokiVersion.minor
+            )
+        })
+    }
+}
+
+fn zeroed_info() -> ck::CK_INFO {
+    ck::CK_INFO {
+        cryptokiVersion: ck::CK_VERSION { major: 0, minor: 0 },
+        manufacturerID: [0; 32],
+        flags: 0,
+        libraryDescription: [0; 32],
+        libraryVersion: ck::CK_VERSION { major: 0, minor: 0 },
+    }
+}
+
+fn zeroed_token() -> ck::CK_TOKEN_INFO {
+    // SAFETY: CK_TOKEN_INFO is plain data (byte arrays, integers): all zeroes is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// A blank-padded field as text.
+fn padded(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).trim_end().to_string()
+}
+
+/// What an ABI-level case runs against.
+pub struct AbiCtx<'a> {
+    /// The module.
+    pub module: &'a Module,
+    /// The token's label (else the first slot with a token).
+    pub token: Option<String>,
+    /// The user PIN.
+    pub user_pin: Option<Pin>,
+    /// The security officer's PIN.
+    pub so_pin: Option<Pin>,
+}
+
+/// An initialised module, finalised when dropped.
+struct Init<'a> {
+    m: &'a Module,
+    ctx: &'a AbiCtx<'a>,
+}
+
+impl Drop for Init<'_> {
+    fn drop(&mut self) {
+        self.m.finalize();
+    }
+}
+
+/// An open session, closed when dropped (before the module is finalised).
+struct Sess<'a> {
+    f: &'a ck::CK_FUNCTION_LIST,
+    h: ck::CK_SESSION_HANDLE,
+}
+
+impl Drop for Sess<'_> {
+    fn drop(&mut self) {
+        if let Some(close) = self.f.C_CloseSession {
+            // SAFETY: a handle this case opened.
+            unsafe { close(self.h) };
+        }
+    }
+}
+
+impl AbiCtx<'_> {
+    /// The module, initialised for this case (finalised again at its end). A module left
+    /// initialised by an earlier case is finalised first.
+    fn init(&self) -> Result<Init<'_>, String> {
+        let mut rv = self.module.initialize();
+        if rv == ck::CKR_CRYPTOKI_ALREADY_INITIALIZED {
+            self.module.finalize();
+            rv = self.module.initialize();
+        }
+        check(rv, ck::CKR_OK, "C_Initialize")?;
+        Ok(Init { m: self.module, ctx: self })
+    }
+}
+
+/// Fails unless `rv` is `want`.
+fn check(rv: ck::CK_RV, want: ck::CK_RV, what: &str) -> CaseResult {
+    if rv == want { Ok(()) } else { Err(format!("{what} returned {}, expected {}", rv_name(rv), rv_name(want))) }
+}
+
+/// A session state's name.
+fn state_name(s: ck::CK_STATE) -> String {
+    match s {
+        ck::CKS_RO_PUBLIC_SESSION => "CKS_RO_PUBLIC_SESSION".into(),
+        ck::CKS_RO_USER_FUNCTIONS => "CKS_RO_USER_FUNCTIONS".into(),
+        ck::CKS_RW_PUBLIC_SESSION => "CKS_RW_PUBLIC_SESSION".into(),
+        ck::CKS_RW_USER_FUNCTIONS => "CKS_RW_USER_FUNCTIONS".into(),
+        ck::CKS_RW_SO_FUNCTIONS => "CKS_RW_SO_FUNCTIONS".into(),
+        other => format!("state {other:#x}"),
+    }
+}
+
+/// Fails unless the session state `got` is `want`.
+fn check_state(got: ck::CK_STATE, want: ck::CK_STATE, what: &str) -> CaseResult {
+    if got == want { Ok(()) } else { Err(format!("{what} is in {}, expected {}", state_name(got), state_name(want))) }
+}
+
+/// Fails unless `rv` is one of `want`.
+fn check_any(rv: ck::CK_RV, want: &[ck::CK_RV], what: &str) -> CaseResult {
+    if want.contains(&rv) {
+        Ok(())
+    } else {
+        let names: Vec<String> = want.iter().map(|w| rv_name(*w)).collect();
+        Err(format!("{what} returned {}, expected {}", rv_name(rv), names.join(" or ")))
+    }
+}
+
+impl<'a> Init<'a> {
+    fn f(&self) -> &'a ck::CK_FUNCTION_LIST {
+        self.m.f
+    }
+
+    /// The slots with a token.
+    fn slots(&self) -> Result<Vec<ck::CK_SLOT_ID>, String> {
+        let get = self.f().C_GetSlotList.ok_or("C_GetSlotList is missing")?;
+        let mut n: ck::CK_ULONG = 0;
+        // SAFETY: a count query (NULL list), then a list of the size the module gave.
+        check(unsafe { get(ck::CK_TRUE, null_mut(), &mut n) }, ck::CKR_OK, "C_GetSlotList(NULL)")?;
+        let mut slots = vec![0; n as usize];
+        check(unsafe { get(ck::CK_TRUE, slots.as_mut_ptr(), &mut n) }, ck::CKR_OK, "C_GetSlotList")?;
+        slots.truncate(n as usize);
+        Ok(slots)
+    }
+
+    fn token_info(&self, slot: ck::CK_SLOT_ID) -> Result<ck::CK_TOKEN_INFO, String> {
+        let mut info = zeroed_token();
+        let get = self.f().C_GetTokenInfo.ok_or("C_GetTokenInfo is missing")?;
+        // SAFETY: an output struct of the right type.
+        check(unsafe { get(slot, &mut info) }, ck::CKR_OK, "C_GetTokenInfo")?;
+        Ok(info)
+    }
+
+    /// The slot of the token under test: the one labelled as asked, else the first.
+    fn slot(&self) -> Result<ck::CK_SLOT_ID, String> {
+        for slot in self.slots()? {
+            match &self.ctx.token {
+                None => return Ok(slot),
+                Some(label) if padded(&self.token_info(slot)?.label) == *label => return Ok(slot),
+                Some(_) => {}
+            }
+        }
+        Err(match &self.ctx.token {
+            Some(l) => format!("no token is labelled {l:?}"),
+            None => "the module has no slot with a token".into(),
+        })
+    }
+
+    fn open(&self, rw: bool) -> Result<Sess<'a>, String> {
+        let slot = self.slot()?;
+        let open = self.f().C_OpenSession.ok_or("C_OpenSession is missing")?;
+        let flags = ck::CKF_SERIAL_SESSION | if rw { ck::CKF_RW_SESSION } else { 0 };
+        let mut h = 0;
+        // SAFETY: no callback; the handle is an output.
+        check(unsafe { open(slot, flags, null_mut(), None, &mut h) }, ck::CKR_OK, "C_OpenSession")?;
+        Ok(Sess { f: self.f(), h })
+    }
+
+    fn login(&self, s: &Sess<'_>, user: ck::CK_USER_TYPE) -> CaseResult {
+        let pin = if user == ck::CKU_SO { &self.ctx.so_pin } else { &self.ctx.user_pin };
+        let Some(pin) = pin else {
+            return Err(crate::skipped(if user == ck::CKU_SO {
+                "no security officer PIN was given (--so-pin-file)"
+            } else {
+                "no user PIN was given (--login)"
+            }));
+        };
+        let login = self.f().C_Login.ok_or("C_Login is missing")?;
+        let p = pin.expose_secret().as_bytes();
+        // SAFETY: the PIN buffer lives through the call; the module only reads it.
+        let rv = unsafe { login(s.h, user, p.as_ptr().cast_mut(), p.len() as ck::CK_ULONG) };
+        check_any(rv, &[ck::CKR_OK, ck::CKR_USER_ALREADY_LOGGED_IN], "C_Login")
+    }
+}
+
+/// A session handle no module hands out (hsmkit, SoftHSM2 and NSS count up from 1).
+const BAD_SESSION: ck::CK_SESSION_HANDLE = 0x7fff_fff3;
+/// A slot id no module has.
+const BAD_SLOT: ck::CK_SLOT_ID = 0x7fff_fff5;
+
+/// Scratch buffers the table's calls point into: every pointer argument is valid, so the only
+/// thing wrong with a call is the handle (or the module's state).
+struct Scratch {
+    bytes: [u8; 512],
+    len: ck::CK_ULONG,
+    handle: ck::CK_OBJECT_HANDLE,
+    handle2: ck::CK_OBJECT_HANDLE,
+    mech: ck::CK_MECHANISM,
+    attr: ck::CK_ATTRIBUTE,
+    session_info: ck::CK_SESSION_INFO,
+}
+
+impl Scratch {
+    fn new() -> Box<Scratch> {
+        let mut s = Box::new(Scratch {
+            bytes: [0; 512],
+            len: 256,
+            handle: 1,
+            handle2: 0,
+            mech: ck::CK_MECHANISM { mechanism: ck::CKM_SHA256_RSA_PKCS, pParameter: null_mut(), ulParameterLen: 0 },
+            attr: ck::CK_ATTRIBUTE { type_: ck::CKA_LABEL, pValue: null_mut(), ulValueLen: 0 },
+            session_info: ck::CK_SESSION_INFO { slotID: 0, state: 0, flags: 0, ulDeviceError: 0 },
+        });
+        s.attr.pValue = s.bytes.as_mut_ptr().cast();
+        s.attr.ulValueLen = 16;
+        s
+    }
+}
+
+/// One function called with a session handle: its name and the call.
+type SessionCall = (&'static str, fn(&ck::CK_FUNCTION_LIST, ck::CK_SESSION_HANDLE, &mut Scratch) -> Option<ck::CK_RV>);
+
+macro_rules! session_calls {
+    ($( $name:ident ( $s:ident, $x:ident ) => ( $($arg:expr),* ); )*) => {
+        /// Every function that takes a session handle, called with valid pointers.
+        const SESSION_CALLS: &[SessionCall] = &[
+            $( (stringify!($name), |f, $s, $x| {
+                let _ = &$x;
+                // SAFETY: every pointer points into the scratch buffers, which outlive the call
+                // and are as large as the lengths passed.
+                f.$name.map(|g| unsafe { g($($arg),*) })
+            }), )*
+        ];
+    };
+}
+
+session_calls! {
+    C_CloseSession(s, x) => (s);
+    C_GetSessionInfo(s, x) => (s, &mut x.session_info);
+    C_GetOperationState(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
+    C_SetOperationState(s, x) => (s, x.bytes.as_mut_ptr(), 16, 0, 0);
+    C_Login(s, x) => (s, ck::CKU_USER, x.bytes.as_mut_ptr(), 4);
+    C_Logout(s, x) => (s);
+    C_CreateObject(s, x) => (s, &mut x.attr, 1, &mut x.handle2);
+    C_CopyObject(s, x) => (s, x.handle, &mut x.attr, 1, &mut x.handle2);
+    C_DestroyObject(s, x) => (s, x.handle);
+    C_GetObjectSize(s, x) => (s, x.handle, &mut x.len);
+    C_GetAttributeValue(s, x) => (s, x.handle, &mut x.attr, 1);
+    C_SetAttributeValue(s, x) => (s, x.handle, &mut x.attr, 1);
+    C_FindObjectsInit(s, x) => (s, &mut x.attr, 1);
+    C_FindObjects(s, x) => (s, &mut x.handle2, 1, &mut x.len);
+    C_FindObjectsFinal(s, x) => (s);
+    C_EncryptInit(s, x) => (s, &mut x.mech, x.handle);
+    C_Encrypt(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_EncryptUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_EncryptFinal(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
+    C_DecryptInit(s, x) => (s, &mut x.mech, x.handle);
+    C_Decrypt(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DecryptUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DecryptFinal(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
+    C_DigestInit(s, x) => (s, &mut x.mech);
+    C_Digest(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DigestUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    C_DigestKey(s, x) => (s, x.handle);
+    C_DigestFinal(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
+    C_SignInit(s, x) => (s, &mut x.mech, x.handle);
+    C_Sign(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_SignUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    C_SignFinal(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
+    C_SignRecoverInit(s, x) => (s, &mut x.mech, x.handle);
+    C_SignRecover(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_VerifyInit(s, x) => (s, &mut x.mech, x.handle);
+    C_Verify(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), 16);
+    C_VerifyUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    C_VerifyFinal(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    C_VerifyRecoverInit(s, x) => (s, &mut x.mech, x.handle);
+    C_VerifyRecover(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DigestEncryptUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DecryptDigestUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_SignEncryptUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_DecryptVerifyUpdate(s, x) => (s, x.bytes.as_mut_ptr(), 16, x.bytes.as_mut_ptr().wrapping_add(256), &mut x.len);
+    C_GenerateKey(s, x) => (s, &mut x.mech, &mut x.attr, 1, &mut x.handle2);
+    C_GenerateKeyPair(s, x) => (s, &mut x.mech, &mut x.attr, 1, null_mut(), 0, &mut x.handle2, &mut x.handle);
+    C_WrapKey(s, x) => (s, &mut x.mech, x.handle, x.handle, x.bytes.as_mut_ptr(), &mut x.len);
+    C_UnwrapKey(s, x) => (s, &mut x.mech, x.handle, x.bytes.as_mut_ptr(), 16, &mut x.attr, 1, &mut x.handle2);
+    C_DeriveKey(s, x) => (s, &mut x.mech, x.handle, &mut x.attr, 1, &mut x.handle2);
+    C_SeedRandom(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    C_GenerateRandom(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+}
+
+/// One function called with a slot id.
+type SlotCall = (&'static str, fn(&ck::CK_FUNCTION_LIST, ck::CK_SLOT_ID, &mut Scratch) -> Option<ck::CK_RV>);
+
+macro_rules! slot_calls {
+    ($( $name:ident ( $s:ident, $x:ident ) => ( $($arg:expr),* ); )*) => {
+        /// Every function that takes a slot id, called with valid pointers.
+        const SLOT_CALLS: &[SlotCall] = &[
+            $( (stringify!($name), |f, $s, $x| {
+                let _ = &$x;
+                // SAFETY: as for SESSION_CALLS.
+                f.$name.map(|g| unsafe { g($($arg),*) })
+            }), )*
+        ];
+    };
+}
+
+slot_calls! {
+    C_GetSlotInfo(s, x) => (s, x.bytes.as_mut_ptr().cast());
+    C_GetTokenInfo(s, x) => (s, x.bytes.as_mut_ptr().cast());
+    C_GetMechanismList(s, x) => (s, null_mut(), &mut x.len);
+    C_GetMechanismInfo(s, x) => (s, ck::CKM_SHA256_RSA_PKCS, x.bytes.as_mut_ptr().cast());
+    C_OpenSession(s, x) => (s, ck::CKF_SERIAL_SESSION, null_mut(), None, &mut x.handle2);
+    C_CloseAllSessions(s, x) => (s);
+}
+
+/// The scratch area is larger than every output struct it stands in for.
+const _: () = assert!(
+    std::mem::size_of::<[u8; 512]>() >= std::mem::size_of::<ck::CK_TOKEN_INFO>()
+        && std::mem::size_of::<[u8; 512]>() >= std::mem::size_of::<ck::CK_SLOT_INFO>()
+);
+
+fn abi(id: String, clause: &str, run: impl Fn(&AbiCtx<'_>) -> CaseResult + Send + Sync + 'static) -> Case {
+    Case { id, profile: Profile::Abi, clause: clause.to_string(), body: Body::Abi(Arc::new(run)) }
+}
+
+/// Every ABI-level case.
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    // Before C_Initialize, every function but C_Initialize and C_GetFunctionList answers
+    // CKR_CRYPTOKI_NOT_INITIALIZED (a module without the function: CKR_FUNCTION_NOT_SUPPORTED).
+    const NOT_INIT: &str = "PKCS#11 base §5.1 (CKR_CRYPTOKI_NOT_INITIALIZED), §5.4 C_Initialize";
+    for &(name, call) in SESSION_CALLS {
+        out.push(abi(format!("abi-not-initialized-{name}"), NOT_INIT, move |ctx| {
+            ctx.module.finalize();
+            let rv = call(ctx.module.f(), 1, &mut Scratch::new());
+            check_any(
+                rv.unwrap_or(ck::CKR_FUNCTION_NOT_SUPPORTED),
+                &[ck::CKR_CRYPTOKI_NOT_INITIALIZED, ck::CKR_FUNCTION_NOT_SUPPORTED],
+                name,
+            )
+        }));
+    }
+    for &(name, call) in SLOT_CALLS {
+        out.push(abi(format!("abi-not-initialized-{name}"), NOT_INIT, move |ctx| {
+            ctx.module.finalize();
+            let rv = call(ctx.module.f(), 0, &mut Scratch::new());
+            check_any(
+                rv.unwrap_or(ck::CKR_FUNCTION_NOT_SUPPORTED),
+                &[ck::CKR_CRYPTOKI_NOT_INITIALIZED, ck::CKR_FUNCTION_NOT_SUPPORTED],
+                name,
+            )
+        }));
+    }
+    // A session handle that was never opened.
+    const BAD_HANDLE: &str = "PKCS#11 base §5.1 (CKR_SESSION_HANDLE_INVALID: the handle names no session)";
+    for &(name, call) in SESSION_CALLS {
+        out.push(abi(format!("abi-bad-session-{name}"), BAD_HANDLE, move |ctx| {
+            let _init = ctx.init()?;
+            let rv = call(ctx.module.f(), BAD_SESSION, &mut Scratch::new());
+            check_any(
+                rv.unwrap_or(ck::CKR_FUNCTION_NOT_SUPPORTED),
+                &[ck::CKR_SESSION_HANDLE_INVALID, ck::CKR_FUNCTION_NOT_SUPPORTED],
+                name,
+            )
+        }));
+    }
+    // A slot id the module does not have.
+    const BAD_SLOT_CLAUSE: &str = "PKCS#11 base §5.1 (CKR_SLOT_ID_INVALID), §5.5 slot and token management";
+    for &(name, call) in SLOT_CALLS {
+        out.push(abi(format!("abi-bad-slot-{name}"), BAD_SLOT_CLAUSE, move |ctx| {
+            let _init = ctx.init()?;
+            let rv = call(ctx.module.f(), BAD_SLOT, &mut Scratch::new());
+            check_any(
+                rv.unwrap_or(ck::CKR_FUNCTION_NOT_SUPPORTED),
+                &[ck::CKR_SLOT_ID_INVALID, ck::CKR_FUNCTION_NOT_SUPPORTED],
+                name,
+            )
+        }));
+    }
+    out.extend(lifecycle());
+    out.extend(sessions());
+    out
+}
+
+/// `C_Initialize`, `C_Finalize`, `C_GetInfo`, the slot list and the token's strings.
+fn lifecycle() -> Vec<Case> {
+    vec![
+        abi("abi-initialize-twice".into(), "PKCS#11 base §5.4 C_Initialize: CKR_CRYPTOKI_ALREADY_INITIALIZED", |ctx| {
+            let _init = ctx.init()?;
+            check(ctx.module.initialize(), ck::CKR_CRYPTOKI_ALREADY_INITIALIZED, "a second C_Initialize")
+        }),
+        abi(
+            "abi-finalize-not-initialized".into(),
+            "PKCS#11 base §5.4 C_Finalize: CKR_CRYPTOKI_NOT_INITIALIZED before C_Initialize",
+            |ctx| {
+                ctx.module.finalize();
+                check(ctx.module.finalize(), ck::CKR_CRYPTOKI_NOT_INITIALIZED, "C_Finalize of a finalised module")
+            },
+        ),
+        abi(
+            "abi-finalize-reserved".into(),
+            "PKCS#11 base §5.4 C_Finalize: pReserved must be NULL (CKR_ARGUMENTS_BAD)",
+            |ctx| {
+                let _init = ctx.init()?;
+                let fin = ctx.module.f().C_Finalize.ok_or("C_Finalize is missing")?;
+                let mut junk = [0u8; 8];
+                // SAFETY: a valid pointer the module must refuse without reading.
+                let rv = unsafe { fin(junk.as_mut_ptr().cast()) };
+                check(rv, ck::CKR_ARGUMENTS_BAD, "C_Finalize(non-NULL)")
+            },
+        ),
+        abi(
+            "abi-initialize-mutex-inconsistent".into(),
+            "PKCS#11 base §5.4 C_Initialize: some but not all mutex functions given is CKR_ARGUMENTS_BAD",
+            |ctx| {
+                ctx.module.finalize();
+                unsafe extern "C" fn create(_m: *mut *mut std::ffi::c_void) -> ck::CK_RV {
+                    ck::CKR_OK
+                }
+                let mut args = ctx.module.init_args();
+                args.CreateMutex = Some(create);
+                let init = ctx.module.f().C_Initialize.ok_or("C_Initialize is missing")?;
+                // SAFETY: the arguments live through the call.
+                let rv = unsafe { init((&raw mut args).cast()) };
+                if rv == ck::CKR_OK {
+                    ctx.module.finalize();
+                }
+                check(rv, ck::CKR_ARGUMENTS_BAD, "C_Initialize with CreateMutex alone")
+            },
+        ),
+        abi("abi-get-info".into(), "PKCS#11 base §5.4 C_GetInfo: CK_INFO, blank-padded strings, no NUL", |ctx| {
+            let _init = ctx.init()?;
+            let get = ctx.module.f().C_GetInfo.ok_or("C_GetInfo is missing")?;
+            let mut info = zeroed_info();
+            // SAFETY: an output struct of the right type.
+            check(unsafe { get(&mut info) }, ck::CKR_OK, "C_GetInfo")?;
+            blank_padded("manufacturerID", &info.manufacturerID)?;
+            blank_padded("libraryDescription", &info.libraryDescription)?;
+            if !(2..=3).contains(&info.cryptokiVersion.major) {
+                return Err(format!("cryptokiVersion {}.{}", info.cryptokiVersion.major, info.cryptokiVersion.minor));
+            }
+            if info.flags != 0 {
+                return Err(format!("CK_INFO.flags is {:#x}; the specification reserves it (0)", info.flags));
+            }
+            // SAFETY: NULL is the argument the module must refuse.
+            check(unsafe { get(null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetInfo(NULL)")
+        }),
+        abi(
+            "abi-slot-list-size-query".into(),
+            "PKCS#11 base §5.5 C_GetSlotList; §5.2 the size-query protocol (NULL, then CKR_BUFFER_TOO_SMALL)",
+            |ctx| {
+                let init = ctx.init()?;
+                let get = ctx.module.f().C_GetSlotList.ok_or("C_GetSlotList is missing")?;
+                let slots = init.slots()?;
+                if slots.is_empty() {
+                    return Err("no slot has a token".into());
+                }
+                // A buffer one short: CKR_BUFFER_TOO_SMALL, and the count says how many.
+                let mut short = vec![0; slots.len() - 1];
+                let mut n = short.len() as ck::CK_ULONG;
+                let p = if short.is_empty() { null_mut() } else { short.as_mut_ptr() };
+                // SAFETY: the buffer holds n entries (or is NULL: a size query).
+                let rv = unsafe { get(ck::CK_TRUE, p, &mut n) };
+                if p.is_null() {
+                    check(rv, ck::CKR_OK, "C_GetSlotList(NULL)")?;
+                } else {
+                    check(rv, ck::CKR_BUFFER_TOO_SMALL, "C_GetSlotList with a short buffer")?;
+                }
+                if n as usize != slots.len() {
+                    return Err(format!("the count came back as {n}, there are {}", slots.len()));
+                }
+                // SAFETY: NULL count pointer: the module must refuse it.
+                check(
+                    unsafe { get(ck::CK_TRUE, null_mut(), null_mut()) },
+                    ck::CKR_ARGUMENTS_BAD,
+                    "C_GetSlotList(NULL, NULL)",
+                )
+            },
+        ),
+        abi(
+            "abi-token-info".into(),
+            "PKCS#11 base §5.5 C_GetTokenInfo: blank-padded strings, CKF_TOKEN_INITIALIZED",
+            |ctx| {
+                let init = ctx.init()?;
+                let info = init.token_info(init.slot()?)?;
+                blank_padded("label", &info.label)?;
+                blank_padded("manufacturerID", &info.manufacturerID)?;
+                blank_padded("model", &info.model)?;
+                blank_padded("serialNumber", &info.serialNumber)?;
+                if info.flags & ck::CKF_TOKEN_INITIALIZED == 0 {
+                    return Err("the token under test is not CKF_TOKEN_INITIALIZED".into());
+                }
+                let get = ctx.module.f().C_GetTokenInfo.ok_or("C_GetTokenInfo is missing")?;
+                // SAFETY: NULL is the argument the module must refuse.
+                check(unsafe { get(init.slot()?, null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetTokenInfo(NULL)")
+            },
+        ),
+        abi(
+            "abi-mechanism-list-size-query".into(),
+            "PKCS#11 base §5.5 C_GetMechanismList; §5.2 the size-query protocol",
+            |ctx| {
+                let init = ctx.init()?;
+                let slot = init.slot()?;
+                let get = ctx.module.f().C_GetMechanismList.ok_or("C_GetMechanismList is missing")?;
+                let mut n: ck::CK_ULONG = 0;
+                // SAFETY: a size query, then buffers of the sizes given.
+                check(unsafe { get(slot, null_mut(), &mut n) }, ck::CKR_OK, "C_GetMechanismList(NULL)")?;
+                if n == 0 {
+                    return Err("the token lists no mechanism".into());
+                }
+                let mut short = vec![0; n as usize - 1];
+                let mut m = short.len() as ck::CK_ULONG;
+                if m > 0 {
+                    let rv = unsafe { get(slot, short.as_mut_ptr(), &mut m) };
+                    check(rv, ck::CKR_BUFFER_TOO_SMALL, "C_GetMechanismList with a short buffer")?;
+                    if m != n {
+                        return Err(format!("after CKR_BUFFER_TOO_SMALL the count is {m}, not {n}"));
+                    }
+                }
+                let mut all = vec![0; n as usize];
+                let rv = unsafe { get(slot, all.as_mut_ptr(), &mut n) };
+                check(rv, ck::CKR_OK, "C_GetMechanismList")?;
+                let info = ctx.module.f().C_GetMechanismInfo.ok_or("C_GetMechanismInfo is missing")?;
+                for &mech in &all[..n as usize] {
+                    let mut mi = ck::CK_MECHANISM_INFO { ulMinKeySize: 0, ulMaxKeySize: 0, flags: 0 };
+                    let rv = unsafe { info(slot, mech, &mut mi) };
+                    check(rv, ck::CKR_OK, &format!("C_GetMechanismInfo of listed mechanism {mech:#x}"))?;
+                    if mi.ulMinKeySize > mi.ulMaxKeySize {
+                        return Err(format!(
+                            "mechanism {mech:#x}: ulMinKeySize {} > ulMaxKeySize {}",
+                            mi.ulMinKeySize, mi.ulMaxKeySize
+                        ));
+                    }
+                }
+                let mut mi = ck::CK_MECHANISM_INFO { ulMinKeySize: 0, ulMaxKeySize: 0, flags: 0 };
+                check(
+                    unsafe { info(slot, ck::CKM_VENDOR_DEFINED | 0x7e57, &mut mi) },
+                    ck::CKR_MECHANISM_INVALID,
+                    "C_GetMechanismInfo of an unlisted mechanism",
+                )
+            },
+        ),
+        abi(
+            "abi-get-interface".into(),
+            "PKCS#11 3.0 §5.4 C_GetInterfaceList, C_GetInterface: the \"PKCS 11\" interface",
+            |ctx| get_interface(ctx.module),
+        ),
+    ]
+}
+
+/// A blank-padded string field: no NUL, and not empty where it names something.
+fn blank_padded(what: &str, b: &[u8]) -> CaseResult {
+    if b.contains(&0) {
+        return Err(format!(
+            "{what} holds a NUL byte: the specification pads with blanks ({:?})",
+            String::from_utf8_lossy(b)
+        ));
+    }
+    if std::str::from_utf8(b).is_err() {
+        return Err(format!("{what} is not UTF-8"));
+    }
+    Ok(())
+}
+
+/// PKCS#11 3.0's interface discovery, where the module exports it.
+fn get_interface(m: &Module) -> CaseResult {
+    type List = unsafe extern "C" fn(*mut ck::CK_INTERFACE, *mut ck::CK_ULONG) -> ck::CK_RV;
+    type One = unsafe extern "C" fn(
+        *mut ck::CK_UTF8CHAR,
+        *mut ck::CK_VERSION,
+        *mut *mut ck::CK_INTERFACE,
+        ck::CK_FLAGS,
+    ) -> ck::CK_RV;
+    // SAFETY: the symbols, where present, have the signatures PKCS#11 3.0 gives them.
+    let (list, one) = unsafe {
+        let list: Option<libloading::Symbol<'_, List>> = m._lib.get(b"C_GetInterfaceList").ok();
+        let one: Option<libloading::Symbol<'_, One>> = m._lib.get(b"C_GetInterface").ok();
+        (list.map(|s| *s), one.map(|s| *s))
+    };
+    let (Some(list), Some(one)) = (list, one) else {
+        return Err(crate::skipped("the module is a PKCS#11 2.x module (no C_GetInterfaceList)"));
+    };
+    let mut n: ck::CK_ULONG = 0;
+    // SAFETY: a size query, then a buffer of that size; names are NUL-terminated static strings.
+    check(unsafe { list(null_mut(), &mut n) }, ck::CKR_OK, "C_GetInterfaceList(NULL)")?;
+    let mut items: Vec<ck::CK_INTERFACE> =
+        (0..n).map(|_| ck::CK_INTERFACE { pInterfaceName: null_mut(), pFunctionList: null_mut(), flags: 0 }).collect();
+    check(unsafe { list(items.as_mut_ptr(), &mut n) }, ck::CKR_OK, "C_GetInterfaceList")?;
+    let mut pkcs11 = false;
+    for i in &items[..n as usize] {
+        if i.pInterfaceName.is_null() || i.pFunctionList.is_null() {
+            return Err("an interface with a NULL name or function list".into());
+        }
+        let name = unsafe { std::ffi::CStr::from_ptr(i.pInterfaceName.cast()) };
+        if name.to_bytes() == b"PKCS 11" {
+            pkcs11 = true;
+            let v = unsafe { &*(i.pFunctionList as *const ck::CK_VERSION) };
+            if !(2..=3).contains(&v.major) {
+                return Err(format!("the PKCS 11 interface's function list is version {}.{}", v.major, v.minor));
+            }
+        }
+    }
+    if !pkcs11 {
+        return Err("C_GetInterfaceList has no \"PKCS 11\" interface".into());
+    }
+    let mut found: *mut ck::CK_INTERFACE = null_mut();
+    // SAFETY: NULL name and version: the module's default interface.
+    check(unsafe { one(null_mut(), null_mut(), &mut found, 0) }, ck::CKR_OK, "C_GetInterface(NULL)")?;
+    if found.is_null() {
+        return Err("C_GetInterface(NULL) returned no interface".into());
+    }
+    let mut name = *b"PKCS 11\0";
+    let mut found2: *mut ck::CK_INTERFACE = null_mut();
+    check(unsafe { one(name.as_mut_ptr(), null_mut(), &mut found2, 0) }, ck::CKR_OK, "C_GetInterface(\"PKCS 11\")")?;
+    let mut nope = *b"No Such Interface\0";
+    let mut found3: *mut ck::CK_INTERFACE = null_mut();
+    let rv = unsafe { one(nope.as_mut_ptr(), null_mut(), &mut found3, 0) };
+    check(rv, ck::CKR_ARGUMENTS_BAD, "C_GetInterface of an interface the module does not have")?;
+    let _ = null::<u8>();
+    Ok(())
+}
+
+/// The session and login state machine.
+fn sessions() -> Vec<Case> {
+    vec![
+        abi(
+            "abi-open-session-not-serial".into(),
+            "PKCS#11 base §5.6 C_OpenSession: without CKF_SERIAL_SESSION, CKR_SESSION_PARALLEL_NOT_SUPPORTED",
+            |ctx| {
+                let init = ctx.init()?;
+                let open = ctx.module.f().C_OpenSession.ok_or("C_OpenSession is missing")?;
+                let mut h = 0;
+                // SAFETY: no callback; the handle is an output.
+                let rv = unsafe { open(init.slot()?, 0, null_mut(), None, &mut h) };
+                check(rv, ck::CKR_SESSION_PARALLEL_NOT_SUPPORTED, "C_OpenSession(flags 0)")
+            },
+        ),
+        abi(
+            "abi-open-session-null".into(),
+            "PKCS#11 base §5.6 C_OpenSession: phSession NULL is CKR_ARGUMENTS_BAD",
+            |ctx| {
+                let init = ctx.init()?;
+                let open = ctx.module.f().C_OpenSession.ok_or("C_OpenSession is missing")?;
+                // SAFETY: NULL is the argument the module must refuse.
+                let rv = unsafe { open(init.slot()?, ck::CKF_SERIAL_SESSION, null_mut(), None, null_mut()) };
+                check(rv, ck::CKR_ARGUMENTS_BAD, "C_OpenSession(phSession NULL)")
+            },
+        ),
+        abi(
+            "abi-session-states".into(),
+            "PKCS#11 base §5.6 C_GetSessionInfo, C_Login, C_Logout; usage guide §2.6 (session states)",
+            |ctx| {
+                let init = ctx.init()?;
+                let ro = init.open(false)?;
+                let rw = init.open(true)?;
+                let state = |s: &Sess<'_>| -> Result<ck::CK_STATE, String> {
+                    let get = ctx.module.f().C_GetSessionInfo.ok_or("C_GetSessionInfo is missing")?;
+                    let mut info = ck::CK_SESSION_INFO { slotID: 0, state: 0, flags: 0, ulDeviceError: 0 };
+                    // SAFETY: an output struct of the right type.
+                    check(unsafe { get(s.h, &mut info) }, ck::CKR_OK, "C_GetSessionInfo")?;
+                    if info.flags & ck::CKF_SERIAL_SESSION == 0 {
+                        return Err("CKF_SERIAL_SESSION is not set in the session's flags".into());
+                    }
+                    Ok(info.state)
+                };
+                check_state(state(&ro)?, ck::CKS_RO_PUBLIC_SESSION, "the read-only session")?;
+                check_state(state(&rw)?, ck::CKS_RW_PUBLIC_SESSION, "the read-write session")?;
+                if ctx.user_pin.is_none() {
+                    return Ok(());
+                }
+                init.login(&rw, ck::CKU_USER)?;
+                // Login state belongs to the application: both sessions change.
+                check_state(state(&ro)?, ck::CKS_RO_USER_FUNCTIONS, "the read-only session after the user's login")?;
+                check_state(state(&rw)?, ck::CKS_RW_USER_FUNCTIONS, "the read-write session after the user's login")?;
+                let logout = ctx.module.f().C_Logout.ok_or("C_Logout is missing")?;
+                // SAFETY: a session this case opened.
+                check(unsafe { logout(ro.h) }, ck::CKR_OK, "C_Logout")?;
+                check_state(state(&rw)?, ck::CKS_RW_PUBLIC_SESSION, "the read-write session after C_Logout")
+            },
+        ),
+        abi(
+            "abi-logout-not-logged-in".into(),
+            "PKCS#11 base §5.6 C_Logout: CKR_USER_NOT_LOGGED_IN when nobody is logged in",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let logout = ctx.module.f().C_Logout.ok_or("C_Logout is missing")?;
+                // SAFETY: a session this case opened.
+                check(unsafe { logout(s.h) }, ck::CKR_USER_NOT_LOGGED_IN, "C_Logout with nobody logged in")
+            },
+        ),
+        abi("abi-login-twice".into(), "PKCS#11 base §5.6 C_Login: CKR_USER_ALREADY_LOGGED_IN", |ctx| {
+            let init = ctx.init()?;
+            let s = init.open(true)?;
+            init.login(&s, ck::CKU_USER)?;
+            let login = ctx.module.f().C_Login.ok_or("C_Login is missing")?;
+            let pin = ctx.user_pin.as_ref().map(|p| p.expose_secret().as_bytes().to_vec()).unwrap_or_default();
+            // SAFETY: the PIN buffer lives through the call.
+            let rv = unsafe { login(s.h, ck::CKU_USER, pin.as_ptr().cast_mut(), pin.len() as ck::CK_ULONG) };
+            check(rv, ck::CKR_USER_ALREADY_LOGGED_IN, "a second C_Login")
+        }),
+        abi("abi-login-wrong-pin".into(), "PKCS#11 base §5.6 C_Login: CKR_PIN_INCORRECT", |ctx| {
+            if ctx.user_pin.is_none() {
+                return Err(crate::skipped("no user PIN was given (--login)"));
+            }
+            let init = ctx.init()?;
+            let s = init.open(true)?;
+            let login = ctx.module.f().C_Login.ok_or("C_Login is missing")?;
+            let mut wrong = *b"not-the-pin-9";
+            // SAFETY: the PIN buffer lives through the call.
+            let rv = unsafe { login(s.h, ck::CKU_USER, wrong.as_mut_ptr(), wrong.len() as ck::CK_ULONG) };
+            // One wrong PIN; the next, right one resets the count on every module we know.
+            let result = check(rv, ck::CKR_PIN_INCORRECT, "C_Login with a wrong PIN");
+            init.login(&s, ck::CKU_USER)?;
+            result
+        }),
+        abi(
+            "abi-login-bad-user-type".into(),
+            "PKCS#11 base §5.6 C_Login: an unknown user type is CKR_USER_TYPE_INVALID",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let login = ctx.module.f().C_Login.ok_or("C_Login is missing")?;
+                let mut pin = *b"1234";
+                // SAFETY: the PIN buffer lives through the call.
+                let rv = unsafe { login(s.h, 0x7e57, pin.as_mut_ptr(), 4) };
+                check(rv, ck::CKR_USER_TYPE_INVALID, "C_Login(user type 0x7e57)")
+            },
+        ),
+        abi(
+            "abi-so-login-read-only-session".into(),
+            "PKCS#11 base §5.6 C_Login: the SO with a read-only session open is CKR_SESSION_READ_ONLY_EXISTS",
+            |ctx| {
+                let init = ctx.init()?;
+                let _ro = init.open(false)?;
+                let rw = init.open(true)?;
+                let Some(pin) = &ctx.so_pin else {
+                    return Err(crate::skipped("no security officer PIN was given (--so-pin-file)"));
+                };
+                let login = ctx.module.f().C_Login.ok_or("C_Login is missing")?;
+                let p = pin.expose_secret().as_bytes();
+                // SAFETY: the PIN buffer lives through the call.
+                let rv = unsafe { login(rw.h, ck::CKU_SO, p.as_ptr().cast_mut(), p.len() as ck::CK_ULONG) };
+                check(rv, ck::CKR_SESSION_READ_ONLY_EXISTS, "C_Login(CKU_SO) with a read-only session open")
+            },
+        ),
+        abi(
+            "abi-close-session-twice".into(),
+            "PKCS#11 base §5.6 C_CloseSession: a closed handle is CKR_SESSION_HANDLE_INVALID",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(false)?;
+                let h = s.h;
+                drop(s);
+                let close = ctx.module.f().C_CloseSession.ok_or("C_CloseSession is missing")?;
+                // SAFETY: a handle that was closed: the module must refuse it.
+                check(unsafe { close(h) }, ck::CKR_SESSION_HANDLE_INVALID, "C_CloseSession of a closed session")
+            },
+        ),
+        abi(
+            "abi-close-all-sessions".into(),
+            "PKCS#11 base §5.6 C_CloseAllSessions: every session of the slot ends",
+            |ctx| {
+                let init = ctx.init()?;
+                let a = init.open(false)?;
+                let b = init.open(true)?;
+                let close_all = ctx.module.f().C_CloseAllSessions.ok_or("C_CloseAllSessions is missing")?;
+                // SAFETY: the slot of the sessions.
+                check(unsafe { close_all(init.slot()?) }, ck::CKR_OK, "C_CloseAllSessions")?;
+                let get = ctx.module.f().C_GetSessionInfo.ok_or("C_GetSessionInfo is missing")?;
+                for s in [&a, &b] {
+                    let mut info = ck::CK_SESSION_INFO { slotID: 0, state: 0, flags: 0, ulDeviceError: 0 };
+                    // SAFETY: an output struct of the right type.
+                    let rv = unsafe { get(s.h, &mut info) };
+                    check(rv, ck::CKR_SESSION_HANDLE_INVALID, "C_GetSessionInfo after C_CloseAllSessions")?;
+                }
+                // The guards' own C_CloseSession now fails harmlessly.
+                Ok(())
+            },
+        ),
+        abi(
+            "abi-session-info-null".into(),
+            "PKCS#11 base §5.6 C_GetSessionInfo: pInfo NULL is CKR_ARGUMENTS_BAD",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(false)?;
+                let get = ctx.module.f().C_GetSessionInfo.ok_or("C_GetSessionInfo is missing")?;
+                // SAFETY: NULL is the argument the module must refuse.
+                check(unsafe { get(s.h, null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetSessionInfo(NULL)")
+            },
+        ),
+        abi(
+            "abi-generate-random-null".into(),
+            "PKCS#11 base §5.16 C_GenerateRandom: a NULL buffer is CKR_ARGUMENTS_BAD",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(false)?;
+                let get = ctx.module.f().C_GenerateRandom.ok_or("C_GenerateRandom is missing")?;
+                let mut buf = [0u8; 32];
+                // SAFETY: a buffer of the length given, then NULL, which the module must refuse.
+                check(unsafe { get(s.h, buf.as_mut_ptr(), 32) }, ck::CKR_OK, "C_GenerateRandom")?;
+                if buf == [0u8; 32] {
+                    return Err("C_GenerateRandom left 32 bytes all zero".into());
+                }
+                check(unsafe { get(s.h, null_mut(), 32) }, ck::CKR_ARGUMENTS_BAD, "C_GenerateRandom(NULL, 32)")
+            },
+        ),
+    ]
+}
