@@ -20,6 +20,8 @@ dpkg -s libengine-pkcs11-openssl >/dev/null 2>&1 || missing+=(libengine-pkcs11-o
 /usr/bin/python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
 # p11-kit's server and client module (remote use of the token).
 command -v p11-kit >/dev/null || missing+=(p11-kit)
+# NSS's software token (libsoftokn3.so), the conformance kit's third independent module.
+ls /usr/lib/*/libsoftokn3.so >/dev/null 2>&1 || missing+=(libnss3)
 # xmllint validates the conformance kit's JUnit report against docs/junit.xsd.
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
 ls /usr/lib/*/pkcs11/p11-kit-client.so >/dev/null 2>&1 || missing+=(p11-kit-modules)

@@ -250,8 +250,28 @@ pub fn run(
     let per_round = settings.duration / rounds;
     let total = slots.len() * rounds as usize;
     let mut done = 0;
-    for _ in 0..rounds {
-        for slot in &mut slots {
+    // Within each operation and thread count, the rows take turns at going first (round r starts
+    // at the group's r-th row), so a position effect (the cell after a change of operation, say)
+    // does not always fall on the same row.
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, slot) in slots.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if slots[g.start].cell.op == slot.cell.op && slots[g.start].cell.threads == slot.cell.threads => {
+                g.end = i + 1
+            }
+            _ => groups.push(i..i + 1),
+        }
+    }
+    for round in 0..rounds as usize {
+        let order: Vec<usize> = groups
+            .iter()
+            .flat_map(|g| {
+                let n = g.len();
+                (0..n).map(move |k| g.start + (k + round) % n)
+            })
+            .collect();
+        for i in order {
+            let slot = &mut slots[i];
             progress(&Progress {
                 done,
                 total,

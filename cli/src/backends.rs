@@ -12,6 +12,25 @@ use crate::{Global, env};
 /// - `emulator:DIR`: the emulated module on kmdata `DIR`;
 /// - `pkcs11:PATH`: the PKCS#11 module at `PATH`, token `token` (else the first).
 pub fn open(spec: &str, g: &Global, token: Option<&str>) -> Result<Box<dyn Backend>> {
+    open_with(spec, g, &ModuleOptions { token, ..ModuleOptions::default() })
+}
+
+/// How to open a PKCS#11 module's token: by label or slot id, and the initialisation string
+/// some modules need in `C_Initialize`'s `pReserved` (NSS softokn's `configdir=…`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ModuleOptions<'a> {
+    /// The token's label.
+    pub token: Option<&'a str>,
+    /// The slot id (instead of a label).
+    pub slot: Option<u64>,
+    /// The initialisation string.
+    pub init_args: Option<&'a str>,
+}
+
+/// As [`open`], with the token chosen by label or slot and a module's initialisation string.
+pub fn open_with(spec: &str, g: &Global, o: &ModuleOptions<'_>) -> Result<Box<dyn Backend>> {
+    let token = o.token;
+    let init_args = o.init_args;
     if spec == "emulator" {
         return Ok(Box::new(env::emulator(g)?));
     }
@@ -21,8 +40,12 @@ pub fn open(spec: &str, g: &Global, token: Option<&str>) -> Result<Box<dyn Backe
         return Ok(Box::new(env::emulator(&g)?));
     }
     if let Some(path) = spec.strip_prefix("pkcs11:") {
-        let choice = token.map_or(TokenChoice::First, |t| TokenChoice::Label(t.to_string()));
-        return Ok(Box::new(Pkcs11Backend::open(path, choice)?));
+        let choice = match (token, o.slot) {
+            (Some(t), _) => TokenChoice::Label(t.to_string()),
+            (None, Some(slot)) => TokenChoice::Slot(slot),
+            (None, None) => TokenChoice::First,
+        };
+        return Ok(Box::new(Pkcs11Backend::open_with(path, choice, init_args)?));
     }
     Err(Error::new(ErrorKind::ArgumentsBad, Op::Initialize)
         .detail(format!("unknown backend '{spec}'"))

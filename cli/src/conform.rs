@@ -23,8 +23,11 @@ pub struct ConformArgs {
     #[arg(long, default_value = "emulator")]
     pub(crate) backend: String,
     /// The token label (PKCS#11 modules; default: the first token).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "slot")]
     pub(crate) token: Option<String>,
+    /// The slot id of the token (instead of --token).
+    #[arg(long)]
+    pub(crate) slot: Option<u64>,
     /// Log in as the user with the first PIN of the PIN file (else HSMKIT_USER_PIN, else a prompt).
     #[arg(long)]
     pub(crate) login: bool,
@@ -58,12 +61,26 @@ pub struct ConformArgs {
     /// Run a PKCS#11 module's cases in this process (no crash survival).
     #[arg(long)]
     pub(crate) no_isolate: bool,
+    /// The kit's self-test: plant each of its faults in the backend in turn (on `emulator`, a
+    /// throwaway world) and print which cases caught which fault, and the mutation score.
+    #[arg(long)]
+    pub(crate) self_test: bool,
     /// Internal: run as a worker of a parent `hsmkit conform` (PINs on standard input).
     #[arg(long, hide = true)]
     pub(crate) worker: bool,
     /// Internal: the case a worker resumes after.
     #[arg(long, hide = true)]
     pub(crate) resume_after: Option<String>,
+}
+
+impl ConformArgs {
+    fn module_options(&self) -> crate::backends::ModuleOptions<'_> {
+        crate::backends::ModuleOptions {
+            token: self.token.as_deref(),
+            slot: self.slot,
+            init_args: self.init_args.as_deref(),
+        }
+    }
 }
 
 fn bad(detail: String, hint: &str) -> Error {
@@ -196,6 +213,9 @@ impl Progress {
 pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
     let selected = profiles(a)?;
     let cases = hsmkit_conformance::select(&selected);
+    if a.self_test {
+        return self_test(g, a, &cases);
+    }
     let expectations = expectations(a)?;
     if a.worker {
         return worker(g, a, &cases, &expectations);
@@ -212,11 +232,11 @@ pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
         Module::load(path, None).map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?;
     } else if !a.backend.starts_with("emulator") {
         // The same words as every other command's.
-        crate::backends::open(&a.backend, g, a.token.as_deref())?;
+        crate::backends::open_with(&a.backend, g, &a.module_options())?;
     }
     let mut progress = Progress { terminal: std::io::stderr().is_terminal(), done: 0, total: cases.len() };
     let (module, findings) = match &module_path {
-        Some(_) if !a.no_isolate => isolated(g, a, &cases, &pins, &mut progress),
+        Some(_) if !a.no_isolate => isolated(g, a, &cases, &expectations, &pins, &mut progress),
         _ => in_process(g, a, &cases, &expectations, &pins, &mut progress)?,
     };
     let report = Report::new(module, selected, findings);
@@ -257,7 +277,7 @@ fn describe(g: &Global, a: &ConformArgs) -> ModuleInfo {
             _ => {}
         }
     }
-    let mut info = match crate::backends::open(&a.backend, g, a.token.as_deref()) {
+    let mut info = match crate::backends::open_with(&a.backend, g, &a.module_options()) {
         Ok(b) => ModuleInfo::of(&a.backend, b.as_ref()),
         Err(e) => ModuleInfo { backend: a.backend.clone(), token: format!("unreadable: {e}"), ..ModuleInfo::default() },
     };
@@ -290,6 +310,7 @@ fn in_process(
         let abi = module.as_ref().map(|m| AbiCtx {
             module: m,
             token: a.token.clone(),
+            slot: a.slot,
             user_pin: pins.user.clone(),
             so_pin: pins.so.clone(),
         });
@@ -298,7 +319,7 @@ fn in_process(
     }
     let info = describe(g, a);
     if !seam_cases.is_empty() {
-        let backend = crate::backends::open(&a.backend, g, a.token.as_deref())?;
+        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
         let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
         let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
         let target = Target { seam: Some(&ctx), abi: None };
@@ -315,6 +336,7 @@ fn isolated(
     g: &Global,
     a: &ConformArgs,
     cases: &[Case],
+    expectations: &Expectations,
     pins: &Pins,
     progress: &mut Progress,
 ) -> (ModuleInfo, Vec<Finding>) {
@@ -334,6 +356,9 @@ fn isolated(
             cmd.args(["conform", "--worker", "--backend", &a.backend, "--profile", profile.name()]);
             if let Some(t) = &a.token {
                 cmd.args(["--token", t]);
+            }
+            if let Some(slot) = a.slot {
+                cmd.args(["--slot", &slot.to_string()]);
             }
             if a.login {
                 cmd.arg("--login");
@@ -358,6 +383,14 @@ fn isolated(
             &mut events,
         ));
     }
+    // A crash the expectation file declares is an expected failure, with what happened.
+    for f in &mut findings {
+        if let (hsmkit_conformance::Outcome::Crashed(how), Some(hsmkit_conformance::Expectation::Fail(why))) =
+            (&f.outcome, expectations.get(&f.id))
+        {
+            f.outcome = hsmkit_conformance::Outcome::ExpectedFailure(format!("{why} (here: {how})"));
+        }
+    }
     (describe_safely(g, a), findings)
 }
 
@@ -372,6 +405,9 @@ fn describe_safely(g: &Global, a: &ConformArgs) -> ModuleInfo {
     cmd.args(["conform", "--worker", "--backend", &a.backend, "--profile", "world", "--resume-after", DESCRIBE]);
     if let Some(t) = &a.token {
         cmd.args(["--token", t]);
+    }
+    if let Some(slot) = a.slot {
+        cmd.args(["--slot", &slot.to_string()]);
     }
     if let Some(i) = &a.init_args {
         cmd.args(["--init-args", i]);
@@ -418,10 +454,11 @@ fn worker(g: &Global, a: &ConformArgs, cases: &[Case], expectations: &Expectatio
     let abi = module.as_ref().map(|m| AbiCtx {
         module: m,
         token: a.token.clone(),
+        slot: a.slot,
         user_pin: pins.user.clone(),
         so_pin: pins.so.clone(),
     });
-    let backend = if needs_seam { Some(crate::backends::open(&a.backend, g, a.token.as_deref())?) } else { None };
+    let backend = if needs_seam { Some(crate::backends::open_with(&a.backend, g, &a.module_options())?) } else { None };
     let slot = match &backend {
         Some(b) => Some(*b.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?),
         None => None,
@@ -433,4 +470,68 @@ fn worker(g: &Global, a: &ConformArgs, cases: &[Case], expectations: &Expectatio
     let target = Target { seam: ctx.as_ref(), abi: abi.as_ref() };
     hsmkit_conformance::run_cases(cases, target, expectations, &mut events);
     Ok(())
+}
+
+/// `--self-test`: every planted fault must be caught by a case that passes without it.
+fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
+    use hsmkit_conformance::faults::{Fault, self_test};
+    // The default backend is a throwaway world with a user PIN, so the login cases run too.
+    let throwaway;
+    let opened;
+    let (backend, slot, user): (&dyn hsmkit_backend::Backend, _, _) = if a.backend == "emulator" {
+        throwaway = ThrowawayWorld::new()?;
+        (&throwaway.emu, hsmkit_emulator::SLOT, Some(Pin::from(ThrowawayWorld::USER_PIN.to_string())))
+    } else {
+        opened = crate::backends::open_with(&a.backend, g, &a.module_options())?;
+        let slot = *opened.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+        (opened.as_ref(), slot, Pins::gather(g, a)?.user)
+    };
+    let total = Fault::ALL.len();
+    let mut n = 0;
+    let result = self_test(backend, slot, user, cases, Fault::ALL, &mut |f| {
+        n += 1;
+        eprintln!("[{n}/{total}] {}", f.name());
+    });
+    print!("{result}");
+    let (caught, all) = result.score();
+    if caught == all {
+        println!("Result: SUCCESS");
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::FunctionFailed, Op::Info)
+            .detail(format!("the kit missed {} of {all} planted faults (see the MISSED lines)", all - caught)))
+    }
+}
+
+/// A world in a temporary folder with one card (PIN `card`) and a user PIN, for the self-test.
+struct ThrowawayWorld {
+    emu: hsmkit_emulator::Emulator,
+    _dir: tempfile::TempDir,
+}
+
+impl ThrowawayWorld {
+    const USER_PIN: &'static str = "self-test-user";
+
+    fn new() -> Result<ThrowawayWorld> {
+        use hsmkit_backend::{Backend as _, SessionMode, UserKind};
+        let io =
+            |e: std::io::Error| Error::new(ErrorKind::Io, Op::Initialize).detail(format!("a temporary folder: {e}"));
+        let dir = tempfile::tempdir().map_err(io)?;
+        let kmdata = dir.path().join("kmdata");
+        hsmkit_emulator::fsio::create_private_dir(&kmdata).map_err(io)?;
+        let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata))?;
+        let card = Pin::from("card".to_string());
+        emu.create_world(
+            hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
+            hsmkit_emulator::world::Quorum { k: 1, n: 1 },
+            std::slice::from_ref(&card),
+        )?;
+        {
+            let s = emu.open_session(hsmkit_emulator::SLOT, SessionMode::ReadWrite)?;
+            s.login(UserKind::SecurityOfficer, &card)?;
+            s.init_pin(&Pin::from(Self::USER_PIN.to_string()))?;
+            s.logout()?;
+        }
+        Ok(ThrowawayWorld { emu, _dir: dir })
+    }
 }

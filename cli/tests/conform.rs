@@ -214,3 +214,55 @@ fn the_kit_runs_green_on_libhsmkit_pkcs11_and_softhsm2_with_their_expectation_fi
         );
     }
 }
+
+#[test]
+fn the_kit_runs_green_on_nss_softokn_a_third_independent_module() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (module, init, label) = common::nss_token(d);
+    let spec = format!("pkcs11:{}", module.display());
+    let expectations = repo().join("conformance/expectations/nss.txt");
+    // The PINs from the environment this time; NSS has no security officer PIN once the user's
+    // is set, so the officer's cases are skipped.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hsmkit"));
+    cmd.args(["conform", "--backend", &spec, "--token", label, "--init-args", &init, "--login"])
+        .arg("--expectations")
+        .arg(&expectations)
+        .arg("--json")
+        .arg(d.join("report.json"))
+        .arg("--junit")
+        .arg(d.join("report.xml"))
+        .env("HSMKIT_USER_PIN", "1234")
+        .env_remove("HSMKIT_PIN_FILE")
+        .env_remove("HOME");
+    let out = cmd.output().expect("run hsmkit conform");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report = check_reports(d);
+    let library = report["module"]["library"].as_str().unwrap_or_default();
+    assert!(library.contains("Mozilla") || library.contains("NSS"), "{library}");
+    let ran = |profile: &str| {
+        report["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .filter(|c| c["profile"] == profile && (c["outcome"] == "pass" || c["outcome"] == "xfail"))
+            .count()
+    };
+    assert!(ran("abi") > 100 && ran("rsa") > 5, "abi {} rsa {}", ran("abi"), ran("rsa"));
+}
+
+#[test]
+fn the_self_test_catches_every_planted_fault_and_a_smaller_selection_misses_some() {
+    let out = conform(&["--self-test"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let caught = stdout.lines().filter(|l| l.trim_start().starts_with("caught")).count();
+    assert!(caught >= 20 && !stdout.contains("MISSED"), "{stdout}");
+    assert!(stdout.contains(&format!("mutation score: {caught}/{caught} faults caught")), "{stdout}");
+    // The policy profile alone cannot see a flipped signature bit: the self-test says so.
+    let out = conform(&["--self-test", "--profile", "policy"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("MISSED  signature-bit-flip") && stdout.contains("caught  ignore-cka-sign"), "{stdout}");
+}

@@ -37,15 +37,53 @@ impl std::fmt::Debug for Module {
     }
 }
 
+/// The names of the return values the ABI cases meet.
+const CKR_NAMES: &[(ck::CK_RV, &str)] = &[
+    (ck::CKR_OK, "CKR_OK"),
+    (ck::CKR_HOST_MEMORY, "CKR_HOST_MEMORY"),
+    (ck::CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID"),
+    (ck::CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR"),
+    (ck::CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED"),
+    (ck::CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD"),
+    (ck::CKR_ATTRIBUTE_READ_ONLY, "CKR_ATTRIBUTE_READ_ONLY"),
+    (ck::CKR_ATTRIBUTE_SENSITIVE, "CKR_ATTRIBUTE_SENSITIVE"),
+    (ck::CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID"),
+    (ck::CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID"),
+    (ck::CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE"),
+    (ck::CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR"),
+    (ck::CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED"),
+    (ck::CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID"),
+    (ck::CKR_MECHANISM_INVALID, "CKR_MECHANISM_INVALID"),
+    (ck::CKR_MECHANISM_PARAM_INVALID, "CKR_MECHANISM_PARAM_INVALID"),
+    (ck::CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"),
+    (ck::CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"),
+    (ck::CKR_OPERATION_NOT_INITIALIZED, "CKR_OPERATION_NOT_INITIALIZED"),
+    (ck::CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT"),
+    (ck::CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"),
+    (ck::CKR_SESSION_PARALLEL_NOT_SUPPORTED, "CKR_SESSION_PARALLEL_NOT_SUPPORTED"),
+    (ck::CKR_SESSION_READ_ONLY_EXISTS, "CKR_SESSION_READ_ONLY_EXISTS"),
+    (ck::CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE"),
+    (ck::CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT"),
+    (ck::CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT"),
+    (ck::CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN"),
+    (ck::CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"),
+    (ck::CKR_USER_PIN_NOT_INITIALIZED, "CKR_USER_PIN_NOT_INITIALIZED"),
+    (ck::CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID"),
+    (ck::CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "CKR_USER_ANOTHER_ALREADY_LOGGED_IN"),
+    (ck::CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"),
+    (ck::CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"),
+    (ck::CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED"),
+];
+
 /// `CKR_NAME (0x…)` of a return value.
 pub fn rv_name(rv: ck::CK_RV) -> String {
-    let name = ErrorKind::from_ckr(rv).ckr_name();
-    if rv == ck::CKR_OK {
-        "CKR_OK".into()
-    } else if name == "CKR_?" {
-        format!("0x{rv:x}")
-    } else {
-        format!("{name} (0x{rv:x})")
+    match CKR_NAMES.iter().find(|(v, _)| *v == rv) {
+        Some((_, name)) if rv == ck::CKR_OK => (*name).to_string(),
+        Some((_, name)) => format!("{name} (0x{rv:x})"),
+        None => {
+            let name = ErrorKind::from_ckr(rv).ckr_name();
+            if name == "CKR_?" { format!("0x{rv:x}") } else { format!("{name} (0x{rv:x})") }
+        }
     }
 }
 
@@ -161,6 +199,8 @@ pub struct AbiCtx<'a> {
     pub module: &'a Module,
     /// The token's label (else the first slot with a token).
     pub token: Option<String>,
+    /// The token's slot id (instead of a label).
+    pub slot: Option<u64>,
     /// The user PIN.
     pub user_pin: Option<Pin>,
     /// The security officer's PIN.
@@ -267,6 +307,13 @@ impl<'a> Init<'a> {
 
     /// The slot of the token under test: the one labelled as asked, else the first.
     fn slot(&self) -> Result<ck::CK_SLOT_ID, String> {
+        if let Some(want) = self.ctx.slot {
+            return if self.slots()?.contains(&(want as ck::CK_SLOT_ID)) {
+                Ok(want as ck::CK_SLOT_ID)
+            } else {
+                Err(format!("slot {want} has no token"))
+            };
+        }
         for slot in self.slots()? {
             match &self.ctx.token {
                 None => return Ok(slot),
@@ -566,6 +613,11 @@ fn lifecycle() -> Vec<Case> {
             if info.flags != 0 {
                 return Err(format!("CK_INFO.flags is {:#x}; the specification reserves it (0)", info.flags));
             }
+            Ok(())
+        }),
+        abi("abi-get-info-null".into(), "PKCS#11 base §5.4 C_GetInfo: pInfo NULL is CKR_ARGUMENTS_BAD", |ctx| {
+            let _init = ctx.init()?;
+            let get = ctx.module.f().C_GetInfo.ok_or("C_GetInfo is missing")?;
             // SAFETY: NULL is the argument the module must refuse.
             check(unsafe { get(null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetInfo(NULL)")
         }),
@@ -593,12 +645,18 @@ fn lifecycle() -> Vec<Case> {
                 if n as usize != slots.len() {
                     return Err(format!("the count came back as {n}, there are {}", slots.len()));
                 }
+                Ok(())
+            },
+        ),
+        abi(
+            "abi-slot-list-null-count".into(),
+            "PKCS#11 base §5.5 C_GetSlotList: pulCount NULL is CKR_ARGUMENTS_BAD",
+            |ctx| {
+                let _init = ctx.init()?;
+                let get = ctx.module.f().C_GetSlotList.ok_or("C_GetSlotList is missing")?;
                 // SAFETY: NULL count pointer: the module must refuse it.
-                check(
-                    unsafe { get(ck::CK_TRUE, null_mut(), null_mut()) },
-                    ck::CKR_ARGUMENTS_BAD,
-                    "C_GetSlotList(NULL, NULL)",
-                )
+                let rv = unsafe { get(ck::CK_TRUE, null_mut(), null_mut()) };
+                check(rv, ck::CKR_ARGUMENTS_BAD, "C_GetSlotList(NULL, NULL)")
             },
         ),
         abi(
@@ -614,11 +672,15 @@ fn lifecycle() -> Vec<Case> {
                 if info.flags & ck::CKF_TOKEN_INITIALIZED == 0 {
                     return Err("the token under test is not CKF_TOKEN_INITIALIZED".into());
                 }
-                let get = ctx.module.f().C_GetTokenInfo.ok_or("C_GetTokenInfo is missing")?;
-                // SAFETY: NULL is the argument the module must refuse.
-                check(unsafe { get(init.slot()?, null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetTokenInfo(NULL)")
+                Ok(())
             },
         ),
+        abi("abi-token-info-null".into(), "PKCS#11 base §5.5 C_GetTokenInfo: pInfo NULL is CKR_ARGUMENTS_BAD", |ctx| {
+            let init = ctx.init()?;
+            let get = ctx.module.f().C_GetTokenInfo.ok_or("C_GetTokenInfo is missing")?;
+            // SAFETY: NULL is the argument the module must refuse.
+            check(unsafe { get(init.slot()?, null_mut()) }, ck::CKR_ARGUMENTS_BAD, "C_GetTokenInfo(NULL)")
+        }),
         abi(
             "abi-mechanism-list-size-query".into(),
             "PKCS#11 base §5.5 C_GetMechanismList; §5.2 the size-query protocol",

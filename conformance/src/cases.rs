@@ -15,6 +15,7 @@ use crate::{Case, Ctx, Profile};
 
 mod derive;
 mod ec;
+mod rsa_sweep;
 
 type R = Result<(), String>;
 
@@ -27,7 +28,8 @@ struct Listed {
 
 /// The profile of a listed case, by what it checks.
 fn profile_of(id: &str) -> Profile {
-    const KEYWRAP: &[&str] = &["generic-secret", "unwrapped-key-value-len", "wrapped-pkcs8-is-der"];
+    const KEYWRAP: &[&str] =
+        &["generic-secret", "unwrapped-key-value-len", "wrapped-pkcs8-is-der", "aes-kwp-aligned-key"];
     const OBJECTS: &[&str] = &["attributes-sensitive", "find-and-destroy", "foreign-handle", "logout-ends-private-use"];
     if id.starts_with("policy-") {
         Profile::Policy
@@ -44,7 +46,10 @@ fn profile_of(id: &str) -> Profile {
 
 /// Every case of the suite.
 pub fn cases() -> Vec<Case> {
-    listed().into_iter().map(|l| Case::seam(profile_of(l.id), l.id, l.clause, l.run)).collect()
+    let mut out: Vec<Case> =
+        listed().into_iter().map(|l| Case::seam(profile_of(l.id), l.id, l.clause, l.run)).collect();
+    out.extend(rsa_sweep::cases());
+    out
 }
 
 /// The cases written as plain functions.
@@ -93,6 +98,11 @@ fn listed() -> Vec<Listed> {
             run: unwrapped_key_value_len,
         },
         Listed { id: "aes-key-wrap-pad", clause: "RFC 5649 (CKM_AES_KEY_WRAP_PAD / _KWP)", run: aes_key_wrap_pad },
+        Listed {
+            id: "aes-kwp-aligned-key",
+            clause: "RFC 5649 §4.1 (KWP) for a key whose length is a multiple of 8; not RFC 3394, not PKCS#7 + RFC 3394",
+            run: aes_kwp_aligned_key,
+        },
         Listed {
             id: "wrapped-pkcs8-is-der",
             clause: "PKCS#11 3.1 §2.1.21 (the wrapped private key is a PKCS#8 PrivateKeyInfo, DER)",
@@ -621,6 +631,37 @@ fn aes_key_wrap_pad(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
     let (soft, _, unwrapped) = wrap_known_rsa(s.as_ref(), &[0x22u8; 32], 3)?;
     ensure(pkcs8_key(&unwrapped)?.to_public_key() == soft.to_public_key(), "RFC 5649 output unwraps to another key")
+}
+
+/// KWP of a key whose length is a multiple of 8 (an AES-256 key): the one case where RFC 3394
+/// (KW) could pass for RFC 5649 (KWP) by length, and where NSS's `CKM_AES_KEY_WRAP_PAD` (PKCS#7
+/// padding, then RFC 3394) differs by eight bytes. The output must unwrap under RustCrypto's KWP,
+/// and a confusion is named.
+fn aes_kwp_aligned_key(ctx: &Ctx<'_>) -> R {
+    let s = ctx.session()?;
+    let kek_bytes = [0x3du8; 32];
+    let kek = import_aes(s.as_ref(), &kek_bytes, &policy(Usage::WRAP | Usage::UNWRAP))?;
+    let target_bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(11).wrapping_add(5)).collect();
+    let target = import_aes(s.as_ref(), &target_bytes, &policy(Usage::ENCRYPT).extractable(true))?;
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, target).map_err(err("KWP wrap"))?;
+    let kwp = <aes_kw::KwpAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let mut buf = [0u8; 48];
+    if let Ok(out) = kwp.unwrap_key(&wrapped, &mut buf) {
+        return ensure(out == target_bytes.as_slice(), "RFC 5649 output unwraps to other bytes");
+    }
+    let kw = <aes_kw::KwAes256 as aes_kw::KeyInit>::new_from_slice(&kek_bytes).map_err(err("kek"))?;
+    let mut buf = [0u8; 48];
+    match kw.unwrap_key(&wrapped, &mut buf) {
+        Ok(out) if out == target_bytes.as_slice() => {
+            Err("the KWP output is RFC 3394 (KW): the module wrapped with CKM_AES_KEY_WRAP where RFC 5649 was asked"
+                .into())
+        }
+        Ok(out) if out.len() == 40 && out[..32] == target_bytes[..] && out[32..].iter().all(|b| *b == 8) => {
+            Err("the KWP output is PKCS#7 padding then RFC 3394 (CKM_AES_KEY_WRAP_PAD as NSS defines it), not RFC 5649"
+                .into())
+        }
+        _ => Err("RustCrypto's RFC 5649 unwrap refuses the output, and it is not RFC 3394 either".into()),
+    }
 }
 
 /// A generic secret is generated with its length, and a known one wraps under RFC 5649 to what

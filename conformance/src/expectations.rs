@@ -4,9 +4,11 @@
 //! # case id                 verdict  reason
 //! policy-narrowed-copy      xfail    SoftHSM2 2.6 refuses to change CKA_DECRYPT in C_CopyObject
 //! ```
-//! Verdicts: `xfail` (the case is run and must fail) and `skip` (not run). Blank lines and `#`
-//! comments are ignored; a case id the suite does not have, a missing reason or an unknown verdict
-//! is an error that names the line.
+//! Verdicts: `xfail` (the case is run and must fail) and `skip` (not run). A case id ending in
+//! `*` declares every case whose id starts with what precedes it (`abi-not-initialized-*`); an
+//! exact id wins over a pattern, and a longer pattern over a shorter. Blank lines and `#`
+//! comments are ignored; a case id the suite does not have, a pattern that matches no case, a
+//! missing reason or an unknown verdict is an error that names the line.
 
 use std::collections::HashMap;
 
@@ -23,6 +25,8 @@ pub enum Expectation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectations {
     map: HashMap<String, Expectation>,
+    /// `prefix*` declarations, longest prefix first.
+    patterns: Vec<(String, Expectation)>,
 }
 
 impl Expectations {
@@ -36,6 +40,7 @@ impl Expectations {
         let suite = crate::suite();
         let known: std::collections::HashSet<&str> = suite.iter().map(|c| c.id.as_str()).collect();
         let mut map = HashMap::new();
+        let mut patterns: Vec<(String, Expectation)> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -50,35 +55,52 @@ impl Expectations {
             if reason.is_empty() {
                 return Err(format!("{at}: `{id}` needs a reason"));
             }
-            if !known.contains(id) {
-                return Err(format!("{at}: the suite has no case `{id}`"));
-            }
             let e = match verdict {
                 "xfail" => Expectation::Fail(reason.to_string()),
                 "skip" => Expectation::Skip(reason.to_string()),
                 other => return Err(format!("{at}: unknown verdict `{other}` (use xfail or skip)")),
             };
+            if let Some(prefix) = id.strip_suffix('*') {
+                if !known.iter().any(|k| k.starts_with(prefix)) {
+                    return Err(format!("{at}: the pattern `{id}` matches no case of the suite"));
+                }
+                if patterns.iter().any(|(p, _)| p == prefix) {
+                    return Err(format!("{at}: `{id}` is declared twice"));
+                }
+                patterns.push((prefix.to_string(), e));
+                continue;
+            }
+            if !known.contains(id) {
+                return Err(format!("{at}: the suite has no case `{id}`"));
+            }
             if map.insert(id.to_string(), e).is_some() {
                 return Err(format!("{at}: `{id}` is declared twice"));
             }
         }
-        Ok(Expectations { map })
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Ok(Expectations { map, patterns })
     }
 
-    /// An expectation file shipped with hsmkit: `emulator` or `softhsm2`.
+    /// An expectation file shipped with hsmkit: `emulator`, `pkcs11-module`, `softhsm2` or `nss`.
     pub fn builtin(name: &str) -> Option<Self> {
         let text = match name {
             "emulator" => include_str!("../expectations/emulator.txt"),
             "softhsm2" => include_str!("../expectations/softhsm2.txt"),
             "pkcs11-module" => include_str!("../expectations/pkcs11-module.txt"),
+            "nss" => include_str!("../expectations/nss.txt"),
             _ => return None,
         };
         Expectations::parse(&format!("conformance/expectations/{name}.txt"), text).ok()
     }
 
-    /// The declaration for `id`, if any.
+    /// The declaration for `id`, if any: its own line, else the longest pattern that matches.
     pub fn get(&self, id: &str) -> Option<&Expectation> {
-        self.map.get(id)
+        self.map.get(id).or_else(|| self.patterns.iter().find(|(p, _)| id.starts_with(p.as_str())).map(|(_, e)| e))
+    }
+
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.patterns.is_empty()
     }
 }
 
@@ -94,12 +116,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_declares_every_case_it_prefixes_and_an_exact_line_wins() {
+        let text = "abi-bad-session-* xfail all of them\nabi-* skip the rest\nabi-bad-session-C_Sign xfail this one\n";
+        let e = Expectations::parse("x", text).expect("parse");
+        assert_eq!(e.get("abi-bad-session-C_Verify"), Some(&Expectation::Fail("all of them".into())));
+        assert_eq!(e.get("abi-bad-session-C_Sign"), Some(&Expectation::Fail("this one".into())));
+        assert_eq!(e.get("abi-get-info"), Some(&Expectation::Skip("the rest".into())));
+        assert_eq!(e.get("random"), None);
+    }
+
+    #[test]
     fn the_shipped_files_parse() {
         let softhsm2 = Expectations::builtin("softhsm2").expect("softhsm2");
-        assert!(!softhsm2.map.is_empty(), "SoftHSM2 declares its deviations");
+        assert!(!softhsm2.is_empty(), "SoftHSM2 declares its deviations");
+        assert!(!Expectations::builtin("nss").expect("nss").is_empty(), "NSS declares its deviations");
         // The emulator, in process or behind libhsmkit_pkcs11.so, declares none.
         for name in ["emulator", "pkcs11-module"] {
-            assert!(Expectations::builtin(name).expect(name).map.is_empty(), "{name} declares a deviation");
+            assert!(Expectations::builtin(name).expect(name).is_empty(), "{name} declares a deviation");
         }
         assert!(Expectations::builtin("hsm9000").is_none());
     }
@@ -113,6 +146,8 @@ mod tests {
             ("random maybe why", "unknown verdict"),
             ("random xfail a\nrandom skip b", "declared twice"),
             ("\u{0}\u{1} xfail binary", "no case"),
+            ("nothing-like-this-* xfail why", "matches no case"),
+            ("abi-* xfail a\nabi-* skip b", "declared twice"),
         ] {
             let err = Expectations::parse("f.txt", text).expect_err(text);
             assert!(err.contains(says) && err.starts_with("f.txt:"), "{text}: {err}");

@@ -14,6 +14,7 @@
 pub mod abi;
 mod cases;
 mod expectations;
+pub mod faults;
 pub mod isolate;
 pub mod report;
 
@@ -304,7 +305,7 @@ pub fn skipped(why: &str) -> String {
 
 /// Cases that check what a login changes: without a user PIN in the context there is nothing to
 /// check (a token without a user PIN, such as an nShield world's module protection, needs none).
-const NEED_LOGIN: &[&str] = &["logout-ends-private-use"];
+pub(crate) const NEED_LOGIN: &[&str] = &["logout-ends-private-use"];
 
 /// Runs one case on `target` under `declared`.
 pub fn run_case(case: &Case, target: Target<'_>, declared: Option<&Expectation>) -> Finding {

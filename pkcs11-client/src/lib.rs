@@ -60,6 +60,13 @@ impl std::fmt::Debug for Pkcs11Backend {
 impl Pkcs11Backend {
     /// Loads the module at `path`, initialises it and selects a token.
     pub fn open(path: impl AsRef<Path>, token: TokenChoice) -> Result<Self> {
+        Self::open_with(path, token, None)
+    }
+
+    /// As [`Pkcs11Backend::open`], passing `init_args` in `C_Initialize`'s `pReserved`: the
+    /// initialisation string some modules need (NSS softokn's
+    /// `configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=noModDB`).
+    pub fn open_with(path: impl AsRef<Path>, token: TokenChoice, init_args: Option<&str>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
             return Err(Error::new(ErrorKind::NotFound, Op::Initialize)
@@ -67,7 +74,28 @@ impl Pkcs11Backend {
                 .hint("give the path of a module (.so), for example /usr/lib/softhsm/libsofthsm2.so"));
         }
         let ctx = Pkcs11::new(&path).or_op(Op::Initialize)?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        let reserved = init_args
+            .map(|a| {
+                std::ffi::CString::new(a).map_err(|_| {
+                    Error::new(ErrorKind::ArgumentsBad, Op::Initialize)
+                        .detail("the initialisation string has a NUL byte")
+                })
+            })
+            .transpose()?;
+        let args = match &reserved {
+            Some(r) => {
+                let ptr = std::ptr::NonNull::new(r.as_ptr().cast_mut().cast::<std::ffi::c_void>())
+                    .ok_or_else(|| Error::new(ErrorKind::ArgumentsBad, Op::Initialize))?;
+                // SAFETY: a NUL-terminated string that outlives the C_Initialize call below, which
+                // is all a module may read it for (NSS copies what it parses).
+                #[allow(unsafe_code)]
+                unsafe {
+                    CInitializeArgs::new_with_reserved(CInitializeFlags::OS_LOCKING_OK, ptr)
+                }
+            }
+            None => CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK),
+        };
+        match ctx.initialize(args) {
             Ok(()) => {}
             Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
             Err(e) => return Err(map_error(e, Op::Initialize)),
@@ -124,6 +152,23 @@ impl Pkcs11Backend {
                 composed: false,
             });
         }
+        // CKM_SHA224_RSA_PKCS_PSS: cryptoki has no type for it, so the client hashes with SHA-224
+        // and signs with CKM_RSA_PKCS_PSS and the SHA-224 parameters (the same signature). Listed
+        // as composed, with what CKM_RSA_PKCS_PSS can do; dropped where the module lacks that.
+        let raw_pss = mechanisms.iter().find(|m| m.kind == MechanismKind::RsaPkcsPss).map(|m| m.flags);
+        mechanisms.retain_mut(|m| {
+            if m.kind != MechanismKind::Sha224RsaPkcsPss {
+                return true;
+            }
+            match raw_pss {
+                Some(f) => {
+                    m.composed = true;
+                    m.flags &= f;
+                    true
+                }
+                None => false,
+            }
+        });
         // CKM_RSA_AES_KEY_WRAP composed from what the module has: OAEP and RFC 5649 wrap.
         let has = |k: MechanismKind, f: MechanismFlags| mechanisms.iter().any(|m| m.kind == k && m.flags.contains(f));
         let wrap_unwrap = MechanismFlags::WRAP | MechanismFlags::UNWRAP;

@@ -557,13 +557,17 @@ impl Session for Pkcs11Session {
 
     fn sign(&self, mech: &Mechanism, key: KeyHandle, data: &[u8]) -> Result<Vec<u8>> {
         let h = self.object(key, Op::Sign)?;
-        self.s.sign(&convert::mechanism(mech, Op::Sign)?, h, data).or_op(Op::Sign).map_err(|e| named(e, mech))
+        let (call, digest) = sha224_pss(mech, data);
+        let data = digest.as_deref().unwrap_or(data);
+        self.s.sign(&convert::mechanism(&call, Op::Sign)?, h, data).or_op(Op::Sign).map_err(|e| named(e, mech))
     }
 
     fn verify(&self, mech: &Mechanism, key: KeyHandle, data: &[u8], signature: &[u8]) -> Result<()> {
         let h = self.object(key, Op::Verify)?;
+        let (call, digest) = sha224_pss(mech, data);
+        let data = digest.as_deref().unwrap_or(data);
         self.s
-            .verify(&convert::mechanism(mech, Op::Verify)?, h, data, signature)
+            .verify(&convert::mechanism(&call, Op::Verify)?, h, data, signature)
             .or_op(Op::Verify)
             .map_err(|e| named(e, mech))
     }
@@ -655,5 +659,18 @@ impl Session for Pkcs11Session {
 
     fn random(&self, out: &mut [u8]) -> Result<()> {
         self.s.generate_random_slice(out).or_op(Op::Random)
+    }
+}
+
+/// `CKM_SHA224_RSA_PKCS_PSS`, which `cryptoki` cannot call, as `CKM_RSA_PKCS_PSS` with the
+/// SHA-224 parameters over the SHA-224 digest the client computes: the same signature. Other
+/// mechanisms pass unchanged.
+fn sha224_pss(mech: &Mechanism, data: &[u8]) -> (Mechanism, Option<Vec<u8>>) {
+    use sha2::Digest as _;
+    match mech {
+        Mechanism::RsaPss { hash: hsmkit_backend::HashAlg::Sha224 } => {
+            (Mechanism::RsaPssRaw { hash: hsmkit_backend::HashAlg::Sha224 }, Some(sha2::Sha224::digest(data).to_vec()))
+        }
+        other => (other.clone(), None),
     }
 }

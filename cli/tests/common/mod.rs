@@ -94,3 +94,31 @@ pub fn openssl_unwrap_n(dir: &Path, kek_key: &Path, blob: &[u8], md: &str, n: us
     }
     Some(String::from_utf8(tool("openssl", &["pkey", "-inform", "DER", "-in", &s(&der), "-pubout"])).expect("pem"))
 }
+
+/// NSS's software token (`libsoftokn3.so`, Debian's `libnss3`) over a fresh database in
+/// `dir/nss`, its user PIN set to 1234 through the seam (NSS's security officer logs in with an
+/// empty PIN until a user PIN exists). Returns the module, the initialisation string it needs in
+/// `C_Initialize`'s `pReserved`, and the token's label.
+pub fn nss_token(dir: &Path) -> (PathBuf, String, &'static str) {
+    use hsmkit_backend::{Backend as _, Pin, SessionMode, UserKind};
+    let module = ["/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "/usr/lib/aarch64-linux-gnu/libsoftokn3.so"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .expect("libsoftokn3.so (bash scripts/test.sh installs libnss3)");
+    let db = dir.join("nss");
+    std::fs::create_dir(&db).expect("nss db");
+    let init = format!("configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=noModDB", db.display());
+    let label = "NSS Certificate DB";
+    let b = hsmkit_pkcs11_client::Pkcs11Backend::open_with(
+        &module,
+        hsmkit_pkcs11_client::TokenChoice::Label(label.into()),
+        Some(&init),
+    )
+    .expect("NSS softokn");
+    let s = b.open_session(b.slot(), SessionMode::ReadWrite).expect("session");
+    s.login(UserKind::SecurityOfficer, &Pin::from(String::new())).expect("NSS SO login (empty PIN)");
+    s.init_pin(&Pin::from("1234".to_string())).expect("C_InitPIN");
+    s.logout().expect("logout");
+    (module, init, label)
+}
