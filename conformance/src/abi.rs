@@ -550,6 +550,7 @@ pub fn cases() -> Vec<Case> {
     }
     out.extend(lifecycle());
     out.extend(sessions());
+    out.extend(operations());
     out
 }
 
@@ -989,6 +990,357 @@ fn sessions() -> Vec<Case> {
                     return Err("C_GenerateRandom left 32 bytes all zero".into());
                 }
                 check(unsafe { get(s.h, null_mut(), 32) }, ck::CKR_ARGUMENTS_BAD, "C_GenerateRandom(NULL, 32)")
+            },
+        ),
+    ]
+}
+
+/// Attributes of a template, kept alive while the module reads them.
+struct Template {
+    attrs: Vec<ck::CK_ATTRIBUTE>,
+    _values: Vec<Vec<u8>>,
+}
+
+impl Template {
+    fn new(items: Vec<(ck::CK_ATTRIBUTE_TYPE, Vec<u8>)>) -> Template {
+        let mut values: Vec<Vec<u8>> = items.iter().map(|(_, v)| v.clone()).collect();
+        let attrs = items
+            .iter()
+            .zip(values.iter_mut())
+            .map(|((t, _), v)| ck::CK_ATTRIBUTE {
+                type_: *t,
+                pValue: if v.is_empty() { null_mut() } else { v.as_mut_ptr().cast() },
+                ulValueLen: v.len() as ck::CK_ULONG,
+            })
+            .collect();
+        Template { attrs, _values: values }
+    }
+}
+
+fn ulong(v: ck::CK_ULONG) -> Vec<u8> {
+    v.to_ne_bytes().to_vec()
+}
+
+fn flag(b: bool) -> Vec<u8> {
+    vec![if b { ck::CK_TRUE } else { ck::CK_FALSE }]
+}
+
+/// The kit's RSA-2048 test key, as a session object that signs (created with C_CreateObject from
+/// its components, as any module takes it).
+fn create_rsa(init: &Init<'_>, s: &Sess<'_>) -> Result<ck::CK_OBJECT_HANDLE, String> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+    let key = rsa::PrivateKey::from_pkcs8_der(include_bytes!("../keys/rsa-2048.pk8"))
+        .map_err(|e| format!("test key: {e}"))?;
+    let be = |n: &rsa::BoxedUint| n.to_be_bytes_trimmed_vartime().to_vec();
+    let primes = key.primes();
+    let (p, q) = (&primes[0], &primes[1]);
+    let crt = |what: &str, v: Option<rsa::BoxedUint>| v.map(|v| be(&v)).ok_or_else(|| format!("test key: no {what}"));
+    let t = Template::new(vec![
+        (ck::CKA_CLASS, ulong(ck::CKO_PRIVATE_KEY)),
+        (ck::CKA_KEY_TYPE, ulong(ck::CKK_RSA)),
+        (ck::CKA_TOKEN, flag(false)),
+        (ck::CKA_PRIVATE, flag(true)),
+        (ck::CKA_SENSITIVE, flag(true)),
+        (ck::CKA_SIGN, flag(true)),
+        (ck::CKA_LABEL, b"hsmkit-conformance-abi".to_vec()),
+        (ck::CKA_MODULUS, be(key.n())),
+        (ck::CKA_PUBLIC_EXPONENT, be(key.e())),
+        (ck::CKA_PRIVATE_EXPONENT, be(key.d())),
+        (ck::CKA_PRIME_1, be(p)),
+        (ck::CKA_PRIME_2, be(q)),
+        (ck::CKA_EXPONENT_1, crt("dP", key.dp().cloned())?),
+        (ck::CKA_EXPONENT_2, crt("dQ", key.dq().cloned())?),
+        (ck::CKA_COEFFICIENT, crt("qInv", key.crt_coefficient())?),
+    ]);
+    init.login(s, ck::CKU_USER)?;
+    let create = init.f().C_CreateObject.ok_or("C_CreateObject is missing")?;
+    let mut h = 0;
+    let mut attrs = t.attrs;
+    // SAFETY: the template's values live in `t`'s buffers through the call.
+    let rv = unsafe { create(s.h, attrs.as_mut_ptr(), attrs.len() as ck::CK_ULONG, &mut h) };
+    check(rv, ck::CKR_OK, "C_CreateObject of an RSA-2048 private key")?;
+    Ok(h)
+}
+
+fn sha256_rsa() -> ck::CK_MECHANISM {
+    ck::CK_MECHANISM { mechanism: ck::CKM_SHA256_RSA_PKCS, pParameter: null_mut(), ulParameterLen: 0 }
+}
+
+fn sign_init(init: &Init<'_>, s: &Sess<'_>, mech: &mut ck::CK_MECHANISM, key: ck::CK_OBJECT_HANDLE) -> ck::CK_RV {
+    match init.f().C_SignInit {
+        // SAFETY: a mechanism struct that lives through the call.
+        Some(f) => unsafe { f(s.h, mech, key) },
+        None => ck::CKR_FUNCTION_NOT_SUPPORTED,
+    }
+}
+
+/// `C_Sign` into `out` (NULL for a size query); returns the return value and the length.
+fn sign_into(init: &Init<'_>, s: &Sess<'_>, data: &[u8], out: Option<&mut [u8]>) -> (ck::CK_RV, ck::CK_ULONG) {
+    let Some(f) = init.f().C_Sign else { return (ck::CKR_FUNCTION_NOT_SUPPORTED, 0) };
+    let (p, mut len) = match out {
+        Some(b) => (b.as_mut_ptr(), b.len() as ck::CK_ULONG),
+        None => (null_mut(), 0),
+    };
+    // SAFETY: `p` is NULL or a buffer of `len` bytes; the data is only read.
+    let rv = unsafe { f(s.h, data.as_ptr().cast_mut(), data.len() as ck::CK_ULONG, p, &mut len) };
+    (rv, len)
+}
+
+/// The operation state machine and attribute templates.
+fn operations() -> Vec<Case> {
+    const MSG: &[u8] = b"hsmkit conformance: the ABI signs this";
+    vec![
+        abi(
+            "abi-sign-size-query".into(),
+            "PKCS#11 base §5.2 (the size-query protocol) and §5.13 C_Sign: a NULL buffer and a short one keep the operation; the full call ends it",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                check(sign_init(&init, &s, &mut sha256_rsa(), key), ck::CKR_OK, "C_SignInit")?;
+                let (rv, len) = sign_into(&init, &s, MSG, None);
+                check(rv, ck::CKR_OK, "C_Sign(NULL) (the size query)")?;
+                if len != 256 {
+                    return Err(format!("the size query says {len} bytes; an RSA-2048 signature is 256"));
+                }
+                let mut short = [0u8; 16];
+                let (rv, len) = sign_into(&init, &s, MSG, Some(&mut short));
+                check(rv, ck::CKR_BUFFER_TOO_SMALL, "C_Sign into 16 bytes")?;
+                if len != 256 {
+                    return Err(format!("after CKR_BUFFER_TOO_SMALL the length is {len}, not 256"));
+                }
+                let mut sig = vec![0u8; 256];
+                let (rv, len) = sign_into(&init, &s, MSG, Some(&mut sig));
+                check(rv, ck::CKR_OK, "C_Sign after the size queries (the operation must still be active)")?;
+                sig.truncate(len as usize);
+                use rsa::pkcs8::DecodePrivateKey as _;
+                use rsa::signature::Verifier as _;
+                let key = rsa::PrivateKey::from_pkcs8_der(include_bytes!("../keys/rsa-2048.pk8"))
+                    .map_err(|e| e.to_string())?;
+                let parsed = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).map_err(|e| e.to_string())?;
+                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.to_public_key())
+                    .verify(MSG, &parsed)
+                    .map_err(|_| "RustCrypto refuses the signature".to_string())?;
+                let (rv, _) = sign_into(&init, &s, MSG, Some(&mut sig));
+                check(rv, ck::CKR_OPERATION_NOT_INITIALIZED, "C_Sign after the operation ended")
+            },
+        ),
+        abi(
+            "abi-sign-init-twice".into(),
+            "PKCS#11 base §5.13 C_SignInit: an active signing operation is CKR_OPERATION_ACTIVE",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                check(sign_init(&init, &s, &mut sha256_rsa(), key), ck::CKR_OK, "C_SignInit")?;
+                check(sign_init(&init, &s, &mut sha256_rsa(), key), ck::CKR_OPERATION_ACTIVE, "a second C_SignInit")
+            },
+        ),
+        abi(
+            "abi-sign-not-initialized".into(),
+            "PKCS#11 base §5.13 C_Sign: without C_SignInit, CKR_OPERATION_NOT_INITIALIZED",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let mut sig = [0u8; 256];
+                let (rv, _) = sign_into(&init, &s, MSG, Some(&mut sig));
+                check(rv, ck::CKR_OPERATION_NOT_INITIALIZED, "C_Sign without C_SignInit")
+            },
+        ),
+        abi(
+            "abi-sign-ends-after-error".into(),
+            "PKCS#11 base §5.13 C_Sign: a call that fails (other than CKR_BUFFER_TOO_SMALL) ends the operation",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                let mut raw =
+                    ck::CK_MECHANISM { mechanism: ck::CKM_RSA_PKCS, pParameter: null_mut(), ulParameterLen: 0 };
+                check(sign_init(&init, &s, &mut raw, key), ck::CKR_OK, "C_SignInit(CKM_RSA_PKCS)")?;
+                let mut sig = [0u8; 256];
+                // More than k - 11 bytes: CKM_RSA_PKCS cannot sign it.
+                let (rv, _) = sign_into(&init, &s, &[0x42; 300], Some(&mut sig));
+                if rv == ck::CKR_OK {
+                    return Err("CKM_RSA_PKCS signed 300 bytes with a 2048-bit key".into());
+                }
+                let (rv, _) = sign_into(&init, &s, b"short", Some(&mut sig));
+                check(rv, ck::CKR_OPERATION_NOT_INITIALIZED, "C_Sign after a failed C_Sign")
+            },
+        ),
+        abi(
+            "abi-attribute-sensitive-and-unknown".into(),
+            "PKCS#11 base §5.7 C_GetAttributeValue: a sensitive or unknown attribute gets CK_UNAVAILABLE_INFORMATION, the others are filled",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                let get = init.f().C_GetAttributeValue.ok_or("C_GetAttributeValue is missing")?;
+                let mut label = [0u8; 64];
+                let mut d = [0u8; 512];
+                let mut junk = [0u8; 16];
+                let mut t = [
+                    ck::CK_ATTRIBUTE { type_: ck::CKA_LABEL, pValue: label.as_mut_ptr().cast(), ulValueLen: 64 },
+                    ck::CK_ATTRIBUTE {
+                        type_: ck::CKA_PRIVATE_EXPONENT,
+                        pValue: d.as_mut_ptr().cast(),
+                        ulValueLen: 512,
+                    },
+                    ck::CK_ATTRIBUTE {
+                        type_: ck::CKA_VENDOR_DEFINED | 0x7e57,
+                        pValue: junk.as_mut_ptr().cast(),
+                        ulValueLen: 16,
+                    },
+                ];
+                // SAFETY: each attribute points at a buffer of the length it gives.
+                let rv = unsafe { get(s.h, key, t.as_mut_ptr(), 3) };
+                check_any(rv, &[ck::CKR_ATTRIBUTE_SENSITIVE, ck::CKR_ATTRIBUTE_TYPE_INVALID], "C_GetAttributeValue")?;
+                if t[0].ulValueLen != 22 || &label[..22] != b"hsmkit-conformance-abi" {
+                    return Err(format!(
+                        "the label was not filled in beside the refused attributes (length {})",
+                        t[0].ulValueLen
+                    ));
+                }
+                if t[1].ulValueLen != ck::CK_UNAVAILABLE_INFORMATION {
+                    return Err(format!(
+                        "the sensitive CKA_PRIVATE_EXPONENT has length {}, not CK_UNAVAILABLE_INFORMATION",
+                        t[1].ulValueLen
+                    ));
+                }
+                if d.iter().any(|b| *b != 0) {
+                    return Err("bytes of the sensitive CKA_PRIVATE_EXPONENT were written out".into());
+                }
+                if t[2].ulValueLen != ck::CK_UNAVAILABLE_INFORMATION {
+                    return Err(format!(
+                        "an unknown attribute has length {}, not CK_UNAVAILABLE_INFORMATION",
+                        t[2].ulValueLen
+                    ));
+                }
+                Ok(())
+            },
+        ),
+        abi(
+            "abi-attribute-buffer-too-small".into(),
+            "PKCS#11 base §5.7 C_GetAttributeValue: a short buffer is CKR_BUFFER_TOO_SMALL with CK_UNAVAILABLE_INFORMATION; NULL asks the length",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                let get = init.f().C_GetAttributeValue.ok_or("C_GetAttributeValue is missing")?;
+                let mut t = [ck::CK_ATTRIBUTE { type_: ck::CKA_MODULUS, pValue: null_mut(), ulValueLen: 0 }];
+                // SAFETY: a NULL value asks the length; then a buffer of 8 bytes, too short.
+                check(
+                    unsafe { get(s.h, key, t.as_mut_ptr(), 1) },
+                    ck::CKR_OK,
+                    "C_GetAttributeValue(CKA_MODULUS, NULL)",
+                )?;
+                if t[0].ulValueLen != 256 {
+                    return Err(format!("CKA_MODULUS of an RSA-2048 key has length {}", t[0].ulValueLen));
+                }
+                let mut small = [0u8; 8];
+                t[0].pValue = small.as_mut_ptr().cast();
+                t[0].ulValueLen = 8;
+                let rv = unsafe { get(s.h, key, t.as_mut_ptr(), 1) };
+                check(rv, ck::CKR_BUFFER_TOO_SMALL, "C_GetAttributeValue(CKA_MODULUS) into 8 bytes")?;
+                if t[0].ulValueLen != ck::CK_UNAVAILABLE_INFORMATION {
+                    return Err(format!(
+                        "after CKR_BUFFER_TOO_SMALL the length is {}, not CK_UNAVAILABLE_INFORMATION",
+                        t[0].ulValueLen
+                    ));
+                }
+                Ok(())
+            },
+        ),
+        abi(
+            "abi-set-read-only-attribute".into(),
+            "PKCS#11 base §4 (attribute tables: CKA_CLASS fixed, CKA_SENSITIVE only ever set true) and §5.7 C_SetAttributeValue: CKR_ATTRIBUTE_READ_ONLY",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let key = create_rsa(&init, &s)?;
+                let set = init.f().C_SetAttributeValue.ok_or("C_SetAttributeValue is missing")?;
+                for (what, t, v) in [
+                    ("CKA_CLASS", ck::CKA_CLASS, ulong(ck::CKO_SECRET_KEY)),
+                    ("CKA_SENSITIVE false", ck::CKA_SENSITIVE, flag(false)),
+                ] {
+                    let mut t = Template::new(vec![(t, v)]);
+                    // SAFETY: the template's value lives in `t`.
+                    let rv = unsafe { set(s.h, key, t.attrs.as_mut_ptr(), 1) };
+                    check_any(rv, &[ck::CKR_ATTRIBUTE_READ_ONLY], &format!("C_SetAttributeValue({what})"))?;
+                }
+                Ok(())
+            },
+        ),
+        abi(
+            "abi-create-incomplete-template".into(),
+            "PKCS#11 base §5.7 C_CreateObject: an AES key without CKA_VALUE is CKR_TEMPLATE_INCOMPLETE",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                init.login(&s, ck::CKU_USER)?;
+                let mut t = Template::new(vec![
+                    (ck::CKA_CLASS, ulong(ck::CKO_SECRET_KEY)),
+                    (ck::CKA_KEY_TYPE, ulong(ck::CKK_AES)),
+                    (ck::CKA_TOKEN, flag(false)),
+                ]);
+                let create = init.f().C_CreateObject.ok_or("C_CreateObject is missing")?;
+                let mut h = 0;
+                // SAFETY: the template's values live in `t`.
+                let rv = unsafe { create(s.h, t.attrs.as_mut_ptr(), t.attrs.len() as ck::CK_ULONG, &mut h) };
+                check(rv, ck::CKR_TEMPLATE_INCOMPLETE, "C_CreateObject of an AES key without CKA_VALUE")
+            },
+        ),
+        abi(
+            "abi-create-unknown-attribute".into(),
+            "PKCS#11 base §5.7 C_CreateObject: an attribute type the module does not know is CKR_ATTRIBUTE_TYPE_INVALID",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                init.login(&s, ck::CKU_USER)?;
+                let mut t = Template::new(vec![
+                    (ck::CKA_CLASS, ulong(ck::CKO_SECRET_KEY)),
+                    (ck::CKA_KEY_TYPE, ulong(ck::CKK_AES)),
+                    (ck::CKA_TOKEN, flag(false)),
+                    (ck::CKA_VALUE, vec![0x24; 32]),
+                    (ck::CKA_VENDOR_DEFINED | 0x7e57, vec![1]),
+                ]);
+                let create = init.f().C_CreateObject.ok_or("C_CreateObject is missing")?;
+                let mut h = 0;
+                // SAFETY: the template's values live in `t`.
+                let rv = unsafe { create(s.h, t.attrs.as_mut_ptr(), t.attrs.len() as ck::CK_ULONG, &mut h) };
+                check(rv, ck::CKR_ATTRIBUTE_TYPE_INVALID, "C_CreateObject with attribute type 0x80007e57")
+            },
+        ),
+        abi(
+            "abi-find-objects-protocol".into(),
+            "PKCS#11 base §5.7 C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal: the operation's states",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(false)?;
+                let f = init.f();
+                let (fi, fo, ff) = (
+                    f.C_FindObjectsInit.ok_or("C_FindObjectsInit is missing")?,
+                    f.C_FindObjects.ok_or("C_FindObjects is missing")?,
+                    f.C_FindObjectsFinal.ok_or("C_FindObjectsFinal is missing")?,
+                );
+                let mut found = [0 as ck::CK_OBJECT_HANDLE; 4];
+                let mut n: ck::CK_ULONG = 0;
+                // SAFETY: an empty template (NULL, 0) finds everything; outputs are sized.
+                unsafe {
+                    check(
+                        fo(s.h, found.as_mut_ptr(), 4, &mut n),
+                        ck::CKR_OPERATION_NOT_INITIALIZED,
+                        "C_FindObjects without C_FindObjectsInit",
+                    )?;
+                    check(fi(s.h, null_mut(), 0), ck::CKR_OK, "C_FindObjectsInit")?;
+                    check(fi(s.h, null_mut(), 0), ck::CKR_OPERATION_ACTIVE, "a second C_FindObjectsInit")?;
+                    check(fo(s.h, found.as_mut_ptr(), 4, &mut n), ck::CKR_OK, "C_FindObjects")?;
+                    if n > 4 {
+                        return Err(format!("C_FindObjects returned {n} handles into room for 4"));
+                    }
+                    check(ff(s.h), ck::CKR_OK, "C_FindObjectsFinal")?;
+                    check(ff(s.h), ck::CKR_OPERATION_NOT_INITIALIZED, "a second C_FindObjectsFinal")
+                }
             },
         ),
     ]

@@ -15,6 +15,7 @@ use crate::{Case, Ctx, Profile};
 
 mod derive;
 mod ec;
+mod policy;
 mod rsa_sweep;
 
 type R = Result<(), String>;
@@ -49,6 +50,7 @@ pub fn cases() -> Vec<Case> {
     let mut out: Vec<Case> =
         listed().into_iter().map(|l| Case::seam(profile_of(l.id), l.id, l.clause, l.run)).collect();
     out.extend(rsa_sweep::cases());
+    out.extend(policy::cases());
     out
 }
 
