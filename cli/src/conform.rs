@@ -458,17 +458,20 @@ fn worker(g: &Global, a: &ConformArgs, cases: &[Case], expectations: &Expectatio
         user_pin: pins.user.clone(),
         so_pin: pins.so.clone(),
     });
-    let backend = if needs_seam { Some(crate::backends::open_with(&a.backend, g, &a.module_options())?) } else { None };
-    let slot = match &backend {
-        Some(b) => Some(*b.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?),
-        None => None,
-    };
-    let ctx = match (&backend, slot) {
-        (Some(b), Some(slot)) => Some(Ctx::new(b.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone())),
-        _ => None,
-    };
-    let target = Target { seam: ctx.as_ref(), abi: abi.as_ref() };
-    hsmkit_conformance::run_cases(cases, target, expectations, &mut events);
+    // The ABI-level cases come first in a profile (the suite's order): they run before the seam's
+    // client initialises the module in this process.
+    let split = cases.iter().position(|c| matches!(c.body, hsmkit_conformance::Body::Seam(_))).unwrap_or(cases.len());
+    let (abi_cases, seam_cases) = cases.split_at(split);
+    let target = Target { seam: None, abi: abi.as_ref() };
+    hsmkit_conformance::run_cases(abi_cases, target, expectations, &mut events);
+    drop(abi);
+    if needs_seam && !seam_cases.is_empty() {
+        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
+        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+        let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
+        let target = Target { seam: Some(&ctx), abi: None };
+        hsmkit_conformance::run_cases(seam_cases, target, expectations, &mut events);
+    }
     Ok(())
 }
 

@@ -1345,3 +1345,223 @@ fn operations() -> Vec<Case> {
         ),
     ]
 }
+
+/// Reads boolean attributes of `h`: `None` where the module does not give one.
+fn bools(
+    init: &Init<'_>,
+    s: &Sess<'_>,
+    h: ck::CK_OBJECT_HANDLE,
+    which: &[ck::CK_ATTRIBUTE_TYPE],
+) -> Result<Vec<Option<bool>>, String> {
+    let get = init.f().C_GetAttributeValue.ok_or("C_GetAttributeValue is missing")?;
+    let mut vals = vec![0u8; which.len()];
+    let mut t: Vec<ck::CK_ATTRIBUTE> = which
+        .iter()
+        .zip(vals.iter_mut())
+        .map(|(t, v)| ck::CK_ATTRIBUTE { type_: *t, pValue: (v as *mut u8).cast(), ulValueLen: 1 })
+        .collect();
+    // SAFETY: each attribute points at one byte, the size of a CK_BBOOL.
+    let rv = unsafe { get(s.h, h, t.as_mut_ptr(), t.len() as ck::CK_ULONG) };
+    check_any(rv, &[ck::CKR_OK, ck::CKR_ATTRIBUTE_TYPE_INVALID, ck::CKR_ATTRIBUTE_SENSITIVE], "C_GetAttributeValue")?;
+    Ok(t.iter().zip(&vals).map(|(a, v)| (a.ulValueLen == 1).then_some(*v != 0)).collect())
+}
+
+/// An AES-256 session key made by `C_GenerateKey` (sensitive, not extractable unless asked).
+fn generate_aes(
+    init: &Init<'_>,
+    s: &Sess<'_>,
+    extractable: bool,
+    sensitive: bool,
+) -> Result<ck::CK_OBJECT_HANDLE, String> {
+    init.login(s, ck::CKU_USER)?;
+    let mut t = Template::new(vec![
+        (ck::CKA_CLASS, ulong(ck::CKO_SECRET_KEY)),
+        (ck::CKA_KEY_TYPE, ulong(ck::CKK_AES)),
+        (ck::CKA_TOKEN, flag(false)),
+        (ck::CKA_VALUE_LEN, ulong(32)),
+        (ck::CKA_ENCRYPT, flag(true)),
+        (ck::CKA_SENSITIVE, flag(sensitive)),
+        (ck::CKA_EXTRACTABLE, flag(extractable)),
+    ]);
+    let generate = init.f().C_GenerateKey.ok_or("C_GenerateKey is missing")?;
+    let mut mech = ck::CK_MECHANISM { mechanism: ck::CKM_AES_KEY_GEN, pParameter: null_mut(), ulParameterLen: 0 };
+    let mut h = 0;
+    // SAFETY: the template's values live in `t`; the mechanism has no parameter.
+    let rv = unsafe { generate(s.h, &mut mech, t.attrs.as_mut_ptr(), t.attrs.len() as ck::CK_ULONG, &mut h) };
+    check(rv, ck::CKR_OK, "C_GenerateKey(CKM_AES_KEY_GEN)")?;
+    Ok(h)
+}
+
+/// An AES-256 session key made by `C_CreateObject` from a known value.
+fn create_aes(
+    init: &Init<'_>,
+    s: &Sess<'_>,
+    extractable: bool,
+    sensitive: bool,
+) -> Result<ck::CK_OBJECT_HANDLE, String> {
+    init.login(s, ck::CKU_USER)?;
+    let mut t = Template::new(vec![
+        (ck::CKA_CLASS, ulong(ck::CKO_SECRET_KEY)),
+        (ck::CKA_KEY_TYPE, ulong(ck::CKK_AES)),
+        (ck::CKA_TOKEN, flag(false)),
+        (ck::CKA_VALUE, vec![0x5c; 32]),
+        (ck::CKA_ENCRYPT, flag(true)),
+        (ck::CKA_SENSITIVE, flag(sensitive)),
+        (ck::CKA_EXTRACTABLE, flag(extractable)),
+    ]);
+    let create = init.f().C_CreateObject.ok_or("C_CreateObject is missing")?;
+    let mut h = 0;
+    // SAFETY: the template's values live in `t`.
+    let rv = unsafe { create(s.h, t.attrs.as_mut_ptr(), t.attrs.len() as ck::CK_ULONG, &mut h) };
+    check(rv, ck::CKR_OK, "C_CreateObject of an AES key")?;
+    Ok(h)
+}
+
+fn set_bool(init: &Init<'_>, s: &Sess<'_>, h: ck::CK_OBJECT_HANDLE, t: ck::CK_ATTRIBUTE_TYPE, v: bool) -> ck::CK_RV {
+    let Some(set) = init.f().C_SetAttributeValue else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
+    let mut t = Template::new(vec![(t, flag(v))]);
+    // SAFETY: the template's value lives in `t`.
+    unsafe { set(s.h, h, t.attrs.as_mut_ptr(), 1) }
+}
+
+/// The `objects` profile's ABI-level cases: derived attributes, and what may change.
+pub fn objects() -> Vec<Case> {
+    let case = |id: &str, clause: &str, run: fn(&AbiCtx<'_>) -> CaseResult| Case {
+        id: id.to_string(),
+        profile: Profile::Objects,
+        clause: clause.to_string(),
+        body: Body::Abi(Arc::new(run)),
+    };
+    vec![
+        case(
+            "objects-generated-key-derived-attributes",
+            "PKCS#11 base §4.9 (secret keys): a key generated sensitive and unextractable has CKA_LOCAL, CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE true",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = generate_aes(&init, &s, false, true)?;
+                let got = bools(&init, &s, h, &[ck::CKA_LOCAL, ck::CKA_ALWAYS_SENSITIVE, ck::CKA_NEVER_EXTRACTABLE])?;
+                for (name, v) in ["CKA_LOCAL", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE"].iter().zip(got) {
+                    if v != Some(true) {
+                        return Err(format!("{name} of a generated, sensitive, unextractable key is {v:?}, not true"));
+                    }
+                }
+                Ok(())
+            },
+        ),
+        case(
+            "objects-created-key-is-not-local",
+            "PKCS#11 base §4.9: a key made by C_CreateObject from a value has CKA_LOCAL false",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = create_aes(&init, &s, false, true)?;
+                match bools(&init, &s, h, &[ck::CKA_LOCAL])?[0] {
+                    Some(false) => Ok(()),
+                    other => Err(format!("CKA_LOCAL of a created key is {other:?}, not false")),
+                }
+            },
+        ),
+        case(
+            "objects-sensitive-only-tightens",
+            "PKCS#11 base §4.9 CKA_SENSITIVE: may be set to true, never back; CKA_ALWAYS_SENSITIVE stays false for a key that was not",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = generate_aes(&init, &s, true, false)?;
+                check(set_bool(&init, &s, h, ck::CKA_SENSITIVE, true), ck::CKR_OK, "setting CKA_SENSITIVE to true")?;
+                check_any(
+                    set_bool(&init, &s, h, ck::CKA_SENSITIVE, false),
+                    &[ck::CKR_ATTRIBUTE_READ_ONLY],
+                    "setting CKA_SENSITIVE back to false",
+                )?;
+                match bools(&init, &s, h, &[ck::CKA_SENSITIVE, ck::CKA_ALWAYS_SENSITIVE])?[..] {
+                    [Some(true), Some(false)] => Ok(()),
+                    ref other => Err(format!("CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE read {other:?}, not [true, false]")),
+                }
+            },
+        ),
+        case(
+            "objects-extractable-only-tightens",
+            "PKCS#11 base §4.9 CKA_EXTRACTABLE: may be set to false, never back; CKA_NEVER_EXTRACTABLE stays false for a key that was",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = generate_aes(&init, &s, true, true)?;
+                check(
+                    set_bool(&init, &s, h, ck::CKA_EXTRACTABLE, false),
+                    ck::CKR_OK,
+                    "setting CKA_EXTRACTABLE to false",
+                )?;
+                check_any(
+                    set_bool(&init, &s, h, ck::CKA_EXTRACTABLE, true),
+                    &[ck::CKR_ATTRIBUTE_READ_ONLY],
+                    "setting CKA_EXTRACTABLE back to true",
+                )?;
+                match bools(&init, &s, h, &[ck::CKA_EXTRACTABLE, ck::CKA_NEVER_EXTRACTABLE])?[..] {
+                    [Some(false), Some(false)] => Ok(()),
+                    ref other => {
+                        Err(format!("CKA_EXTRACTABLE, CKA_NEVER_EXTRACTABLE read {other:?}, not [false, false]"))
+                    }
+                }
+            },
+        ),
+        case(
+            "objects-copy-cannot-loosen",
+            "PKCS#11 base §5.7 C_CopyObject: a copy may not turn CKA_SENSITIVE off or CKA_EXTRACTABLE on",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = generate_aes(&init, &s, false, true)?;
+                let copy = init.f().C_CopyObject.ok_or("C_CopyObject is missing")?;
+                for (what, t) in
+                    [("CKA_SENSITIVE false", ck::CKA_SENSITIVE), ("CKA_EXTRACTABLE true", ck::CKA_EXTRACTABLE)]
+                {
+                    let v = t == ck::CKA_EXTRACTABLE;
+                    let mut tpl = Template::new(vec![(t, flag(v))]);
+                    let mut out = 0;
+                    // SAFETY: the template's value lives in `tpl`.
+                    let rv = unsafe { copy(s.h, h, tpl.attrs.as_mut_ptr(), 1, &mut out) };
+                    if rv == ck::CKR_OK {
+                        return Err(format!("C_CopyObject with {what} made a copy"));
+                    }
+                    check_any(
+                        rv,
+                        &[ck::CKR_ATTRIBUTE_READ_ONLY, ck::CKR_TEMPLATE_INCONSISTENT, ck::CKR_ATTRIBUTE_VALUE_INVALID],
+                        &format!("C_CopyObject with {what}"),
+                    )?;
+                }
+                Ok(())
+            },
+        ),
+        case(
+            "objects-private-hidden-from-public-session",
+            "PKCS#11 base §4.4 CKA_PRIVATE and §5.7 C_FindObjects: a private object is invisible without the user's login",
+            |ctx| {
+                let init = ctx.init()?;
+                let s = init.open(true)?;
+                let h = generate_aes(&init, &s, false, true)?;
+                let logout = init.f().C_Logout.ok_or("C_Logout is missing")?;
+                // SAFETY: a session this case opened.
+                check(unsafe { logout(s.h) }, ck::CKR_OK, "C_Logout")?;
+                let (fi, fo, ff) = (
+                    init.f().C_FindObjectsInit.ok_or("C_FindObjectsInit is missing")?,
+                    init.f().C_FindObjects.ok_or("C_FindObjects is missing")?,
+                    init.f().C_FindObjectsFinal.ok_or("C_FindObjectsFinal is missing")?,
+                );
+                let mut found = [0 as ck::CK_OBJECT_HANDLE; 64];
+                let mut n: ck::CK_ULONG = 0;
+                // SAFETY: an empty template; outputs are sized.
+                unsafe {
+                    check(fi(s.h, null_mut(), 0), ck::CKR_OK, "C_FindObjectsInit")?;
+                    check(fo(s.h, found.as_mut_ptr(), 64, &mut n), ck::CKR_OK, "C_FindObjects")?;
+                    check(ff(s.h), ck::CKR_OK, "C_FindObjectsFinal")?;
+                }
+                if found[..n as usize].contains(&h) {
+                    return Err("a private key is found by a session that is not logged in".into());
+                }
+                Ok(())
+            },
+        ),
+    ]
+}

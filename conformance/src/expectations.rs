@@ -126,6 +126,16 @@ mod tests {
     }
 
     #[test]
+    fn every_case_id_is_unique() {
+        let suite = crate::suite();
+        let mut ids: Vec<&str> = suite.iter().map(|c| c.id.as_str()).collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(ids.len(), before, "two cases share an id");
+    }
+
+    #[test]
     fn the_shipped_files_parse() {
         let softhsm2 = Expectations::builtin("softhsm2").expect("softhsm2");
         assert!(!softhsm2.is_empty(), "SoftHSM2 declares its deviations");

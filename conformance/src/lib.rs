@@ -205,8 +205,11 @@ impl fmt::Debug for Case {
 /// Every case of the kit, in run order (profile by profile).
 pub fn suite() -> Vec<Case> {
     let mut all = abi::cases();
+    all.extend(abi::objects());
     all.extend(cases::cases());
-    all.sort_by_key(|c| c.profile);
+    // Profile by profile; within one, the ABI-level cases first, so a process that runs a profile
+    // drives the raw ABI before the seam's client initialises the module.
+    all.sort_by_key(|c| (c.profile, !matches!(c.body, Body::Abi(_))));
     all
 }
 
