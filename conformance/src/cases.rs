@@ -17,6 +17,7 @@ mod derive;
 mod ec;
 mod policy;
 mod rsa_sweep;
+mod vectors;
 
 type R = Result<(), String>;
 
@@ -51,6 +52,7 @@ pub fn cases() -> Vec<Case> {
         listed().into_iter().map(|l| Case::seam(profile_of(l.id), l.id, l.clause, l.run)).collect();
     out.extend(rsa_sweep::cases());
     out.extend(policy::cases());
+    out.extend(vectors::cases());
     out
 }
 

