@@ -214,6 +214,17 @@ fn the_kit_runs_green_on_libhsmkit_pkcs11_and_softhsm2_with_their_expectation_fi
         // The emulator behind the .so takes every vector set's keys; SoftHSM2 lacks SHA-2 OAEP.
         let least = if spec.contains("softhsm") { 3_000 } else { 5_000 };
         assert!(checks > least, "{spec}: {checks} vector checks");
+        let byok = report["cases"].as_array().expect("cases").iter().find(|c| c["profile"] == "byok").expect("byok");
+        assert_eq!(byok["outcome"], "pass", "{spec}: {byok}");
+        // Every case removed what it made: the token holds no object afterwards.
+        let listed = Command::new("pkcs11-tool")
+            .args(["--module", spec.trim_start_matches("pkcs11:"), "--token-label", "kit", "--login", "--pin", "1234"])
+            .arg("--list-objects")
+            .env(env.0, env.1)
+            .output()
+            .expect("pkcs11-tool");
+        let objects = String::from_utf8_lossy(&listed.stdout);
+        assert!(listed.status.success() && !objects.contains("Object;"), "{spec}: objects left: {objects}");
         assert!(
             report["module"]["library"].is_string()
                 && !report["module"]["mechanisms"].as_array().expect("m").is_empty()

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::{Case, Ctx, Profile};
 
+mod byok;
 mod derive;
 mod ec;
 mod policy;
@@ -53,6 +54,7 @@ pub fn cases() -> Vec<Case> {
     out.extend(rsa_sweep::cases());
     out.extend(policy::cases());
     out.extend(vectors::cases());
+    out.extend(byok::cases());
     out
 }
 
