@@ -1,4 +1,5 @@
-//! The conformance suite on the emulator (a fresh world in a temporary folder).
+//! The conformance suite on the emulator (a fresh world in a temporary folder), which must leave
+//! the world's kmdata as it found it.
 
 use std::process::ExitCode;
 
@@ -24,8 +25,36 @@ fn main() -> ExitCode {
         s.logout().expect("logout");
     }
     let expectations = Expectations::builtin("emulator").expect("the emulator's expectation file");
-    let ctx = Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string())));
+    // The officer of a world is its cards: their PINs, joined by commas (here the one card).
+    let ctx =
+        Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string()))).with_so_pin(Some(Pin::from("card".to_string())));
+    let before = files(&kmdata);
     let report = run("the hsmkit emulator", &ctx, &expectations);
     print!("{report}");
-    if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let after = files(&kmdata);
+    let left_as_found = before == after;
+    if !left_as_found {
+        println!("the suite left kmdata changed: before {before:?}, after {after:?}");
+    }
+    if report.ok() && left_as_found { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Every file under `dir` with its length, sorted (the key blobs the suite must not leave).
+fn files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    fn walk(d: &std::path::Path, out: &mut Vec<(String, u64)>) {
+        for e in std::fs::read_dir(d).expect("kmdata").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned())
+                && name.starts_with("key_")
+            {
+                out.push((p.display().to_string(), e.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
 }

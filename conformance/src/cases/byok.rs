@@ -71,6 +71,15 @@ fn transfer_wraps_for_the_kek_only(ctx: &Ctx<'_>) -> R {
         s.logout().map_err(err("log the user out for the officer"))?;
     }
     let narrowed = engine.narrow(&key, &target, &Officer::Pin(so_pin), ctx.user_pin.as_ref()).map_err(err("narrow"))?;
+    // On a world the narrowing ends logged out (the cards were presented, not logged in): the
+    // user logs in again to wrap, as the next command of the ceremony would.
+    if let Some(pin) = &ctx.user_pin {
+        match s.login(hsmkit_backend::UserKind::User, pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == &hsmkit_backend::ErrorKind::UserAlreadyLoggedIn => {}
+            Err(e) => return Err(format!("log the user in again: {e}")),
+        }
+    }
     let wrapped = engine.wrap(narrowed.copy, &target, &hsmkit_transfer::byok::WRAP).map_err(err("wrap for the KEK"))?;
     // Off the module: OAEP (SHA-1) under the KEK, then RFC 5649 under the ephemeral key.
     let k = rsa::traits::PublicKeyParts::size(&kek.to_public_key());
