@@ -294,37 +294,9 @@ fn in_process(
     pins: &Pins,
     progress: &mut Progress,
 ) -> Result<(ModuleInfo, Vec<Finding>)> {
-    let (abi_cases, seam_cases): (Vec<Case>, Vec<Case>) =
-        cases.iter().cloned().partition(|c| matches!(c.body, hsmkit_conformance::Body::Abi(_)));
-    let mut findings = Vec::new();
     let mut events = |e: Event<'_>| progress.event(&e);
-    // The ABI first, while nothing else has the module initialised.
-    if !abi_cases.is_empty() {
-        let module = match a.backend.strip_prefix("pkcs11:") {
-            Some(path) => Some(
-                Module::load(std::path::Path::new(path), a.init_args.as_deref())
-                    .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
-            ),
-            None => None,
-        };
-        let abi = module.as_ref().map(|m| AbiCtx {
-            module: m,
-            token: a.token.clone(),
-            slot: a.slot,
-            user_pin: pins.user.clone(),
-            so_pin: pins.so.clone(),
-        });
-        let target = Target { seam: None, abi: abi.as_ref() };
-        findings.extend(hsmkit_conformance::run_cases(&abi_cases, target, expectations, &mut events));
-    }
+    let mut findings = run_abi_then_seam(g, a, cases, expectations, pins, &mut events)?;
     let info = describe(g, a);
-    if !seam_cases.is_empty() {
-        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
-        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-        let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
-        let target = Target { seam: Some(&ctx), abi: None };
-        findings.extend(hsmkit_conformance::run_cases(&seam_cases, target, expectations, &mut events));
-    }
     // Report order: the suite's.
     let order: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
     findings.sort_by_key(|f| order.iter().position(|id| *id == f.id));
@@ -442,36 +414,7 @@ fn worker(g: &Global, a: &ConformArgs, cases: &[Case], expectations: &Expectatio
     let cases = hsmkit_conformance::isolate::resume_after(cases, a.resume_after.as_deref());
     let mut out = std::io::stdout().lock();
     let mut events = hsmkit_conformance::isolate::worker_events(&mut out);
-    let needs_abi = cases.iter().any(|c| matches!(c.body, hsmkit_conformance::Body::Abi(_)));
-    let needs_seam = cases.iter().any(|c| matches!(c.body, hsmkit_conformance::Body::Seam(_)));
-    let module = match (needs_abi, a.backend.strip_prefix("pkcs11:")) {
-        (true, Some(path)) => Some(
-            Module::load(std::path::Path::new(path), a.init_args.as_deref())
-                .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
-        ),
-        _ => None,
-    };
-    let abi = module.as_ref().map(|m| AbiCtx {
-        module: m,
-        token: a.token.clone(),
-        slot: a.slot,
-        user_pin: pins.user.clone(),
-        so_pin: pins.so.clone(),
-    });
-    // The ABI-level cases come first in a profile (the suite's order): they run before the seam's
-    // client initialises the module in this process.
-    let split = cases.iter().position(|c| matches!(c.body, hsmkit_conformance::Body::Seam(_))).unwrap_or(cases.len());
-    let (abi_cases, seam_cases) = cases.split_at(split);
-    let target = Target { seam: None, abi: abi.as_ref() };
-    hsmkit_conformance::run_cases(abi_cases, target, expectations, &mut events);
-    drop(abi);
-    if needs_seam && !seam_cases.is_empty() {
-        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
-        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-        let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
-        let target = Target { seam: Some(&ctx), abi: None };
-        hsmkit_conformance::run_cases(seam_cases, target, expectations, &mut events);
-    }
+    run_abi_then_seam(g, a, cases, expectations, &pins, &mut events)?;
     Ok(())
 }
 
@@ -537,4 +480,46 @@ impl ThrowawayWorld {
         }
         Ok(ThrowawayWorld { emu, _dir: dir })
     }
+}
+
+/// Runs `cases` in this process: the ABI-level ones first, through the module's raw function list
+/// while nothing else has it initialised, then the seam-level ones through the backend. Within a
+/// profile the suite orders them so already (a worker's order is the list's).
+fn run_abi_then_seam(
+    g: &Global,
+    a: &ConformArgs,
+    cases: &[Case],
+    expectations: &Expectations,
+    pins: &Pins,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<Vec<Finding>> {
+    let (abi_cases, seam_cases): (Vec<Case>, Vec<Case>) =
+        cases.iter().cloned().partition(|c| matches!(c.body, hsmkit_conformance::Body::Abi(_)));
+    let mut findings = Vec::new();
+    if !abi_cases.is_empty() {
+        let module = match a.backend.strip_prefix("pkcs11:") {
+            Some(path) => Some(
+                Module::load(std::path::Path::new(path), a.init_args.as_deref())
+                    .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
+            ),
+            None => None,
+        };
+        let abi = module.as_ref().map(|m| AbiCtx {
+            module: m,
+            token: a.token.clone(),
+            slot: a.slot,
+            user_pin: pins.user.clone(),
+            so_pin: pins.so.clone(),
+        });
+        let target = Target { seam: None, abi: abi.as_ref() };
+        findings.extend(hsmkit_conformance::run_cases(&abi_cases, target, expectations, events));
+    }
+    if !seam_cases.is_empty() {
+        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
+        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+        let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
+        let target = Target { seam: Some(&ctx), abi: None };
+        findings.extend(hsmkit_conformance::run_cases(&seam_cases, target, expectations, events));
+    }
+    Ok(findings)
 }

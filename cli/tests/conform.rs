@@ -230,6 +230,29 @@ fn the_kit_runs_green_on_libhsmkit_pkcs11_and_softhsm2_with_their_expectation_fi
                 && !report["module"]["mechanisms"].as_array().expect("m").is_empty()
         );
     }
+    // The token by slot id and the officer's PIN from the environment: byok (which needs the
+    // officer) and the objects profile run the same.
+    let out = conform(
+        &[
+            "--backend",
+            &format!("pkcs11:{}", module.display()),
+            "--slot",
+            "0",
+            "--login",
+            "--pin-file",
+            d.join("pin").to_str().expect("utf-8"),
+            "--profile",
+            "byok,objects",
+            "--json",
+            d.join("report.json").to_str().expect("utf-8"),
+        ],
+        &[("HSMKIT_CONF", hsmkit_conf.as_path()), ("HSMKIT_SO_PIN", Path::new("5678"))],
+    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("report.json")).expect("report")).expect("JSON");
+    assert_eq!(outcome(&report, "byok-transfer-unwraps-off-the-module").0, "pass", "{report}");
+    assert_eq!(outcome(&report, "objects-copy-cannot-loosen").0, "pass", "{report}");
 }
 
 #[test]

@@ -391,10 +391,15 @@ impl Scratch {
 /// One function called with a session handle: its name and the call.
 type SessionCall = (&'static str, fn(&ck::CK_FUNCTION_LIST, ck::CK_SESSION_HANDLE, &mut Scratch) -> Option<ck::CK_RV>);
 
-macro_rules! session_calls {
-    ($( $name:ident ( $s:ident, $x:ident ) => ( $($arg:expr),* ); )*) => {
-        /// Every function that takes a session handle, called with valid pointers.
-        const SESSION_CALLS: &[SessionCall] = &[
+/// One function called with a slot id.
+type SlotCall = (&'static str, fn(&ck::CK_FUNCTION_LIST, ck::CK_SLOT_ID, &mut Scratch) -> Option<ck::CK_RV>);
+
+/// A table of calls: each function by name, with its arguments (`$s` the handle or slot id, `$x`
+/// the scratch buffers).
+macro_rules! calls {
+    ($(#[$doc:meta])* $table:ident: $ty:ty { $( $name:ident ( $s:ident, $x:ident ) => ( $($arg:expr),* ); )* }) => {
+        $(#[$doc])*
+        const $table: &[$ty] = &[
             $( (stringify!($name), |f, $s, $x| {
                 let _ = &$x;
                 // SAFETY: every pointer points into the scratch buffers, which outlive the call
@@ -405,7 +410,9 @@ macro_rules! session_calls {
     };
 }
 
-session_calls! {
+calls! {
+    /// Every function that takes a session handle, called with valid pointers.
+    SESSION_CALLS: SessionCall {
     C_CloseSession(s, x) => (s);
     C_GetSessionInfo(s, x) => (s, &mut x.session_info);
     C_GetOperationState(s, x) => (s, x.bytes.as_mut_ptr(), &mut x.len);
@@ -457,31 +464,19 @@ session_calls! {
     C_DeriveKey(s, x) => (s, &mut x.mech, x.handle, &mut x.attr, 1, &mut x.handle2);
     C_SeedRandom(s, x) => (s, x.bytes.as_mut_ptr(), 16);
     C_GenerateRandom(s, x) => (s, x.bytes.as_mut_ptr(), 16);
+    }
 }
 
-/// One function called with a slot id.
-type SlotCall = (&'static str, fn(&ck::CK_FUNCTION_LIST, ck::CK_SLOT_ID, &mut Scratch) -> Option<ck::CK_RV>);
-
-macro_rules! slot_calls {
-    ($( $name:ident ( $s:ident, $x:ident ) => ( $($arg:expr),* ); )*) => {
-        /// Every function that takes a slot id, called with valid pointers.
-        const SLOT_CALLS: &[SlotCall] = &[
-            $( (stringify!($name), |f, $s, $x| {
-                let _ = &$x;
-                // SAFETY: as for SESSION_CALLS.
-                f.$name.map(|g| unsafe { g($($arg),*) })
-            }), )*
-        ];
-    };
-}
-
-slot_calls! {
+calls! {
+    /// Every function that takes a slot id, called with valid pointers.
+    SLOT_CALLS: SlotCall {
     C_GetSlotInfo(s, x) => (s, x.bytes.as_mut_ptr().cast());
     C_GetTokenInfo(s, x) => (s, x.bytes.as_mut_ptr().cast());
     C_GetMechanismList(s, x) => (s, null_mut(), &mut x.len);
     C_GetMechanismInfo(s, x) => (s, ck::CKM_SHA256_RSA_PKCS, x.bytes.as_mut_ptr().cast());
     C_OpenSession(s, x) => (s, ck::CKF_SERIAL_SESSION, null_mut(), None, &mut x.handle2);
     C_CloseAllSessions(s, x) => (s);
+    }
 }
 
 /// The scratch area is larger than every output struct it stands in for.

