@@ -25,7 +25,7 @@ pub use ec::EcCurve;
 pub use error::{Error, ErrorKind, Op, Result};
 pub use mechanism::{HashAlg, KdfParam, KdfPrf, Mechanism, MechanismFlags, MechanismInfo, MechanismKind};
 pub use policy::{KeyPolicy, Usage};
-pub use session::{Attestation, Attested, Backend, Session, TransferTarget, WorldAuthority, WorldSummary};
+pub use session::{Attestation, Attested, Backend, Session, TransferTarget, WorldAuthority, WorldLab, WorldSummary};
 pub use signer::{RsaSigner, SignerHash};
 pub use types::{
     Attr, AttrKind, AttrValue, BackendInfo, Capabilities, KeyFilter, KeyHandle, KeyMaterial, KeyPairSpec, KeySpec,

@@ -23,6 +23,21 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn slots(&self) -> Result<Vec<SlotId>>;
     /// Opens a session on `slot` (`C_OpenSession`). It closes when dropped.
     fn open_session(&self, slot: SlotId, mode: SessionMode) -> Result<Box<dyn Session + '_>>;
+    /// Throwaway security worlds of this backend's kind, where it models worlds (the emulator);
+    /// `None` elsewhere.
+    fn world_lab(&self) -> Option<&dyn WorldLab> {
+        None
+    }
+}
+
+/// A backend that makes throwaway security worlds of its own kind: the conformance kit's `world`
+/// profile checks card lockout and cross-world binding there, never on the user's world, whose
+/// cards and keys it must leave as it found them.
+pub trait WorldLab {
+    /// A new world of `quorum` (k of n) Administrator cards with `pins` (one per card, in order),
+    /// under the same cipher suite as this backend's world, in a folder of its own that is
+    /// removed when the returned backend is dropped.
+    fn scratch_world(&self, quorum: (u8, u8), pins: &[Pin]) -> Result<Box<dyn Backend>>;
 }
 
 /// A session with a module: the operations the transfer engine, the kit and the benches need.

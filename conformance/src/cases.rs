@@ -18,6 +18,10 @@ mod derive;
 mod ec;
 mod policy;
 mod rsa_sweep;
+mod sweep;
+mod world;
+
+pub use sweep::uncovered;
 mod vectors;
 
 type R = Result<(), String>;
@@ -55,6 +59,8 @@ pub fn cases() -> Vec<Case> {
     out.extend(policy::cases());
     out.extend(vectors::cases());
     out.extend(byok::cases());
+    out.extend(sweep::cases());
+    out.extend(world::cases());
     out
 }
 

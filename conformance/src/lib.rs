@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use hsmkit_backend::{Backend, Pin, Session, SessionMode, SlotId, UserKind};
 
+/// Listed (mechanism, function) pairs of a backend's list that no case of the kit exercises.
+pub use cases::uncovered;
 pub use expectations::{Expectation, Expectations};
 pub use report::{ModuleInfo, Report};
 

@@ -21,6 +21,7 @@ pub mod fuzz;
 pub mod generate;
 pub mod keyblob;
 pub mod keys;
+pub mod lab;
 pub mod module;
 pub mod mutate;
 pub mod rng;

@@ -108,6 +108,10 @@ impl Backend for Emulator {
         Ok(vec![SLOT])
     }
 
+    fn world_lab(&self) -> Option<&dyn hsmkit_backend::WorldLab> {
+        Some(self)
+    }
+
     fn open_session(&self, slot: SlotId, mode: SessionMode) -> Result<Box<dyn Session + '_>> {
         if slot != SLOT {
             return Err(Error::new(ErrorKind::SlotIdInvalid, Op::OpenSession)

@@ -16,11 +16,11 @@ fn need(ctx: &super::Ctx<'_>, kind: MechanismKind) -> Result<bool, String> {
 }
 
 /// A derived key's policy: readable, so its value can be checked.
-fn readable() -> KeyPolicy {
+pub(super) fn readable() -> KeyPolicy {
     KeyPolicy { sensitive: false, extractable: true, ..policy(Usage::ENCRYPT | Usage::DECRYPT) }
 }
 
-fn value_of(s: &dyn Session, key: KeyHandle) -> Result<Zeroizing<Vec<u8>>, String> {
+pub(super) fn value_of(s: &dyn Session, key: KeyHandle) -> Result<Zeroizing<Vec<u8>>, String> {
     match s.attributes(key, &[AttrKind::Value]).map_err(err("read CKA_VALUE"))?.pop() {
         Some(Attr::Value(_, AttrValue::Secret(v))) => Ok(v),
         Some(Attr::Value(_, AttrValue::Bytes(v))) => Ok(Zeroizing::new(v)),

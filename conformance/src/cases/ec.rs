@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use super::{R, ensure, err, expect_kind, policy, unhex};
 
 /// The bytes of attribute `kind` of `key`.
-fn bytes_of(s: &dyn Session, key: KeyHandle, kind: AttrKind) -> Result<Vec<u8>, String> {
+pub(super) fn bytes_of(s: &dyn Session, key: KeyHandle, kind: AttrKind) -> Result<Vec<u8>, String> {
     match s.attributes(key, &[kind]).map_err(err("read an attribute"))?.as_slice() {
         [Attr::Value(_, AttrValue::Bytes(b))] => Ok(b.clone()),
         other => Err(format!("{kind:?} is {other:?}")),
@@ -20,7 +20,7 @@ fn bytes_of(s: &dyn Session, key: KeyHandle, kind: AttrKind) -> Result<Vec<u8>, 
 
 /// The public point of `public`, after checking `CKA_EC_PARAMS` names `curve` and `CKA_EC_POINT`
 /// is the DER OCTET STRING of an uncompressed point (PKCS#11 3.1 §2.3.3).
-fn point_of(s: &dyn Session, public: KeyHandle, curve: EcCurve) -> Result<Vec<u8>, String> {
+pub(super) fn point_of(s: &dyn Session, public: KeyHandle, curve: EcCurve) -> Result<Vec<u8>, String> {
     let params = bytes_of(s, public, AttrKind::EcParams)?;
     ensure(params == curve.params(), &format!("CKA_EC_PARAMS is not the DER of {}'s OID", curve.name()))?;
     let point = bytes_of(s, public, AttrKind::EcPoint)?;
@@ -31,7 +31,7 @@ fn point_of(s: &dyn Session, public: KeyHandle, curve: EcCurve) -> Result<Vec<u8
 }
 
 /// Checks an ECDSA signature `r || s` over `prehash` with RustCrypto.
-fn rc_verify(curve: EcCurve, point: &[u8], prehash: &[u8], sig: &[u8]) -> R {
+pub(super) fn rc_verify(curve: EcCurve, point: &[u8], prehash: &[u8], sig: &[u8]) -> R {
     use signature::hazmat::PrehashVerifier as _;
     // ECDSA reads a digest shorter than the order as the same integer with zeros in front
     // (FIPS 186-5 §6.4.1); RustCrypto takes only digests of at least half the field's length.
@@ -54,7 +54,7 @@ fn rc_verify(curve: EcCurve, point: &[u8], prehash: &[u8], sig: &[u8]) -> R {
     }
 }
 
-fn digest(hash: HashAlg, data: &[u8]) -> Vec<u8> {
+pub(super) fn digest(hash: HashAlg, data: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     match hash {
         HashAlg::Sha1 => sha1::Sha1::digest(data).to_vec(),

@@ -64,7 +64,7 @@ fn short(hash: HashAlg) -> &'static str {
 }
 
 /// Skips unless the backend lists `kind` for `bits`-bit keys.
-fn listed_for(ctx: &Ctx<'_>, kind: MechanismKind, bits: u32) -> R {
+pub(super) fn listed_for(ctx: &Ctx<'_>, kind: MechanismKind, bits: u32) -> R {
     let caps = ctx.backend.capabilities().map_err(err("read the mechanism list"))?;
     let ckm = format!("CKM_{}", kind.name().replace('-', "_"));
     let Some(m) = caps.mechanism(kind) else { return Err(crate::not_listed(&ckm)) };
@@ -78,16 +78,16 @@ fn listed_for(ctx: &Ctx<'_>, kind: MechanismKind, bits: u32) -> R {
     Ok(())
 }
 
-fn private(bits: u32) -> Result<rsa::PrivateKey, String> {
+pub(super) fn private(bits: u32) -> Result<rsa::PrivateKey, String> {
     rsa::PrivateKey::from_pkcs8_der(test_key(bits)).map_err(err("the kit's test key"))
 }
 
-fn import_private(s: &dyn Session, bits: u32, usage: Usage) -> Result<KeyHandle, String> {
+pub(super) fn import_private(s: &dyn Session, bits: u32, usage: Usage) -> Result<KeyHandle, String> {
     let material = KeyMaterial::RsaPrivatePkcs8(Zeroizing::new(test_key(bits).to_vec()));
     s.import_key(&material, &policy(usage)).map_err(err(&format!("import the RSA-{bits} test key")))
 }
 
-fn import_public(s: &dyn Session, key: &rsa::PrivateKey, usage: Usage) -> Result<KeyHandle, String> {
+pub(super) fn import_public(s: &dyn Session, key: &rsa::PrivateKey, usage: Usage) -> Result<KeyHandle, String> {
     let spki = key.to_public_key().to_public_key_der().map_err(err("SPKI"))?;
     s.import_key(&KeyMaterial::RsaPublicSpki(spki.as_bytes().to_vec()), &policy(usage))
         .map_err(err("import the public key"))
