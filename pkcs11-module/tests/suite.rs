@@ -43,6 +43,17 @@ fn main() -> ExitCode {
         }
         for (fa, fb) in module.findings.iter().zip(&in_process.findings) {
             let (id, a, b) = (&fa.id, &fa.outcome, &fb.outcome);
+            // The world profile needs the world model, which PKCS#11 does not show: through the
+            // .so it is skipped, with that reason, and runs in process only.
+            if fa.profile == hsmkit_conformance::Profile::World {
+                if !matches!(a, Outcome::Skip(why) if why.contains("models no security world"))
+                    || !matches!(b, Outcome::Pass)
+                {
+                    println!("  WORLD {id}: through the .so {a:?}, in process {b:?}; skipped there, passing here");
+                    agree = false;
+                }
+                continue;
+            }
             if declared(a) || declared(b) {
                 // The two declare no difference: both expectation files are empty.
                 println!("  DECLARED {id}: through the .so {a:?}, in process {b:?}; the two must agree undeclared");

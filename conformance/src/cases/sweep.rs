@@ -581,9 +581,15 @@ fn block_cell(s: &dyn Session, cell: Cell) -> R {
             let target_value = key_bytes(16, 0x77);
             let target = import_aes(s, &target_value, &policy(Usage::ENCRYPT).extractable(true))?;
             let wrapped = s.wrap_key(&mech, key, target).map_err(err("wrap an AES-128 key"))?;
+            let want = expect(&target_value)?;
             ensure(
-                wrapped == expect(&target_value)?,
-                &format!("{} wraps to other bytes than RustCrypto", mech.describe()),
+                wrapped == want,
+                &format!(
+                    "{} wraps a 16-byte key to other bytes than RustCrypto ({} bytes, RustCrypto's {})",
+                    mech.describe(),
+                    wrapped.len(),
+                    want.len()
+                ),
             )
         }
         Func::Unwrap => {
@@ -670,7 +676,17 @@ fn key_wrap(s: &dyn Session, cell: Cell) -> R {
                 .import_key(&material(&target_value), &policy(Usage::SIGN).extractable(true))
                 .map_err(err("import the key to wrap"))?;
             let wrapped = s.wrap_key(&mech, kek, target).map_err(err("wrap"))?;
-            ensure(wrapped == soft_wrap(&target_value)?, &format!("{} differs from RustCrypto's", ckm(cell.kind)))
+            let want = soft_wrap(&target_value)?;
+            ensure(
+                wrapped == want,
+                &format!(
+                    "{} of a {}-byte key differs from RustCrypto's ({} bytes, RustCrypto's {})",
+                    ckm(cell.kind),
+                    target_value.len(),
+                    wrapped.len(),
+                    want.len()
+                ),
+            )
         }
         _ => {
             let kek = import_aes(s, &kek_value, &policy(Usage::UNWRAP))?;
@@ -772,7 +788,9 @@ fn secret_keygen(ctx: &Ctx<'_>, s: &dyn Session, cell: Cell) -> R {
             let ct = s.encrypt(&Mechanism::Des3Ecb, key, &block).map_err(err("encrypt with the new key"))?;
             ensure(ct == Soft::des3(&value)?.ecb(&block, true), "the new key encrypts otherwise than its value does")
         }
-        K::GenericSecretKeyGen if listed(ctx, K::Sha256Hmac)? => {
+        // Checked with HMAC where the key is long enough for SHA-256 (RFC 2104 §3: at least the
+        // output's length; SoftHSM2 lists SHA-256 HMAC from 32 bytes).
+        K::GenericSecretKeyGen if cell.bits >= 256 && listed(ctx, K::Sha256Hmac)? => {
             use hmac::{KeyInit as _, Mac as _};
             let tag = s.sign(&Mechanism::Hmac { hash: HashAlg::Sha256 }, key, &block).map_err(err("HMAC"))?;
             let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&value).map_err(|_| "HMAC key".to_string())?;
@@ -979,13 +997,13 @@ fn rsa_cell(s: &dyn Session, cell: Cell) -> R {
             let h = import_public(s, &key, Usage::WRAP)?;
             let target_value = key_bytes(32, 0x6c);
             let target = import_aes(s, &target_value, &policy(Usage::ENCRYPT).extractable(true))?;
-            let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha256 };
+            let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
             let blob = s.wrap_key(&mech, h, target).map_err(err("wrap"))?;
             ensure(blob.len() > k, "the blob is shorter than the modulus")?;
             let (head, tail) = blob.split_at(k);
             let eph = key
-                .decrypt(rsa::Oaep::<sha2::Sha256>::new(), head)
-                .map_err(|_| "the first part is not OAEP(SHA-256) to the key".to_string())?;
+                .decrypt(rsa::Oaep::<sha1::Sha1>::new(), head)
+                .map_err(|_| "the first part is not OAEP(SHA-1) to the key".to_string())?;
             let mut buf = vec![0u8; tail.len()];
             let kwp =
                 aes_kw::KwpAes256::new_from_slice(&eph).map_err(|_| "the ephemeral key is not AES-256".to_string())?;
@@ -1000,11 +1018,11 @@ fn rsa_cell(s: &dyn Session, cell: Cell) -> R {
             let target_value = key_bytes(32, 0x6d);
             let eph = key_bytes(32, 0x33);
             let mut blob =
-                public_key.encrypt(&mut rng, rsa::Oaep::<sha2::Sha256>::new(), &eph).map_err(err("RustCrypto OAEP"))?;
+                public_key.encrypt(&mut rng, rsa::Oaep::<sha1::Sha1>::new(), &eph).map_err(err("RustCrypto OAEP"))?;
             let mut buf = vec![0u8; 48];
             let kwp = aes_kw::KwpAes256::new_from_slice(&eph).map_err(|_| "AES-256".to_string())?;
             blob.extend_from_slice(kwp.wrap_key(&target_value, &mut buf).map_err(|_| "KWP".to_string())?);
-            let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha256 };
+            let mech = Mechanism::RsaAesKeyWrap { aes_bits: 256, hash: HashAlg::Sha1 };
             let got = s.unwrap_key(&mech, h, &blob, KeyType::Aes, &readable()).map_err(err("unwrap"))?;
             ensure(value_of(s, got)?.as_slice() == target_value.as_slice(), "the unwrapped key is not the key wrapped")
         }
