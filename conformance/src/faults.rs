@@ -417,7 +417,8 @@ impl Session for FaultySession<'_> {
 pub struct Caught {
     /// The fault.
     pub fault: Fault,
-    /// The cases that passed on the backend and failed with the fault.
+    /// The case that caught it: the first, in run order, that passed on the backend and failed
+    /// with the fault (empty when none did).
     pub by: Vec<String>,
 }
 
@@ -458,8 +459,20 @@ impl std::fmt::Display for SelfTest {
     }
 }
 
+/// The first of `cases` (in run order) that fails on `target`, as a list of at most one: a fault
+/// is caught once one case fails, as mutation testing stops at the first failing test, so a run
+/// costs the cases up to the catch rather than the whole suite.
+fn first_catch(cases: &[crate::Case], target: crate::Target<'_>, none: &crate::Expectations) -> Vec<String> {
+    cases
+        .iter()
+        .map(|c| crate::run_case(c, target, none.get(&c.id)))
+        .find(|f| !f.outcome.ok())
+        .map(|f| vec![f.id])
+        .unwrap_or_default()
+}
+
 /// Runs `cases` on `backend` (the baseline), then with each of `faults` planted; `progress` is
-/// told of each fault as it starts.
+/// told of each fault as it starts. Each fault is caught by the first case that fails with it.
 pub fn self_test(
     backend: &dyn Backend,
     slot: SlotId,
@@ -495,10 +508,8 @@ pub fn self_test(
                     let _ = tx.send((i, None));
                     let faulty = Faulty::new(backend, fault);
                     let ctx = crate::Ctx::new(&faulty, slot, user_pin.clone());
-                    let run =
-                        crate::run_cases(passing, crate::Target { seam: Some(&ctx), abi: None }, none, &mut |_| {});
-                    let by = run.into_iter().filter(|f| !f.outcome.ok()).map(|f| f.id).collect();
-                    let _ = tx.send((i, Some(by)));
+                    let target = crate::Target { seam: Some(&ctx), abi: None };
+                    let _ = tx.send((i, Some(first_catch(passing, target, none))));
                 }
             });
         }
@@ -512,11 +523,10 @@ pub fn self_test(
     });
     let mut out: Vec<Caught> =
         faults.iter().zip(found).map(|(&fault, by)| Caught { fault, by: by.unwrap_or_default() }).collect();
-    for caught in &mut out {
+    for caught in out.iter_mut().filter(|c| c.by.is_empty()) {
         let faulty = Faulty::new(backend, caught.fault);
         let ctx = crate::Ctx::new(&faulty, slot, user_pin.clone());
-        let run = crate::run_cases(&serial, crate::Target { seam: Some(&ctx), abi: None }, &none, &mut |_| {});
-        caught.by.extend(run.into_iter().filter(|f| !f.outcome.ok()).map(|f| f.id));
+        caught.by = first_catch(&serial, crate::Target { seam: Some(&ctx), abi: None }, &none);
     }
     SelfTest { baseline_passes, faults: out }
 }
