@@ -27,6 +27,17 @@ pub struct ModuleOptions<'a> {
     pub init_args: Option<&'a str>,
 }
 
+/// The kmdata folder of an emulator spec (`emulator`, `emulator:DIR`); `None` for other specs.
+pub fn emulator_kmdata(spec: &str, g: &Global) -> Result<Option<PathBuf>> {
+    let mut g = g.clone();
+    match spec {
+        "emulator" => {}
+        s if s.starts_with("emulator:") => g.kmdata = Some(PathBuf::from(&s["emulator:".len()..])),
+        _ => return Ok(None),
+    }
+    Ok(Some(env::config(&g)?.kmdata))
+}
+
 /// As [`open`], with the token chosen by label or slot and a module's initialisation string.
 pub fn open_with(spec: &str, g: &Global, o: &ModuleOptions<'_>) -> Result<Box<dyn Backend>> {
     let token = o.token;

@@ -420,24 +420,60 @@ fn worker(g: &Global, a: &ConformArgs, cases: &[Case], expectations: &Expectatio
 
 /// `--self-test`: every planted fault must be caught by a case that passes without it.
 fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
+    use hsmkit_conformance::abi_faults::{AbiFault, abi_self_test};
     use hsmkit_conformance::faults::{Fault, self_test};
     // The default backend is a throwaway world with a user PIN, so the login cases run too.
-    let throwaway;
-    let opened;
-    let (backend, slot, user): (&dyn hsmkit_backend::Backend, _, _) = if a.backend == "emulator" {
-        throwaway = ThrowawayWorld::new()?;
-        (&throwaway.emu, hsmkit_emulator::SLOT, Some(Pin::from(ThrowawayWorld::USER_PIN.to_string())))
-    } else {
-        opened = crate::backends::open_with(&a.backend, g, &a.module_options())?;
-        let slot = *opened.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-        (opened.as_ref(), slot, Pins::gather(g, a)?.user)
-    };
-    let total = Fault::ALL.len();
+    let throwaway = if a.backend == "emulator" { Some(ThrowawayWorld::new()?) } else { None };
+    let total = Fault::ALL.len() + AbiFault::ALL.len();
     let mut n = 0;
-    let result = self_test(backend, slot, user, cases, Fault::ALL, &mut |f| {
-        n += 1;
-        eprintln!("[{n}/{total}] {}", f.name());
-    });
+    let mut result = {
+        let opened;
+        let (backend, slot, user): (&dyn hsmkit_backend::Backend, _, _) = match &throwaway {
+            Some(t) => (&t.emu, hsmkit_emulator::SLOT, Some(Pin::from(ThrowawayWorld::USER_PIN.to_string()))),
+            None => {
+                opened = crate::backends::open_with(&a.backend, g, &a.module_options())?;
+                let slot = *opened.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+                (opened.as_ref(), slot, Pins::gather(g, a)?.user)
+            }
+        };
+        self_test(backend, slot, user, cases, Fault::ALL, &mut |f| {
+            n += 1;
+            eprintln!("[{n}/{total}] {}", f.name());
+        })
+        // The seam's client lets go of the module here, before the ABI level loads it.
+    };
+    // The ABI level: the faults planted under the module's C ABI (the emulator's linked in, or
+    // the module of a pkcs11: backend), caught by the ABI-level cases.
+    let module = match (&throwaway, a.backend.strip_prefix("pkcs11:")) {
+        (Some(t), _) => Some(linked_module(&t.kmdata)),
+        (None, Some(path)) => Some(
+            Module::load(std::path::Path::new(path), a.init_args.as_deref())
+                .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(module) = &module {
+        let pins = match &throwaway {
+            Some(_) => Pins {
+                user: Some(Pin::from(ThrowawayWorld::USER_PIN.to_string())),
+                so: Some(Pin::from(ThrowawayWorld::CARD_PIN.to_string())),
+            },
+            None => Pins::gather(g, a)?,
+        };
+        let clean = AbiCtx {
+            module,
+            token: a.token.clone(),
+            slot: a.slot,
+            user_pin: pins.user.clone(),
+            so_pin: pins.so.clone(),
+        };
+        let (passes, caught) = abi_self_test(&clean, cases, AbiFault::ALL, &mut |f| {
+            n += 1;
+            eprintln!("[{n}/{total}] {}", f.name());
+        });
+        result.abi_baseline_passes = passes;
+        result.abi_faults = caught;
+    }
     print!("{result}");
     let (caught, all) = result.score();
     if caught == all {
@@ -452,11 +488,13 @@ fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
 /// A world in a temporary folder with one card (PIN `card`) and a user PIN, for the self-test.
 struct ThrowawayWorld {
     emu: hsmkit_emulator::Emulator,
+    kmdata: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl ThrowawayWorld {
     const USER_PIN: &'static str = "self-test-user";
+    const CARD_PIN: &'static str = "card";
 
     fn new() -> Result<ThrowawayWorld> {
         use hsmkit_backend::{Backend as _, SessionMode, UserKind};
@@ -466,7 +504,7 @@ impl ThrowawayWorld {
         let kmdata = dir.path().join("kmdata");
         hsmkit_emulator::fsio::create_private_dir(&kmdata).map_err(io)?;
         let emu = hsmkit_emulator::Emulator::open(hsmkit_emulator::Config::beside(&kmdata))?;
-        let card = Pin::from("card".to_string());
+        let card = Pin::from(Self::CARD_PIN.to_string());
         emu.create_world(
             hsmkit_emulator::suite::CipherSuite::DLf3072s256mAEScSP800131Ar1,
             hsmkit_emulator::world::Quorum { k: 1, n: 1 },
@@ -478,8 +516,18 @@ impl ThrowawayWorld {
             s.init_pin(&Pin::from(Self::USER_PIN.to_string()))?;
             s.logout()?;
         }
-        Ok(ThrowawayWorld { emu, _dir: dir })
+        Ok(ThrowawayWorld { emu, kmdata, _dir: dir })
     }
+}
+
+/// The emulator's C ABI on `kmdata`, linked into this process: the module `libhsmkit_pkcs11.so`
+/// is built from, so the ABI level runs on the emulator backend without loading a library.
+pub(crate) fn linked_module(kmdata: &std::path::Path) -> Module {
+    Module::from_list(
+        "libhsmkit_pkcs11 (linked in)",
+        hsmkit_pkcs11::in_process(kmdata),
+        Some((hsmkit_pkcs11::C_GetInterfaceList, hsmkit_pkcs11::C_GetInterface)),
+    )
 }
 
 /// Runs `cases` in this process: the ABI-level ones first, through the module's raw function list
@@ -502,7 +550,7 @@ fn run_abi_then_seam(
                 Module::load(std::path::Path::new(path), a.init_args.as_deref())
                     .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
             ),
-            None => None,
+            None => crate::backends::emulator_kmdata(&a.backend, g)?.map(|kmdata| linked_module(&kmdata)),
         };
         let abi = module.as_ref().map(|m| AbiCtx {
             module: m,

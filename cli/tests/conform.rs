@@ -300,9 +300,18 @@ fn the_self_test_catches_every_planted_fault_and_a_smaller_selection_misses_some
     let caught = stdout.lines().filter(|l| l.trim_start().starts_with("caught")).count();
     assert!(caught >= 20 && !stdout.contains("MISSED"), "{stdout}");
     assert!(stdout.contains(&format!("mutation score: {caught}/{caught} faults caught")), "{stdout}");
+    // Faults under the C ABI (the emulator's, linked in), caught by ABI-level cases.
+    let abi = stdout.lines().filter(|l| l.trim_start().starts_with("caught  abi-")).count();
+    assert!(abi >= 9, "{abi} ABI faults caught: {stdout}");
+    assert!(
+        stdout.contains("caught  abi-error-keeps-operation        by abi-sign-ends-after-error"),
+        "an operation kept after an error is caught by the case that checks it: {stdout}"
+    );
     // The policy profile alone cannot see a flipped signature bit: the self-test says so.
     let out = conform(&["--self-test", "--profile", "policy"], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(stdout.contains("MISSED  signature-bit-flip") && stdout.contains("caught  ignore-cka-sign"), "{stdout}");
+    // Without the abi profile, the faults under the C ABI go unseen.
+    assert!(stdout.contains("MISSED  abi-size-query-ends-operation"), "{stdout}");
 }

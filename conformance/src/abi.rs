@@ -23,9 +23,20 @@ use crate::{Body, Case, CaseResult, Profile};
 /// An ABI-level case's body.
 pub type AbiFn = Arc<dyn Fn(&AbiCtx<'_>) -> CaseResult + Send + Sync>;
 
+/// `C_GetInterfaceList` (PKCS#11 3.0).
+pub type GetInterfaceListFn = unsafe extern "C" fn(*mut ck::CK_INTERFACE, *mut ck::CK_ULONG) -> ck::CK_RV;
+/// `C_GetInterface` (PKCS#11 3.0).
+pub type GetInterfaceFn = unsafe extern "C" fn(
+    *mut ck::CK_UTF8CHAR,
+    *mut ck::CK_VERSION,
+    *mut *mut ck::CK_INTERFACE,
+    ck::CK_FLAGS,
+) -> ck::CK_RV;
+
 /// A PKCS#11 module, loaded for raw calls.
 pub struct Module {
-    _lib: libloading::Library,
+    _lib: Option<libloading::Library>,
+    interfaces: Option<(GetInterfaceListFn, GetInterfaceFn)>,
     f: &'static ck::CK_FUNCTION_LIST,
     path: PathBuf,
     reserved: Option<CString>,
@@ -107,8 +118,25 @@ impl Module {
                 return Err(format!("C_GetFunctionList returned {} and {list:?}", rv_name(rv)));
             }
             let f: &'static ck::CK_FUNCTION_LIST = &*list;
-            Ok(Module { _lib: lib, f, path: path.to_path_buf(), reserved })
+            // SAFETY: the symbols, where present, have the signatures PKCS#11 3.0 gives them.
+            let interfaces = {
+                let list: Option<libloading::Symbol<'_, GetInterfaceListFn>> = lib.get(b"C_GetInterfaceList").ok();
+                let one: Option<libloading::Symbol<'_, GetInterfaceFn>> = lib.get(b"C_GetInterface").ok();
+                list.zip(one).map(|(l, o)| (*l, *o))
+            };
+            Ok(Module { _lib: Some(lib), interfaces, f, path: path.to_path_buf(), reserved })
         }
+    }
+
+    /// A module whose function list this process already has (linked in, or a layer over
+    /// another module's list), with its PKCS#11 3.0 interface functions if it has them, named
+    /// `name` in reports.
+    pub fn from_list(
+        name: &str,
+        f: &'static ck::CK_FUNCTION_LIST,
+        interfaces: Option<(GetInterfaceListFn, GetInterfaceFn)>,
+    ) -> Module {
+        Module { _lib: None, interfaces, f, path: PathBuf::from(name), reserved: None }
     }
 
     /// The module's file.
@@ -118,6 +146,12 @@ impl Module {
 
     /// The function list.
     pub fn f(&self) -> &ck::CK_FUNCTION_LIST {
+        self.f
+    }
+
+    /// The function list, which lives as long as the process (a loaded module is never unloaded
+    /// while a [`Module`] names it).
+    pub(crate) fn f_static(&self) -> &'static ck::CK_FUNCTION_LIST {
         self.f
     }
 
@@ -746,19 +780,7 @@ fn blank_padded(what: &str, b: &[u8]) -> CaseResult {
 
 /// PKCS#11 3.0's interface discovery, where the module exports it.
 fn get_interface(m: &Module) -> CaseResult {
-    type List = unsafe extern "C" fn(*mut ck::CK_INTERFACE, *mut ck::CK_ULONG) -> ck::CK_RV;
-    type One = unsafe extern "C" fn(
-        *mut ck::CK_UTF8CHAR,
-        *mut ck::CK_VERSION,
-        *mut *mut ck::CK_INTERFACE,
-        ck::CK_FLAGS,
-    ) -> ck::CK_RV;
-    // SAFETY: the symbols, where present, have the signatures PKCS#11 3.0 gives them.
-    let (list, one) = unsafe {
-        let list: Option<libloading::Symbol<'_, List>> = m._lib.get(b"C_GetInterfaceList").ok();
-        let one: Option<libloading::Symbol<'_, One>> = m._lib.get(b"C_GetInterface").ok();
-        (list.map(|s| *s), one.map(|s| *s))
-    };
+    let (list, one) = (m.interfaces.map(|i| i.0), m.interfaces.map(|i| i.1));
     let (Some(list), Some(one)) = (list, one) else {
         return Err(crate::skipped("the module is a PKCS#11 2.x module (no C_GetInterfaceList)"));
     };

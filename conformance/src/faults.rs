@@ -429,12 +429,18 @@ pub struct SelfTest {
     pub baseline_passes: usize,
     /// Per fault, in [`Fault::ALL`]'s order.
     pub faults: Vec<Caught>,
+    /// How many ABI-level cases passed on the module itself (0 when the ABI level was not run).
+    pub abi_baseline_passes: usize,
+    /// Per fault planted under the C ABI ([`crate::abi_faults`]), where the ABI level was run.
+    pub abi_faults: Vec<crate::abi_faults::AbiCaught>,
 }
 
 impl SelfTest {
     /// Faults caught over faults planted.
     pub fn score(&self) -> (usize, usize) {
-        (self.faults.iter().filter(|c| !c.by.is_empty()).count(), self.faults.len())
+        let caught = self.faults.iter().filter(|c| !c.by.is_empty()).count()
+            + self.abi_faults.iter().filter(|c| !c.by.is_empty()).count();
+        (caught, self.faults.len() + self.abi_faults.len())
     }
 }
 
@@ -454,6 +460,19 @@ impl std::fmt::Display for SelfTest {
                 writeln!(f, "  caught  {:<24} by {}{more}", c.fault.name(), shown.join(", "))?;
             }
         }
+        if !self.abi_faults.is_empty() {
+            writeln!(
+                f,
+                "under the C ABI: {} ABI-level cases pass on the module itself; each fault planted in turn",
+                self.abi_baseline_passes
+            )?;
+            for c in &self.abi_faults {
+                match c.by.first() {
+                    None => writeln!(f, "  MISSED  {}", c.fault.name())?,
+                    Some(by) => writeln!(f, "  caught  {:<32} by {by}", c.fault.name())?,
+                }
+            }
+        }
         let (caught, all) = self.score();
         writeln!(f, "mutation score: {caught}/{all} faults caught")
     }
@@ -462,7 +481,7 @@ impl std::fmt::Display for SelfTest {
 /// The first of `cases` (in run order) that fails on `target`, as a list of at most one: a fault
 /// is caught once one case fails, as mutation testing stops at the first failing test, so a run
 /// costs the cases up to the catch rather than the whole suite.
-fn first_catch(cases: &[crate::Case], target: crate::Target<'_>, none: &crate::Expectations) -> Vec<String> {
+pub(crate) fn first_catch(cases: &[crate::Case], target: crate::Target<'_>, none: &crate::Expectations) -> Vec<String> {
     cases
         .iter()
         .map(|c| crate::run_case(c, target, none.get(&c.id)))
@@ -528,5 +547,5 @@ pub fn self_test(
         let ctx = crate::Ctx::new(&faulty, slot, user_pin.clone());
         caught.by = first_catch(&serial, crate::Target { seam: Some(&ctx), abi: None }, &none);
     }
-    SelfTest { baseline_passes, faults: out }
+    SelfTest { baseline_passes, faults: out, abi_baseline_passes: 0, abi_faults: Vec::new() }
 }

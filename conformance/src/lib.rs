@@ -12,6 +12,7 @@
 //! - [`Report`] prints as text, JSON (`docs/conform-json.md`), JUnit XML and Markdown.
 
 pub mod abi;
+pub mod abi_faults;
 mod cases;
 mod expectations;
 pub mod faults;
@@ -328,7 +329,7 @@ pub fn run_case(case: &Case, target: Target<'_>, declared: Option<&Expectation>)
             Outcome::Skip("a seam-level case, and this run drives the module's ABI only".into())
         }
         (_, Body::Abi(_)) if target.abi.is_none() => Outcome::Skip(
-            "an ABI-level case: it needs a PKCS#11 module (pkcs11:PATH); the in-process emulator has no C ABI, libhsmkit_pkcs11.so has".into(),
+            "an ABI-level case: it needs a module's C ABI (pkcs11:PATH, or the emulator's linked in by hsmkit conform), and this run drives the seam only".into(),
         ),
         (declared, body) => {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (body, target) {

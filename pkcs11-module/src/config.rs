@@ -38,7 +38,27 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// The configuration a process that links the module (rather than loading the `.so`) gave it.
+static IN_PROCESS: std::sync::Mutex<Option<ModuleConfig>> = std::sync::Mutex::new(None);
+
 impl ModuleConfig {
+    /// Makes `config` the configuration the next `C_Initialize` of this process reads, instead of
+    /// `HSMKIT_CONF` (`None` goes back to it): for a process that links the module and calls its
+    /// function list itself, such as the conformance kit's ABI level on the in-process emulator.
+    pub fn set_in_process(config: Option<ModuleConfig>) {
+        if let Ok(mut held) = IN_PROCESS.lock() {
+            *held = config;
+        }
+    }
+
+    /// One slot, number 0, over `kmdata`.
+    pub fn one_slot(kmdata: &Path) -> ModuleConfig {
+        ModuleConfig {
+            slots: vec![SlotConfig { id: 0, kmdata: kmdata.to_path_buf() }],
+            source: format!("the in-process configuration (slot 0 over {})", kmdata.display()),
+        }
+    }
+
     /// Parses a configuration file's text; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<ModuleConfig, ConfigError> {
         let mut slots: Vec<SlotConfig> = Vec::new();
@@ -81,8 +101,14 @@ impl ModuleConfig {
         Ok(ModuleConfig { slots, source: source.into() })
     }
 
-    /// Reads the configuration `HSMKIT_CONF` names, or the default one.
+    /// Reads the configuration `HSMKIT_CONF` names, or the default one; in a process that set
+    /// one with [`ModuleConfig::set_in_process`], that one.
     pub fn from_env() -> Result<ModuleConfig, ConfigError> {
+        if let Some(config) =
+            IN_PROCESS.lock().map_err(|_| ConfigError("the in-process configuration's lock".into()))?.clone()
+        {
+            return Ok(config);
+        }
         match std::env::var_os("HSMKIT_CONF") {
             Some(path) => {
                 let path = Path::new(&path);

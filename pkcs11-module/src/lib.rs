@@ -143,6 +143,15 @@ macro_rules! function_list {
 pub static FUNCTION_LIST: ck::CK_FUNCTION_LIST =
     function_list!(CK_FUNCTION_LIST, ck::CK_VERSION { major: 2, minor: 40 }, C_GetInfo, {});
 
+/// The v2.40 function list for a process that links the module rather than loading the `.so`,
+/// over the world in `kmdata` as slot 0: from the next `C_Initialize` the module reads this
+/// configuration instead of `HSMKIT_CONF`. The conformance kit drives the in-process emulator's
+/// C ABI through it.
+pub fn in_process(kmdata: &std::path::Path) -> &'static ck::CK_FUNCTION_LIST {
+    config::ModuleConfig::set_in_process(Some(config::ModuleConfig::one_slot(kmdata)));
+    &FUNCTION_LIST
+}
+
 /// The v3.0 function list.
 pub static FUNCTION_LIST_3_0: ck::CK_FUNCTION_LIST_3_0 = function_list!(CK_FUNCTION_LIST_3_0, ck::CK_VERSION { major: 3, minor: 0 }, C_GetInfo_3_0, {
     C_GetInterfaceList: Some(C_GetInterfaceList),
