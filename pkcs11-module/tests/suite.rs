@@ -7,7 +7,8 @@ mod common;
 use std::process::ExitCode;
 
 use hsmkit_backend::{Backend as _, MechanismKind, Pin};
-use hsmkit_conformance::{Ctx, Expectations, Outcome, run};
+use hsmkit_conformance::abi::AbiCtx;
+use hsmkit_conformance::{Body, Ctx, Expectations, Outcome, Target, run};
 use hsmkit_emulator::{Config, Emulator, SLOT};
 
 fn main() -> ExitCode {
@@ -20,15 +21,51 @@ fn main() -> ExitCode {
         assert!(!rsa_aes.composed, "the single mechanism is used where the module has it");
         assert!(caps.mechanism(MechanismKind::AesKeyWrapKwp).is_some(), "CKM_AES_KEY_WRAP_KWP is listed");
         let ctx = Ctx::new(&backend, backend.slot(), Some(Pin::from(common::USER_PIN.to_string())));
-        let module = run("libhsmkit_pkcs11.so", &ctx, &Expectations::builtin("pkcs11-module").expect("expectations"));
+        let mut module =
+            run("libhsmkit_pkcs11.so", &ctx, &Expectations::builtin("pkcs11-module").expect("expectations"));
+        drop(ctx);
+        // The client lets go of the module (C_Finalize) before the ABI level drives it raw.
+        drop(backend);
+        let abi_cases: Vec<_> =
+            hsmkit_conformance::suite().into_iter().filter(|c| matches!(c.body, Body::Abi(_))).collect();
+        let abi_run = |m: &hsmkit_conformance::abi::Module| {
+            let ctx = AbiCtx {
+                module: m,
+                token: Some(common::LABEL.to_string()),
+                slot: None,
+                user_pin: Some(Pin::from(common::USER_PIN.to_string())),
+                so_pin: Some(Pin::from(common::SO_PIN.to_string())),
+            };
+            hsmkit_conformance::run_cases(
+                &abi_cases,
+                Target { seam: None, abi: Some(&ctx) },
+                &Expectations::none(),
+                &mut |_| {},
+            )
+        };
+        let so = hsmkit_conformance::abi::Module::load(&common::module_path(), None).expect("load the .so");
+        let mut abi_module = abi_run(&so);
+        // The same C ABI linked into this process, over the same kmdata.
+        let linked = hsmkit_conformance::abi::Module::from_list(
+            "libhsmkit_pkcs11 (linked in)",
+            hsmkit_pkcs11::in_process(&common::kmdata_of(0)),
+            Some((hsmkit_pkcs11::C_GetInterfaceList, hsmkit_pkcs11::C_GetInterface)),
+        );
+        let abi_in_process = abi_run(&linked);
+        abi_module.append(&mut module.findings);
+        module.findings = abi_module;
         print!("{module}");
 
         // The in-process emulator on the same kmdata: the user PIN the module's C_InitPIN set is the
         // PIN the in-process login checks (one token record, one login rule).
         let emu = Emulator::open(Config::beside(common::kmdata_of(0))).expect("emulator");
         let ctx = Ctx::new(&emu, SLOT, Some(Pin::from(common::USER_PIN.to_string())));
-        let in_process =
+        let mut in_process =
             run("the in-process emulator", &ctx, &Expectations::builtin("emulator").expect("expectations"));
+        let mut abi_in_process = abi_in_process;
+        abi_in_process.append(&mut in_process.findings);
+        in_process.findings = abi_in_process;
+        print!("{in_process}");
 
         // Agreement: a case conforms on both or on neither, unless one side declares why not.
         let conforms = |o: &Outcome| matches!(o, Outcome::Pass | Outcome::UnexpectedPass(_));
