@@ -124,16 +124,36 @@ impl Raw {
         wrapping: CK_OBJECT_HANDLE,
         target: CK_OBJECT_HANDLE,
     ) -> Result<Vec<u8>> {
-        let op = Op::WrapKey;
-        let f = self.list.C_WrapKey.ok_or_else(|| missing("WrapKey", op))?;
         let mut params = RsaAesParams::new(aes_bits, hash);
         let mut mech = params.mechanism();
+        self.wrap(session, &mut mech, wrapping, target)
+    }
+
+    /// `C_WrapKey` with any mechanism: the size query, then the wrap, and the output cut to the
+    /// length the module returns with it. (The size query may give an upper bound: NSS softokn
+    /// asks room for a block or two more than it writes. `cryptoki` 0.12's `wrap_key` returns
+    /// the whole buffer, trailing zeros and all, so the client wraps through here.)
+    pub fn wrap(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mech: &mut CK_MECHANISM,
+        wrapping: CK_OBJECT_HANDLE,
+        target: CK_OBJECT_HANDLE,
+    ) -> Result<Vec<u8>> {
+        let op = Op::WrapKey;
+        let f = self.list.C_WrapKey.ok_or_else(|| missing("WrapKey", op))?;
+        let mech: *mut CK_MECHANISM = mech;
         let mut len: CK_ULONG = 0;
         // SAFETY: the mechanism and its parameters outlive the call; a null output asks the length.
-        check(unsafe { f(session, &mut mech, wrapping, target, null_mut(), &mut len) }, "WrapKey", op)?;
+        check(unsafe { f(session, mech, wrapping, target, null_mut(), &mut len) }, "WrapKey", op)?;
+        let room = len;
         let mut out = vec![0u8; len as usize];
         // SAFETY: room for `len` bytes.
-        check(unsafe { f(session, &mut mech, wrapping, target, out.as_mut_ptr(), &mut len) }, "WrapKey", op)?;
+        check(unsafe { f(session, mech, wrapping, target, out.as_mut_ptr(), &mut len) }, "WrapKey", op)?;
+        if len > room {
+            return Err(Error::new(ErrorKind::GeneralError, op)
+                .detail(format!("the module wrote {len} bytes into room for the {room} it asked")));
+        }
         out.truncate(len as usize);
         Ok(out)
     }

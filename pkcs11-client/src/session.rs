@@ -109,6 +109,13 @@ impl Pkcs11Session {
         }
     }
 
+    /// `C_WrapKey` through the module's function list, the output cut to the length the module
+    /// returns (see [`crate::raw::Raw::wrap`]).
+    fn wrap_raw(&self, mech: &CkMechanism<'_>, wrapping: ObjectHandle, target: ObjectHandle) -> Result<Vec<u8>> {
+        let mut m: cryptoki_sys::CK_MECHANISM = mech.into();
+        self.raw.wrap(self.s.handle(), &mut m, wrapping.handle(), target.handle())
+    }
+
     /// `CKM_RSA_AES_KEY_WRAP` composed inside the module.
     fn rsa_aes_wrap_composed(
         &self,
@@ -119,8 +126,8 @@ impl Pkcs11Session {
         let op = Op::WrapKey;
         let eph = self.ephemeral_aes(op)?;
         let result = (|| {
-            let tail = self.s.wrap_key(&CkMechanism::AesKeyWrapPad, eph, target).or_op(op)?;
-            let mut out = self.s.wrap_key(&convert::oaep(hash), wrapping, eph).or_op(op).map_err(|e| {
+            let tail = self.wrap_raw(&CkMechanism::AesKeyWrapPad, eph, target)?;
+            let mut out = self.wrap_raw(&convert::oaep(hash), wrapping, eph).map_err(|e| {
                 let refused = matches!(e.kind(), ErrorKind::ArgumentsBad | ErrorKind::MechanismParamInvalid);
                 if refused && hash != hsmkit_backend::HashAlg::Sha1 {
                     Error::new(ErrorKind::MechanismParamInvalid, op)
@@ -614,11 +621,7 @@ impl Session for Pkcs11Session {
                     .rsa_aes_wrap(self.s.handle(), aes_bits, hash, w.handle(), t.handle())
                     .map_err(|e| named(e, mech))
             }
-            _ => self
-                .s
-                .wrap_key(&convert::mechanism(mech, Op::WrapKey)?, w, t)
-                .or_op(Op::WrapKey)
-                .map_err(|e| named(e, mech)),
+            _ => self.wrap_raw(&convert::mechanism(mech, Op::WrapKey)?, w, t).map_err(|e| named(e, mech)),
         }
     }
 

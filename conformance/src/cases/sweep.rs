@@ -9,7 +9,7 @@
 //!
 //! Listed pairs the sweep leaves to other profiles (the hashed RSA signatures and OAEP encryption
 //! of the `rsa` profile, HKDF and the SP 800-108 KDF of their known-answer cases) are in
-//! [`ELSEWHERE`]; [`uncovered`] names any listed pair that neither covers.
+//! `ELSEWHERE`; `uncovered` names any listed pair that neither covers.
 
 use hsmkit_backend::{
     AttrKind, Capabilities, EcCurve, ErrorKind, HashAlg, KeyHandle, KeyMaterial, KeyPairSpec, KeyPolicy, KeySpec,
@@ -250,7 +250,7 @@ fn claimed(ctx: &Ctx<'_>, cell: Cell) -> R {
 }
 
 /// Listed (mechanism, function) pairs of `caps` that no case of the kit exercises: empty when
-/// the sweep and [`ELSEWHERE`] cover the list.
+/// the sweep and `ELSEWHERE` cover the list.
 pub fn uncovered(caps: &Capabilities) -> Vec<String> {
     let cells = cells();
     let mut out = Vec::new();
