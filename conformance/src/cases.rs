@@ -388,6 +388,11 @@ fn err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
+/// A signing pair's usages: the public half verifies what the private half signs. (A module may
+/// test a new pair before returning it, as NSS's pairwise consistency check does; a public half
+/// that cannot verify fails that test, which is not what the cases check.)
+pub(crate) const SIGNING: Usage = Usage::SIGN.union(Usage::VERIFY);
+
 fn pair(s: &dyn Session, p: &KeyPolicy) -> Result<(KeyHandle, KeyHandle), String> {
     s.generate_key_pair(&KeyPairSpec::Rsa { bits: 2048, public_exponent: 65537 }, p).map_err(err("generate RSA-2048"))
 }
@@ -814,7 +819,7 @@ fn policy_sign_not_permitted(ctx: &Ctx<'_>) -> R {
 fn policy_unextractable(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
     let kek = import_aes(s.as_ref(), &[0x44; 32], &policy(Usage::WRAP | Usage::UNWRAP))?;
-    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
+    let (_, private) = pair(s.as_ref(), &policy(SIGNING))?;
     expect_kind(
         s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private),
         &[ErrorKind::KeyUnextractable],
@@ -825,7 +830,7 @@ fn policy_unextractable(ctx: &Ctx<'_>) -> R {
 fn policy_wrap_with_trusted(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
     let kek = import_aes(s.as_ref(), &[0x55; 32], &policy(Usage::WRAP | Usage::UNWRAP))?;
-    let mut p = policy(Usage::SIGN).extractable(true);
+    let mut p = policy(SIGNING).extractable(true);
     p.wrap_with_trusted = true;
     let (_, private) = pair(s.as_ref(), &p)?;
     expect_kind(
@@ -837,7 +842,7 @@ fn policy_wrap_with_trusted(ctx: &Ctx<'_>) -> R {
 
 fn policy_narrowed_copy(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
-    let (public, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::DECRYPT | Usage::ENCRYPT))?;
+    let (public, private) = pair(s.as_ref(), &policy(SIGNING | Usage::DECRYPT | Usage::ENCRYPT))?;
     let narrow = policy(Usage::SIGN);
     let copy = s.copy_narrowed(private, &narrow).map_err(err("copy with fewer rights"))?;
     s.sign(&Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 }, copy, b"m").map_err(err("the copy signs"))?;
@@ -857,10 +862,10 @@ fn policy_narrowed_copy(ctx: &Ctx<'_>) -> R {
 
 fn policy_no_widening(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
-    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
-    let wider = policy(Usage::SIGN | Usage::DECRYPT);
+    let (_, private) = pair(s.as_ref(), &policy(SIGNING))?;
+    let wider = policy(SIGNING | Usage::DECRYPT);
     expect_kind(s.copy_narrowed(private, &wider), &[ErrorKind::ActionProhibited], "a copy with more rights")?;
-    let extractable = policy(Usage::SIGN).extractable(true);
+    let extractable = policy(SIGNING).extractable(true);
     expect_kind(
         s.copy_narrowed(private, &extractable),
         &[ErrorKind::ActionProhibited],
@@ -945,7 +950,7 @@ fn rsa_oaep_encrypt(ctx: &Ctx<'_>) -> R {
 
 fn logout_ends_private_use(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
-    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN))?;
+    let (_, private) = pair(s.as_ref(), &policy(SIGNING))?;
     let mech = Mechanism::RsaPkcs1v15 { hash: HashAlg::Sha256 };
     s.sign(&mech, private, b"m").map_err(err("sign while logged in"))?;
     s.logout().map_err(err("logout"))?;

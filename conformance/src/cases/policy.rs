@@ -117,7 +117,7 @@ fn export_under_attacker_key(ctx: &Ctx<'_>) -> R {
 /// and extraction back. Rights only ever narrow along a chain of copies.
 fn narrowed_copy_regains(ctx: &Ctx<'_>) -> R {
     let s = ctx.session()?;
-    let (_, private) = pair(s.as_ref(), &policy(Usage::SIGN | Usage::DECRYPT))?;
+    let (_, private) = pair(s.as_ref(), &policy(super::SIGNING | Usage::DECRYPT | Usage::ENCRYPT))?;
     let narrow = s.copy_narrowed(private, &policy(Usage::SIGN)).map_err(err("copy narrowed to signing"))?;
     expect_kind(
         s.copy_narrowed(narrow, &policy(Usage::SIGN | Usage::DECRYPT)),
