@@ -565,9 +565,16 @@ fn run_abi_then_seam(
     if !seam_cases.is_empty() {
         let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
         let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-        let ctx = Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
-        let target = Target { seam: Some(&ctx), abi: None };
-        findings.extend(hsmkit_conformance::run_cases(&seam_cases, target, expectations, events));
+        let ctx = || Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
+        if a.backend.starts_with("emulator") {
+            // The emulator's sessions run side by side: the cases take a thread a core.
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            findings.extend(hsmkit_conformance::run_cases_parallel(&seam_cases, &ctx, threads, expectations, events));
+        } else {
+            let ctx = ctx();
+            let target = Target { seam: Some(&ctx), abi: None };
+            findings.extend(hsmkit_conformance::run_cases(&seam_cases, target, expectations, events));
+        }
     }
     Ok(findings)
 }

@@ -374,6 +374,53 @@ pub fn run_cases(
     out
 }
 
+/// Runs seam-level `cases` on `threads` threads at once, each thread with a context of its own
+/// from `ctx` (a case counts its vector checks in its context). The cases that change the
+/// application's login state, which every session of the backend shares (the `byok` profile's
+/// officer steps, `logout-ends-private-use`), run afterwards, alone. Findings come back in
+/// `cases`' order; `events` hears of each case as it ends (in the order they end).
+///
+/// For a backend whose sessions may run side by side (the emulator); a PKCS#11 module is run
+/// with [`run_cases`], one case after another, as its application would.
+pub fn run_cases_parallel<'b>(
+    cases: &[Case],
+    ctx: &(dyn Fn() -> Ctx<'b> + Sync),
+    threads: usize,
+    expectations: &Expectations,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Vec<Finding> {
+    let alone = |c: &Case| c.profile == Profile::Byok || NEED_LOGIN.contains(&c.id.as_str());
+    let (serial, side_by_side): (Vec<&Case>, Vec<&Case>) = cases.iter().partition(|c| alone(c));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<Finding>();
+    let mut out = Vec::with_capacity(cases.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            let (tx, next, side_by_side) = (tx.clone(), &next, &side_by_side);
+            scope.spawn(move || {
+                let ctx = ctx();
+                while let Some(case) = side_by_side.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let f = run_case(case, Target { seam: Some(&ctx), abi: None }, expectations.get(&case.id));
+                    if tx.send(f).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for f in rx {
+            events(Event::End(&f));
+            out.push(f);
+        }
+    });
+    let ctx = ctx();
+    let serial: Vec<Case> = serial.into_iter().cloned().collect();
+    out.extend(run_cases(&serial, Target { seam: Some(&ctx), abi: None }, expectations, events));
+    let order = |id: &str| cases.iter().position(|c| c.id == id);
+    out.sort_by_key(|f| order(&f.id));
+    out
+}
+
 /// Runs every seam-level case on `ctx` under `expectations` (no events): the report of the suite
 /// through the seam (the ABI-level cases are left out).
 pub fn run(backend: &str, ctx: &Ctx<'_>, expectations: &Expectations) -> Report {

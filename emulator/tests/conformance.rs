@@ -1,10 +1,10 @@
-//! The conformance suite on the emulator (a fresh world in a temporary folder), which must leave
-//! the world's kmdata as it found it.
+//! The conformance suite on the emulator (a fresh world in a temporary folder), its cases side by
+//! side as `hsmkit conform` runs them there; it must leave the world's kmdata as it found it.
 
 use std::process::ExitCode;
 
 use hsmkit_backend::{Backend as _, Pin, SessionMode, UserKind};
-use hsmkit_conformance::{Ctx, Expectations, run};
+use hsmkit_conformance::{Body, Ctx, Expectations, ModuleInfo, Report, run_cases_parallel};
 use hsmkit_emulator::suite::CipherSuite;
 use hsmkit_emulator::world::Quorum;
 use hsmkit_emulator::{Config, Emulator, SLOT};
@@ -26,10 +26,21 @@ fn main() -> ExitCode {
     }
     let expectations = Expectations::builtin("emulator").expect("the emulator's expectation file");
     // The officer of a world is its cards: their PINs, joined by commas (here the one card).
-    let ctx =
-        Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string()))).with_so_pin(Some(Pin::from("card".to_string())));
+    let ctx = || {
+        Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string()))).with_so_pin(Some(Pin::from("card".to_string())))
+    };
     let before = files(&kmdata);
-    let report = run("the hsmkit emulator", &ctx, &expectations);
+    // Side by side, as `hsmkit conform` runs the emulator: every case must still pass, each with
+    // its own vector count.
+    let cases: Vec<_> = hsmkit_conformance::suite().into_iter().filter(|c| matches!(c.body, Body::Seam(_))).collect();
+    let findings = run_cases_parallel(&cases, &ctx, 2, &expectations, &mut |_| {});
+    let report = Report::new(ModuleInfo::of("the hsmkit emulator", &emu), Vec::new(), findings);
+    let checks: u64 = report.findings.iter().map(|f| f.checks).sum();
+    assert!(checks > 5_000, "{checks} vector checks");
+    assert!(
+        report.findings.iter().filter(|f| f.id.starts_with("vectors-")).all(|f| f.checks > 0),
+        "a vector set counted nothing"
+    );
     print!("{report}");
     let after = files(&kmdata);
     let left_as_found = before == after;
