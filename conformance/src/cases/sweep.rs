@@ -223,12 +223,35 @@ fn size_listed(row: &MechanismInfo, bits: u32) -> bool {
     if row.max_bits == 0 {
         return true;
     }
+    use MechanismKind as K;
     let range = row.min_bits..=row.max_bits;
-    let symmetric = !matches!(
-        row.kind.name(),
-        n if n.starts_with("RSA") || n.starts_with("EC") || n.starts_with("SHA") && n.contains("RSA") || n == "EDDSA"
+    let symmetric = matches!(
+        row.kind,
+        K::AesKeyGen
+            | K::GenericSecretKeyGen
+            | K::Des3KeyGen
+            | K::AesEcb
+            | K::AesCbc
+            | K::AesCbcPad
+            | K::AesCtr
+            | K::AesGcm
+            | K::AesCmac
+            | K::AesKeyWrap
+            | K::AesKeyWrapPad
+            | K::AesKeyWrapKwp
+            | K::AesCbcEncryptData
+            | K::Des3Ecb
+            | K::Des3Cbc
+            | K::Des3CbcPad
+            | K::Sha1Hmac
+            | K::Sha224Hmac
+            | K::Sha256Hmac
+            | K::Sha384Hmac
+            | K::Sha512Hmac
+            | K::HkdfDerive
+            | K::Sp800108CounterKdf
     );
-    let edwards = matches!(row.kind, MechanismKind::Eddsa | MechanismKind::EcEdwardsKeyPairGen);
+    let edwards = matches!(row.kind, K::Eddsa | K::EcEdwardsKeyPairGen);
     range.contains(&bits) || (symmetric && range.contains(&(bits / 8))) || (edwards && range.contains(&(bits + 1)))
 }
 
@@ -1142,4 +1165,50 @@ fn ecdh(s: &dyn Session, curve: EcCurve) -> R {
         .derive_key(&mech, private, &KeySpec::GenericSecret { bytes: z.len() as u32 }, &readable())
         .map_err(err("ECDH"))?;
     ensure(value_of(s, k)?.as_slice() == z.as_slice(), "the module's ECDH secret differs from RustCrypto's")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: MechanismKind, min_bits: u32, max_bits: u32, flags: MechanismFlags) -> MechanismInfo {
+        MechanismInfo { kind, min_bits, max_bits, flags, composed: false }
+    }
+
+    #[test]
+    fn ranges_are_read_in_bytes_or_bits_by_family() {
+        let sv = MechanismFlags::SIGN | MechanismFlags::VERIFY;
+        // SoftHSM2 counts AES in bytes, the emulator in bits: 192 bits is in both.
+        assert!(size_listed(&row(MechanismKind::AesCbc, 16, 32, MechanismFlags::ENCRYPT), 192));
+        assert!(size_listed(&row(MechanismKind::AesCbc, 128, 256, MechanismFlags::ENCRYPT), 192));
+        assert!(!size_listed(&row(MechanismKind::AesCbc, 16, 16, MechanismFlags::ENCRYPT), 256));
+        // RSA is always bits: a 512-bit key range does not hold a 4096-bit key read as bytes.
+        assert!(!size_listed(&row(MechanismKind::RsaPkcs, 1024, 2048, sv), 4096));
+        assert!(!size_listed(&row(MechanismKind::RsaPkcs, 256, 512, sv), 4096));
+        assert!(size_listed(&row(MechanismKind::RsaPkcs, 512, 16384, sv), 4096));
+        // Ed25519 as 255 or 256 bits; no range at all is taken at its word.
+        assert!(size_listed(&row(MechanismKind::Eddsa, 256, 456, sv), 255));
+        assert!(size_listed(&row(MechanismKind::Ecdsa, 0, 0, sv), 521));
+    }
+
+    #[test]
+    fn a_listed_pair_without_a_case_is_named() {
+        let caps = Capabilities {
+            mechanisms: vec![
+                row(MechanismKind::AesCtr, 128, 256, MechanismFlags::ENCRYPT | MechanismFlags::WRAP),
+                row(MechanismKind::Sha256RsaPkcs, 1024, 4096, MechanismFlags::SIGN),
+            ],
+        };
+        assert_eq!(uncovered(&caps), vec!["CKM_AES_CTR with CKF_WRAP".to_string()]);
+    }
+
+    #[test]
+    fn cells_are_distinct() {
+        let ids: Vec<String> = cases().into_iter().map(|c| c.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len());
+        assert!(ids.len() > 150, "{} sweep cases", ids.len());
+    }
 }
