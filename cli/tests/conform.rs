@@ -314,4 +314,27 @@ fn the_self_test_catches_every_planted_fault_and_a_smaller_selection_misses_some
     assert!(stdout.contains("MISSED  signature-bit-flip") && stdout.contains("caught  ignore-cka-sign"), "{stdout}");
     // Without the abi profile, the faults under the C ABI go unseen.
     assert!(stdout.contains("MISSED  abi-size-query-ends-operation"), "{stdout}");
+    // On a pkcs11: backend the layer goes over that module's function list (here the .so).
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(d.join("pin"), "1234\n").expect("pin");
+    let (module, hsmkit_conf) = common::libhsmkit_token(d, "kit");
+    let spec = format!("pkcs11:{}", module.display());
+    let pin = d.join("pin");
+    let args = [
+        "--self-test",
+        "--backend",
+        &spec,
+        "--token",
+        "kit",
+        "--login",
+        "--pin-file",
+        pin.to_str().expect("utf-8"),
+        "--profile",
+        "abi",
+    ];
+    let out = conform(&args, &[("HSMKIT_CONF", hsmkit_conf.as_path())]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let abi = stdout.lines().filter(|l| l.trim_start().starts_with("caught  abi-")).count();
+    assert!(abi >= 9 && !stdout.contains("MISSED  abi-"), "{abi} ABI faults caught under the .so: {stdout}");
 }
