@@ -566,8 +566,9 @@ fn run_abi_then_seam(
         let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
         let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
         let ctx = || Ctx::new(backend.as_ref(), slot, pins.user.clone()).with_so_pin(pins.so.clone());
-        if a.backend.starts_with("emulator") {
-            // The emulator's sessions run side by side: the cases take a thread a core.
+        if a.backend.starts_with("emulator") && !a.worker {
+            // The emulator's sessions run side by side: the cases take a thread a core. (Not in
+            // a worker, whose protocol names cases one at a time, in order.)
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             findings.extend(hsmkit_conformance::run_cases_parallel(&seam_cases, &ctx, threads, expectations, events));
         } else {

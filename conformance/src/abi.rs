@@ -149,6 +149,12 @@ impl Module {
         self.f
     }
 
+    /// Another function list in this module's place (a layer over it), with its initialisation
+    /// string, and without the PKCS#11 3.0 interface functions, which would go around the layer.
+    pub(crate) fn layered(&self, name: &str, f: &'static ck::CK_FUNCTION_LIST) -> Module {
+        Module { _lib: None, interfaces: None, f, path: PathBuf::from(name), reserved: self.reserved.clone() }
+    }
+
     /// The function list, which lives as long as the process (a loaded module is never unloaded
     /// while a [`Module`] names it).
     pub(crate) fn f_static(&self) -> &'static ck::CK_FUNCTION_LIST {

@@ -7,7 +7,7 @@
 //! statics: one layer is planted at a time, and [`abi_self_test`] holds a lock while it runs.
 #![allow(unsafe_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use cryptoki_sys as ck;
 
 use crate::abi::{AbiCtx, Module};
+
 use crate::{Body, Case, Target};
 
 /// A fault planted under the C ABI.
@@ -78,12 +79,12 @@ static FAULT: AtomicUsize = AtomicUsize::new(0);
 /// One layer at a time.
 static PLANTED: Mutex<()> = Mutex::new(());
 
-/// What the layer remembers of the sessions: the last signing operation started, and the
-/// sessions whose operation a failed call "kept".
+/// What the layer remembers of the sessions: the signing operations active now (their mechanism,
+/// without parameters, and key), and the sessions whose operation a failed call "kept".
 #[derive(Default)]
 struct Kept {
-    started: HashMap<ck::CK_SESSION_HANDLE, (ck::CK_MECHANISM_TYPE, ck::CK_OBJECT_HANDLE)>,
-    failed: HashSet<ck::CK_SESSION_HANDLE>,
+    active: HashMap<ck::CK_SESSION_HANDLE, (ck::CK_MECHANISM_TYPE, ck::CK_OBJECT_HANDLE)>,
+    failed: HashMap<ck::CK_SESSION_HANDLE, (ck::CK_MECHANISM_TYPE, ck::CK_OBJECT_HANDLE)>,
 }
 
 static KEPT: Mutex<Option<Kept>> = Mutex::new(None);
@@ -102,6 +103,13 @@ fn inner() -> &'static ck::CK_FUNCTION_LIST {
     unsafe { &*INNER.load(Ordering::SeqCst) }
 }
 
+unsafe extern "C" fn initialize(args: ck::CK_VOID_PTR) -> ck::CK_RV {
+    *kept() = None;
+    let Some(f) = inner().C_Initialize else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
+    // SAFETY: the caller's argument, forwarded.
+    unsafe { f(args) }
+}
+
 unsafe extern "C" fn finalize(reserved: ck::CK_VOID_PTR) -> ck::CK_RV {
     *kept() = None;
     let Some(f) = inner().C_Finalize else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
@@ -115,7 +123,7 @@ unsafe extern "C" fn sign_init(
     key: ck::CK_OBJECT_HANDLE,
 ) -> ck::CK_RV {
     let Some(f) = inner().C_SignInit else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
-    if fault() == AbiFault::ErrorKeepsOperation && kept().get_or_insert_default().failed.remove(&h) {
+    if fault() == AbiFault::ErrorKeepsOperation && kept().get_or_insert_default().failed.remove(&h).is_some() {
         return ck::CKR_OPERATION_ACTIVE;
     }
     // SAFETY: the caller's arguments, forwarded.
@@ -123,7 +131,7 @@ unsafe extern "C" fn sign_init(
     if rv == ck::CKR_OK && !mech.is_null() {
         // SAFETY: a mechanism the module just read.
         let m = unsafe { (*mech).mechanism };
-        kept().get_or_insert_default().started.insert(h, (m, key));
+        kept().get_or_insert_default().active.insert(h, (m, key));
     }
     if fault() == AbiFault::SecondInitAccepted && rv == ck::CKR_OPERATION_ACTIVE {
         return ck::CKR_OK;
@@ -156,18 +164,26 @@ unsafe extern "C" fn sign(
     let Some(s) = f.C_Sign else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
     match fault() {
         AbiFault::ErrorKeepsOperation => {
-            let again = kept().get_or_insert_default().failed.remove(&h);
-            let started = kept().get_or_insert_default().started.get(&h).copied();
-            if let (true, Some((m, key)), Some(init)) = (again, started, f.C_SignInit) {
-                // The operation "kept" after the failure: started again as it was, and used.
+            let kept_op = kept().get_or_insert_default().failed.remove(&h);
+            if let (Some((m, key)), Some(init)) = (kept_op, f.C_SignInit) {
+                // The operation "kept" after the failure: started again as it was (the fault
+                // applies to mechanisms without parameters, as the case's CKM_RSA_PKCS), and used.
                 let mut mech = ck::CK_MECHANISM { mechanism: m, pParameter: null_mut(), ulParameterLen: 0 };
                 // SAFETY: a mechanism without parameters, living through the call.
-                unsafe { init(h, &mut mech, key) };
+                if unsafe { init(h, &mut mech, key) } == ck::CKR_OK {
+                    kept().get_or_insert_default().active.insert(h, (m, key));
+                }
             }
             // SAFETY: the caller's arguments, forwarded.
             let rv = unsafe { s(h, data, len, sig, sig_len) };
-            if rv != ck::CKR_OK && rv != ck::CKR_BUFFER_TOO_SMALL {
-                kept().get_or_insert_default().failed.insert(h);
+            let ended = rv != ck::CKR_BUFFER_TOO_SMALL && !(rv == ck::CKR_OK && sig.is_null());
+            if ended {
+                let mut k = kept();
+                let k = k.get_or_insert_default();
+                // A failure of an operation that was active: the layer "keeps" it.
+                if let (Some(op), true) = (k.active.remove(&h), rv != ck::CKR_OK) {
+                    k.failed.insert(h, op);
+                }
             }
             rv
         }
@@ -206,6 +222,10 @@ unsafe extern "C" fn get_session_info(h: ck::CK_SESSION_HANDLE, info: *mut ck::C
 
 unsafe extern "C" fn close_session(h: ck::CK_SESSION_HANDLE) -> ck::CK_RV {
     let Some(f) = inner().C_CloseSession else { return ck::CKR_FUNCTION_NOT_SUPPORTED };
+    if let Some(k) = kept().as_mut() {
+        k.active.remove(&h);
+        k.failed.remove(&h);
+    }
     // SAFETY: the caller's argument, forwarded.
     let rv = unsafe { f(h) };
     if fault() == AbiFault::BadHandleGeneralError && rv == ck::CKR_SESSION_HANDLE_INVALID {
@@ -269,11 +289,13 @@ unsafe extern "C" fn get_slot_list(
     rv
 }
 
-/// A module whose function list is `inner`'s with the layer's functions in front. The list is
-/// leaked: it must outlive every call through it, and the self-test makes one.
-fn layered(inner: &'static ck::CK_FUNCTION_LIST) -> Module {
+/// `clean` with the layer's functions in front of its own. The list is leaked: it must outlive
+/// every call through it, and the self-test makes one.
+fn layered(clean: &Module) -> Module {
+    let inner = clean.f_static();
     INNER.store((inner as *const ck::CK_FUNCTION_LIST).cast_mut(), Ordering::SeqCst);
     let mut list = *inner;
+    list.C_Initialize = Some(initialize);
     list.C_Finalize = Some(finalize);
     list.C_SignInit = Some(sign_init);
     list.C_Sign = Some(sign);
@@ -282,7 +304,7 @@ fn layered(inner: &'static ck::CK_FUNCTION_LIST) -> Module {
     list.C_GetAttributeValue = Some(get_attribute_value);
     list.C_FindObjects = Some(find_objects);
     list.C_GetSlotList = Some(get_slot_list);
-    Module::from_list("the module under a planted ABI fault", Box::leak(Box::new(list)), None)
+    clean.layered("the module under a planted ABI fault", Box::leak(Box::new(list)))
 }
 
 /// What the ABI level of the self-test found for one fault.
@@ -309,7 +331,7 @@ pub fn abi_self_test(
     let baseline = crate::run_cases(&abi, Target { seam: None, abi: Some(clean) }, &none, &mut |_| {});
     let passing: Vec<Case> =
         abi.iter().zip(&baseline).filter(|(_, f)| f.outcome == crate::Outcome::Pass).map(|(c, _)| c.clone()).collect();
-    let module = layered(clean.module.f_static());
+    let module = layered(clean.module);
     let ctx = AbiCtx {
         module: &module,
         token: clean.token.clone(),

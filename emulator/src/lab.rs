@@ -54,18 +54,37 @@ impl WorldLab for Emulator {
     fn scratch_world(&self, quorum: (u8, u8), pins: &[Pin]) -> Result<Box<dyn Backend>> {
         static MADE: AtomicU64 = AtomicU64::new(0);
         let suite = self.world()?.map_or(CipherSuite::DLf3072s256mAEScSP800131Ar1, |w| w.suite());
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "hsmkit-scratch-world-{}-{}-{nanos:x}",
-            std::process::id(),
-            MADE.fetch_add(1, Ordering::Relaxed)
-        ));
-        let kmdata = dir.join("kmdata");
-        std::fs::create_dir_all(&kmdata).map_err(|e| {
+        let io = |what: &str, path: &std::path::Path, e: std::io::Error| {
             Error::new(ErrorKind::Io, Op::CreateWorld)
-                .detail(format!("cannot make a scratch world's folder {}: {e}", kmdata.display()))
+                .detail(format!("cannot make a scratch world's {what} {}: {e}", path.display()))
                 .hint("set TMPDIR to a writable folder")
-        })?;
+        };
+        // A folder of this process's own: made here (never one that already exists, whatever its
+        // name), readable by its owner only, and tried again under another name if taken.
+        let dir = (0..16)
+            .map(|_| {
+                let nanos =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                std::env::temp_dir().join(format!(
+                    "hsmkit-scratch-world-{}-{}-{nanos:x}",
+                    std::process::id(),
+                    MADE.fetch_add(1, Ordering::Relaxed)
+                ))
+            })
+            .find_map(|dir| {
+                use std::os::unix::fs::DirBuilderExt;
+                match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    Ok(()) => Some(Ok(dir)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                    Err(e) => Some(Err(io("folder", &dir, e))),
+                }
+            })
+            .unwrap_or_else(|| Err(io("folder", &std::env::temp_dir(), std::io::ErrorKind::AlreadyExists.into())))?;
+        let kmdata = dir.join("kmdata");
+        if let Err(e) = std::fs::create_dir(&kmdata) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(io("kmdata folder", &kmdata, e));
+        }
         let emu = match Emulator::open(Config::beside(&kmdata)) {
             Ok(emu) => emu,
             Err(e) => {

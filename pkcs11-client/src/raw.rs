@@ -146,6 +146,13 @@ impl Raw {
         let mut len: CK_ULONG = 0;
         // SAFETY: the mechanism and its parameters outlive the call; a null output asks the length.
         check(unsafe { f(session, mech, wrapping, target, null_mut(), &mut len) }, "WrapKey", op)?;
+        // A wrapped key is at most a large RSA key's PKCS#8 and a few blocks: a module asking for
+        // more is not believed (CK_UNAVAILABLE_INFORMATION would be a buffer of all memory).
+        const MOST: CK_ULONG = 1 << 16;
+        if len > MOST {
+            return Err(Error::new(ErrorKind::GeneralError, op)
+                .detail(format!("the module asks {len} bytes of room for a wrapped key (at most {MOST} are given)")));
+        }
         let room = len;
         let mut out = vec![0u8; len as usize];
         // SAFETY: room for `len` bytes.

@@ -45,10 +45,9 @@ impl ModuleConfig {
     /// Makes `config` the configuration the next `C_Initialize` of this process reads, instead of
     /// `HSMKIT_CONF` (`None` goes back to it): for a process that links the module and calls its
     /// function list itself, such as the conformance kit's ABI level on the in-process emulator.
+    /// There is one such configuration a process: the last one set.
     pub fn set_in_process(config: Option<ModuleConfig>) {
-        if let Ok(mut held) = IN_PROCESS.lock() {
-            *held = config;
-        }
+        *IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 
     /// One slot, number 0, over `kmdata`.

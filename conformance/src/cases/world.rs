@@ -154,6 +154,9 @@ fn card_lockout(ctx: &Ctx<'_>) -> R {
         tries += 1;
         match a.present_cards(&[(1, wrong.clone())]) {
             Err(e) if e.kind() == &ErrorKind::PinIncorrect && tries < 50 => continue,
+            Err(e) if e.kind() == &ErrorKind::PinIncorrect => {
+                return Err(format!("card 1 is not locked after {tries} wrong PINs in a row"));
+            }
             Err(e) if e.kind() == &ErrorKind::PinLocked => break,
             other => {
                 return Err(format!("wrong PIN {tries} for card 1: {other:?}, expected PIN_INCORRECT or PIN_LOCKED"));
