@@ -225,9 +225,12 @@ pub enum Mechanism {
     },
     /// AES key wrap (`CKM_AES_KEY_WRAP`; RFC 3394, SP 800-38F KW).
     AesKeyWrap,
-    /// AES key wrap with padding (RFC 5649, SP 800-38F KWP): `CKM_AES_KEY_WRAP_KWP` in PKCS#11 3.0,
-    /// `CKM_AES_KEY_WRAP_PAD` in SoftHSM2 and nShield.
+    /// AES key wrap with padding as RFC 5649 (SP 800-38F KWP), called as `CKM_AES_KEY_WRAP_PAD`,
+    /// the number SoftHSM2 and nShield give it. (PKCS#11 2.40 leaves `_PAD` loosely defined, and
+    /// NSS means PKCS #7 padding then RFC 3394 by it: the conformance kit names the difference.)
     AesKeyWrapPad,
+    /// AES key wrap with padding as RFC 5649, called as `CKM_AES_KEY_WRAP_KWP` (PKCS#11 3.0).
+    AesKeyWrapKwp,
     /// `CKM_RSA_AES_KEY_WRAP` (PKCS#11 2.40 §2.1.21): an ephemeral AES key wrapped with RSA-OAEP,
     /// then the target wrapped with AES-KWP under it; the two are concatenated.
     RsaAesKeyWrap {
@@ -283,7 +286,8 @@ impl Mechanism {
             Mechanism::Des3Cbc { .. } => MechanismKind::Des3Cbc,
             Mechanism::Des3CbcPad { .. } => MechanismKind::Des3CbcPad,
             Mechanism::AesKeyWrap => MechanismKind::AesKeyWrap,
-            Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapKwp,
+            Mechanism::AesKeyWrapPad => MechanismKind::AesKeyWrapPad,
+            Mechanism::AesKeyWrapKwp => MechanismKind::AesKeyWrapKwp,
             Mechanism::RsaAesKeyWrap { .. } => MechanismKind::RsaAesKeyWrap,
         }
     }
@@ -306,7 +310,8 @@ impl Mechanism {
             | Mechanism::AesCtr { .. }
             | Mechanism::AesGcm { .. }
             | Mechanism::AesKeyWrap
-            | Mechanism::AesKeyWrapPad => KeyType::Aes,
+            | Mechanism::AesKeyWrapPad
+            | Mechanism::AesKeyWrapKwp => KeyType::Aes,
             Mechanism::Ecdsa { .. } => KeyType::Ec,
             Mechanism::Eddsa => KeyType::EcEdwards,
             Mechanism::RsaPkcs1v15Raw
@@ -345,7 +350,10 @@ impl Mechanism {
             | Mechanism::Des3Ecb
             | Mechanism::Des3Cbc { .. }
             | Mechanism::Des3CbcPad { .. } => ed,
-            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaAesKeyWrap { .. } => wu,
+            Mechanism::AesKeyWrap
+            | Mechanism::AesKeyWrapPad
+            | Mechanism::AesKeyWrapKwp
+            | Mechanism::RsaAesKeyWrap { .. } => wu,
             Mechanism::Ecdh1Derive { .. }
             | Mechanism::HkdfDerive { .. }
             | Mechanism::Sp800108Counter { .. }

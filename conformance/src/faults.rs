@@ -359,7 +359,7 @@ impl Session for FaultySession<'_> {
 
     fn wrap_key(&self, mech: &Mechanism, wrapping: KeyHandle, target: KeyHandle) -> Result<Vec<u8>> {
         let wrapped = match mech {
-            Mechanism::AesKeyWrapPad if self.is(Fault::WrapPadForKwp) => {
+            Mechanism::AesKeyWrapPad | Mechanism::AesKeyWrapKwp if self.is(Fault::WrapPadForKwp) => {
                 match self.inner.wrap_key(&Mechanism::AesKeyWrap, wrapping, target) {
                     Ok(w) => Ok(w),
                     Err(_) => self.inner.wrap_key(mech, wrapping, target),

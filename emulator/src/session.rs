@@ -833,9 +833,9 @@ impl EmulatorSession<'_> {
     fn unwrap_bytes(&self, mech: &Mechanism, o: &Object, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let op = Op::UnwrapKey;
         match mech {
-            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::AesKeyWrapKwp => {
                 self.check_class(o, ObjectClass::SecretKey, mech, op)?;
-                keys::aes_unwrap(self.aes(o, mech, op)?, *mech == Mechanism::AesKeyWrapPad, wrapped)
+                keys::aes_unwrap(self.aes(o, mech, op)?, *mech != Mechanism::AesKeyWrap, wrapped)
             }
             Mechanism::RsaOaep { hash } => {
                 self.check_class(o, ObjectClass::PrivateKey, mech, op)?;
@@ -1284,7 +1284,7 @@ impl Session for EmulatorSession<'_> {
         let w = self.object(wrapping, op)?;
         let t = self.object(target, op)?;
         let want = match mech {
-            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => ObjectClass::SecretKey,
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::AesKeyWrapKwp => ObjectClass::SecretKey,
             Mechanism::RsaOaep { .. } | Mechanism::RsaAesKeyWrap { .. } => ObjectClass::PublicKey,
             other => return Err(mechanism_invalid(other, op, "a wrapping key")),
         };
@@ -1306,8 +1306,8 @@ impl Session for EmulatorSession<'_> {
             Error::new(kind, op).detail(format!("{why} ({})", e.detail_text().unwrap_or("")))
         })?;
         match mech {
-            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad => {
-                keys::aes_wrap(self.aes(&w, mech, op)?, *mech == Mechanism::AesKeyWrapPad, &bytes)
+            Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::AesKeyWrapKwp => {
+                keys::aes_wrap(self.aes(&w, mech, op)?, *mech != Mechanism::AesKeyWrap, &bytes)
             }
             Mechanism::RsaOaep { hash } => {
                 let mut rng = self.emu.rng(op)?.child();

@@ -248,10 +248,23 @@ impl Raw {
         wrapped: &[u8],
         template: &[Attribute],
     ) -> Result<CK_OBJECT_HANDLE> {
-        let op = Op::UnwrapKey;
-        let f = self.list.C_UnwrapKey.ok_or_else(|| missing("UnwrapKey", op))?;
         let mut params = RsaAesParams::new(aes_bits, hash);
         let mut mech = params.mechanism();
+        self.unwrap(session, &mut mech, unwrapping, wrapped, template)
+    }
+
+    /// `C_UnwrapKey` with any mechanism (for those `cryptoki` has no type for).
+    pub fn unwrap(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mech: &mut CK_MECHANISM,
+        unwrapping: CK_OBJECT_HANDLE,
+        wrapped: &[u8],
+        template: &[Attribute],
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let op = Op::UnwrapKey;
+        let f = self.list.C_UnwrapKey.ok_or_else(|| missing("UnwrapKey", op))?;
+        let mech: *mut CK_MECHANISM = mech;
         let mut raw: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
         let mut h: CK_OBJECT_HANDLE = 0;
         // SAFETY: every pointer (mechanism, wrapped bytes, template values owned by `template`)
@@ -259,7 +272,7 @@ impl Raw {
         let rv = unsafe {
             f(
                 session,
-                &mut mech,
+                mech,
                 unwrapping,
                 wrapped.as_ptr() as *mut u8,
                 wrapped.len() as CK_ULONG,

@@ -621,6 +621,10 @@ impl Session for Pkcs11Session {
                     .rsa_aes_wrap(self.s.handle(), aes_bits, hash, w.handle(), t.handle())
                     .map_err(|e| named(e, mech))
             }
+            Mechanism::AesKeyWrapKwp => {
+                let mut m = kwp();
+                self.raw.wrap(self.s.handle(), &mut m, w.handle(), t.handle()).map_err(|e| named(e, mech))
+            }
             _ => self.wrap_raw(&convert::mechanism(mech, Op::WrapKey)?, w, t).map_err(|e| named(e, mech)),
         }
     }
@@ -651,6 +655,17 @@ impl Session for Pkcs11Session {
                     ObjectHandle::new_from_raw(h)
                 }
             }
+            Mechanism::AesKeyWrapKwp => {
+                let h = self
+                    .raw
+                    .unwrap(self.s.handle(), &mut kwp(), u.handle(), wrapped, &template)
+                    .map_err(|e| named(e, mech))?;
+                // SAFETY: the handle the module just returned for this session's new key.
+                #[allow(unsafe_code)]
+                unsafe {
+                    ObjectHandle::new_from_raw(h)
+                }
+            }
             _ => self
                 .s
                 .unwrap_key(&convert::mechanism(mech, Op::UnwrapKey)?, u, wrapped, &template)
@@ -662,6 +677,16 @@ impl Session for Pkcs11Session {
 
     fn random(&self, out: &mut [u8]) -> Result<()> {
         self.s.generate_random_slice(out).or_op(Op::Random)
+    }
+}
+
+/// `CKM_AES_KEY_WRAP_KWP` (PKCS#11 3.0), which `cryptoki` 0.12 has no type for: no parameter
+/// (RFC 5649's default integrity check value).
+fn kwp() -> cryptoki_sys::CK_MECHANISM {
+    cryptoki_sys::CK_MECHANISM {
+        mechanism: cryptoki_sys::CKM_AES_KEY_WRAP_KWP,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
     }
 }
 

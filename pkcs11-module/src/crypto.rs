@@ -510,7 +510,11 @@ pub fn wrap_key(
     let mech = mechanism(m)?;
     if !matches!(
         mech,
-        Mechanism::AesKeyWrap | Mechanism::AesKeyWrapPad | Mechanism::RsaOaep { .. } | Mechanism::RsaAesKeyWrap { .. }
+        Mechanism::AesKeyWrap
+            | Mechanism::AesKeyWrapPad
+            | Mechanism::AesKeyWrapKwp
+            | Mechanism::RsaOaep { .. }
+            | Mechanism::RsaAesKeyWrap { .. }
     ) {
         return Err(rv::MECHANISM_INVALID);
     }

@@ -265,11 +265,15 @@ fn mechanism_of(m: &MechIn) -> Result<Mechanism> {
             Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6; 8] => Ok(Mechanism::AesKeyWrap),
             _ => Err(rv::MECHANISM_PARAM_INVALID),
         },
-        ck::CKM_AES_KEY_WRAP_PAD | ck::CKM_AES_KEY_WRAP_KWP => match &m.param {
-            Param::None => Ok(Mechanism::AesKeyWrapPad),
-            Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6, 0x59, 0x59, 0xA6] => Ok(Mechanism::AesKeyWrapPad),
-            _ => Err(rv::MECHANISM_PARAM_INVALID),
-        },
+        ck::CKM_AES_KEY_WRAP_PAD | ck::CKM_AES_KEY_WRAP_KWP => {
+            let kwp =
+                if m.ty == ck::CKM_AES_KEY_WRAP_KWP { Mechanism::AesKeyWrapKwp } else { Mechanism::AesKeyWrapPad };
+            match &m.param {
+                Param::None => Ok(kwp),
+                Param::Bytes(iv) if iv.is_empty() || iv[..] == [0xA6, 0x59, 0x59, 0xA6] => Ok(kwp),
+                _ => Err(rv::MECHANISM_PARAM_INVALID),
+            }
+        }
         ck::CKM_ECDH1_DERIVE | ck::CKM_HKDF_DERIVE | ck::CKM_SP800_108_COUNTER_KDF | ck::CKM_AES_CBC_ENCRYPT_DATA => {
             match &m.param {
                 Param::Ready(mech) if mech.kind().ckm() == m.ty => Ok(mech.clone()),

@@ -661,9 +661,13 @@ fn key_wrap(s: &dyn Session, cell: Cell) -> R {
     let kek_value = key_bytes(cell.bits as usize / 8, 0x19);
     let kwp = cell.kind != MechanismKind::AesKeyWrap;
     let target_value = key_bytes(if kwp { 20 } else { 32 }, 0x61);
-    // The seam has one RFC 5649 mechanism: the client calls it as `CKM_AES_KEY_WRAP_PAD`, the
-    // emulator lists it under both numbers.
-    let mech = if kwp { Mechanism::AesKeyWrapPad } else { Mechanism::AesKeyWrap };
+    // RFC 5649 under either number: `_PAD` as SoftHSM2 and nShield define it, `_KWP` as
+    // PKCS#11 3.0 does.
+    let mech = match cell.kind {
+        MechanismKind::AesKeyWrapKwp => Mechanism::AesKeyWrapKwp,
+        MechanismKind::AesKeyWrapPad => Mechanism::AesKeyWrapPad,
+        _ => Mechanism::AesKeyWrap,
+    };
     let soft_wrap = |data: &[u8]| -> Result<Vec<u8>, String> {
         let mut buf = vec![0u8; data.len() + 16];
         macro_rules! wrap {

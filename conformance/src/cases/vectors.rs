@@ -308,7 +308,10 @@ pub fn cases() -> Vec<Case> {
         kw,
         &[
             ("aes-kw", (K::AesKeyWrap, Mechanism::AesKeyWrap)),
-            ("aes-kwp", (K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapPad)),
+            ("aes-kwp", (K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapKwp)),
+            // The same RFC 5649 vectors through CKM_AES_KEY_WRAP_PAD, which SoftHSM2 and nShield
+            // define as RFC 5649.
+            ("aes-kwp-as-pad", (K::AesKeyWrapWithPadding, Mechanism::AesKeyWrapPad)),
         ],
     );
     out
