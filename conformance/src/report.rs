@@ -357,13 +357,50 @@ impl fmt::Display for Report {
         let t = self.totals();
         writeln!(
             f,
-            "{} passed, {} failed, {} skipped, {} crashed ({} cases, {} vector checks)",
-            t.pass + t.xfail,
-            t.fail + t.xpass,
-            t.skip,
-            t.crash,
-            t.cases,
-            t.vector_checks
+            "{} passed, {} failed as declared, {} failed, {} passed against a declaration, {} skipped, {} crashed ({} cases, {} vector checks)",
+            t.pass, t.xfail, t.fail, t.xpass, t.skip, t.crash, t.cases, t.vector_checks
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn finding(id: &str, outcome: Outcome) -> Finding {
+        Finding {
+            id: id.to_owned(),
+            profile: Profile::Abi,
+            clause: "PKCS #11 3.0 §5".to_owned(),
+            outcome,
+            duration: Duration::from_millis(1),
+            checks: 2,
+        }
+    }
+
+    #[test]
+    fn the_summary_line_keeps_declared_failures_apart_from_passes() {
+        let report = Report::new(
+            ModuleInfo::default(),
+            vec![Profile::Abi],
+            vec![
+                finding("a", Outcome::Pass),
+                finding("b", Outcome::Pass),
+                finding("c", Outcome::ExpectedFailure("known".into())),
+                finding("d", Outcome::Fail("wrong CKR".into())),
+                finding("e", Outcome::UnexpectedPass("known".into())),
+                finding("f", Outcome::Skip("not listed".into())),
+            ],
+        );
+        let text = report.to_string();
+        let last = text.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "2 passed, 1 failed as declared, 1 failed, 1 passed against a declaration, 1 skipped, \
+             0 crashed (6 cases, 12 vector checks)"
+        );
+        assert!(!report.ok());
     }
 }
