@@ -278,6 +278,7 @@ fn the_kit_runs_green_on_nss_softokn_a_third_independent_module() {
     let out = cmd.output().expect("run hsmkit conform");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("NSS softokn: {}", stdout.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or_default());
     let report = check_reports(d);
     let library = report["module"]["library"].as_str().unwrap_or_default();
     assert!(library.contains("Mozilla") || library.contains("NSS"), "{library}");
