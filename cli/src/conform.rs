@@ -230,8 +230,9 @@ pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
                 .hint("give the path of a module (.so), for example /usr/lib/softhsm/libsofthsm2.so"));
         }
         Module::load(path, None).map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?;
-    } else if !a.backend.starts_with("emulator") {
-        // The same words as every other command's.
+    } else {
+        // The same words as every other command's, before any case runs (an emulator whose
+        // kmdata folder does not exist fails here, not case by case).
         crate::backends::open_with(&a.backend, g, &a.module_options())?;
     }
     let mut progress = Progress { terminal: std::io::stderr().is_terminal(), done: 0, total: cases.len() };

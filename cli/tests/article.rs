@@ -317,6 +317,10 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     e.ok("nkminfo");
     let err = e.fails("conform --backend pkcs11:/nonexistent/module.so");
     assert!(err.contains("there is no PKCS#11 module at /nonexistent/module.so"), "{err}");
+    // An emulator without a world fails once, before any case, and says what to do.
+    let missing = e.dir.path().join("no-such-kmdata");
+    let err = e.fails(&format!("conform --backend emulator:{}", missing.display()));
+    assert!(err.contains("does not exist") && err.contains("what to do") && !err.contains("abi-"), "{err}");
     let err = e.fails("conform --backend hsm9000");
     assert!(err.contains("unknown backend 'hsm9000'"), "{err}");
 }
