@@ -232,8 +232,10 @@ pub fn conform(g: &Global, a: &ConformArgs) -> Result<()> {
         Module::load(path, None).map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?;
     } else {
         // The same words as every other command's, before any case runs (an emulator whose
-        // kmdata folder does not exist fails here, not case by case).
-        crate::backends::open_with(&a.backend, g, &a.module_options())?;
+        // kmdata folder does not exist, or that holds no world, fails here, not case by case).
+        let backend = crate::backends::open_with(&a.backend, g, &a.module_options())?;
+        let slot = *backend.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
+        drop(backend.open_session(slot, hsmkit_backend::SessionMode::ReadOnly)?);
     }
     let mut progress = Progress { terminal: std::io::stderr().is_terminal(), done: 0, total: cases.len() };
     let (module, findings) = match &module_path {

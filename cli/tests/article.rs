@@ -321,6 +321,10 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     let missing = e.dir.path().join("no-such-kmdata");
     let err = e.fails(&format!("conform --backend emulator:{}", missing.display()));
     assert!(err.contains("does not exist") && err.contains("what to do") && !err.contains("abi-"), "{err}");
+    let empty = e.dir.path().join("empty-kmdata");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let err = e.fails(&format!("conform --backend emulator:{}", empty.display()));
+    assert!(err.contains("there is no security world") && err.contains("new-world") && !err.contains("abi-"), "{err}");
     let err = e.fails("conform --backend hsm9000");
     assert!(err.contains("unknown backend 'hsm9000'"), "{err}");
 }
