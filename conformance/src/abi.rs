@@ -1314,6 +1314,51 @@ fn operations() -> Vec<Case> {
             },
         ),
         abi(
+            "abi-generate-inconsistent-template".into(),
+            "PKCS#11 base §5.14 C_GenerateKey: a CKA_KEY_TYPE or CKA_CLASS inconsistent with the generation mechanism is CKR_TEMPLATE_INCONSISTENT",
+            |ctx| {
+                let init = ctx.init()?;
+                let slot = init.slot()?;
+                let info_fn = init.f().C_GetMechanismInfo.ok_or("C_GetMechanismInfo is missing")?;
+                let mut info = ck::CK_MECHANISM_INFO { ulMinKeySize: 0, ulMaxKeySize: 0, flags: 0 };
+                // SAFETY: `info` is a live, writable CK_MECHANISM_INFO.
+                let rv = unsafe { info_fn(slot, ck::CKM_AES_KEY_GEN, &mut info) };
+                if rv == ck::CKR_MECHANISM_INVALID || (rv == ck::CKR_OK && info.flags & ck::CKF_GENERATE == 0) {
+                    return Err(crate::skipped("the module does not list CKM_AES_KEY_GEN for C_GenerateKey"));
+                }
+                check(rv, ck::CKR_OK, "C_GetMechanismInfo(CKM_AES_KEY_GEN)")?;
+                let s = init.open(true)?;
+                init.login(&s, ck::CKU_USER)?;
+                let generate = init.f().C_GenerateKey.ok_or("C_GenerateKey is missing")?;
+                let destroy = init.f().C_DestroyObject.ok_or("C_DestroyObject is missing")?;
+                for (what, class, key_type) in [
+                    ("CKA_KEY_TYPE CKK_GENERIC_SECRET", ck::CKO_SECRET_KEY, ck::CKK_GENERIC_SECRET),
+                    ("CKA_CLASS CKO_PUBLIC_KEY", ck::CKO_PUBLIC_KEY, ck::CKK_AES),
+                ] {
+                    let mut t = Template::new(vec![
+                        (ck::CKA_CLASS, ulong(class)),
+                        (ck::CKA_KEY_TYPE, ulong(key_type)),
+                        (ck::CKA_VALUE_LEN, ulong(32)),
+                        (ck::CKA_TOKEN, flag(false)),
+                    ]);
+                    let mut mech =
+                        ck::CK_MECHANISM { mechanism: ck::CKM_AES_KEY_GEN, pParameter: null_mut(), ulParameterLen: 0 };
+                    let mut h = 0;
+                    // SAFETY: the mechanism and the template's values live on this frame.
+                    let rv = unsafe {
+                        generate(s.h, &mut mech, t.attrs.as_mut_ptr(), t.attrs.len() as ck::CK_ULONG, &mut h)
+                    };
+                    if rv == ck::CKR_OK {
+                        // The module made a key it should not have: the token is left as found.
+                        // SAFETY: `h` is the handle the module just returned in this session.
+                        unsafe { destroy(s.h, h) };
+                    }
+                    check(rv, ck::CKR_TEMPLATE_INCONSISTENT, &format!("C_GenerateKey(CKM_AES_KEY_GEN) with {what}"))?;
+                }
+                Ok(())
+            },
+        ),
+        abi(
             "abi-create-unknown-attribute".into(),
             "PKCS#11 base §5.7 C_CreateObject: an attribute type the module does not know is CKR_ATTRIBUTE_TYPE_INVALID",
             |ctx| {
