@@ -395,7 +395,7 @@ mod tests {
             ],
         );
         let text = report.to_string();
-        let last = text.lines().last().unwrap();
+        let last = text.lines().last().expect("a summary line");
         assert_eq!(
             last,
             "2 passed, 1 failed as declared, 1 failed, 1 passed against a declaration, 1 skipped, \
