@@ -190,8 +190,10 @@ impl RsaPrivate {
     }
 
     /// Whether `ct` decrypts (raw, blinded) to an encoded message whose first octet is zero, as
-    /// RSA-OAEP's decoding requires. A ciphertext of the wrong length or above the modulus is left
-    /// to the decoding to refuse.
+    /// RSA-OAEP's decoding requires. The octet is read without a branch on secret data and the
+    /// decrypted block is wiped; a ciphertext of the wrong length or above the modulus is left to
+    /// the decoding to refuse. Without a random source for the blinding the answer is no, and the
+    /// decryption fails (opaquely) rather than run unblinded.
     fn oaep_first_octet_is_zero(&self, ct: &[u8]) -> bool {
         use rsa::traits::PublicKeyParts as _;
         let k = self.rc.size();
@@ -199,7 +201,13 @@ impl RsaPrivate {
         let Ok(c) = rsa::BoxedUint::from_be_slice(ct, n_bits) else { return true };
         let Ok(mut rng) = crate::rng::HsmRng::from_os() else { return false };
         match rsa::hazmat::rsa_decrypt_and_check(&self.rc, Some(rng.as_rng()), &c) {
-            Ok(m) => m.bit_width() as usize <= 8 * (k - 1),
+            Ok(m) => {
+                let em = Zeroizing::new(m.to_be_bytes());
+                // The block is as wide as the modulus' precision: every octet before the last k,
+                // and the first of those k (the encoded message's first octet), must be zero.
+                let lead = em.len().saturating_sub(k);
+                em[..=lead.min(em.len().saturating_sub(1))].iter().fold(0u8, |acc, b| acc | b) == 0
+            }
             Err(_) => true,
         }
     }
@@ -229,10 +237,10 @@ impl RsaPrivate {
         }
         // RFC 8017 §7.1.2 step 3g: the encoded message's first octet must be zero. RustCrypto's
         // OAEP decoding (rsa 0.10.0) does not check it (Wycheproof's "First byte is 1" tests
-        // found it), so it is checked here first, with a blinded raw decryption.
-        if !self.oaep_first_octet_is_zero(ct) {
-            return Err(opaque());
-        }
+        // found it), so it is checked with a blinded raw decryption. Both run whatever the first
+        // says, and their verdicts are joined at the end: a first octet that is not zero costs
+        // the same time as any other decoding failure (Manger's attack reads that difference).
+        let first_octet_zero = self.oaep_first_octet_is_zero(ct);
         let l = || label.to_vec();
         let pt = match hash {
             HashAlg::Sha1 => self.rc.decrypt(rsa::Oaep::<sha1::Sha1>::new_with_label(l()), ct),
@@ -241,7 +249,11 @@ impl RsaPrivate {
             HashAlg::Sha384 => self.rc.decrypt(rsa::Oaep::<sha2::Sha384>::new_with_label(l()), ct),
             HashAlg::Sha512 => self.rc.decrypt(rsa::Oaep::<sha2::Sha512>::new_with_label(l()), ct),
         };
-        pt.map(Zeroizing::new).map_err(|_| opaque())
+        // A plaintext refused for its first octet is wiped as it drops.
+        match pt.map(Zeroizing::new) {
+            Ok(pt) if first_octet_zero => Ok(pt),
+            _ => Err(opaque()),
+        }
     }
 }
 
