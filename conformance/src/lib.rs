@@ -132,15 +132,21 @@ impl<'a> Ctx<'a> {
     pub fn session(&self) -> Result<Box<dyn Session + '_>, String> {
         let s =
             self.backend.open_session(self.slot, SessionMode::ReadWrite).map_err(|e| format!("open session: {e}"))?;
+        self.login_user(s.as_ref())?;
+        Ok(s)
+    }
+
+    /// Logs the user in on `s` when a user PIN was given; already logged in is fine (login state
+    /// belongs to the application: another session may have logged in).
+    pub(crate) fn login_user(&self, s: &dyn Session) -> Result<(), String> {
         if let Some(pin) = &self.user_pin {
             match s.login(UserKind::User, pin) {
-                // Login state belongs to the application: another session may have logged in.
                 Ok(()) => {}
                 Err(e) if e.kind() == &hsmkit_backend::ErrorKind::UserAlreadyLoggedIn => {}
                 Err(e) => return Err(format!("login: {e}")),
             }
         }
-        Ok(s)
+        Ok(())
     }
 
     /// Counts `n` checks of published vectors made by the running case.

@@ -17,14 +17,18 @@ fn kek() -> Result<rsa::PrivateKey, String> {
     rsa::PrivateKey::from_pkcs8_der(include_bytes!("../../keys/rsa-3072.pk8")).map_err(err("the KEK test key"))
 }
 
-/// Token objects the case made, destroyed when it ends (pass or fail).
+/// Token objects the case made, destroyed when it ends (pass or fail). A failed narrowing can
+/// leave the application logged out, where the private tenant key cannot be seen: the user logs in
+/// again first.
 struct Cleanup<'a> {
+    ctx: &'a Ctx<'a>,
     s: &'a dyn hsmkit_backend::Session,
     labels: Vec<String>,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
+        let _ = self.ctx.login_user(self.s);
         for label in &self.labels {
             for h in
                 self.s.find_keys(&KeyFilter { label: Some(label.clone()), ..KeyFilter::default() }).unwrap_or_default()
@@ -98,7 +102,7 @@ fn transfer(ctx: &Ctx<'_>, way: Way) -> R {
     let kek_spki = kek.to_public_key().to_public_key_der().map_err(err("the KEK's SPKI"))?.as_bytes().to_vec();
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let label = format!("hsmkit-conformance-byok-{n:x}");
-    let mut cleanup = Cleanup { s: s.as_ref(), labels: vec![label.clone(), format!("xferacld-{label}")] };
+    let mut cleanup = Cleanup { ctx, s: s.as_ref(), labels: vec![label.clone(), format!("xferacld-{label}")] };
     let kek_filter = KeyFilter { label: Some(kek_label(&kek_spki)), ..KeyFilter::default() };
     if s.find_keys(&kek_filter).map_err(err("look for the KEK"))?.is_empty() {
         // The trusted KEK the officer imports is this case's to remove.
@@ -116,13 +120,7 @@ fn transfer(ctx: &Ctx<'_>, way: Way) -> R {
     let narrowed = engine.narrow(&key, &target, &Officer::Pin(so_pin), ctx.user_pin.as_ref()).map_err(err("narrow"))?;
     // On a world the narrowing ends logged out (the cards were presented, not logged in): the
     // user logs in again to wrap, as the next command of the ceremony would.
-    if let Some(pin) = &ctx.user_pin {
-        match s.login(hsmkit_backend::UserKind::User, pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == &hsmkit_backend::ErrorKind::UserAlreadyLoggedIn => {}
-            Err(e) => return Err(format!("log the user in again: {e}")),
-        }
-    }
+    ctx.login_user(s.as_ref()).map_err(|e| format!("log the user in again: {e}"))?;
     let (blob, hash, public) = match way {
         Way::Package => {
             let w =
