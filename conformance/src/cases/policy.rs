@@ -29,7 +29,7 @@ const REFUSED: &[ErrorKind] = &[
 ];
 
 fn refused(e: &hsmkit_backend::Error) -> bool {
-    REFUSED.iter().any(|k| std::mem::discriminant(k) == std::mem::discriminant(e.kind()))
+    super::kind_in(e.kind(), REFUSED)
 }
 
 /// Wrap then decrypt: a key that may both wrap and decrypt wraps the sensitive key, then decrypts

@@ -11,8 +11,9 @@ use hsmkit_backend::{
 };
 use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
 
-use super::{R, ensure, err, policy};
+use super::{R, ensure, err, expect_kind, policy};
 use crate::{Case, Ctx, Profile};
+use hsmkit_backend::ErrorKind as K;
 
 /// The PINs of a scratch world's cards: `card-1`, `card-2`, …
 fn pins(n: u8) -> Vec<Pin> {
@@ -72,21 +73,6 @@ fn target(kek: Vec<u8>, provider_hkm: Option<Vec<u8>>) -> TransferTarget {
     TransferTarget { kek_spki: kek, provider_hkm, label: None }
 }
 
-/// Fails unless `r` failed with one of `kinds` (compared by name: `QuorumNotMet` has fields).
-fn refused<T>(r: hsmkit_backend::Result<T>, kinds: &[&str], what: &str) -> R {
-    match r {
-        Ok(_) => Err(format!("{what}: succeeded")),
-        Err(e) => {
-            let name = format!("{:?}", e.kind());
-            if kinds.iter().any(|k| name.starts_with(k)) {
-                Ok(())
-            } else {
-                Err(format!("{what}: expected one of {kinds:?}, got {e}"))
-            }
-        }
-    }
-}
-
 /// The world under test: a cipher suite, a quorum k ≤ n, and KNSO's and KM's hashes of the
 /// suite's hash length, which differ.
 fn summary(ctx: &Ctx<'_>) -> R {
@@ -110,10 +96,18 @@ fn quorum_k_of_n(ctx: &Ctx<'_>) -> R {
     let a = authority(s.as_ref())?;
     let (key, _) = world_key(s.as_ref())?;
     let t = target(kek_spki()?, None);
-    refused(a.present_cards(&[(1, pin(1))]), &["QuorumNotMet"], "one card of a 2-of-3 quorum")?;
-    refused(a.narrow_for_transfer(key, &t), &["NotLoggedIn"], "narrowing after one card")?;
-    refused(a.present_cards(&[(1, pin(1)), (1, pin(1))]), &["ArgumentsBad", "QuorumNotMet"], "one card twice")?;
-    refused(a.present_cards(&[(4, pin(1)), (1, pin(1))]), &["ArgumentsBad"], "card 4 of 3")?;
+    expect_kind(
+        a.present_cards(&[(1, pin(1))]),
+        &[K::QuorumNotMet { have: 0, need: 0 }],
+        "one card of a 2-of-3 quorum",
+    )?;
+    expect_kind(a.narrow_for_transfer(key, &t), &[K::NotLoggedIn], "narrowing after one card")?;
+    expect_kind(
+        a.present_cards(&[(1, pin(1)), (1, pin(1))]),
+        &[K::ArgumentsBad, K::QuorumNotMet { have: 0, need: 0 }],
+        "one card twice",
+    )?;
+    expect_kind(a.present_cards(&[(4, pin(1)), (1, pin(1))]), &[K::ArgumentsBad], "card 4 of 3")?;
     a.present_cards(&[(2, pin(2)), (3, pin(3))]).map_err(err("cards 2 and 3"))?;
     let copy = a.narrow_for_transfer(key, &t).map_err(err("narrow with cards 2 and 3"))?;
     a.attestation(copy, &t).map_err(err("the quorum's certificate of the narrowed copy"))?;
@@ -128,17 +122,21 @@ fn officer_login(ctx: &Ctx<'_>) -> R {
     let a = authority(s.as_ref())?;
     let (key, _) = world_key(s.as_ref())?;
     let t = target(kek_spki()?, None);
-    refused(s.login(UserKind::SecurityOfficer, &pin(1)), &["QuorumNotMet", "PinIncorrect", "PinInvalid"], "one PIN")?;
-    refused(
+    expect_kind(
+        s.login(UserKind::SecurityOfficer, &pin(1)),
+        &[K::QuorumNotMet { have: 0, need: 0 }, K::PinIncorrect],
+        "one PIN",
+    )?;
+    expect_kind(
         s.login(UserKind::SecurityOfficer, &Pin::from("card-1,wrong".to_string())),
-        &["PinIncorrect"],
+        &[K::PinIncorrect],
         "a wrong PIN for card 2",
     )?;
-    refused(a.narrow_for_transfer(key, &t), &["NotLoggedIn"], "narrowing without the quorum")?;
+    expect_kind(a.narrow_for_transfer(key, &t), &[K::NotLoggedIn], "narrowing without the quorum")?;
     s.login(UserKind::SecurityOfficer, &Pin::from("card-1,card-2".to_string())).map_err(err("the officer's login"))?;
     a.narrow_for_transfer(key, &t).map_err(err("narrow as the officer"))?;
     s.logout().map_err(err("log out"))?;
-    refused(a.narrow_for_transfer(key, &t), &["NotLoggedIn"], "narrowing after the logout")
+    expect_kind(a.narrow_for_transfer(key, &t), &[K::NotLoggedIn], "narrowing after the logout")
 }
 
 /// A card locks after the world's limit of wrong PINs in a row; its right PIN is then refused
@@ -164,15 +162,19 @@ fn card_lockout(ctx: &Ctx<'_>) -> R {
         }
     }
     ensure(tries > 1, "one wrong PIN locked the card")?;
-    refused(a.present_cards(&[(1, pin(1))]), &["PinLocked"], "the right PIN of a locked card")?;
+    expect_kind(a.present_cards(&[(1, pin(1))]), &[K::PinLocked], "the right PIN of a locked card")?;
     a.present_cards(&[(2, pin(2))]).map_err(err("card 2 after card 1 locked"))?;
     // Card 3: one short of the limit, then its right PIN; the count starts again.
     for _ in 0..tries - 1 {
-        refused(a.present_cards(&[(3, wrong.clone())]), &["PinIncorrect"], "a wrong PIN for card 3")?;
+        expect_kind(a.present_cards(&[(3, wrong.clone())]), &[K::PinIncorrect], "a wrong PIN for card 3")?;
     }
     a.present_cards(&[(3, pin(3))]).map_err(err("card 3's right PIN one short of the limit"))?;
     for _ in 0..tries - 1 {
-        refused(a.present_cards(&[(3, wrong.clone())]), &["PinIncorrect"], "a wrong PIN after the count was reset")?;
+        expect_kind(
+            a.present_cards(&[(3, wrong.clone())]),
+            &[K::PinIncorrect],
+            "a wrong PIN after the count was reset",
+        )?;
     }
     a.present_cards(&[(3, pin(3))]).map_err(err("card 3 again"))
 }
@@ -198,18 +200,18 @@ fn attestation_binds(ctx: &Ctx<'_>) -> R {
     let ok = pa.check_attestation(&public, &att, &kek).map_err(err("the provider checks the certificate"))?;
     ensure(ok.source_world == source_world.hknso, "the certificate names another world than the source")?;
     ensure(!ok.usage.contains(Usage::WRAP), "the certified rights let the key wrap")?;
-    refused(xa.check_attestation(&public, &att, &kek), &["DataInvalid"], "a world the key was not narrowed for")?;
-    refused(pa.check_attestation(&public, &att, &other_kek_spki()?), &["DataInvalid"], "another KEK")?;
-    refused(pa.check_attestation(&other_public, &att, &kek), &["DataInvalid"], "another key's public half")?;
+    expect_kind(xa.check_attestation(&public, &att, &kek), &[K::DataInvalid], "a world the key was not narrowed for")?;
+    expect_kind(pa.check_attestation(&public, &att, &other_kek_spki()?), &[K::DataInvalid], "another KEK")?;
+    expect_kind(pa.check_attestation(&other_public, &att, &kek), &[K::DataInvalid], "another key's public half")?;
+    // Widened: ExportAsPlain added to the certified operations.
     let mut widened = att.clone();
-    widened.rights = widened.rights.replacen("false", "true", 1);
-    if widened.rights != att.rights {
-        refused(pa.check_attestation(&public, &widened, &kek), &["DataInvalid"], "rights altered after certifying")?;
-    }
+    widened.rights = widened.rights.replacen("\"OpPermissions\":\"", "\"OpPermissions\":\"ExportAsPlain | ", 1);
+    ensure(widened.rights != att.rights, "the certificate's rights name no OpPermissions to widen")?;
+    expect_kind(pa.check_attestation(&public, &widened, &kek), &[K::DataInvalid], "rights widened after certifying")?;
     // The certificate is for this target only.
-    refused(
+    expect_kind(
         sa.attestation(copy, &target(other_kek_spki()?, None)),
-        &["KeyNotWrappable"],
+        &[K::KeyNotWrappable],
         "a certificate for another KEK",
     )
 }
@@ -229,23 +231,17 @@ fn narrowed_copy_bound(ctx: &Ctx<'_>) -> R {
         "the source key does not lead to its copy",
     )?;
     let wide = KeyPolicy { extractable: true, ..policy(Usage::SIGN | Usage::VERIFY | Usage::DECRYPT) };
-    refused(
+    expect_kind(
         s.copy_narrowed(copy, &wide),
-        &[
-            "AttributeReadOnly",
-            "ActionProhibited",
-            "KeyFunctionNotPermitted",
-            "TemplateInconsistent",
-            "AclNotPermitted",
-        ],
+        &[K::ActionProhibited, K::KeyFunctionNotPermitted { missing: "" }, K::TemplateInconsistent],
         "a wider copy of the narrowed copy",
     )?;
     let aes = s
         .generate_key(&hsmkit_backend::KeySpec::Aes { bits: 256 }, &policy(Usage::WRAP | Usage::UNWRAP))
         .map_err(err("an AES key"))?;
-    refused(
+    expect_kind(
         s.wrap_key(&hsmkit_backend::Mechanism::AesKeyWrapPad, aes, copy),
-        &["KeyNotWrappable", "KeyUnextractable", "KeyFunctionNotPermitted", "ActionProhibited", "AclNotPermitted"],
+        &[K::KeyNotWrappable, K::KeyUnextractable, K::KeyFunctionNotPermitted { missing: "" }, K::ActionProhibited],
         "the copy wrapped under a key other than its KEK",
     )?;
     s.sign(&hsmkit_backend::Mechanism::RsaPkcs1v15 { hash: hsmkit_backend::HashAlg::Sha256 }, key, b"still mine")
