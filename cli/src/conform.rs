@@ -427,19 +427,26 @@ fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
     use hsmkit_conformance::faults::{Fault, self_test};
     // The default backend is a throwaway world with a user PIN, so the login cases run too.
     let throwaway = if a.backend == "emulator" { Some(ThrowawayWorld::new()?) } else { None };
+    let pins = match &throwaway {
+        Some(_) => Pins {
+            user: Some(Pin::from(ThrowawayWorld::USER_PIN.to_string())),
+            so: Some(Pin::from(ThrowawayWorld::CARD_PIN.to_string())),
+        },
+        None => Pins::gather(g, a)?,
+    };
     let total = Fault::ALL.len() + AbiFault::ALL.len();
     let mut n = 0;
     let mut result = {
         let opened;
-        let (backend, slot, user): (&dyn hsmkit_backend::Backend, _, _) = match &throwaway {
-            Some(t) => (&t.emu, hsmkit_emulator::SLOT, Some(Pin::from(ThrowawayWorld::USER_PIN.to_string()))),
+        let (backend, slot): (&dyn hsmkit_backend::Backend, _) = match &throwaway {
+            Some(t) => (&t.emu, hsmkit_emulator::SLOT),
             None => {
                 opened = crate::backends::open_with(&a.backend, g, &a.module_options())?;
                 let slot = *opened.slots()?.first().ok_or_else(|| Error::new(ErrorKind::TokenNotPresent, Op::Info))?;
-                (opened.as_ref(), slot, Pins::gather(g, a)?.user)
+                (opened.as_ref(), slot)
             }
         };
-        self_test(backend, slot, user, cases, Fault::ALL, &mut |f| {
+        self_test(backend, slot, pins.user.clone(), cases, Fault::ALL, &mut |f| {
             n += 1;
             eprintln!("[{n}/{total}] {}", f.name());
         })
@@ -447,22 +454,11 @@ fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
     };
     // The ABI level: the faults planted under the module's C ABI (the emulator's linked in, or
     // the module of a pkcs11: backend), caught by the ABI-level cases.
-    let module = match (&throwaway, a.backend.strip_prefix("pkcs11:")) {
-        (Some(t), _) => Some(linked_module(&t.kmdata)),
-        (None, Some(path)) => Some(
-            Module::load(std::path::Path::new(path), a.init_args.as_deref())
-                .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
-        ),
-        (None, None) => None,
+    let module = match &throwaway {
+        Some(t) => Some(linked_module(&t.kmdata)),
+        None => abi_module(g, a)?,
     };
     if let Some(module) = &module {
-        let pins = match &throwaway {
-            Some(_) => Pins {
-                user: Some(Pin::from(ThrowawayWorld::USER_PIN.to_string())),
-                so: Some(Pin::from(ThrowawayWorld::CARD_PIN.to_string())),
-            },
-            None => Pins::gather(g, a)?,
-        };
         let clean = AbiCtx {
             module,
             token: a.token.clone(),
@@ -523,6 +519,17 @@ impl ThrowawayWorld {
     }
 }
 
+/// The module the ABI level drives: a `pkcs11:` backend's library, or the emulator's C ABI
+/// linked in on the backend's kmdata.
+fn abi_module(g: &Global, a: &ConformArgs) -> Result<Option<Module>> {
+    match a.backend.strip_prefix("pkcs11:") {
+        Some(path) => Module::load(std::path::Path::new(path), a.init_args.as_deref())
+            .map(Some)
+            .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e)),
+        None => Ok(crate::backends::emulator_kmdata(&a.backend, g)?.map(|kmdata| linked_module(&kmdata))),
+    }
+}
+
 /// The emulator's C ABI on `kmdata`, linked into this process: the module `libhsmkit_pkcs11.so`
 /// is built from, so the ABI level runs on the emulator backend without loading a library.
 pub(crate) fn linked_module(kmdata: &std::path::Path) -> Module {
@@ -548,13 +555,7 @@ fn run_abi_then_seam(
         cases.iter().cloned().partition(|c| matches!(c.body, hsmkit_conformance::Body::Abi(_)));
     let mut findings = Vec::new();
     if !abi_cases.is_empty() {
-        let module = match a.backend.strip_prefix("pkcs11:") {
-            Some(path) => Some(
-                Module::load(std::path::Path::new(path), a.init_args.as_deref())
-                    .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e))?,
-            ),
-            None => crate::backends::emulator_kmdata(&a.backend, g)?.map(|kmdata| linked_module(&kmdata)),
-        };
+        let module = abi_module(g, a)?;
         let abi = module.as_ref().map(|m| AbiCtx {
             module: m,
             token: a.token.clone(),
