@@ -27,27 +27,27 @@ pub struct ModuleOptions<'a> {
     pub init_args: Option<&'a str>,
 }
 
-/// The kmdata folder of an emulator spec (`emulator`, `emulator:DIR`); `None` for other specs.
-pub fn emulator_kmdata(spec: &str, g: &Global) -> Result<Option<PathBuf>> {
+/// The global options an emulator spec (`emulator`, `emulator:DIR`) stands for; `None` for
+/// other specs.
+fn emulator_global(spec: &str, g: &Global) -> Option<Global> {
     let mut g = g.clone();
-    match spec {
-        "emulator" => {}
-        s if s.starts_with("emulator:") => g.kmdata = Some(PathBuf::from(&s["emulator:".len()..])),
-        _ => return Ok(None),
+    if spec != "emulator" {
+        g.kmdata = Some(PathBuf::from(spec.strip_prefix("emulator:")?));
     }
-    Ok(Some(env::config(&g)?.kmdata))
+    Some(g)
+}
+
+/// The emulator configuration (kmdata, NVRAM, cards, seed) of an emulator spec; `None` for other
+/// specs.
+pub fn emulator_config(spec: &str, g: &Global) -> Result<Option<hsmkit_emulator::Config>> {
+    emulator_global(spec, g).map(|g| env::config(&g)).transpose()
 }
 
 /// As [`open`], with the token chosen by label or slot and a module's initialisation string.
 pub fn open_with(spec: &str, g: &Global, o: &ModuleOptions<'_>) -> Result<Box<dyn Backend>> {
     let token = o.token;
     let init_args = o.init_args;
-    if spec == "emulator" {
-        return Ok(Box::new(env::emulator(g)?));
-    }
-    if let Some(dir) = spec.strip_prefix("emulator:") {
-        let mut g = g.clone();
-        g.kmdata = Some(PathBuf::from(dir));
+    if let Some(g) = emulator_global(spec, g) {
         return Ok(Box::new(env::emulator(&g)?));
     }
     if let Some(path) = spec.strip_prefix("pkcs11:") {

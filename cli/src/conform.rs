@@ -455,7 +455,7 @@ fn self_test(g: &Global, a: &ConformArgs, cases: &[Case]) -> Result<()> {
     // The ABI level: the faults planted under the module's C ABI (the emulator's linked in, or
     // the module of a pkcs11: backend), caught by the ABI-level cases.
     let module = match &throwaway {
-        Some(t) => Some(linked_module(&t.kmdata)),
+        Some(t) => Some(linked_module(&hsmkit_emulator::Config::beside(&t.kmdata))),
         None => abi_module(g, a)?,
     };
     if let Some(module) = &module {
@@ -526,16 +526,17 @@ fn abi_module(g: &Global, a: &ConformArgs) -> Result<Option<Module>> {
         Some(path) => Module::load(std::path::Path::new(path), a.init_args.as_deref())
             .map(Some)
             .map_err(|e| Error::new(ErrorKind::Device, Op::Initialize).detail(e)),
-        None => Ok(crate::backends::emulator_kmdata(&a.backend, g)?.map(|kmdata| linked_module(&kmdata))),
+        None => Ok(crate::backends::emulator_config(&a.backend, g)?.map(|config| linked_module(&config))),
     }
 }
 
-/// The emulator's C ABI on `kmdata`, linked into this process: the module `libhsmkit_pkcs11.so`
-/// is built from, so the ABI level runs on the emulator backend without loading a library.
-pub(crate) fn linked_module(kmdata: &std::path::Path) -> Module {
+/// The emulator's C ABI on `config`'s world, linked into this process: the module
+/// `libhsmkit_pkcs11.so` is built from, so the ABI level runs on the emulator backend without
+/// loading a library, on the same NVRAM and cards as the seam level.
+pub(crate) fn linked_module(config: &hsmkit_emulator::Config) -> Module {
     Module::from_list(
         "libhsmkit_pkcs11 (linked in)",
-        hsmkit_pkcs11::in_process(kmdata),
+        hsmkit_pkcs11::in_process(config),
         Some((hsmkit_pkcs11::C_GetInterfaceList, hsmkit_pkcs11::C_GetInterface)),
     )
 }

@@ -330,6 +330,22 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
 }
 
 #[test]
+fn conform_drives_the_abi_level_on_the_same_nvram_and_cards_as_the_seam_level() {
+    let e = Env::new();
+    let g = format!(
+        "--nvram {} --cards {}",
+        e.dir.path().join("elsewhere-nvram").display(),
+        e.dir.path().join("elsewhere-cards").display()
+    );
+    e.ok(&format!("{g} new-world --initialize --cipher-suite=DLf3072s256mAEScSP800131Ar1 --module=1 --acs-quorum=1/1"));
+    // The linked C ABI reads the module's NVRAM where --nvram says, not beside kmdata (where
+    // there is none: the token would be unrecognised and every ABI case fail).
+    let out = e.ok(&format!("{g} conform --profile abi"));
+    assert!(out.contains("pass   abi-token-info") && out.contains(" 0 failed,"), "{out}");
+    assert!(!e.kmdata().with_file_name("nvram").exists(), "an NVRAM folder was made beside kmdata");
+}
+
+#[test]
 fn vendor_init_makes_a_toolset_that_verifykeypackage_accepts_and_mixed_regions_fail() {
     let e = Env::new();
     let dir = |r: &str| e.dir.path().join(format!("toolset-{r}"));

@@ -14,6 +14,42 @@ pub struct SlotConfig {
     pub id: u64,
     /// The kmdata folder.
     pub kmdata: PathBuf,
+    /// What differs from the defaults beside kmdata (set only in process).
+    pub settings: SlotSettings,
+}
+
+/// A slot's emulator settings other than kmdata: by default NVRAM and cards beside it, the
+/// system's randomness and clock. Only a process that links the module sets them
+/// ([`ModuleConfig::in_process`]), so its ABI level drives the module its own commands drive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotSettings {
+    /// The NVRAM folder, if not `nvram/` beside kmdata.
+    pub nvram: Option<PathBuf>,
+    /// The card folder, if not `cards/` beside kmdata.
+    pub cards: Option<PathBuf>,
+    /// A seed for the module's randomness (reproducible output, not for real keys).
+    pub seed: Option<u64>,
+    /// The clock, if not the system's.
+    pub clock: Option<hsmkit_emulator::rng::Clock>,
+}
+
+impl SlotSettings {
+    /// `config` with these settings applied.
+    pub fn apply(&self, mut config: hsmkit_emulator::Config) -> hsmkit_emulator::Config {
+        if let Some(d) = &self.nvram {
+            config.nvram = d.clone();
+        }
+        if let Some(d) = &self.cards {
+            config.cards = d.clone();
+        }
+        if self.seed.is_some() {
+            config.seed = self.seed;
+        }
+        if let Some(c) = self.clock {
+            config.clock = c;
+        }
+        config
+    }
 }
 
 /// The module's configuration.
@@ -50,11 +86,17 @@ impl ModuleConfig {
         *IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = config;
     }
 
-    /// One slot, number 0, over `kmdata`.
-    pub fn one_slot(kmdata: &Path) -> ModuleConfig {
+    /// One slot, number 0, configured as `config` (its kmdata, NVRAM, cards, seed and clock).
+    pub fn in_process(config: &hsmkit_emulator::Config) -> ModuleConfig {
+        let settings = SlotSettings {
+            nvram: Some(config.nvram.clone()),
+            cards: Some(config.cards.clone()),
+            seed: config.seed,
+            clock: Some(config.clock),
+        };
         ModuleConfig {
-            slots: vec![SlotConfig { id: 0, kmdata: kmdata.to_path_buf() }],
-            source: format!("the in-process configuration (slot 0 over {})", kmdata.display()),
+            slots: vec![SlotConfig { id: 0, kmdata: config.kmdata.clone(), settings }],
+            source: format!("the in-process configuration (slot 0 over {})", config.kmdata.display()),
         }
     }
 
@@ -83,7 +125,7 @@ impl ModuleConfig {
                     if !kmdata.is_absolute() {
                         return Err(at(format!("the kmdata folder {path:?} must be an absolute path")));
                     }
-                    slots.push(SlotConfig { id, kmdata });
+                    slots.push(SlotConfig { id, kmdata, settings: SlotSettings::default() });
                 }
                 (Some("slot"), _, _) => return Err(at("write `slot <number> <kmdata folder>`".into())),
                 (Some(word), _, _) => {
@@ -120,7 +162,7 @@ impl ModuleConfig {
                     ConfigError("neither HSMKIT_CONF, XDG_DATA_HOME nor HOME is set; set HSMKIT_CONF".into())
                 })?;
                 Ok(ModuleConfig {
-                    slots: vec![SlotConfig { id: 0, kmdata }],
+                    slots: vec![SlotConfig { id: 0, kmdata, settings: SlotSettings::default() }],
                     source: "the default configuration".into(),
                 })
             }
@@ -146,7 +188,10 @@ mod tests {
         let c = ModuleConfig::parse("# two modules\nslot 0 /a/kmdata\n\n  slot 7   /b/my kmdata  # second\n", "t")
             .expect("parses");
         assert_eq!(c.slots.len(), 2);
-        assert_eq!(c.slots[1], SlotConfig { id: 7, kmdata: PathBuf::from("/b/my kmdata") });
+        assert_eq!(
+            c.slots[1],
+            SlotConfig { id: 7, kmdata: PathBuf::from("/b/my kmdata"), settings: SlotSettings::default() }
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ pub fn init_token(slot: CK_SLOT_ID, pin: &[u8], label: &[u8; 32]) -> Result<()> 
         }
         lib.stored()?.drop_slot(index);
         // A fresh module instance forgets every loaded object of the old token.
-        t.emu = Arc::new(Slot::open_module(&s.kmdata)?);
+        t.emu = Arc::new(Slot::open_module(&s.kmdata, &s.settings)?);
     } else {
         t.emu.create_world(CipherSuite::DLf3072s256mAEScSP800131Ar1, Quorum { k: 1, n: 1 }, &[pin]).map_err(emu_err)?;
     }

@@ -144,11 +144,11 @@ pub static FUNCTION_LIST: ck::CK_FUNCTION_LIST =
     function_list!(CK_FUNCTION_LIST, ck::CK_VERSION { major: 2, minor: 40 }, C_GetInfo, {});
 
 /// The v2.40 function list for a process that links the module rather than loading the `.so`,
-/// over the world in `kmdata` as slot 0: from the next `C_Initialize` the module reads this
-/// configuration instead of `HSMKIT_CONF`. The conformance kit drives the in-process emulator's
-/// C ABI through it.
-pub fn in_process(kmdata: &std::path::Path) -> &'static ck::CK_FUNCTION_LIST {
-    config::ModuleConfig::set_in_process(Some(config::ModuleConfig::one_slot(kmdata)));
+/// over the emulator `config` describes (kmdata, NVRAM, cards, seed, clock) as slot 0: from the
+/// next `C_Initialize` the module reads this configuration instead of `HSMKIT_CONF`. The
+/// conformance kit drives the in-process emulator's C ABI through it.
+pub fn in_process(config: &hsmkit_emulator::Config) -> &'static ck::CK_FUNCTION_LIST {
+    config::ModuleConfig::set_in_process(Some(config::ModuleConfig::in_process(config)));
     &FUNCTION_LIST
 }
 

@@ -56,6 +56,8 @@ pub struct Slot {
     pub id: CK_SLOT_ID,
     /// Its kmdata folder.
     pub kmdata: PathBuf,
+    /// Its other emulator settings.
+    pub settings: crate::config::SlotSettings,
     /// The token: module, record and login state.
     pub token: RwLock<Token>,
     /// Held while a PIN is checked and its failure count updated, so parallel guesses are
@@ -153,14 +155,14 @@ impl Slot {
 
     /// Opens the emulated module of `kmdata`. A missing folder is an uninitialised token: nothing
     /// is made until `C_InitToken` creates a world there.
-    pub fn open_module(kmdata: &std::path::Path) -> Result<Emulator> {
+    pub fn open_module(kmdata: &std::path::Path, settings: &crate::config::SlotSettings) -> Result<Emulator> {
         if !kmdata.exists() {
             crate::log(&format!(
                 "the kmdata folder {} does not exist: the token is uninitialised until C_InitToken makes it",
                 kmdata.display()
             ));
         }
-        let config = Config { kmdata_may_be_missing: true, ..Config::beside(kmdata) };
+        let config = settings.apply(Config { kmdata_may_be_missing: true, ..Config::beside(kmdata) });
         Emulator::open(config).map_err(|e| {
             crate::log_error(&e);
             Rv::from(e)
@@ -173,7 +175,7 @@ impl Library {
     pub fn open(config: &ModuleConfig) -> Result<Library> {
         let mut slots = Vec::new();
         for s in &config.slots {
-            let emu = Slot::open_module(&s.kmdata)?;
+            let emu = Slot::open_module(&s.kmdata, &s.settings)?;
             // A damaged record is reported at once rather than at the first login.
             emu.token_record().map_err(|e| {
                 crate::log_error(&e);
@@ -182,6 +184,7 @@ impl Library {
             slots.push(Slot {
                 id: s.id,
                 kmdata: s.kmdata.clone(),
+                settings: s.settings.clone(),
                 token: RwLock::new(Token { emu: Arc::new(emu), login: None, quorum: None }),
                 pin_check: Mutex::new(()),
             });

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         // The same C ABI linked into this process, over the same kmdata.
         let linked = hsmkit_conformance::abi::Module::from_list(
             "libhsmkit_pkcs11 (linked in)",
-            hsmkit_pkcs11::in_process(&common::kmdata_of(0)),
+            hsmkit_pkcs11::in_process(&hsmkit_emulator::Config::beside(common::kmdata_of(0))),
             Some((hsmkit_pkcs11::C_GetInterfaceList, hsmkit_pkcs11::C_GetInterface)),
         );
         let abi_in_process = abi_run(&linked);
