@@ -169,12 +169,12 @@ impl Pkcs11Backend {
                 None => false,
             }
         });
-        // CKM_RSA_AES_KEY_WRAP composed from what the module has: OAEP and RFC 5649 wrap.
+        // CKM_RSA_AES_KEY_WRAP composed from what the module has: OAEP and RFC 5649 wrap (_KWP, else _PAD).
         let has = |k: MechanismKind, f: MechanismFlags| mechanisms.iter().any(|m| m.kind == k && m.flags.contains(f));
         let wrap_unwrap = MechanismFlags::WRAP | MechanismFlags::UNWRAP;
         if !has(MechanismKind::RsaAesKeyWrap, MechanismFlags::WRAP)
             && has(MechanismKind::RsaPkcsOaep, wrap_unwrap)
-            && has(MechanismKind::AesKeyWrapPad, wrap_unwrap)
+            && (has(MechanismKind::AesKeyWrapKwp, wrap_unwrap) || has(MechanismKind::AesKeyWrapPad, wrap_unwrap))
             && has(MechanismKind::AesKeyGen, MechanismFlags::GENERATE)
         {
             let (min_bits, max_bits) = mechanisms

@@ -95,6 +95,22 @@ impl Pkcs11Session {
 
     /// An ephemeral AES-256 key for composing RSA-AES wrap: a session object that can wrap,
     /// unwrap and be wrapped.
+    /// RFC 5649 as this module calls it: `CKM_AES_KEY_WRAP_KWP` where it lists that (NSS's
+    /// `CKM_AES_KEY_WRAP_PAD` is PKCS#7 padding plus RFC 3394), else `CKM_AES_KEY_WRAP_PAD`
+    /// (SoftHSM2's is RFC 5649).
+    fn rfc5649(&self) -> cryptoki_sys::CK_MECHANISM {
+        let wu = hsmkit_backend::MechanismFlags::WRAP | hsmkit_backend::MechanismFlags::UNWRAP;
+        if self.capabilities.mechanism(MechanismKind::AesKeyWrapKwp).is_some_and(|m| m.flags.contains(wu)) {
+            kwp()
+        } else {
+            cryptoki_sys::CK_MECHANISM {
+                mechanism: cryptoki_sys::CKM_AES_KEY_WRAP_PAD,
+                pParameter: std::ptr::null_mut(),
+                ulParameterLen: 0,
+            }
+        }
+    }
+
     fn ephemeral_aes(&self, op: Op) -> Result<ObjectHandle> {
         let mut policy = KeyPolicy::new(hsmkit_backend::Usage::WRAP | hsmkit_backend::Usage::UNWRAP).extractable(true);
         policy.token = false;
@@ -126,7 +142,7 @@ impl Pkcs11Session {
         let op = Op::WrapKey;
         let eph = self.ephemeral_aes(op)?;
         let result = (|| {
-            let tail = self.wrap_raw(&CkMechanism::AesKeyWrapPad, eph, target)?;
+            let tail = self.raw.wrap(self.s.handle(), &mut self.rfc5649(), eph.handle(), target.handle())?;
             let mut out = self.wrap_raw(&convert::oaep(hash), wrapping, eph).map_err(|e| {
                 let refused = matches!(e.kind(), ErrorKind::ArgumentsBad | ErrorKind::MechanismParamInvalid);
                 if refused && hash != hsmkit_backend::HashAlg::Sha1 {
@@ -167,7 +183,7 @@ impl Pkcs11Session {
             .s
             .unwrap_key(&convert::oaep(hash), unwrapping, head, &convert::aes_template(&policy, None))
             .or_op(op)?;
-        let result = self.s.unwrap_key(&CkMechanism::AesKeyWrapPad, eph, tail, template).or_op(op);
+        let result = self.raw.unwrap(self.s.handle(), &mut self.rfc5649(), eph.handle(), tail, template).map(adopt);
         let destroyed = self.s.destroy_object(eph).or_op(Op::DestroyKey);
         let h = result?;
         destroyed?;
@@ -645,27 +661,16 @@ impl Session for Pkcs11Session {
             }
             Mechanism::RsaAesKeyWrap { aes_bits, hash } => {
                 self.native_rsa_aes(Op::UnwrapKey)?;
-                let h = self
-                    .raw
+                self.raw
                     .rsa_aes_unwrap(self.s.handle(), aes_bits, hash, u.handle(), wrapped, &template)
-                    .map_err(|e| named(e, mech))?;
-                // SAFETY: the handle the module just returned for this session's new key.
-                #[allow(unsafe_code)]
-                unsafe {
-                    ObjectHandle::new_from_raw(h)
-                }
+                    .map(adopt)
+                    .map_err(|e| named(e, mech))?
             }
-            Mechanism::AesKeyWrapKwp => {
-                let h = self
-                    .raw
-                    .unwrap(self.s.handle(), &mut kwp(), u.handle(), wrapped, &template)
-                    .map_err(|e| named(e, mech))?;
-                // SAFETY: the handle the module just returned for this session's new key.
-                #[allow(unsafe_code)]
-                unsafe {
-                    ObjectHandle::new_from_raw(h)
-                }
-            }
+            Mechanism::AesKeyWrapKwp => self
+                .raw
+                .unwrap(self.s.handle(), &mut kwp(), u.handle(), wrapped, &template)
+                .map(adopt)
+                .map_err(|e| named(e, mech))?,
             _ => self
                 .s
                 .unwrap_key(&convert::mechanism(mech, Op::UnwrapKey)?, u, wrapped, &template)
@@ -677,6 +682,16 @@ impl Session for Pkcs11Session {
 
     fn random(&self, out: &mut [u8]) -> Result<()> {
         self.s.generate_random_slice(out).or_op(Op::Random)
+    }
+}
+
+/// The object handle the module just returned for a key this session made (through the raw
+/// function list, which `cryptoki` does not wrap).
+fn adopt(h: cryptoki_sys::CK_OBJECT_HANDLE) -> ObjectHandle {
+    // SAFETY: `h` is a handle the module returned for this session's new object.
+    #[allow(unsafe_code)]
+    unsafe {
+        ObjectHandle::new_from_raw(h)
     }
 }
 
