@@ -312,8 +312,8 @@ fn layered(clean: &Module) -> Module {
 pub struct AbiCaught {
     /// The fault.
     pub fault: AbiFault,
-    /// The ABI case that caught it (empty when none did).
-    pub by: Vec<String>,
+    /// The ABI case that caught it (`None` when none did).
+    pub by: Option<String>,
 }
 
 /// Runs the ABI-level `cases` on `clean` (the baseline), then each of `faults` planted under its

@@ -418,8 +418,8 @@ pub struct Caught {
     /// The fault.
     pub fault: Fault,
     /// The case that caught it: the first, in run order, that passed on the backend and failed
-    /// with the fault (empty when none did).
-    pub by: Vec<String>,
+    /// with the fault (`None` when none did).
+    pub by: Option<String>,
 }
 
 /// The self-test's result: the cases that passed on the clean backend, and each fault's catchers.
@@ -438,8 +438,8 @@ pub struct SelfTest {
 impl SelfTest {
     /// Faults caught over faults planted.
     pub fn score(&self) -> (usize, usize) {
-        let caught = self.faults.iter().filter(|c| !c.by.is_empty()).count()
-            + self.abi_faults.iter().filter(|c| !c.by.is_empty()).count();
+        let caught = self.faults.iter().filter(|c| c.by.is_some()).count()
+            + self.abi_faults.iter().filter(|c| c.by.is_some()).count();
         (caught, self.faults.len() + self.abi_faults.len())
     }
 }
@@ -452,12 +452,9 @@ impl std::fmt::Display for SelfTest {
             self.baseline_passes
         )?;
         for c in &self.faults {
-            if c.by.is_empty() {
-                writeln!(f, "  MISSED  {}", c.fault.name())?;
-            } else {
-                let shown: Vec<&str> = c.by.iter().take(4).map(String::as_str).collect();
-                let more = if c.by.len() > 4 { format!(" and {} more", c.by.len() - 4) } else { String::new() };
-                writeln!(f, "  caught  {:<24} by {}{more}", c.fault.name(), shown.join(", "))?;
+            match &c.by {
+                None => writeln!(f, "  MISSED  {}", c.fault.name())?,
+                Some(by) => writeln!(f, "  caught  {:<24} by {by}", c.fault.name())?,
             }
         }
         if !self.abi_faults.is_empty() {
@@ -467,7 +464,7 @@ impl std::fmt::Display for SelfTest {
                 self.abi_baseline_passes
             )?;
             for c in &self.abi_faults {
-                match c.by.first() {
+                match &c.by {
                     None => writeln!(f, "  MISSED  {}", c.fault.name())?,
                     Some(by) => writeln!(f, "  caught  {:<32} by {by}", c.fault.name())?,
                 }
@@ -478,16 +475,23 @@ impl std::fmt::Display for SelfTest {
     }
 }
 
-/// The first of `cases` (in run order) that fails on `target`, as a list of at most one: a fault
-/// is caught once one case fails, as mutation testing stops at the first failing test, so a run
-/// costs the cases up to the catch rather than the whole suite.
-pub(crate) fn first_catch(cases: &[crate::Case], target: crate::Target<'_>, none: &crate::Expectations) -> Vec<String> {
-    cases
-        .iter()
-        .map(|c| crate::run_case(c, target, none.get(&c.id)))
-        .find(|f| !f.outcome.ok())
-        .map(|f| vec![f.id])
-        .unwrap_or_default()
+/// The first of `cases` (in run order) that fails on `target`: a fault is caught once one case
+/// fails, as mutation testing stops at the first failing test, so a run costs the cases up to the
+/// catch rather than the whole suite.
+pub(crate) fn first_catch(
+    cases: &[crate::Case],
+    target: crate::Target<'_>,
+    none: &crate::Expectations,
+) -> Option<String> {
+    cases.iter().map(|c| crate::run_case(c, target, none.get(&c.id))).find(|f| !f.outcome.ok()).map(|f| f.id)
+}
+
+/// A worker's message about one fault.
+enum Step {
+    /// The fault is planted and its run begins.
+    Started,
+    /// The case that caught it, if any.
+    Done(Option<String>),
 }
 
 /// Runs `cases` on `backend` (the baseline), then with each of `faults` planted; `progress` is
@@ -514,8 +518,8 @@ pub fn self_test(
     let baseline_passes = serial.len() + passing.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, faults.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<Vec<String>>)>();
-    let mut found: Vec<Option<Vec<String>>> = vec![None; faults.len()];
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Step)>();
+    let mut found: Vec<Option<String>> = vec![None; faults.len()];
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
@@ -524,25 +528,24 @@ pub fn self_test(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(&fault) = faults.get(i) else { break };
-                    let _ = tx.send((i, None));
+                    let _ = tx.send((i, Step::Started));
                     let faulty = Faulty::new(backend, fault);
                     let ctx = crate::Ctx::new(&faulty, slot, user_pin.clone());
                     let target = crate::Target { seam: Some(&ctx), abi: None };
-                    let _ = tx.send((i, Some(first_catch(passing, target, none))));
+                    let _ = tx.send((i, Step::Done(first_catch(passing, target, none))));
                 }
             });
         }
         drop(tx);
         for (i, by) in rx {
             match by {
-                None => progress(faults[i]),
-                Some(by) => found[i] = Some(by),
+                Step::Started => progress(faults[i]),
+                Step::Done(by) => found[i] = by,
             }
         }
     });
-    let mut out: Vec<Caught> =
-        faults.iter().zip(found).map(|(&fault, by)| Caught { fault, by: by.unwrap_or_default() }).collect();
-    for caught in out.iter_mut().filter(|c| c.by.is_empty()) {
+    let mut out: Vec<Caught> = faults.iter().zip(found).map(|(&fault, by)| Caught { fault, by }).collect();
+    for caught in out.iter_mut().filter(|c| c.by.is_none()) {
         let faulty = Faulty::new(backend, caught.fault);
         let ctx = crate::Ctx::new(&faulty, slot, user_pin.clone());
         caught.by = first_catch(&serial, crate::Target { seam: Some(&ctx), abi: None }, &none);
