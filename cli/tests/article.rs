@@ -298,6 +298,8 @@ fn keys_are_unusable_outside_operational_mode() {
 fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     let e = Env::new();
     e.ok("new-world --initialize --cipher-suite=DLf3072s256mAEScSP800131Ar1 --module=1 --acs-quorum=1/1");
+    let module_files = || ["kmdata", "nvram", "cards"].map(|d| snapshot(&e.dir.path().join(d)));
+    let before = module_files();
     let out = e.ok("conform --backend emulator");
     assert!(
         out.contains("0 failed") && out.contains("pass   rsa-aes-key-wrap") && out.ends_with("Result: SUCCESS\n"),
@@ -314,7 +316,8 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     ] {
         assert!(out.contains(&format!("pass   {id}")), "{id}: {out}");
     }
-    e.ok("nkminfo");
+    // Every byte of the world, its module's NVRAM and its cards is as it was.
+    assert!(module_files() == before, "hsmkit conform changed the user's world, NVRAM or cards");
     let err = e.fails("conform --backend pkcs11:/nonexistent/module.so");
     assert!(err.contains("there is no PKCS#11 module at /nonexistent/module.so"), "{err}");
     // An emulator without a world fails once, before any case, and says what to do.

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let ctx = || {
         Ctx::new(&emu, SLOT, Some(Pin::from("user-pin".to_string()))).with_so_pin(Some(Pin::from("card".to_string())))
     };
-    let before = files(&kmdata);
+    let before = files(dir.path());
     // Side by side, as `hsmkit conform` runs the emulator: every case must still pass, each with
     // its own vector count.
     let cases: Vec<_> = hsmkit_conformance::suite().into_iter().filter(|c| matches!(c.body, Body::Seam(_))).collect();
@@ -42,10 +42,13 @@ fn main() -> ExitCode {
         "a vector set counted nothing"
     );
     print!("{report}");
-    let after = files(&kmdata);
+    let after = files(dir.path());
     let left_as_found = before == after;
     if !left_as_found {
-        println!("the suite left kmdata changed: before {before:?}, after {after:?}");
+        let names =
+            |v: &[(String, Vec<u8>)]| v.iter().map(|(n, b)| format!("{n} ({} bytes)", b.len())).collect::<Vec<_>>();
+        let changed: Vec<_> = after.iter().filter(|f| !before.contains(f)).map(|(n, _)| n.as_str()).collect();
+        println!("the suite left the module's files changed: {changed:?} (before {:?})", names(&before));
     }
     // The sweep (with the profiles it leaves pairs to) covers every row the emulator lists.
     let gaps = hsmkit_conformance::uncovered(&emu.capabilities().expect("the mechanism list"));
@@ -55,17 +58,17 @@ fn main() -> ExitCode {
     if report.ok() && left_as_found && gaps.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// Every file under `dir` with its length, sorted (the key blobs the suite must not leave).
-fn files(dir: &std::path::Path) -> Vec<(String, u64)> {
-    fn walk(d: &std::path::Path, out: &mut Vec<(String, u64)>) {
-        for e in std::fs::read_dir(d).expect("kmdata").flatten() {
+/// Every file under `dir` (kmdata, NVRAM, cards) with its bytes, sorted: key blobs the suite
+/// must not leave, and a world, card or token record it must not change. Lock files, empty and
+/// made on first use, are no state.
+fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(d: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(d).expect("a folder of the module").flatten() {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, out);
-            } else if let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned())
-                && name.starts_with("key_")
-            {
-                out.push((p.display().to_string(), e.metadata().map_or(0, |m| m.len())));
+            } else if !p.to_string_lossy().ends_with(".lock") {
+                out.push((p.display().to_string(), std::fs::read(&p).expect("a file of the module")));
             }
         }
     }
