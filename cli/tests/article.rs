@@ -301,6 +301,13 @@ fn conform_runs_the_suite_on_the_emulator_and_names_bad_backends() {
     let module_files = || ["kmdata", "nvram", "cards"].map(|d| snapshot(&e.dir.path().join(d)));
     let before = module_files();
     let out = e.ok("conform --backend emulator");
+    // The README's figures for the emulator in process: over 500 cases, over 5,000 vector checks.
+    let summary = out.lines().rev().find(|l| l.contains(" cases, ")).expect("the summary line");
+    let figure = |after: &str| -> u64 {
+        let head = &summary[..summary.find(after).expect("a figure")];
+        head.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).expect("a number")
+    };
+    assert!(figure(" cases") > 500 && figure(" vector checks") > 5_000, "{summary}");
     assert!(
         out.contains("0 failed") && out.contains("pass   rsa-aes-key-wrap") && out.ends_with("Result: SUCCESS\n"),
         "{out}"
