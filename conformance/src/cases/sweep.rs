@@ -1173,7 +1173,33 @@ fn ecdh(s: &dyn Session, curve: EcCurve) -> R {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{SP800_38A_IV, SP800_38A_KEY, SP800_38A_PT, unhex};
     use super::*;
+
+    /// The software reference every AES cell is judged against, on the published answers
+    /// (NIST SP 800-38A F.1.1, F.2.1, F.5.1; RFC 4493 §4 examples 1 and 2).
+    #[test]
+    fn the_software_reference_gives_the_published_answers() {
+        let soft = Soft::aes(&unhex(SP800_38A_KEY)).expect("AES-128");
+        let pt = unhex(SP800_38A_PT);
+        let ecb = unhex(
+            "3ad77bb40d7a3660a89ecaf32466ef97f5d3d58503b9699de785895a96fdbaaf43b1cd7f598ece23881b00e3ed0306887b0c785e27e8ad3f8223207104725dd4",
+        );
+        let cbc = unhex(
+            "7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b273bed6b8e3c1743b7116e69e222295163ff1caa1681fac09120eca307586e1a7",
+        );
+        let ctr = unhex(
+            "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee",
+        );
+        assert_eq!(soft.ecb(&pt, true), ecb);
+        assert_eq!(soft.ecb(&ecb, false), pt);
+        assert_eq!(soft.cbc(&SP800_38A_IV, &pt, true), cbc);
+        assert_eq!(soft.cbc(&SP800_38A_IV, &cbc, false), pt);
+        let counter: [u8; 16] = unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff").try_into().expect("16 bytes");
+        assert_eq!(soft.ctr(&counter, &pt), ctr);
+        assert_eq!(soft.cmac(b""), unhex("bb1d6929e95937287fa37d129b756746"));
+        assert_eq!(soft.cmac(&pt[..16]), unhex("070a16b46b4d4144f79bdd9dd04a287c"));
+    }
 
     fn row(kind: MechanismKind, min_bits: u32, max_bits: u32, flags: MechanismFlags) -> MechanismInfo {
         MechanismInfo { kind, min_bits, max_bits, flags, composed: false }
